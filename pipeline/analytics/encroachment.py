@@ -1,0 +1,165 @@
+"""Encroachment: a person or vehicle stationary inside a no-encroachment zone for ``dwell_seconds``.
+
+One incident per zone occurrence: it starts once a track has dwelt (confirmed over
+``confirm_frames`` sampled frames), sends updates every ``update_seconds`` or when the set of
+objects changes, ends when no track has qualified for ``clear_seconds``, and the zone then stays
+quiet for ``cooldown_seconds``. Because the incident belongs to the zone, a track ID switch during
+an incident does not start a second one.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..config import EncroachmentConfig
+from ..types import Incident, Track, TrackedObject
+from .zones import Zone, bottom_centres
+
+HISTORY_SECONDS = 1.5
+
+
+@dataclass
+class _TrackDwell:
+    positions: deque[tuple[float, float, float]] = field(default_factory=lambda: deque(maxlen=64))
+    qualifying_since: float | None = None
+    frames: int = 0
+    last_t: float = 0.0
+
+    def speed(self) -> float:
+        """Pixels per second of the bottom-centre over the last ``HISTORY_SECONDS``."""
+        if len(self.positions) < 2:
+            return 0.0
+        t1, x1, y1 = self.positions[-1]
+        for t0, x0, y0 in self.positions:
+            if t1 - t0 <= HISTORY_SECONDS:
+                break
+        dt = t1 - t0
+        return 0.0 if dt <= 0 else float(np.hypot(x1 - x0, y1 - y0) / dt)
+
+
+@dataclass
+class _ZoneState:
+    tracks: dict[int, _TrackDwell] = field(default_factory=dict)
+    incident: Incident | None = None
+    last_qualified_t: float = 0.0
+    last_update_t: float = 0.0
+    cooldown_until: float = float("-inf")
+    object_ids: frozenset[int] = frozenset()
+
+
+class EncroachmentRule:
+    type = "encroachment"
+
+    def __init__(self, cfg: EncroachmentConfig, *, camera_id: str, zones: list[Zone], labels: set[str]) -> None:
+        self.cfg = cfg
+        self.camera_id = camera_id
+        self.zones = [z for z in zones if "no_encroachment" in z.kinds]
+        self.labels = labels
+        self.state = {z.name: _ZoneState() for z in self.zones}
+
+    def update(self, tracks: list[Track], *, t: float, frame_w: int, frame_h: int) -> list[Incident]:
+        if not self.cfg.enabled or not self.zones:
+            return []
+        cand = [tr for tr in tracks if tr.label in self.labels]
+        points = bottom_centres(np.array([tr.xyxy for tr in cand]).reshape(-1, 4))
+        out: list[Incident] = []
+        for zone in self.zones:
+            st = self.state[zone.name]
+            inside = zone.contains(points, frame_w=frame_w, frame_h=frame_h) if cand else np.zeros(0, bool)
+            qualifying: list[Track] = []
+            seen: set[int] = set()
+            for tr, ok, (px, py) in zip(cand, inside, points, strict=True):
+                if not ok:
+                    continue
+                seen.add(tr.track_id)
+                d = st.tracks.setdefault(tr.track_id, _TrackDwell())
+                d.positions.append((t, float(px), float(py)))
+                d.last_t = t
+                if d.speed() > self.cfg.stationary_speed_px_s:
+                    d.qualifying_since, d.frames = None, 0
+                    continue
+                if d.qualifying_since is None:
+                    d.qualifying_since = t
+                d.frames += 1
+                if t - d.qualifying_since >= self.cfg.dwell_seconds and d.frames >= self.cfg.confirm_frames:
+                    qualifying.append(tr)
+            # tracks that left the zone or ended: their state goes (memory stays bounded)
+            for tid in [tid for tid in st.tracks if tid not in seen]:
+                del st.tracks[tid]
+            out.extend(self._lifecycle(zone, st, qualifying, t))
+        return out
+
+    def _lifecycle(self, zone: Zone, st: _ZoneState, qualifying: list[Track], t: float) -> list[Incident]:
+        cfg = self.cfg
+        if qualifying:
+            st.last_qualified_t = t
+        inc = st.incident
+        if inc is None:
+            if not qualifying or t < st.cooldown_until:
+                return []
+            started = min(
+                st.tracks[tr.track_id].qualifying_since or t for tr in qualifying
+            )
+            inc = Incident(
+                incident_id=str(uuid.uuid4()),
+                type=self.type,
+                status="start",
+                severity=cfg.severity,
+                camera_id=self.camera_id,
+                zone=zone.name,
+                started_at=started,
+                emitted_at=t,
+                ended_at=None,
+                objects=_objects(qualifying),
+                confidence=max(tr.confidence for tr in qualifying),
+                details={"dwell_seconds": round(t - started, 2)},
+            )
+            st.incident, st.last_update_t = inc, t
+            st.object_ids = frozenset(tr.track_id for tr in qualifying)
+            return [_step(inc, "start", t)]
+        if not qualifying:
+            if t - st.last_qualified_t >= cfg.clear_seconds:
+                st.incident = None
+                st.cooldown_until = t + cfg.cooldown_seconds
+                end = _step(inc, "end", t)
+                end.ended_at = st.last_qualified_t
+                return [end]
+            return []
+        ids = frozenset(tr.track_id for tr in qualifying)
+        if ids != st.object_ids or t - st.last_update_t >= cfg.update_seconds:
+            st.object_ids, st.last_update_t = ids, t
+            inc.objects = _objects(qualifying)
+            inc.confidence = max(tr.confidence for tr in qualifying)
+            inc.details = {"dwell_seconds": round(t - inc.started_at, 2)}
+            return [_step(inc, "update", t)]
+        return []
+
+
+def _objects(tracks: list[Track]) -> list[TrackedObject]:
+    return [
+        TrackedObject(tr.track_id, tr.label, round(float(tr.confidence), 4),
+                      tuple(round(float(v), 1) for v in tr.xyxy))  # type: ignore[arg-type]
+        for tr in tracks
+    ]
+
+
+def _step(inc: Incident, status: str, t: float) -> Incident:
+    """A snapshot of the incident at one lifecycle step (the live object keeps changing)."""
+    return Incident(
+        incident_id=inc.incident_id,
+        type=inc.type,
+        status=status,  # type: ignore[arg-type]
+        severity=inc.severity,
+        camera_id=inc.camera_id,
+        zone=inc.zone,
+        started_at=inc.started_at,
+        emitted_at=t,
+        ended_at=inc.ended_at,
+        objects=list(inc.objects),
+        confidence=inc.confidence,
+        details=dict(inc.details),
+    )

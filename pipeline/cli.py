@@ -1,0 +1,243 @@
+"""`safecity run | sink | demo | models | footage | bench`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from .errors import ConfigError, SafeCityError
+
+log = logging.getLogger("safecity")
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def _install_stop_signals(stop: threading.Event) -> None:
+    def handler(signum: int, _frame: object) -> None:
+        log.warning("signal %d: stopping", signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from .config import load_config
+    from .metrics import Metrics, serve_metrics
+    from .report import summary_table
+    from .runner import Runner
+
+    cfg = load_config(args.config)
+    if args.metrics_port is not None:
+        cfg.metrics_port = args.metrics_port
+    if args.duration is not None:
+        cfg.duration_seconds = args.duration
+    metrics = Metrics()
+    if cfg.metrics_port is not None:
+        port = serve_metrics(metrics.registry, cfg.metrics_port)
+        print(f"metrics on http://127.0.0.1:{port}/metrics", file=sys.stderr, flush=True)
+    runner = Runner(cfg, metrics=metrics, status_stream=None if args.quiet else sys.stderr)
+    stop = runner.stop_event
+    _install_stop_signals(stop)
+    stats = runner.run(cfg.duration_seconds)
+    Console(stderr=True, width=120).print(summary_table(runner, stats))
+    return 0
+
+
+def cmd_sink(args: argparse.Namespace) -> int:
+    from prometheus_client import CollectorRegistry
+
+    from .events.sink import Sink, format_event
+    from .metrics import serve_metrics
+
+    registry = CollectorRegistry()
+    if args.metrics_port is not None:
+        port = serve_metrics(registry, args.metrics_port)
+        print(f"sink metrics on http://127.0.0.1:{port}/metrics", file=sys.stderr, flush=True)
+
+    def show(event: dict, is_new: bool) -> None:
+        if not args.quiet:
+            print(("" if is_new else "(duplicate) ") + format_event(event), flush=True)
+
+    sink = Sink(bind=args.bind, db_path=Path(args.db), registry=registry, on_event=show)
+    stop = threading.Event()
+    _install_stop_signals(stop)
+    t = threading.Thread(target=sink.serve, args=(stop,), daemon=True)
+    t.start()
+    if sink.ready.wait(10):
+        print(f"sink listening on {sink.bound_endpoint}, storing to {args.db}", file=sys.stderr, flush=True)
+    while t.is_alive() and not stop.is_set():
+        t.join(0.2)
+    stop.set()
+    t.join(5)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Fetch the model and footage, start a sink process, run the demo config, show what the sink got."""
+    from .config import load_config
+    from .footage import fetch_samples
+    from .registry import REPO_ROOT, data_dir, fetch_model
+
+    config_path = Path(args.config or REPO_ROOT / "configs" / "demo.yaml")
+    cfg = load_config(config_path)
+    print("== fetching model and footage (reused when present)", flush=True)
+    if cfg.model.name:
+        print(f"model {cfg.model.name}: {fetch_model(cfg.model.name)}", flush=True)
+    for name, p in fetch_samples().items():
+        print(f"footage {name}: {p}", flush=True)
+    run_dir = data_dir() / "demo"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    db = run_dir / "sink.sqlite"
+    for p in run_dir.glob("*.sqlite*"):
+        p.unlink()
+    bind = cfg.sink.endpoint
+    print(f"== starting the ICCC sink on {bind}", flush=True)
+    sink_log = run_dir / "sink.log"
+    with sink_log.open("w") as logf:
+        sink = subprocess.Popen(
+            [sys.executable, "-m", "pipeline.cli", "sink", "--bind", bind, "--db", str(db)],
+            stdout=logf, stderr=subprocess.STDOUT,
+        )
+    try:
+        time.sleep(1.0)
+        print(f"== running the pipeline on {len(cfg.cameras)} cameras for {cfg.duration_seconds} s", flush=True)
+        env = dict(os.environ)
+        rc = subprocess.call([sys.executable, "-m", "pipeline.cli", "run", str(config_path)], env=env)
+        if rc != 0:
+            return rc
+    finally:
+        sink.send_signal(signal.SIGTERM)
+        try:
+            sink.wait(10)
+        except subprocess.TimeoutExpired:
+            sink.kill()
+    print("== incidents received by the sink:", flush=True)
+    received = [line for line in sink_log.read_text().splitlines() if "camera=" in line]
+    for line in received:
+        print("  " + line)
+    print(f"== {len(received)} incident events received (sink store: {db})")
+    return 0 if received else 1
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from .registry import fetch_model, load_manifest, onnx_path
+
+    if args.action == "list":
+        for name, e in load_manifest().items():
+            have = "fetched" if onnx_path(name).is_file() else "not fetched"
+            print(f"{name:14} {e.get('licence', '?'):12} {have:12} {e.get('description', '')}")
+        return 0
+    path = fetch_model(args.name, allow_unpinned=args.allow_unpinned, imgsz=args.imgsz)
+    print(path)
+    return 0
+
+
+def cmd_footage(args: argparse.Namespace) -> int:
+    from rich.progress import track
+
+    from .footage import fetch_samples, generate_clip
+
+    if args.action == "samples":
+        for name, p in fetch_samples(Path(args.out) if args.out else None).items():
+            print(f"{name}: {p}")
+        return 0
+    out = Path(args.out or "data/footage/generated")
+    codec = {"h264": "libx264", "hevc": "libx265"}.get(args.codec, args.codec)
+    for i in track(range(args.count), description="encoding clips"):
+        p = out / f"cam{i:03d}.mp4"
+        generate_clip(p, width=args.width, height=args.height, fps=args.fps, seconds=args.seconds,
+                      gop=args.gop, codec=codec, bitrate=args.bitrate, seed=i)
+        print(p)
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from benchmarks.throughput import main as bench_main
+
+    return bench_main(args.rest)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="safecity", description="Safe City video analytics")
+    p.add_argument("-v", "--verbose", action="store_true", help="log at INFO")
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    r = sub.add_parser("run", help="run the pipeline for the cameras of a config")
+    r.add_argument("config")
+    r.add_argument("--metrics-port", type=int, default=None, help="serve Prometheus metrics (0: any free port)")
+    r.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    r.add_argument("--quiet", action="store_true", help="no per-second status line")
+    r.set_defaults(func=cmd_run)
+
+    s = sub.add_parser("sink", help="run the ICCC event sink")
+    s.add_argument("--bind", default="tcp://127.0.0.1:5555")
+    s.add_argument("--db", default="events.sqlite")
+    s.add_argument("--metrics-port", type=int, default=None)
+    s.add_argument("--quiet", action="store_true")
+    s.set_defaults(func=cmd_sink)
+
+    d = sub.add_parser("demo", help="fetch model + footage, start a sink, run the demo config")
+    d.add_argument("--config", default=None)
+    d.set_defaults(func=cmd_demo)
+
+    m = sub.add_parser("models", help="the model registry")
+    m.add_argument("action", choices=["list", "fetch"])
+    m.add_argument("name", nargs="?")
+    m.add_argument("--allow-unpinned", action="store_true", help="accept a model with no sha256 in the manifest")
+    m.add_argument("--imgsz", type=int, default=None)
+    m.set_defaults(func=cmd_models)
+
+    f = sub.add_parser("footage", help="real sample clips, or generated CCTV-like clips")
+    f.add_argument("action", choices=["samples", "generate"])
+    f.add_argument("--out", default=None)
+    f.add_argument("-n", "--count", type=int, default=4)
+    f.add_argument("--width", type=int, default=1920)
+    f.add_argument("--height", type=int, default=1080)
+    f.add_argument("--fps", type=int, default=25)
+    f.add_argument("--seconds", type=float, default=10.0)
+    f.add_argument("--gop", type=int, default=50)
+    f.add_argument("--codec", default="h264", choices=["h264", "hevc", "libx264", "libx265"])
+    f.add_argument("--bitrate", type=int, default=4_000_000)
+    f.set_defaults(func=cmd_footage)
+
+    b = sub.add_parser("bench", help="throughput benchmark (see benchmarks/throughput.py --help)")
+    b.add_argument("rest", nargs=argparse.REMAINDER)
+    b.set_defaults(func=cmd_bench)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("YOLO_OFFLINE", "1")
+    args = build_parser().parse_args(argv)
+    if args.cmd == "models" and args.action == "fetch" and not args.name:
+        print("safecity models fetch: give a model NAME (see `safecity models list`)", file=sys.stderr)
+        return 2
+    _setup_logging(args.verbose)
+    try:
+        return int(args.func(args))
+    except ConfigError as err:
+        print(f"config error: {err}", file=sys.stderr)
+        return 2
+    except SafeCityError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,222 @@
+"""The whole YAML configuration as one pydantic tree, parsed once at the entry point."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .errors import ConfigError
+
+Point = tuple[float, float]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ZoneConfig(Strict):
+    name: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")]
+    polygon: Annotated[list[Point], Field(min_length=3, max_length=256)]
+    normalized: bool = False
+    kinds: list[Literal["no_encroachment", "carriageway", "protected"]] = ["no_encroachment"]
+
+    @model_validator(mode="after")
+    def _check_points(self) -> ZoneConfig:
+        for x, y in self.polygon:
+            if self.normalized and not (0.0 <= x <= 1.0 and 0.0 <= y <= 1.0):
+                raise ValueError(f"normalized polygon point ({x}, {y}) is outside 0..1")
+            if x < 0 or y < 0:
+                raise ValueError(f"polygon point ({x}, {y}) is negative; expected pixel coordinates >= 0")
+        return self
+
+
+class CameraConfig(Strict):
+    id: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")]
+    source: Annotated[str, Field(min_length=1, description="video file path or rtsp:// URL")]
+    loop: bool = False
+    realtime: bool = True
+    analytics_fps: Annotated[float, Field(gt=0, le=60)] = 5.0
+    location: tuple[float, float] | None = Field(default=None, description="longitude, latitude (WGS84)")
+    zones: list[ZoneConfig] = []
+    reconnect_initial_seconds: Annotated[float, Field(gt=0, le=60)] = 1.0
+    reconnect_max_seconds: Annotated[float, Field(gt=0, le=600)] = 30.0
+    open_timeout_seconds: Annotated[float, Field(gt=0, le=120)] = 10.0
+    read_timeout_seconds: Annotated[float, Field(gt=0, le=120)] = 5.0
+
+    @field_validator("location")
+    @classmethod
+    def _check_location(cls, v: tuple[float, float] | None) -> tuple[float, float] | None:
+        if v is not None and not (-180 <= v[0] <= 180 and -90 <= v[1] <= 90):
+            raise ValueError(f"location {list(v)} is not [longitude -180..180, latitude -90..90]")
+        return v
+
+    @model_validator(mode="after")
+    def _check(self) -> CameraConfig:
+        names = [z.name for z in self.zones]
+        if len(set(names)) != len(names):
+            raise ValueError(f"zone names must be unique per camera, got {names}")
+        if self.reconnect_max_seconds < self.reconnect_initial_seconds:
+            raise ValueError("reconnect_max_seconds must be >= reconnect_initial_seconds")
+        return self
+
+    @property
+    def is_live(self) -> bool:
+        return "://" in self.source
+
+
+class ModelConfig(Strict):
+    name: str | None = Field(default=None, description="a model of the manifest (models/manifest.yaml)")
+    path: Path | None = Field(default=None, description="an ONNX file exported with a dynamic batch axis")
+    backend: Literal["onnxruntime", "scripted"] = "onnxruntime"
+    imgsz: Annotated[int, Field(ge=32, le=2048, multiple_of=32)] | None = None
+    conf_threshold: Annotated[float, Field(gt=0, lt=1)] = 0.25
+    iou_threshold: Annotated[float, Field(gt=0, lt=1)] = 0.7
+    max_det: Annotated[int, Field(ge=1, le=1000)] = 300
+    threads: Annotated[int, Field(ge=0, le=256)] = 0
+    scripted_detections: Path | None = Field(default=None, description="JSONL of detections (backend: scripted)")
+
+    @model_validator(mode="after")
+    def _check(self) -> ModelConfig:
+        if self.backend == "scripted":
+            if self.scripted_detections is None:
+                raise ValueError("backend 'scripted' needs scripted_detections (a JSONL file)")
+        elif (self.name is None) == (self.path is None):
+            raise ValueError("give exactly one of model.name (from the manifest) or model.path (an .onnx file)")
+        return self
+
+
+class BatchingConfig(Strict):
+    max_batch_size: Annotated[int, Field(ge=1, le=256)] = 8
+    timeout_ms: Annotated[float, Field(gt=0, le=10_000)] = 40.0
+    queue_frames: Annotated[int, Field(ge=1, le=10_000)] = 64
+
+
+class TrackerConfig(Strict):
+    high_threshold: Annotated[float, Field(gt=0, lt=1)] = 0.5
+    low_threshold: Annotated[float, Field(gt=0, lt=1)] = 0.1
+    new_track_threshold: Annotated[float, Field(gt=0, lt=1)] = 0.6
+    match_iou: Annotated[float, Field(gt=0, lt=1)] = 0.2
+    max_lost_seconds: Annotated[float, Field(gt=0, le=60)] = 2.0
+
+    @model_validator(mode="after")
+    def _check(self) -> TrackerConfig:
+        if self.low_threshold >= self.high_threshold:
+            raise ValueError(
+                f"low_threshold ({self.low_threshold}) must be below high_threshold ({self.high_threshold})"
+            )
+        return self
+
+
+class EncroachmentConfig(Strict):
+    enabled: bool = True
+    roles: list[str] = ["person", "vehicle"]
+    dwell_seconds: Annotated[float, Field(gt=0, le=86_400)] = 30.0
+    stationary_speed_px_s: Annotated[float, Field(gt=0)] = 40.0
+    confirm_frames: Annotated[int, Field(ge=1, le=1000)] = 3
+    clear_seconds: Annotated[float, Field(gt=0, le=3600)] = 3.0
+    update_seconds: Annotated[float, Field(gt=0, le=3600)] = 10.0
+    cooldown_seconds: Annotated[float, Field(ge=0, le=86_400)] = 30.0
+    severity: Literal["low", "medium", "high", "critical"] = "medium"
+
+
+class RulesConfig(Strict):
+    encroachment: EncroachmentConfig = EncroachmentConfig()
+
+
+DEFAULT_ROLES: dict[str, list[str]] = {
+    "person": ["person", "Normal", "Fall"],
+    "vehicle": ["car", "bus", "truck", "motorcycle", "bicycle"],
+    "two_wheeler": ["motorcycle", "bicycle"],
+    "animal": ["cow", "dog", "horse", "sheep"],
+    "bag": ["backpack", "handbag", "suitcase"],
+    "fallen_person": ["Fall"],
+}
+
+
+class SinkConfig(Strict):
+    endpoint: str = "tcp://127.0.0.1:5555"
+    outbox: Path = Path("data/outbox.sqlite")
+    snapshot_quality: Annotated[int, Field(ge=1, le=100)] = 85
+    ack_timeout_seconds: Annotated[float, Field(gt=0, le=600)] = 2.0
+    max_in_flight: Annotated[int, Field(ge=1, le=10_000)] = 256
+    drain_seconds: Annotated[float, Field(ge=0, le=600)] = 10.0
+
+    @field_validator("endpoint")
+    @classmethod
+    def _check_endpoint(cls, v: str) -> str:
+        if not v.startswith(("tcp://", "ipc://", "inproc://")):
+            raise ValueError(f"endpoint {v!r} is not a ZeroMQ address like tcp://host:port")
+        return v
+
+
+class Config(Strict):
+    edge_id: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")] = "edge-1"
+    device: Annotated[str, Field(pattern=r"^(auto|cpu|cuda(:\d+)?)$")] = "auto"
+    cameras: Annotated[list[CameraConfig], Field(min_length=1, max_length=2048)]
+    model: ModelConfig
+    roles: dict[str, list[str]] = Field(default_factory=lambda: {k: list(v) for k, v in DEFAULT_ROLES.items()})
+    batching: BatchingConfig = BatchingConfig()
+    tracker: TrackerConfig = TrackerConfig()
+    rules: RulesConfig = RulesConfig()
+    sink: SinkConfig = SinkConfig()
+    metrics_port: Annotated[int, Field(ge=0, le=65535)] | None = None
+    duration_seconds: Annotated[float, Field(gt=0)] | None = None
+    status_interval_seconds: Annotated[float, Field(gt=0, le=3600)] = 1.0
+
+    @model_validator(mode="after")
+    def _check(self) -> Config:
+        ids = [c.id for c in self.cameras]
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        if dupes:
+            raise ValueError(f"camera ids must be unique, repeated: {dupes}")
+        for role in self.rules.encroachment.roles:
+            if role not in self.roles:
+                raise ValueError(f"rules.encroachment.roles names {role!r}, expected one of {sorted(self.roles)}")
+        return self
+
+
+def _format_error(err: ValidationError, source: str) -> str:
+    first = err.errors()[0]
+    loc = ".".join(str(p) for p in first["loc"]) or "<root>"
+    value = first.get("input")
+    shown = repr(value) if not isinstance(value, dict) else "{...}"
+    if len(shown) > 80:
+        shown = shown[:77] + "..."
+    msg = first["msg"].removeprefix("Value error, ")
+    more = f" (and {err.error_count() - 1} more)" if err.error_count() > 1 else ""
+    return f"{source}: {loc}: got {shown}: {msg}{more}"
+
+
+def parse_config(data: object, *, source: str = "config") -> Config:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping at the top level, got {type(data).__name__}")
+    try:
+        return Config.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_format_error(err, source)) from None
+
+
+def load_config(path: str | Path) -> Config:
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as err:
+        raise ConfigError(f"{p}: cannot read config: {err.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{p}: not valid YAML: {str(err).splitlines()[0]}") from None
+    cfg = parse_config(data, source=str(p))
+    # relative paths in a config are relative to the config file
+    base = p.resolve().parent
+    for cam in cfg.cameras:
+        if not cam.is_live and not Path(cam.source).is_absolute():
+            cam.source = str(base / cam.source)
+    if cfg.model.path is not None and not cfg.model.path.is_absolute():
+        cfg.model.path = base / cfg.model.path
+    if cfg.model.scripted_detections is not None and not cfg.model.scripted_detections.is_absolute():
+        cfg.model.scripted_detections = base / cfg.model.scripted_detections
+    return cfg

@@ -1,0 +1,32 @@
+"""Choose and build the detector backend for a config."""
+
+from __future__ import annotations
+
+from ..config import Config
+from ..devices import resolve_device
+from .base import Detector
+
+
+def create_detector(cfg: Config) -> Detector:
+    m = cfg.model
+    if m.backend == "scripted":
+        from .scripted import ScriptedDetector
+
+        assert m.scripted_detections is not None
+        return ScriptedDetector(m.scripted_detections)
+    if m.backend == "onnxruntime":
+        from ..registry import resolve_model_path
+        from .onnx_backend import OnnxDetector
+
+        path, name = resolve_model_path(m)
+        return OnnxDetector(
+            path,
+            name=name,
+            imgsz=m.imgsz,
+            conf_threshold=m.conf_threshold,
+            iou_threshold=m.iou_threshold,
+            max_det=m.max_det,
+            threads=m.threads,
+            device=resolve_device(cfg.device),
+        )
+    raise AssertionError(f"unhandled backend {m.backend}")

@@ -1,0 +1,1 @@
+"""Incident events: schema, snapshots, durable outbox, ZeroMQ transport and the ICCC sink."""

@@ -1,0 +1,113 @@
+"""The ``iccc.incident/1`` schema: building events from incidents, and validating them."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import time
+import uuid
+from functools import cache
+from importlib import resources
+from typing import Any
+
+from ..errors import SchemaError
+from ..types import Incident
+
+SCHEMA_MAJOR = 1
+SCHEMA_VERSION = f"iccc.incident/{SCHEMA_MAJOR}.0"
+
+
+def uuid7() -> str:
+    """A UUIDv7: 48-bit Unix milliseconds, then random bits (RFC 9562)."""
+    ms = time.time_ns() // 1_000_000
+    rand = int.from_bytes(os.urandom(10), "big")
+    value = (ms & ((1 << 48) - 1)) << 80
+    value |= 0x7 << 76
+    value |= ((rand >> 62) & 0xFFF) << 64
+    value |= 0b10 << 62
+    value |= rand & ((1 << 62) - 1)
+    return str(uuid.UUID(int=value))
+
+
+def rfc3339(ts: float) -> str:
+    return dt.datetime.fromtimestamp(ts, tz=dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@cache
+def load_schema() -> dict[str, Any]:
+    text = resources.files("pipeline.events").joinpath("iccc.incident.schema.json").read_text()
+    return json.loads(text)
+
+
+@cache
+def _validator() -> Any:
+    from jsonschema import Draft202012Validator
+
+    return Draft202012Validator(load_schema(), format_checker=Draft202012Validator.FORMAT_CHECKER)
+
+
+def validate_event(event: Any) -> None:
+    """Raise SchemaError naming the first problem; unknown major versions are rejected first."""
+    if not isinstance(event, dict):
+        raise SchemaError(f"event must be a JSON object, got {type(event).__name__}")
+    version = event.get("schema")
+    if not isinstance(version, str) or not version.startswith("iccc.incident/"):
+        raise SchemaError(f"schema: expected 'iccc.incident/{SCHEMA_MAJOR}.N', got {version!r}")
+    major = version.split("/", 1)[1].split(".", 1)[0]
+    if major != str(SCHEMA_MAJOR):
+        raise SchemaError(f"schema: unsupported major version {major!r} (this sink speaks {SCHEMA_MAJOR})")
+    err = next(iter(sorted(_validator().iter_errors(event), key=lambda e: list(e.path))), None)
+    if err is not None:
+        where = ".".join(str(p) for p in err.path) or "<event>"
+        raise SchemaError(f"{where}: {err.message}")
+
+
+def build_event(
+    inc: Incident,
+    *,
+    source: str,
+    location: tuple[float, float] | None,
+    frame_w: int,
+    frame_h: int,
+    model_name: str,
+    model_version: str,
+    wall_offset: float,
+    snapshot_sha256: str | None,
+    snapshot_bytes: int = 0,
+) -> dict[str, Any]:
+    """The event for one incident step, without ``seq`` (the outbox assigns it when it commits).
+
+    ``wall_offset`` maps the camera's media time to Unix time (wall = media + offset).
+    """
+    return {
+        "schema": SCHEMA_VERSION,
+        "event_id": uuid7(),
+        "incident_id": inc.incident_id,
+        "source": source,
+        "type": inc.type,
+        "status": inc.status,
+        "severity": inc.severity,
+        "camera_id": inc.camera_id,
+        "location": None if location is None else {"type": "Point", "coordinates": list(location)},
+        "zone": inc.zone,
+        "started_at": rfc3339(inc.started_at + wall_offset),
+        "ended_at": None if inc.ended_at is None else rfc3339(inc.ended_at + wall_offset),
+        "emitted_at": rfc3339(inc.emitted_at + wall_offset),
+        "confidence": round(float(inc.confidence), 4),
+        "objects": [
+            {"track_id": o.track_id, "label": o.label, "confidence": o.confidence, "bbox": list(o.bbox_xyxy)}
+            for o in inc.objects
+        ],
+        "frame": {"width": frame_w, "height": frame_h, "index": inc.frame_index},
+        "model": {"name": model_name, "version": model_version},
+        "evidence": None
+        if snapshot_sha256 is None
+        else {
+            "snapshot": f"sha256:{snapshot_sha256}",
+            "sha256": snapshot_sha256,
+            "content_type": "image/jpeg",
+            "bytes": snapshot_bytes,
+        },
+        "details": dict(inc.details),
+    }

