@@ -1,0 +1,88 @@
+"""Shared fixtures: a tiny YOLO exported to ONNX, generated clips, real footage and model when fetched."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+os.environ.setdefault("YOLO_OFFLINE", "1")
+os.environ.setdefault("YOLO_AUTOINSTALL", "false")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+DATA = Path(os.environ.get("SAFECITY_DATA", REPO / "data"))
+FALL_MODEL = DATA / "models" / "fall-yolov8" / "fall-yolov8.onnx"
+FOOTAGE = DATA / "footage"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if torch.cuda.is_available():
+        return
+    fail = os.environ.get("FAIL_WITHOUT_CUDA") == "1"
+    for item in items:
+        if "needs_cuda" in item.keywords:
+            if fail:
+                item.add_marker(pytest.mark.xfail(reason="FAIL_WITHOUT_CUDA=1 and no CUDA", strict=True, run=False))
+            else:
+                item.add_marker(pytest.mark.skip(reason="needs a CUDA GPU"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def tiny_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """YOLO11n built from its YAML (random weights, no download) exported to ONNX, dynamic batch, 320 px.
+
+    The class-score biases are raised so that the untrained head yields many overlapping boxes with
+    varied scores: decode and NMS get real work to do.
+    """
+    from ultralytics import YOLO
+
+    from pipeline.registry import export_onnx
+
+    torch.manual_seed(0)
+    model = YOLO("yolo11n.yaml")
+    head = model.model.model[-1]
+    with torch.no_grad():
+        for seq in head.cv3:
+            seq[-1].bias.uniform_(-4.0, 0.5)
+    out = tmp_path_factory.mktemp("tiny") / "tiny.onnx"
+    pt = out.with_suffix(".pt")
+    model.save(str(pt))
+    return export_onnx(pt, out, imgsz=320)
+
+
+@pytest.fixture(scope="session")
+def clips(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    from pipeline.footage import generate_clip
+
+    d = tmp_path_factory.mktemp("clips")
+    return [generate_clip(d / f"cam{i}.mp4", width=320, height=240, fps=25, seconds=2.0, gop=25, seed=i)
+            for i in range(3)]
+
+
+@pytest.fixture(scope="session")
+def fall_model() -> Path:
+    if not FALL_MODEL.is_file():
+        pytest.skip(f"real model not fetched ({FALL_MODEL}); run `safecity models fetch fall-yolov8`")
+    return FALL_MODEL
+
+
+@pytest.fixture(scope="session")
+def samples() -> dict[str, Path]:
+    out = {n: FOOTAGE / n for n in ("bikes.mp4", "carphone_pristine.mp4")}
+    if not all(p.is_file() for p in out.values()):
+        pytest.skip("sample footage not fetched; run `safecity footage samples`")
+    return out
+
+
+@pytest.fixture
+def port() -> int:
+    return free_port()

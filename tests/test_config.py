@@ -1,0 +1,89 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipeline.config import load_config, parse_config
+from pipeline.errors import ConfigError
+
+GOOD = {
+    "edge_id": "edge-7",
+    "cameras": [
+        {"id": "cam1", "source": "a.mp4", "zones": [{"name": "z", "polygon": [[0, 0], [10, 0], [10, 10]]}]},
+        {"id": "cam2", "source": "rtsp://127.0.0.1:8554/x", "analytics_fps": 2},
+    ],
+    "model": {"name": "fall-yolov8"},
+}
+
+
+def with_change(path: str, value: object) -> dict:
+    import copy
+
+    data = copy.deepcopy(GOOD)
+    node = data
+    keys = path.split(".")
+    for k in keys[:-1]:
+        node = node[int(k)] if isinstance(node, list) else node[k]
+    node[keys[-1]] = value
+    return data
+
+
+def test_good_config_and_defaults() -> None:
+    cfg = parse_config(GOOD)
+    assert cfg.cameras[0].analytics_fps == 5.0
+    assert cfg.cameras[1].is_live and not cfg.cameras[0].is_live
+    assert cfg.batching.max_batch_size == 8
+    assert "Normal" in cfg.roles["person"]
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "expect"),
+    [
+        ("cameras.0.analytics_fps", 0, "cameras.0.analytics_fps: got 0: Input should be greater than 0"),
+        ("cameras.0.zones.0.polygon", [[0, 0], [1, 1]], "cameras.0.zones.0.polygon"),
+        ("cameras.1.id", "cam1", "camera ids must be unique"),
+        ("model.conf_threshold", 1.5, "model.conf_threshold: got 1.5"),
+        ("device", "tpu", "device: got 'tpu'"),
+        ("cameras.0.fps", 5, "cameras.0.fps: got 5: Extra inputs are not permitted"),
+        ("tracker", {"low_threshold": 0.6, "high_threshold": 0.5}, "low_threshold (0.6) must be below"),
+        ("cameras.0.location", [200, 10], "is not [longitude"),
+    ],
+)
+def test_bad_configs_name_the_field(path: str, value: object, expect: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_config(with_change(path, value))
+    assert expect in str(err.value)
+
+
+def test_model_needs_name_or_path() -> None:
+    data = with_change("model", {"name": "x", "path": "y.onnx"})
+    with pytest.raises(ConfigError, match="exactly one of model.name"):
+        parse_config(data)
+
+
+def test_relative_paths_follow_the_config_file(tmp_path: Path) -> None:
+    p = tmp_path / "c.yaml"
+    p.write_text(yaml.safe_dump(GOOD))
+    cfg = load_config(p)
+    assert cfg.cameras[0].source == str(tmp_path / "a.mp4")
+    assert cfg.cameras[1].source.startswith("rtsp://")
+
+
+def test_cli_bad_config_exits_2_with_one_line(tmp_path: Path) -> None:
+    p = tmp_path / "bad.yaml"
+    p.write_text(yaml.safe_dump(with_change("cameras.0.analytics_fps", -3)))
+    res = subprocess.run([sys.executable, "-m", "pipeline.cli", "run", str(p)], capture_output=True, text=True)
+    assert res.returncode == 2
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1, res.stderr
+    assert "cameras.0.analytics_fps" in lines[0] and "-3" in lines[0] and "greater than 0" in lines[0]
+    assert "Traceback" not in res.stderr
+
+
+def test_cli_unreadable_yaml(tmp_path: Path) -> None:
+    p = tmp_path / "bad.yaml"
+    p.write_text("cameras: [\n")
+    res = subprocess.run([sys.executable, "-m", "pipeline.cli", "run", str(p)], capture_output=True, text=True)
+    assert res.returncode == 2 and "not valid YAML" in res.stderr
