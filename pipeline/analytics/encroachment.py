@@ -4,7 +4,8 @@ One incident per zone occurrence: it starts once a track has dwelt (confirmed ov
 ``confirm_frames`` sampled frames), sends updates every ``update_seconds`` or when the set of
 objects changes, ends when no track has qualified for ``clear_seconds``, and the zone then stays
 quiet for ``cooldown_seconds``. Because the incident belongs to the zone, a track ID switch during
-an incident does not start a second one.
+an incident does not start a second one; a new track that appears where a dwelling track vanished
+moments ago (within ``clear_seconds``) inherits its dwell time, so the incident does not end either.
 """
 
 from __future__ import annotations
@@ -49,6 +50,8 @@ class _ZoneState:
     last_update_t: float = 0.0
     cooldown_until: float = float("-inf")
     object_ids: frozenset[int] = frozenset()
+    # dwell of tracks that vanished recently: (vanished at t, x, y, qualifying_since)
+    ghosts: list[tuple[float, float, float, float]] = field(default_factory=list)
 
 
 class EncroachmentRule:
@@ -71,12 +74,18 @@ class EncroachmentRule:
             st = self.state[zone.name]
             inside = zone.contains(points, frame_w=frame_w, frame_h=frame_h) if cand else np.zeros(0, bool)
             qualifying: list[Track] = []
-            seen: set[int] = set()
+            seen = {tr.track_id for tr, ok in zip(cand, inside, strict=True) if ok}
+            # tracks that left the zone or ended: their state goes (memory stays bounded)
+            for tid in [tid for tid in st.tracks if tid not in seen]:
+                gone = st.tracks.pop(tid)
+                if gone.qualifying_since is not None:
+                    _, gx, gy = gone.positions[-1]
+                    st.ghosts.append((t, gx, gy, gone.qualifying_since))
+            st.ghosts = [g for g in st.ghosts if t - g[0] <= self.cfg.clear_seconds]
             for tr, ok, (px, py) in zip(cand, inside, points, strict=True):
                 if not ok:
                     continue
-                seen.add(tr.track_id)
-                d = st.tracks.setdefault(tr.track_id, _TrackDwell())
+                d = st.tracks.get(tr.track_id) or self._new_dwell(st, tr.track_id, float(px), float(py), t)
                 d.positions.append((t, float(px), float(py)))
                 d.last_t = t
                 if d.speed() > self.cfg.stationary_speed_px_s:
@@ -87,11 +96,19 @@ class EncroachmentRule:
                 d.frames += 1
                 if t - d.qualifying_since >= self.cfg.dwell_seconds and d.frames >= self.cfg.confirm_frames:
                     qualifying.append(tr)
-            # tracks that left the zone or ended: their state goes (memory stays bounded)
-            for tid in [tid for tid in st.tracks if tid not in seen]:
-                del st.tracks[tid]
             out.extend(self._lifecycle(zone, st, qualifying, t))
         return out
+
+    def _new_dwell(self, st: _ZoneState, track_id: int, x: float, y: float, t: float) -> _TrackDwell:
+        d = st.tracks[track_id] = _TrackDwell()
+        radius = max(self.cfg.stationary_speed_px_s, 20.0)
+        for i, (_, gx, gy, since) in enumerate(st.ghosts):
+            if np.hypot(x - gx, y - gy) <= radius:  # the same object under a new track id
+                d.qualifying_since = since
+                d.frames = self.cfg.confirm_frames - 1
+                del st.ghosts[i]
+                break
+        return d
 
     def _lifecycle(self, zone: Zone, st: _ZoneState, qualifying: list[Track], t: float) -> list[Incident]:
         cfg = self.cfg
