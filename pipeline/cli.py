@@ -112,11 +112,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     with sink_log.open("w") as logf:
         sink = subprocess.Popen(
             [sys.executable, "-m", "pipeline.cli", "sink", "--bind", bind, "--db", str(db)],
-            stdout=logf, stderr=subprocess.STDOUT,
+            stdout=logf,
+            stderr=subprocess.STDOUT,
         )
     try:
         time.sleep(1.0)
-        print(f"== running the pipeline on {len(cfg.cameras)} cameras for {cfg.duration_seconds} s", flush=True)
+        print(
+            f"== running the pipeline on {len(cfg.cameras)} cameras for {cfg.duration_seconds} s", flush=True
+        )
         env = dict(os.environ)
         rc = subprocess.call([sys.executable, "-m", "pipeline.cli", "run", str(config_path)], env=env)
         if rc != 0:
@@ -161,8 +164,17 @@ def cmd_footage(args: argparse.Namespace) -> int:
     codec = {"h264": "libx264", "hevc": "libx265"}.get(args.codec, args.codec)
     for i in track(range(args.count), description="encoding clips"):
         p = out / f"cam{i:03d}.mp4"
-        generate_clip(p, width=args.width, height=args.height, fps=args.fps, seconds=args.seconds,
-                      gop=args.gop, codec=codec, bitrate=args.bitrate, seed=i)
+        generate_clip(
+            p,
+            width=args.width,
+            height=args.height,
+            fps=args.fps,
+            seconds=args.seconds,
+            gop=args.gop,
+            codec=codec,
+            bitrate=args.bitrate,
+            seed=i,
+        )
         print(p)
     return 0
 
@@ -180,7 +192,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("run", help="run the pipeline for the cameras of a config")
     r.add_argument("config")
-    r.add_argument("--metrics-port", type=int, default=None, help="serve Prometheus metrics (0: any free port)")
+    r.add_argument(
+        "--metrics-port", type=int, default=None, help="serve Prometheus metrics (0: any free port)"
+    )
     r.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     r.add_argument("--quiet", action="store_true", help="no per-second status line")
     r.set_defaults(func=cmd_run)
@@ -199,7 +213,9 @@ def build_parser() -> argparse.ArgumentParser:
     m = sub.add_parser("models", help="the model registry")
     m.add_argument("action", choices=["list", "fetch"])
     m.add_argument("name", nargs="?")
-    m.add_argument("--allow-unpinned", action="store_true", help="accept a model with no sha256 in the manifest")
+    m.add_argument(
+        "--allow-unpinned", action="store_true", help="accept a model with no sha256 in the manifest"
+    )
     m.add_argument("--imgsz", type=int, default=None)
     m.set_defaults(func=cmd_models)
 

@@ -76,7 +76,9 @@ class ModelConfig(Strict):
     iou_threshold: Annotated[float, Field(gt=0, lt=1)] = 0.7
     max_det: Annotated[int, Field(ge=1, le=1000)] = 300
     threads: Annotated[int, Field(ge=0, le=256)] = 0
-    scripted_detections: Path | None = Field(default=None, description="JSONL of detections (backend: scripted)")
+    scripted_detections: Path | None = Field(
+        default=None, description="JSONL of detections (backend: scripted)"
+    )
 
     @model_validator(mode="after")
     def _check(self) -> ModelConfig:
@@ -84,7 +86,9 @@ class ModelConfig(Strict):
             if self.scripted_detections is None:
                 raise ValueError("backend 'scripted' needs scripted_detections (a JSONL file)")
         elif (self.name is None) == (self.path is None):
-            raise ValueError("give exactly one of model.name (from the manifest) or model.path (an .onnx file)")
+            raise ValueError(
+                "give exactly one of model.name (from the manifest) or model.path (an .onnx file)"
+            )
         return self
 
 
@@ -157,7 +161,9 @@ class Config(Strict):
     device: Annotated[str, Field(pattern=r"^(auto|cpu|cuda(:\d+)?)$")] = "auto"
     cameras: Annotated[list[CameraConfig], Field(min_length=1, max_length=2048)]
     model: ModelConfig
-    roles: dict[str, list[str]] = Field(default_factory=lambda: {k: list(v) for k, v in DEFAULT_ROLES.items()})
+    roles: dict[str, list[str]] = Field(
+        default_factory=lambda: {k: list(v) for k, v in DEFAULT_ROLES.items()}
+    )
     batching: BatchingConfig = BatchingConfig()
     tracker: TrackerConfig = TrackerConfig()
     rules: RulesConfig = RulesConfig()
@@ -174,7 +180,9 @@ class Config(Strict):
             raise ValueError(f"camera ids must be unique, repeated: {dupes}")
         for role in self.rules.encroachment.roles:
             if role not in self.roles:
-                raise ValueError(f"rules.encroachment.roles names {role!r}, expected one of {sorted(self.roles)}")
+                raise ValueError(
+                    f"rules.encroachment.roles names {role!r}, expected one of {sorted(self.roles)}"
+                )
         return self
 
 

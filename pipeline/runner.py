@@ -289,6 +289,8 @@ class Runner:
             cams.append(f"{cid} {c.state} dec={c.decoded} ana={c.analysed}")
         more = f" +{len(s.cameras) - 8} cameras" if len(s.cameras) > 8 else ""
         return (
-            f"[{elapsed:6.1f}s] " + " | ".join(cams) + more
+            f"[{elapsed:6.1f}s] "
+            + " | ".join(cams)
+            + more
             + f" | batch={avg:.1f} q={self.mux.qsize()} incidents={s.incidents} outbox={self.sender.pending}"
         )

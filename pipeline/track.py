@@ -95,12 +95,19 @@ class Tracker:
         for tr, d in matched:
             tr.update(dets.xyxy[d].copy(), float(dets.confidence[d]), int(dets.class_id[d]), t)
         # new tracks from unmatched confident detections
-        for c, d in enumerate(hi_idx):
-            if c not in used_hi and dets.confidence[d] >= cfg.new_track_threshold:
-                cls = int(dets.class_id[d])
+        for c, di in enumerate(hi_idx):
+            if c not in used_hi and float(dets.confidence[di]) >= cfg.new_track_threshold:
+                cls = int(dets.class_id[di])
                 self.tracks.append(
-                    _TrackState(self._next_id, dets.xyxy[d].copy(), np.zeros(4, np.float32),
-                                float(dets.confidence[d]), cls, t, class_votes={cls: float(dets.confidence[d])})
+                    _TrackState(
+                        self._next_id,
+                        dets.xyxy[di].copy(),
+                        np.zeros(4, np.float32),
+                        float(dets.confidence[di]),
+                        cls,
+                        t,
+                        class_votes={cls: float(dets.confidence[di])},
+                    )
                 )
                 self._next_id += 1
         # forget tracks lost for too long: state stays bounded over long runs

@@ -21,7 +21,9 @@ class Frame:
 
     def __post_init__(self) -> None:
         if self.data.ndim != 3 or self.data.shape[2] != 3 or self.data.dtype != torch.uint8:
-            raise ValueError(f"Frame.data must be (H, W, 3) uint8, got {tuple(self.data.shape)} {self.data.dtype}")
+            raise ValueError(
+                f"Frame.data must be (H, W, 3) uint8, got {tuple(self.data.shape)} {self.data.dtype}"
+            )
 
     @property
     def height(self) -> int:
@@ -77,7 +79,8 @@ class Detections:
         n = len(self.xyxy)
         if len(self.confidence) != n or len(self.class_id) != n:
             raise ValueError(
-                f"Detections: xyxy has {n} rows but confidence {len(self.confidence)}, class_id {len(self.class_id)}"
+                f"Detections: xyxy has {n} rows but confidence {len(self.confidence)}, "
+                f"class_id {len(self.class_id)}"
             )
 
     @classmethod

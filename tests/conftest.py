@@ -25,7 +25,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "needs_cuda" in item.keywords:
             if fail:
-                item.add_marker(pytest.mark.xfail(reason="FAIL_WITHOUT_CUDA=1 and no CUDA", strict=True, run=False))
+                item.add_marker(
+                    pytest.mark.xfail(reason="FAIL_WITHOUT_CUDA=1 and no CUDA", strict=True, run=False)
+                )
             else:
                 item.add_marker(pytest.mark.skip(reason="needs a CUDA GPU"))
 
@@ -64,8 +66,10 @@ def clips(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     from pipeline.footage import generate_clip
 
     d = tmp_path_factory.mktemp("clips")
-    return [generate_clip(d / f"cam{i}.mp4", width=320, height=240, fps=25, seconds=2.0, gop=25, seed=i)
-            for i in range(3)]
+    return [
+        generate_clip(d / f"cam{i}.mp4", width=320, height=240, fps=25, seconds=2.0, gop=25, seed=i)
+        for i in range(3)
+    ]
 
 
 @pytest.fixture(scope="session")

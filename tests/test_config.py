@@ -74,7 +74,9 @@ def test_relative_paths_follow_the_config_file(tmp_path: Path) -> None:
 def test_cli_bad_config_exits_2_with_one_line(tmp_path: Path) -> None:
     p = tmp_path / "bad.yaml"
     p.write_text(yaml.safe_dump(with_change("cameras.0.analytics_fps", -3)))
-    res = subprocess.run([sys.executable, "-m", "pipeline.cli", "run", str(p)], capture_output=True, text=True)
+    res = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "run", str(p)], capture_output=True, text=True
+    )
     assert res.returncode == 2
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1, res.stderr
@@ -85,5 +87,7 @@ def test_cli_bad_config_exits_2_with_one_line(tmp_path: Path) -> None:
 def test_cli_unreadable_yaml(tmp_path: Path) -> None:
     p = tmp_path / "bad.yaml"
     p.write_text("cameras: [\n")
-    res = subprocess.run([sys.executable, "-m", "pipeline.cli", "run", str(p)], capture_output=True, text=True)
+    res = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "run", str(p)], capture_output=True, text=True
+    )
     assert res.returncode == 2 and "not valid YAML" in res.stderr

@@ -29,8 +29,16 @@ def ultralytics_predictions(
     from ultralytics import YOLO
 
     model = YOLO(str(model_path), task="detect")
-    results = model.predict([f[..., ::-1].copy() for f in frames], imgsz=imgsz, conf=conf, iou=iou, verbose=False,
-                            rect=False, device="cpu", max_det=max_det)
+    results = model.predict(
+        [f[..., ::-1].copy() for f in frames],
+        imgsz=imgsz,
+        conf=conf,
+        iou=iou,
+        verbose=False,
+        rect=False,
+        device="cpu",
+        max_det=max_det,
+    )
     return [(r.boxes.xyxy.numpy(), r.boxes.cls.numpy().astype(int), r.boxes.conf.numpy()) for r in results]
 
 
@@ -51,7 +59,9 @@ def test_tiny_model_matches_ultralytics_exactly_sized_frames(tiny_onnx: Path, cl
     """320x240 frames into a 320 input: only padding, so both paths see the same tensor and NMS must agree."""
     frames = read_frames(clips[0], 2) + read_frames(clips[1], 1)
     # max_det above the number of boxes left after NMS: which of equal-score boxes fill a cap is arbitrary
-    det = OnnxDetector(tiny_onnx, name="tiny", imgsz=320, conf_threshold=0.25, iou_threshold=0.7, max_det=1000)
+    det = OnnxDetector(
+        tiny_onnx, name="tiny", imgsz=320, conf_threshold=0.25, iou_threshold=0.7, max_det=1000
+    )
     batch = FrameBatch([Frame(f"c{i}", torch.from_numpy(f), 0.0, i, 0.0) for i, f in enumerate(frames)])
     ours = det.detect(batch)
     ref = ultralytics_predictions(tiny_onnx, frames, 320, 0.25, 0.7, max_det=1000)
@@ -61,7 +71,9 @@ def test_tiny_model_matches_ultralytics_exactly_sized_frames(tiny_onnx: Path, cl
 
 
 def test_real_model_matches_ultralytics_on_real_footage(fall_model: Path, samples: dict[str, Path]) -> None:
-    frames = read_frames(samples["carphone_pristine.mp4"], 3, step=20) + read_frames(samples["bikes.mp4"], 3, 40)
+    frames = read_frames(samples["carphone_pristine.mp4"], 3, step=20) + read_frames(
+        samples["bikes.mp4"], 3, 40
+    )
     det = OnnxDetector(fall_model, name="fall", imgsz=640, conf_threshold=0.3, iou_threshold=0.7, max_det=300)
     batch = FrameBatch([Frame("c", torch.from_numpy(f), 0.0, i, 0.0) for i, f in enumerate(frames)])
     ours = det.detect(batch)
@@ -74,9 +86,17 @@ def test_real_model_matches_ultralytics_on_real_footage(fall_model: Path, sample
 
 
 def test_class_names_come_from_metadata(tiny_onnx: Path, fall_model: Path) -> None:
-    assert len(OnnxDetector(tiny_onnx, name="t", imgsz=None, conf_threshold=0.5, iou_threshold=0.5,
-                            max_det=10).info.class_names) == 80
-    info = OnnxDetector(fall_model, name="f", imgsz=None, conf_threshold=0.5, iou_threshold=0.5, max_det=10).info
+    assert (
+        len(
+            OnnxDetector(
+                tiny_onnx, name="t", imgsz=None, conf_threshold=0.5, iou_threshold=0.5, max_det=10
+            ).info.class_names
+        )
+        == 80
+    )
+    info = OnnxDetector(
+        fall_model, name="f", imgsz=None, conf_threshold=0.5, iou_threshold=0.5, max_det=10
+    ).info
     assert info.class_names == ("Normal", "Fall") and info.imgsz == 640
 
 
@@ -92,8 +112,9 @@ def test_decode_maps_boxes_back_and_suppresses_overlaps() -> None:
     (d,) = decode_yolo(raw, [lb], conf_threshold=0.25, iou_threshold=0.5, max_det=10)
     assert len(d) == 2 and sorted(d.class_id.tolist()) == [0, 1]
     first = d.xyxy[d.class_id == 0][0]
-    np.testing.assert_allclose(first, [(22 - 0) / 0.32, (27 - 16) / 0.32, (42 - 0) / 0.32, (37 - 16) / 0.32],
-                               atol=1e-3)
+    np.testing.assert_allclose(
+        first, [(22 - 0) / 0.32, (27 - 16) / 0.32, (42 - 0) / 0.32, (37 - 16) / 0.32], atol=1e-3
+    )
 
 
 def test_decode_end2end_output() -> None:
@@ -105,4 +126,6 @@ def test_decode_end2end_output() -> None:
 
 def test_missing_model_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ModelError, match="not found"):
-        OnnxDetector(tmp_path / "nope.onnx", name="x", imgsz=None, conf_threshold=0.5, iou_threshold=0.5, max_det=1)
+        OnnxDetector(
+            tmp_path / "nope.onnx", name="x", imgsz=None, conf_threshold=0.5, iou_threshold=0.5, max_det=1
+        )

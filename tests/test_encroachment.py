@@ -10,8 +10,9 @@ ZONE = Zone(ZoneConfig(name="footpath", polygon=[(0, 100), (200, 100), (200, 200
 
 
 def rule(**kw: object) -> EncroachmentRule:
-    cfg = EncroachmentConfig(dwell_seconds=2.0, confirm_frames=3, clear_seconds=1.0, update_seconds=3.0,
-                             cooldown_seconds=5.0, **kw)  # type: ignore[arg-type]
+    cfg = EncroachmentConfig(
+        dwell_seconds=2.0, confirm_frames=3, clear_seconds=1.0, update_seconds=3.0, cooldown_seconds=5.0, **kw
+    )  # type: ignore[arg-type]
     return EncroachmentRule(cfg, camera_id="cam", zones=[ZONE], labels={"person", "car"})
 
 
@@ -27,6 +28,8 @@ def run(r: EncroachmentRule, script: list[tuple[float, list[Track]]]):
 
 
 FPS = 5
+
+
 def frames(t0: float, t1: float) -> list[float]:
     return [round(t0 + k / FPS, 3) for k in range(int(round((t1 - t0) * FPS)))]
 
@@ -36,7 +39,9 @@ def test_zone_contains_vectorised_and_normalised() -> None:
     assert ZONE.contains(pts, frame_w=640, frame_h=480).tolist() == [True, False, True, False]
     norm = Zone(ZoneConfig(name="n", normalized=True, polygon=[(0, 0.5), (1, 0.5), (1, 1), (0, 1)]))
     assert norm.contains(np.array([[5, 479], [5, 100]]), frame_w=640, frame_h=480).tolist() == [True, False]
-    assert norm.contains(np.array([[5, 480]]), frame_w=640, frame_h=480).tolist() == [True]  # box on frame edge
+    assert norm.contains(np.array([[5, 480]]), frame_w=640, frame_h=480).tolist() == [
+        True
+    ]  # box on frame edge
     assert bottom_centres(np.array([[0, 0, 10, 20]])).tolist() == [[5, 20]]
 
 

@@ -16,7 +16,7 @@ def test_letterbox_matches_ultralytics(hw: tuple[int, int], size: int) -> None:
     lb = letterbox_params(*hw, size)
     ours, params = letterbox_batch([torch.from_numpy(img)], size=size)
     assert params[0] == lb
-    ours_img = (ours[0].permute(1, 2, 0).numpy() * 255.0)
+    ours_img = ours[0].permute(1, 2, 0).numpy() * 255.0
     assert ref.shape == ours_img.shape
     # padding placed exactly where Ultralytics puts it
     pad_ref = np.all(ref == PAD_VALUE, axis=2)

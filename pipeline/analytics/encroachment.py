@@ -35,9 +35,7 @@ class _TrackDwell:
         if len(self.positions) < 2:
             return 0.0
         t1, x1, y1 = self.positions[-1]
-        for t0, x0, y0 in self.positions:
-            if t1 - t0 <= HISTORY_SECONDS:
-                break
+        t0, x0, y0 = next(p for p in self.positions if t1 - p[0] <= HISTORY_SECONDS)
         dt = t1 - t0
         return 0.0 if dt <= 0 else float(np.hypot(x1 - x0, y1 - y0) / dt)
 
@@ -57,7 +55,9 @@ class _ZoneState:
 class EncroachmentRule:
     type = "encroachment"
 
-    def __init__(self, cfg: EncroachmentConfig, *, camera_id: str, zones: list[Zone], labels: set[str]) -> None:
+    def __init__(
+        self, cfg: EncroachmentConfig, *, camera_id: str, zones: list[Zone], labels: set[str]
+    ) -> None:
         self.cfg = cfg
         self.camera_id = camera_id
         self.zones = [z for z in zones if "no_encroachment" in z.kinds]
@@ -118,9 +118,7 @@ class EncroachmentRule:
         if inc is None:
             if not qualifying or t < st.cooldown_until:
                 return []
-            started = min(
-                st.tracks[tr.track_id].qualifying_since or t for tr in qualifying
-            )
+            started = min(st.tracks[tr.track_id].qualifying_since or t for tr in qualifying)
             inc = Incident(
                 incident_id=str(uuid.uuid4()),
                 type=self.type,
@@ -157,11 +155,11 @@ class EncroachmentRule:
 
 
 def _objects(tracks: list[Track]) -> list[TrackedObject]:
-    return [
-        TrackedObject(tr.track_id, tr.label, round(float(tr.confidence), 4),
-                      tuple(round(float(v), 1) for v in tr.xyxy))  # type: ignore[arg-type]
-        for tr in tracks
-    ]
+    out = []
+    for tr in tracks:
+        x1, y1, x2, y2 = (round(float(v), 1) for v in tr.xyxy)
+        out.append(TrackedObject(tr.track_id, tr.label, round(float(tr.confidence), 4), (x1, y1, x2, y2)))
+    return out
 
 
 def _step(inc: Incident, status: str, t: float) -> Incident:

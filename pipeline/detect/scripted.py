@@ -26,7 +26,7 @@ class ScriptedDetector(Detector):
             raise ModelError(f"scripted detections file not found: {path}")
         lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
         if not lines or "names" not in lines[0]:
-            raise ModelError(f"{path}: first line must be {{\"names\": [...]}}")
+            raise ModelError(f'{path}: first line must be {{"names": [...]}}')
         header = lines[0]
         self.period = float(header.get("period", 0.0))
         self.script: dict[str, tuple[list[float], list[np.ndarray]]] = {}

@@ -67,7 +67,9 @@ class Outbox:
         now = time.time()
         with self.conn:
             self.conn.execute("BEGIN")
-            self.conn.executemany("UPDATE outbox SET delivered_at = ? WHERE seq = ?", [(now, s) for s in seqs])
+            self.conn.executemany(
+                "UPDATE outbox SET delivered_at = ? WHERE seq = ?", [(now, s) for s in seqs]
+            )
 
     def dead_letter(self, seq: int, reason: str) -> None:
         with self.conn:

@@ -16,6 +16,7 @@ from ..types import Incident
 
 SCHEMA_MAJOR = 1
 SCHEMA_VERSION = f"iccc.incident/{SCHEMA_MAJOR}.0"
+MAX_OBJECTS = 64  # the most confident objects of an incident; object_count says how many there were
 
 
 def uuid7() -> str:
@@ -31,7 +32,11 @@ def uuid7() -> str:
 
 
 def rfc3339(ts: float) -> str:
-    return dt.datetime.fromtimestamp(ts, tz=dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return (
+        dt.datetime.fromtimestamp(ts, tz=dt.timezone.utc)
+        .isoformat(timespec="milliseconds")
+        .replace("+00:00", "Z")
+    )
 
 
 @cache
@@ -60,7 +65,8 @@ def validate_event(event: Any) -> None:
     err = next(iter(sorted(_validator().iter_errors(event), key=lambda e: list(e.path))), None)
     if err is not None:
         where = ".".join(str(p) for p in err.path) or "<event>"
-        raise SchemaError(f"{where}: {err.message}")
+        msg = err.message if len(err.message) <= 200 else err.message[:197] + "..."
+        raise SchemaError(f"{where}: {msg}")
 
 
 def build_event(
@@ -97,8 +103,9 @@ def build_event(
         "confidence": round(float(inc.confidence), 4),
         "objects": [
             {"track_id": o.track_id, "label": o.label, "confidence": o.confidence, "bbox": list(o.bbox_xyxy)}
-            for o in inc.objects
+            for o in sorted(inc.objects, key=lambda o: -o.confidence)[:MAX_OBJECTS]
         ],
+        "object_count": len(inc.objects),
         "frame": {"width": frame_w, "height": frame_h, "index": inc.frame_index},
         "model": {"name": model_name, "version": model_version},
         "evidence": None

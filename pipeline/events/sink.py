@@ -46,10 +46,16 @@ CREATE TABLE IF NOT EXISTS snapshots (
 
 class SinkMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
-        self.received = Counter("safecity_sink_messages_received_total", "Messages received", registry=registry)
-        self.new = Counter("safecity_sink_events_new_total", "Events stored for the first time", registry=registry)
+        self.received = Counter(
+            "safecity_sink_messages_received_total", "Messages received", registry=registry
+        )
+        self.new = Counter(
+            "safecity_sink_events_new_total", "Events stored for the first time", registry=registry
+        )
         self.duplicate = Counter(
-            "safecity_sink_events_duplicate_total", "Events received again (already stored)", registry=registry
+            "safecity_sink_events_duplicate_total",
+            "Events received again (already stored)",
+            registry=registry,
         )
         self.rejected = Counter(
             "safecity_sink_events_rejected_total", "Messages rejected", ["reason"], registry=registry
@@ -107,7 +113,7 @@ class Sink:
 
     def serve(self, stop_event: threading.Event) -> None:
         db = open_store(self.db_path)
-        ctx = zmq.Context.instance()
+        ctx: zmq.Context = zmq.Context.instance()
         sock = ctx.socket(zmq.ROUTER)
         sock.setsockopt(zmq.LINGER, 1000)
         sock.setsockopt(zmq.MAXMSGSIZE, self.max_message_bytes)
@@ -156,14 +162,27 @@ class Sink:
                     continue
                 sha = event["evidence"]["sha256"] if event.get("evidence") else None
                 if snapshot is not None:
-                    db.execute("INSERT INTO snapshots (sha256, jpeg) VALUES (?, ?) ON CONFLICT DO NOTHING",
-                               (sha, snapshot))
+                    db.execute(
+                        "INSERT INTO snapshots (sha256, jpeg) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                        (sha, snapshot),
+                    )
                 cur = db.execute(
-                    "INSERT INTO events (source, event_id, seq, incident_id, type, status, camera_id, emitted_at, "
+                    "INSERT INTO events (source, event_id, seq, incident_id, type, status, camera_id, emitted_at, "  # noqa: E501
                     "received_at, snapshot_sha256, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
                     "ON CONFLICT (source, event_id) DO NOTHING",
-                    (event["source"], event["event_id"], event["seq"], event["incident_id"], event["type"],
-                     event["status"], event["camera_id"], event["emitted_at"], now, sha, frames[1].decode()),
+                    (
+                        event["source"],
+                        event["event_id"],
+                        event["seq"],
+                        event["incident_id"],
+                        event["type"],
+                        event["status"],
+                        event["camera_id"],
+                        event["emitted_at"],
+                        now,
+                        sha,
+                        frames[1].decode(),
+                    ),
                 )
                 is_new = cur.rowcount == 1
                 (self.metrics.new if is_new else self.metrics.duplicate).inc()
@@ -187,6 +206,7 @@ def format_event(event: dict[str, Any]) -> str:
     objs = ", ".join(f"{o['label']}#{o['track_id']} {o['confidence']:.2f}" for o in event.get("objects", []))
     snap = f" snapshot {event['evidence']['bytes']} B" if event.get("evidence") else ""
     return (
-        f"{event['emitted_at']} {event['source']}#{event['seq']} {event['type'].upper()} {event['status']:<6} "
+        f"{event['emitted_at']} {event['source']}#{event['seq']} "
+        f"{event['type'].upper()} {event['status']:<6} "
         f"camera={event['camera_id']} zone={event.get('zone')} [{objs}]{snap}"
     )

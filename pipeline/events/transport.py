@@ -74,7 +74,7 @@ class Sender(threading.Thread):
 
     def run(self) -> None:
         outbox = Outbox(self.outbox_path)
-        ctx = zmq.Context.instance()
+        ctx: zmq.Context = zmq.Context.instance()
         sock = ctx.socket(zmq.DEALER)
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.SNDHWM, self.max_in_flight * 2)

@@ -54,7 +54,9 @@ def open_container(cam: CameraConfig) -> av.container.InputContainer:
     elif not cam.is_live and not Path(cam.source).is_file():
         raise SourceError(f"camera {cam.id}: file not found: {cam.source}")
     try:
-        return av.open(cam.source, options=options, timeout=(cam.open_timeout_seconds, cam.read_timeout_seconds))
+        return av.open(
+            cam.source, options=options, timeout=(cam.open_timeout_seconds, cam.read_timeout_seconds)
+        )
     except (av.error.FFmpegError, OSError) as err:
         raise SourceError(f"camera {cam.id}: cannot open {cam.source}: {err}") from err
 
@@ -171,5 +173,3 @@ class CameraSource(threading.Thread):
             return True
         finally:
             container.close()
-
-

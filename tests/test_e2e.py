@@ -1,0 +1,326 @@
+"""The whole pipeline: real files decoded by PyAV, real ONNX model, real sink over ZeroMQ, real metrics."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shutil
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from torchvision.io import decode_jpeg
+
+from pipeline.config import load_config
+from pipeline.events.sink import Sink
+from pipeline.metrics import Metrics, serve_metrics
+from pipeline.runner import Runner
+
+from .conftest import free_port
+
+pytestmark = pytest.mark.slow
+
+
+def write_config(path: Path, **over: object) -> Path:
+    path.write_text(yaml.safe_dump(over))
+    return path
+
+
+def sink_rows(db: Path) -> list[dict]:
+    with sqlite3.connect(db) as c:
+        return [json.loads(b) for (b,) in c.execute("SELECT body FROM events ORDER BY seq")]
+
+
+def scrape(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+        return r.read().decode()
+
+
+def sample(text: str, name: str, **labels: str) -> float | None:
+    lab = ",".join(f'{k}="{v}"' for k, v in labels.items())
+    m = re.search(rf"^{name}{{{re.escape(lab)}}} (\S+)$" if labels else rf"^{name} (\S+)$", text, re.M)
+    return float(m.group(1)) if m else None
+
+
+class SinkThread:
+    def __init__(self, port: int, db: Path) -> None:
+        self.stop = threading.Event()
+        self.sink = Sink(bind=f"tcp://127.0.0.1:{port}", db_path=db)
+        self.thread = threading.Thread(target=self.sink.serve, args=(self.stop,), daemon=True)
+        self.thread.start()
+        assert self.sink.ready.wait(5)
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(5)
+
+
+def test_cli_run_with_tiny_yolo_reaches_a_real_sink(
+    tmp_path: Path, tiny_onnx: Path, clips: list[Path]
+) -> None:
+    port, mport = free_port(), free_port()
+    cfg = write_config(
+        tmp_path / "run.yaml",
+        edge_id="edge-test",
+        device="cpu",
+        cameras=[
+            {
+                "id": f"cam{i}",
+                "source": str(p),
+                "loop": True,
+                "realtime": True,
+                "analytics_fps": 5,
+                "zones": [{"name": "all", "normalized": True, "polygon": [[0, 0], [1, 0], [1, 1], [0, 1]]}],
+            }
+            for i, p in enumerate(clips)
+        ],
+        model={"path": str(tiny_onnx), "conf_threshold": 0.5},
+        rules={
+            "encroachment": {
+                "dwell_seconds": 0.5,
+                "confirm_frames": 2,
+                "update_seconds": 1,
+                "roles": ["anything"],
+            }
+        },
+        roles={"anything": [str(i) for i in range(80)]},
+        sink={"endpoint": f"tcp://127.0.0.1:{port}", "outbox": str(tmp_path / "outbox.sqlite")},
+        duration_seconds=8,
+    )
+    sink = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pipeline.cli",
+            "sink",
+            "--bind",
+            f"tcp://127.0.0.1:{port}",
+            "--db",
+            str(tmp_path / "sink.sqlite"),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        run = subprocess.Popen(
+            [sys.executable, "-m", "pipeline.cli", "run", str(cfg), "--metrics-port", str(mport)],
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        text = ""
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:  # until every camera has been analysed a few times
+            time.sleep(0.5)
+            try:
+                text = scrape(mport)
+            except OSError:
+                continue  # the process is still starting
+            if all(
+                (sample(text, "safecity_frames_analysed_total", camera=f"cam{i}") or 0) > 5 for i in range(3)
+            ):
+                break
+        _, err = run.communicate(timeout=60)
+        assert run.returncode == 0, err
+    finally:
+        sink.terminate()
+        sink_out, _ = sink.communicate(timeout=10)
+    for i in range(3):
+        assert sample(text, "safecity_frames_decoded_total", camera=f"cam{i}") > 20
+        assert sample(text, "safecity_frames_analysed_total", camera=f"cam{i}") > 5
+        assert sample(text, "safecity_camera_up", camera=f"cam{i}") == 1
+    assert sample(text, "safecity_batch_size_frames_count") > 0
+    assert 'safecity_stage_latency_seconds_bucket{le="0.1",stage="detect"}' in text
+    assert re.search(r"\[\s*\d+\.\ds\] cam0 up dec=\d+ ana=\d+", err)  # the live status line
+    assert "safecity run" in err and "cam2" in err  # the summary table
+    with sqlite3.connect(tmp_path / "outbox.sqlite") as c:
+        sent = {r[0] for r in c.execute("SELECT event_id FROM outbox WHERE delivered_at IS NOT NULL")}
+        pending = c.execute("SELECT COUNT(*) FROM outbox WHERE delivered_at IS NULL").fetchone()[0]
+    rows = sink_rows(tmp_path / "sink.sqlite")
+    assert pending == 0
+    assert {r["event_id"] for r in rows} == sent
+    assert len(rows) > 0, "the biased tiny model's boxes should dwell in the whole-frame zone"
+    assert all(r["model"]["name"] == "tiny" and r["source"] == "edge-test" for r in rows)
+    assert sink_out.count("ENCROACHMENT") == len(rows)
+    assert all(len(r["objects"]) <= 64 and r["object_count"] >= len(r["objects"]) for r in rows)
+
+
+def scripted(path: Path, rows: list[dict], names: list[str], period: float) -> Path:
+    path.write_text(
+        "\n".join(json.dumps(r) for r in [{"names": names, "period": period, "model": "script"}, *rows])
+    )
+    return path
+
+
+def test_incident_flows_through_real_stages_with_scripted_detections(
+    tmp_path: Path, clips: list[Path]
+) -> None:
+    """Only the detector is scripted: decode, batching, tracking, rule, snapshots, outbox, sink are real."""
+    # a person standing still on the footpath of cam0 from 0.4 s; cam1 sees a car driving through
+    rows = [
+        {"camera": "cam0", "t": round(k * 0.1, 2), "boxes": [[100, 120, 140, 220, 0.9, 0]] if k >= 4 else []}
+        for k in range(20)
+    ]
+    rows += [
+        {"camera": "cam1", "t": round(k * 0.1, 2), "boxes": [[10 + 15 * k, 120, 60 + 15 * k, 200, 0.9, 1]]}
+        for k in range(20)
+    ]
+    port = free_port()
+    cfg = load_config(
+        write_config(
+            tmp_path / "c.yaml",
+            cameras=[
+                {
+                    "id": "cam0",
+                    "source": str(clips[0]),
+                    "realtime": False,
+                    "analytics_fps": 10,
+                    "location": [77.2, 28.6],
+                    "zones": [{"name": "footpath", "polygon": [[0, 150], [320, 150], [320, 240], [0, 240]]}],
+                },
+                {
+                    "id": "cam1",
+                    "source": str(clips[1]),
+                    "realtime": False,
+                    "analytics_fps": 10,
+                    "zones": [{"name": "footpath", "polygon": [[0, 150], [320, 150], [320, 240], [0, 240]]}],
+                },
+            ],
+            model={
+                "backend": "scripted",
+                "scripted_detections": str(scripted(tmp_path / "s.jsonl", rows, ["person", "car"], 0)),
+            },
+            rules={
+                "encroachment": {
+                    "dwell_seconds": 0.5,
+                    "confirm_frames": 3,
+                    "clear_seconds": 0.3,
+                    "update_seconds": 0.5,
+                }
+            },
+            sink={"endpoint": f"tcp://127.0.0.1:{port}", "outbox": str(tmp_path / "outbox.sqlite")},
+        )
+    )
+    sink = SinkThread(port, tmp_path / "sink.sqlite")
+    try:
+        runner = Runner(cfg)
+        stats = runner.run(30)
+    finally:
+        sink.close()
+    assert stats.cameras["cam0"].analysed == 20 and stats.cameras["cam1"].analysed == 20
+    rows_in = sink_rows(tmp_path / "sink.sqlite")
+    assert [r["status"] for r in rows_in][0] == "start"
+    assert {r["camera_id"] for r in rows_in} == {"cam0"}  # the moving car is no encroachment
+    assert len({r["incident_id"] for r in rows_in}) == 1
+    start = rows_in[0]
+    assert start["type"] == "encroachment" and start["zone"] == "footpath"
+    assert start["objects"][0]["label"] == "person" and start["objects"][0]["bbox"] == [
+        100.0,
+        120.0,
+        140.0,
+        220.0,
+    ]
+    assert start["location"] == {"type": "Point", "coordinates": [77.2, 28.6]}
+    assert start["frame"]["width"] == 320 and start["frame"]["height"] == 240
+    assert start["model"] == {"name": "script", "version": "1"}
+    # started when the person was first seen stationary (0.5 s, 2nd tracked frame), emitted after the dwell
+    with sqlite3.connect(tmp_path / "sink.sqlite") as c:
+        jpeg = c.execute(
+            "SELECT jpeg FROM snapshots WHERE sha256 = ?", (start["evidence"]["sha256"],)
+        ).fetchone()[0]
+    assert hashlib.sha256(jpeg).hexdigest() == start["evidence"]["sha256"]
+    img = decode_jpeg(torch.frombuffer(bytearray(jpeg), dtype=torch.uint8))
+    assert tuple(img.shape) == (3, 240, 320)
+
+
+def test_a_dead_camera_is_reported_and_the_others_keep_running(tmp_path: Path, clips: list[Path]) -> None:
+    dying = tmp_path / "dying.mp4"
+    shutil.copy(clips[1], dying)
+    script = scripted(tmp_path / "s.jsonl", [], ["person"], 0)
+    cfg = load_config(
+        write_config(
+            tmp_path / "c.yaml",
+            cameras=[
+                {"id": "ok", "source": str(clips[0]), "loop": True, "analytics_fps": 5},
+                {
+                    "id": "dying",
+                    "source": str(dying),
+                    "loop": True,
+                    "analytics_fps": 5,
+                    "reconnect_initial_seconds": 0.2,
+                    "reconnect_max_seconds": 0.5,
+                },
+            ],
+            model={"backend": "scripted", "scripted_detections": str(script)},
+            sink={"endpoint": f"tcp://127.0.0.1:{free_port()}", "outbox": str(tmp_path / "outbox.sqlite")},
+        )
+    )
+    metrics = Metrics()
+    mport = serve_metrics(metrics.registry, 0, addr="127.0.0.1")
+    runner = Runner(cfg, metrics=metrics)
+    runner.start()
+    try:
+        time.sleep(1.0)
+        before = scrape(mport)
+        assert sample(before, "safecity_camera_up", camera="dying") == 1
+        dying.unlink()  # the camera's source disappears mid-run
+        time.sleep(3.5)  # the 2 s clip ends, the reopen fails, and retries keep failing
+        mid = scrape(mport)
+        time.sleep(1.0)
+        after = scrape(mport)
+    finally:
+        runner.request_stop()
+        runner.stop()
+    assert sample(mid, "safecity_camera_up", camera="dying") == 0
+    assert sample(after, "safecity_camera_errors_total", camera="dying") >= 2  # retried
+    assert sample(after, "safecity_camera_up", camera="ok") == 1
+    ok_mid = sample(mid, "safecity_frames_analysed_total", camera="ok")
+    ok_after = sample(after, "safecity_frames_analysed_total", camera="ok")
+    assert ok_after > ok_mid  # the healthy camera kept going
+    assert runner.stats.cameras["dying"].state == "stopped" and runner.stats.cameras["dying"].errors >= 2
+
+
+def test_real_model_on_real_footage_reports_an_incident(tmp_path: Path, fall_model: Path, samples) -> None:
+    port = free_port()
+    cfg = load_config(
+        write_config(
+            tmp_path / "c.yaml",
+            cameras=[
+                {
+                    "id": "carphone",
+                    "source": str(samples["carphone_pristine.mp4"]),
+                    "loop": True,
+                    "realtime": False,
+                    "analytics_fps": 3,
+                    "zones": [
+                        {"name": "kerb", "normalized": True, "polygon": [[0, 0.5], [1, 0.5], [1, 1], [0, 1]]}
+                    ],
+                }
+            ],
+            model={"path": str(fall_model)},
+            rules={"encroachment": {"dwell_seconds": 2, "confirm_frames": 3}},
+            sink={"endpoint": f"tcp://127.0.0.1:{port}", "outbox": str(tmp_path / "outbox.sqlite")},
+        )
+    )
+    sink = SinkThread(port, tmp_path / "sink.sqlite")
+    try:
+        runner = Runner(cfg)
+        runner.start()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not any(i.status == "start" for i in runner.incidents):
+            time.sleep(0.2)
+        runner.request_stop()
+        runner.stop()
+    finally:
+        sink.close()
+    rows = sink_rows(tmp_path / "sink.sqlite")
+    assert rows and rows[0]["status"] == "start" and rows[0]["camera_id"] == "carphone"
+    assert rows[0]["objects"][0]["label"] == "Normal" and rows[0]["objects"][0]["confidence"] > 0.3
+    assert rows[0]["model"]["name"] == "fall-yolov8"

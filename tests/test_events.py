@@ -1,0 +1,150 @@
+"""Real outbox (SQLite), real sender (DEALER), real sink (ROUTER) over loopback TCP."""
+
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+from pipeline.events.outbox import Outbox
+from pipeline.events.schema import build_event
+from pipeline.events.sink import Sink
+from pipeline.events.transport import Sender
+from pipeline.metrics import Metrics
+from pipeline.types import Incident
+
+
+def make_event(i: int) -> dict:
+    inc = Incident(
+        incident_id=f"inc-{i}",
+        type="encroachment",
+        status="start",
+        severity="low",
+        camera_id="cam1",
+        zone="z",
+        started_at=float(i),
+        emitted_at=float(i),
+        ended_at=None,
+    )
+    return build_event(
+        inc,
+        source="edge-1",
+        location=None,
+        frame_w=64,
+        frame_h=48,
+        model_name="m",
+        model_version="1",
+        wall_offset=1.79e9,
+        snapshot_sha256=None,
+    )
+
+
+def stored(db: Path) -> list[tuple]:
+    with sqlite3.connect(db) as c:
+        return c.execute("SELECT source, event_id, seq FROM events ORDER BY seq").fetchall()
+
+
+def wait_until(cond, timeout_s: float = 15.0) -> bool:
+    end = time.monotonic() + timeout_s
+    while time.monotonic() < end:
+        if cond():
+            return True
+        time.sleep(0.05)
+    return cond()
+
+
+class RunningSink:
+    def __init__(self, port: int, db: Path) -> None:
+        self.stop = threading.Event()
+        self.sink = Sink(bind=f"tcp://127.0.0.1:{port}", db_path=db)
+        self.thread = threading.Thread(target=self.sink.serve, args=(self.stop,), daemon=True)
+        self.thread.start()
+        assert self.sink.ready.wait(5)
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(5)
+
+
+def test_every_event_is_delivered_once_in_the_store(tmp_path: Path, port: int) -> None:
+    outbox = Outbox(tmp_path / "outbox.sqlite")
+    events = [make_event(i) for i in range(200)]
+    for e in events:
+        outbox.append(e, None)
+    sink = RunningSink(port, tmp_path / "sink.sqlite")
+    metrics = Metrics()
+    sender = Sender(
+        outbox_path=tmp_path / "outbox.sqlite",
+        endpoint=f"tcp://127.0.0.1:{port}",
+        metrics=metrics,
+        max_in_flight=32,
+    )
+    sender.start()
+    try:
+        assert wait_until(lambda: outbox.count_pending() == 0)
+        rows = stored(tmp_path / "sink.sqlite")
+        assert [r[2] for r in rows] == list(range(1, 201))
+        assert {r[1] for r in rows} == {e["event_id"] for e in events}
+        assert metrics.registry.get_sample_value("safecity_events_acked_total") == 200
+    finally:
+        sender.stop(drain_s=1)
+        sink.close()
+
+
+def test_sink_down_then_up_loses_nothing_and_stores_no_duplicates(tmp_path: Path, port: int) -> None:
+    outbox = Outbox(tmp_path / "outbox.sqlite")
+    sender = Sender(
+        outbox_path=tmp_path / "outbox.sqlite",
+        endpoint=f"tcp://127.0.0.1:{port}",
+        metrics=None,
+        ack_timeout_s=0.3,
+        max_backoff_s=1.0,
+    )
+    sender.start()
+    try:
+        for i in range(20):
+            outbox.append(make_event(i), None)
+        sender.notify()
+        time.sleep(1.0)  # no sink yet: sends and resends go nowhere
+        assert outbox.count_pending() == 20
+        sink = RunningSink(port, tmp_path / "sink.sqlite")
+        assert wait_until(lambda: outbox.count_pending() == 0)
+        for i in range(20, 30):
+            outbox.append(make_event(i), None)
+        sender.notify()
+        assert wait_until(lambda: outbox.count_pending() == 0)
+        rows = stored(tmp_path / "sink.sqlite")
+        assert len(rows) == 30 and len({r[1] for r in rows}) == 30
+        sink.close()
+    finally:
+        sender.stop(drain_s=1)
+
+
+def test_rejected_event_goes_to_dead_letter_not_into_endless_retry(tmp_path: Path, port: int) -> None:
+    outbox = Outbox(tmp_path / "outbox.sqlite")
+    bad = make_event(1)
+    bad["type"] = "jaywalking"
+    outbox.append(bad, None)
+    outbox.append(make_event(2), None)
+    sink = RunningSink(port, tmp_path / "sink.sqlite")
+    sender = Sender(outbox_path=tmp_path / "outbox.sqlite", endpoint=f"tcp://127.0.0.1:{port}", metrics=None)
+    sender.start()
+    try:
+        assert wait_until(lambda: outbox.count_pending() == 0)
+        dead = outbox.conn.execute("SELECT event_id, reason FROM dead_letter").fetchall()
+        assert dead == [(bad["event_id"], dead[0][1])] and "jaywalking" in dead[0][1]
+        assert len(stored(tmp_path / "sink.sqlite")) == 1
+    finally:
+        sender.stop(drain_s=1)
+        sink.close()
+
+
+def test_undelivered_events_stay_in_the_outbox_after_stop(tmp_path: Path, port: int) -> None:
+    outbox = Outbox(tmp_path / "outbox.sqlite")
+    for i in range(5):
+        outbox.append(make_event(i), None)
+    sender = Sender(outbox_path=tmp_path / "outbox.sqlite", endpoint=f"tcp://127.0.0.1:{port}", metrics=None)
+    sender.start()
+    t0 = time.monotonic()
+    sender.stop(drain_s=0.5)
+    assert time.monotonic() - t0 < 5 and not sender.is_alive()
+    assert Outbox(tmp_path / "outbox.sqlite").count_pending() == 5
