@@ -30,28 +30,52 @@ class Letterbox:
         return self.new_h / self.src_h
 
 
-def letterbox_params(src_h: int, src_w: int, size: int) -> Letterbox:
-    """Ultralytics' LetterBox(auto=False, center=True) arithmetic for a square ``size`` input."""
+def _fit(src_h: int, src_w: int, size: int) -> tuple[int, int]:
     if src_h < 1 or src_w < 1:
         raise ValueError(f"frame size must be positive, got {src_h}x{src_w}")
     r = min(size / src_h, size / src_w)
-    new_w, new_h = max(round(src_w * r), 1), max(round(src_h * r), 1)
-    dw, dh = (size - new_w) / 2, (size - new_h) / 2
+    return max(round(src_h * r), 1), max(round(src_w * r), 1)
+
+
+def letterbox_params(src_h: int, src_w: int, size: int, canvas: tuple[int, int] | None = None) -> Letterbox:
+    """Ultralytics' LetterBox(center=True) arithmetic: fit in ``size`` x ``size``, centre on ``canvas``.
+
+    ``canvas`` (h, w) defaults to the square ``size`` (LetterBox(auto=False)).
+    """
+    new_h, new_w = _fit(src_h, src_w, size)
+    ch, cw = canvas or (size, size)
+    dw, dh = (cw - new_w) / 2, (ch - new_h) / 2
     return Letterbox(src_h, src_w, new_h, new_w, top=round(dh - 0.1), left=round(dw - 0.1))
 
 
-def letterbox_batch(
-    frames: list[torch.Tensor], *, size: int, dtype: torch.dtype = torch.float32
-) -> tuple[torch.Tensor, list[Letterbox]]:
-    """Letterbox RGB uint8 (H, W, 3) frames into one (B, 3, size, size) tensor scaled to 0..1.
+def batch_canvas(
+    shapes: list[tuple[int, int]], size: int, *, rect: bool, stride: int = 32
+) -> tuple[int, int]:
+    """The input (h, w) for a batch. ``rect``: the smallest stride multiple that holds every letterboxed
+    frame (for frames of one shape this is Ultralytics' LetterBox(auto=True)); else the square."""
+    if not rect:
+        return size, size
+    fits = [_fit(h, w, size) for h, w in shapes]
+    ch = max(h for h, _ in fits)
+    cw = max(w for _, w in fits)
+    return size - (size - ch) // stride * stride, size - (size - cw) // stride * stride
 
-    Frames of the same resolution are resized together in one call.
+
+def letterbox_batch(
+    frames: list[torch.Tensor], *, size: int, dtype: torch.dtype = torch.float32, rect: bool = False
+) -> tuple[torch.Tensor, list[Letterbox]]:
+    """Letterbox RGB uint8 (H, W, 3) frames into one (B, 3, H', W') tensor scaled to 0..1.
+
+    (H', W') is ``size`` square, or with ``rect`` the smallest stride-multiple canvas (models exported
+    with dynamic height and width). Frames of the same resolution are resized together in one call.
     """
     if not frames:
         raise ValueError("letterbox_batch needs at least one frame")
     device = frames[0].device
-    out = torch.full((len(frames), 3, size, size), PAD_VALUE / 255.0, dtype=dtype, device=device)
-    params = [letterbox_params(int(f.shape[0]), int(f.shape[1]), size) for f in frames]
+    shapes = [(int(f.shape[0]), int(f.shape[1])) for f in frames]
+    ch, cw = batch_canvas(shapes, size, rect=rect)
+    out = torch.full((len(frames), 3, ch, cw), PAD_VALUE / 255.0, dtype=dtype, device=device)
+    params = [letterbox_params(h, w, size, (ch, cw)) for h, w in shapes]
     groups: dict[tuple[int, int], list[int]] = {}
     for i, f in enumerate(frames):
         groups.setdefault((int(f.shape[0]), int(f.shape[1])), []).append(i)
@@ -60,7 +84,7 @@ def letterbox_batch(
         x = torch.stack([frames[i] for i in idx]).permute(0, 3, 1, 2).float()
         if (p.new_h, p.new_w) != (p.src_h, p.src_w):
             x = F.interpolate(x, size=(p.new_h, p.new_w), mode="bilinear", align_corners=False)
-        x = x.clamp_(0, 255).div_(255.0).to(dtype)
+        x = x.round_().clamp_(0, 255).div_(255.0).to(dtype)  # an 8-bit image, as cv2.resize gives
         out[idx, :, p.top : p.top + p.new_h, p.left : p.left + p.new_w] = x
     return out, params
 

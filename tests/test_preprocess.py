@@ -29,6 +29,26 @@ def test_letterbox_matches_ultralytics(hw: tuple[int, int], size: int) -> None:
     assert diff.mean() < 1.0, diff.mean()
 
 
+@pytest.mark.parametrize("hw", [(144, 176), (272, 640), (1080, 1920), (640, 480), (33, 999)])
+def test_rect_letterbox_matches_ultralytics_auto(hw: tuple[int, int]) -> None:
+    img = np.random.default_rng(1).integers(0, 256, size=(*hw, 3), dtype=np.uint8)
+    ref = LetterBox((640, 640), auto=True, stride=32)(image=img)
+    ours, (lb, _) = letterbox_batch([torch.from_numpy(img), torch.from_numpy(img)], size=640, rect=True)
+    assert tuple(ours.shape[2:]) == ref.shape[:2]
+    pad_ref = np.all(ref == PAD_VALUE, axis=2)
+    inside = np.zeros(ref.shape[:2], bool)
+    inside[lb.top : lb.top + lb.new_h, lb.left : lb.left + lb.new_w] = True
+    assert pad_ref[~inside].all() and not pad_ref[inside].all()
+
+
+def test_rect_canvas_holds_every_camera_of_a_mixed_batch() -> None:
+    a = torch.zeros((720, 1280, 3), dtype=torch.uint8)  # 640x360 inside 640
+    b = torch.zeros((480, 640, 3), dtype=torch.uint8)  # 640x480
+    x, params = letterbox_batch([a, b], size=640, rect=True)
+    assert tuple(x.shape) == (2, 3, 480, 640)
+    assert params[0].top == 60 and params[1].top == 0
+
+
 def test_mixed_resolutions_in_one_batch() -> None:
     a = torch.full((100, 200, 3), 200, dtype=torch.uint8)
     b = torch.full((300, 150, 3), 10, dtype=torch.uint8)

@@ -81,6 +81,9 @@ class OnnxDetector(Detector):
             providers = ["CPUExecutionProvider"]
         self.session = ort.InferenceSession(str(path), sess_options=opts, providers=providers)
         self.input_name = self.session.get_inputs()[0].name
+        in_shape = self.session.get_inputs()[0].shape
+        # dynamic height and width: letterbox to the smallest canvas, as Ultralytics does (rect)
+        self.rect = not all(isinstance(d, int) for d in in_shape[2:])
         in_type = self.session.get_inputs()[0].type
         self.input_dtype = torch.float16 if "float16" in in_type else torch.float32
         self.device = device
@@ -100,7 +103,7 @@ class OnnxDetector(Detector):
         return torch.from_numpy(np.asarray(out))
 
     def detect(self, batch: FrameBatch) -> list[Detections]:
-        images, lbs = letterbox_batch([f.data for f in batch.frames], size=self.imgsz)
+        images, lbs = letterbox_batch([f.data for f in batch.frames], size=self.imgsz, rect=self.rect)
         raw = self.infer(images)
         return decode_yolo(
             raw,

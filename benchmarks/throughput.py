@@ -1,0 +1,216 @@
+"""Throughput, side by side in one run on the same generated clips and model.
+
+(a) ONNX Runtime alone on pre-decoded, pre-letterboxed batches (the ceiling for this model here);
+(b) the whole pipeline: decode every frame, sample, batch, detect, track, rules, events;
+(c) the loop a user would otherwise write: Ultralytics ``model.track(source, stream=True)`` per camera,
+    with ``vid_stride`` set to the same sampling rate.
+Prints analysed frames per second for each and the ratios; writes JSON, Markdown and a PNG plot.
+
+    python -m benchmarks.throughput --cameras 4 --seconds 6
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+os.environ.setdefault("YOLO_OFFLINE", "1")
+os.environ.setdefault("YOLO_AUTOINSTALL", "false")
+
+import av  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+from pipeline.config import parse_config  # noqa: E402
+from pipeline.detect.onnx_backend import OnnxDetector  # noqa: E402
+from pipeline.events.sink import Sink  # noqa: E402
+from pipeline.footage import generate_clips  # noqa: E402
+from pipeline.preprocess import letterbox_batch  # noqa: E402
+from pipeline.registry import data_dir, fetch_model  # noqa: E402
+from pipeline.runner import Runner  # noqa: E402
+
+console = Console(stderr=True)
+
+
+def sampled_frames(path: Path, every: int) -> list[torch.Tensor]:
+    out = []
+    with av.open(str(path)) as c:
+        for i, f in enumerate(c.decode(video=0)):
+            if i % every == 0:
+                out.append(torch.from_numpy(f.to_ndarray(format="rgb24")))
+    return out
+
+
+def bench_onnx_alone(model: Path, frames: list[torch.Tensor], *, imgsz: int, batch: int) -> float:
+    det = OnnxDetector(model, name="m", imgsz=imgsz, conf_threshold=0.25, iou_threshold=0.7, max_det=300)
+    batches = [
+        letterbox_batch(frames[i : i + batch], size=det.imgsz)[0] for i in range(0, len(frames), batch)
+    ]
+    det.infer(batches[0])  # warm-up
+    t0 = time.perf_counter()
+    for b in batches:
+        det.infer(b)
+    return len(frames) / (time.perf_counter() - t0)
+
+
+def bench_pipeline(model: Path, clips: list[Path], *, fps: float, imgsz: int, batch: int, tmp: Path) -> float:
+    port = 5600 + os.getpid() % 300
+    cfg = parse_config(
+        {
+            "edge_id": "bench",
+            "device": "cpu",
+            "cameras": [
+                {"id": f"cam{i}", "source": str(p), "realtime": False, "loop": False, "analytics_fps": fps}
+                for i, p in enumerate(clips)
+            ],
+            "model": {"path": str(model), "imgsz": imgsz},
+            "batching": {"max_batch_size": batch, "timeout_ms": 20},
+            "sink": {"endpoint": f"tcp://127.0.0.1:{port}", "outbox": str(tmp / "outbox.sqlite")},
+        }
+    )
+    stop = threading.Event()
+    sink = Sink(bind=cfg.sink.endpoint, db_path=tmp / "sink.sqlite")
+    threading.Thread(target=sink.serve, args=(stop,), daemon=True).start()
+    runner = Runner(cfg)
+    warm = letterbox_batch([torch.zeros(64, 64, 3, dtype=torch.uint8)], size=imgsz)[0]
+    runner.detector.infer(warm)  # type: ignore[attr-defined]
+    t0 = time.perf_counter()
+    stats = runner.run(None)
+    elapsed = time.perf_counter() - t0
+    stop.set()
+    return stats.frames / elapsed
+
+
+def bench_ultralytics(model: Path, clips: list[Path], *, stride: int, imgsz: int) -> float:
+    from ultralytics import YOLO
+
+    n = 0
+    yolo = YOLO(str(model), task="detect")
+    next(iter(yolo.predict(np.zeros((64, 64, 3), np.uint8), imgsz=imgsz, verbose=False)))  # warm-up
+    t0 = time.perf_counter()
+    for clip in clips:  # one loop per camera, one after the other, as a user script would
+        yolo = YOLO(str(model), task="detect")
+        for _ in yolo.track(source=str(clip), stream=True, vid_stride=stride, imgsz=imgsz, verbose=False):
+            n += 1
+    return n / (time.perf_counter() - t0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="safecity bench", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--cameras", type=int, default=4)
+    ap.add_argument("--seconds", type=float, default=6.0, help="length of each generated clip")
+    ap.add_argument("--width", type=int, default=1280)
+    ap.add_argument("--height", type=int, default=720)
+    ap.add_argument("--fps", type=int, default=25, help="frame rate of the clips")
+    ap.add_argument("--analytics-fps", type=float, default=5.0)
+    ap.add_argument("--batch", type=int, default=4)
+    ap.add_argument("--model", default="fall-yolov8", help="a manifest name or an .onnx path")
+    ap.add_argument("--imgsz", type=int, default=640)
+    ap.add_argument("--out", default="benchmarks/results")
+    args = ap.parse_args(argv)
+
+    model = Path(args.model) if args.model.endswith(".onnx") else fetch_model(args.model)
+    stride = max(int(round(args.fps / args.analytics_fps)), 1)
+    with console.status("generating clips"):
+        clips = generate_clips(
+            data_dir() / "bench",
+            count=args.cameras,
+            width=args.width,
+            height=args.height,
+            fps=args.fps,
+            seconds=args.seconds,
+            gop=2 * args.fps,
+        )
+    frames = [f for c in clips for f in sampled_frames(c, stride)]
+    results: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as tmpdir:
+        with console.status("(a) ONNX Runtime alone on pre-decoded batches"):
+            results["onnxruntime_alone_fps"] = bench_onnx_alone(
+                model, frames, imgsz=args.imgsz, batch=args.batch
+            )
+        with console.status("(b) whole pipeline"):
+            results["pipeline_fps"] = bench_pipeline(
+                model, clips, fps=args.analytics_fps, imgsz=args.imgsz, batch=args.batch, tmp=Path(tmpdir)
+            )
+        with console.status("(c) Ultralytics model.track per camera"):
+            results["ultralytics_track_fps"] = bench_ultralytics(
+                model, clips, stride=stride, imgsz=args.imgsz
+            )
+    ratio_a = results["pipeline_fps"] / results["onnxruntime_alone_fps"]
+    ratio_c = results["pipeline_fps"] / results["ultralytics_track_fps"]
+    report = {
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, no GPU"
+        if not torch.cuda.is_available()
+        else torch.cuda.get_device_name(0),
+        "model": str(model.name),
+        "imgsz": args.imgsz,
+        "clips": f"{args.cameras} x {args.width}x{args.height} {args.fps} fps {args.seconds} s H.264, "
+        f"GOP {2 * args.fps}",
+        "analytics_fps_per_camera": args.analytics_fps,
+        "batch": args.batch,
+        "analysed_frames": len(frames),
+        **{k: round(v, 2) for k, v in results.items()},
+        "pipeline_vs_onnxruntime_alone": round(ratio_a, 3),
+        "pipeline_vs_ultralytics_track": round(ratio_c, 3),
+        "targets": {"pipeline_vs_onnxruntime_alone": 0.8, "pipeline_vs_ultralytics_track": 1.5},
+    }
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "throughput.json").write_text(json.dumps(report, indent=2))
+    md = [
+        f"# Throughput ({report['date']}, {report['machine']})",
+        "",
+        f"{report['clips']}; model {report['model']} at {args.imgsz} px; {args.analytics_fps} analysed fps per "
+        f"camera; batch {args.batch}; {len(frames)} analysed frames per run.",
+        "",
+        "| run | analysed frames/s | pipeline ÷ this | target |",
+        "|---|---:|---:|---:|",
+        f"| (a) ONNX Runtime alone, pre-decoded batches | {results['onnxruntime_alone_fps']:.2f} "
+        f"| {ratio_a:.2f} | >= 0.8 |",
+        f"| (b) whole pipeline | {results['pipeline_fps']:.2f} | 1.00 | |",
+        f"| (c) Ultralytics model.track per camera | {results['ultralytics_track_fps']:.2f} "
+        f"| {ratio_c:.2f} | >= 1.5 |",
+    ]
+    (out / "throughput.md").write_text("\n".join(md) + "\n")
+    _plot(results, out / "throughput.png", title=f"{report['model']} @ {args.imgsz}px, {report['machine']}")
+    table = Table(title="analysed frames per second (same clips, same model, one run)")
+    for col in ("run", "frames/s", "pipeline ÷ run"):
+        table.add_column(col)
+    table.add_row("(a) ONNX Runtime alone", f"{results['onnxruntime_alone_fps']:.2f}", f"{ratio_a:.2f}")
+    table.add_row("(b) pipeline", f"{results['pipeline_fps']:.2f}", "1.00")
+    table.add_row("(c) Ultralytics track", f"{results['ultralytics_track_fps']:.2f}", f"{ratio_c:.2f}")
+    Console().print(table)
+    print(f"wrote {out / 'throughput.json'}, {out / 'throughput.md'}, {out / 'throughput.png'}")
+    return 0
+
+
+def _plot(results: dict[str, float], path: Path, *, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = ["ONNX Runtime\nalone", "pipeline", "Ultralytics\ntrack loop"]
+    values = [results["onnxruntime_alone_fps"], results["pipeline_fps"], results["ultralytics_track_fps"]]
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    bars = ax.bar(labels, values, color=["#999999", "#1f77b4", "#ff7f0e"])
+    ax.bar_label(bars, fmt="%.1f")
+    ax.set_ylabel("analysed frames / s")
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
