@@ -170,7 +170,8 @@ def main(argv: list[str] | None = None) -> int:
     md = [
         f"# Throughput ({report['date']}, {report['machine']})",
         "",
-        f"{report['clips']}; model {report['model']} at {args.imgsz} px; {args.analytics_fps} analysed fps per "
+        f"{report['clips']}; model {report['model']} at {args.imgsz} px; "
+        f"{args.analytics_fps} analysed fps per "
         f"camera; batch {args.batch}; {len(frames)} analysed frames per run.",
         "",
         "| run | analysed frames/s | pipeline ÷ this | target |",

@@ -70,7 +70,7 @@ def test_tiny_model_matches_ultralytics_exactly_sized_frames(tiny_onnx: Path, cl
 
 
 def test_real_model_decode_and_nms_match_ultralytics(fall_model: Path, samples: dict[str, Path]) -> None:
-    """Ultralytics' own preprocessed tensor through our inference, decode and NMS: same boxes as its predict."""
+    """Ultralytics' own preprocessed tensor through our inference, decode and NMS: same boxes as predict."""
     from ultralytics import YOLO
 
     det = OnnxDetector(fall_model, name="fall", imgsz=640, conf_threshold=0.3, iou_threshold=0.7, max_det=300)
