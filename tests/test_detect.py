@@ -158,3 +158,14 @@ def test_missing_model_is_a_clear_error(tmp_path: Path) -> None:
         OnnxDetector(
             tmp_path / "nope.onnx", name="x", imgsz=None, conf_threshold=0.5, iou_threshold=0.5, max_det=1
         )
+
+
+def test_device_selection() -> None:
+    from pipeline.devices import resolve_device
+    from pipeline.errors import BackendUnavailableError
+
+    assert resolve_device("cpu") == "cpu"
+    if not torch.cuda.is_available():
+        assert resolve_device("auto") == "cpu"
+        with pytest.raises(BackendUnavailableError, match="no CUDA GPU"):
+            resolve_device("cuda:0")

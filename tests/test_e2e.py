@@ -324,3 +324,59 @@ def test_real_model_on_real_footage_reports_an_incident(tmp_path: Path, fall_mod
     assert rows and rows[0]["status"] == "start" and rows[0]["camera_id"] == "carphone"
     assert rows[0]["objects"][0]["label"] == "Normal" and rows[0]["objects"][0]["confidence"] > 0.3
     assert rows[0]["model"]["name"] == "fall-yolov8"
+
+
+def test_rtsp_camera_goes_down_with_its_server_and_comes_back(tmp_path: Path, clips: list[Path]) -> None:
+    from .rtsp_server import RtspServer
+
+    server = RtspServer(clips[2])
+    script = scripted(tmp_path / "s.jsonl", [], ["person"], 0)
+    cfg = load_config(
+        write_config(
+            tmp_path / "c.yaml",
+            cameras=[
+                {"id": "file", "source": str(clips[0]), "loop": True, "analytics_fps": 5},
+                {
+                    "id": "rtsp",
+                    "source": server.url,
+                    "analytics_fps": 5,
+                    "read_timeout_seconds": 2,
+                    "reconnect_initial_seconds": 0.3,
+                    "reconnect_max_seconds": 1,
+                },
+            ],
+            model={"backend": "scripted", "scripted_detections": str(script)},
+            sink={"endpoint": f"tcp://127.0.0.1:{free_port()}", "outbox": str(tmp_path / "outbox.sqlite")},
+        )
+    )
+    metrics = Metrics()
+    runner = Runner(cfg, metrics=metrics)
+    runner.start()
+    reg = metrics.registry
+
+    def value(name: str, cam: str) -> float:
+        return reg.get_sample_value(name, {"camera": cam}) or 0.0
+
+    def wait_for(cond, timeout_s: float = 15.0) -> bool:
+        end = time.monotonic() + timeout_s
+        while time.monotonic() < end and not cond():
+            time.sleep(0.1)
+        return cond()
+
+    try:
+        assert wait_for(lambda: value("safecity_frames_analysed_total", "rtsp") >= 5)
+        assert value("safecity_camera_up", "rtsp") == 1
+        server.stop()  # the camera drops off the network
+        assert wait_for(lambda: value("safecity_camera_up", "rtsp") == 0)
+        assert wait_for(lambda: value("safecity_camera_errors_total", "rtsp") >= 2)  # retried while down
+        file_before = value("safecity_frames_analysed_total", "file")
+        time.sleep(1.0)
+        assert value("safecity_frames_analysed_total", "file") > file_before  # the other camera goes on
+        server.start()  # back on the network: the camera reconnects by itself
+        analysed = value("safecity_frames_analysed_total", "rtsp")
+        assert wait_for(lambda: value("safecity_camera_up", "rtsp") == 1, 20)
+        assert wait_for(lambda: value("safecity_frames_analysed_total", "rtsp") > analysed + 3)
+    finally:
+        runner.request_stop()
+        runner.stop()
+        server.stop()

@@ -7,6 +7,17 @@ from ..devices import resolve_device
 from .base import Detector
 
 
+def _onnx_device(asked: str) -> str:
+    """``auto`` takes CUDA only when ONNX Runtime has its CUDA provider; a named device must exist."""
+    device = resolve_device(asked)
+    if asked == "auto" and device.startswith("cuda"):
+        import onnxruntime as ort
+
+        if "CUDAExecutionProvider" not in ort.get_available_providers():
+            return "cpu"
+    return device
+
+
 def create_detector(cfg: Config) -> Detector:
     m = cfg.model
     if m.backend == "scripted":
@@ -27,6 +38,6 @@ def create_detector(cfg: Config) -> Detector:
             iou_threshold=m.iou_threshold,
             max_det=m.max_det,
             threads=m.threads,
-            device=resolve_device(cfg.device),
+            device=_onnx_device(cfg.device),
         )
     raise AssertionError(f"unhandled backend {m.backend}")
