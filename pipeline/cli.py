@@ -80,6 +80,8 @@ def cmd_sink(args: argparse.Namespace) -> int:
     t = threading.Thread(target=sink.serve, args=(stop,), daemon=True)
     t.start()
     if sink.ready.wait(10):
+        if sink.error is not None:
+            raise sink.error
         print(f"sink listening on {sink.bound_endpoint}, storing to {args.db}", file=sys.stderr, flush=True)
     while t.is_alive() and not stop.is_set():
         t.join(0.2)
@@ -117,6 +119,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
         )
     try:
         time.sleep(1.0)
+        if sink.poll() is not None:
+            print(sink_log.read_text(), file=sys.stderr)
+            print(f"error: the sink exited (is {bind} in use?)", file=sys.stderr)
+            return 1
         print(
             f"== running the pipeline on {len(cfg.cameras)} cameras for {cfg.duration_seconds} s", flush=True
         )

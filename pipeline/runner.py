@@ -110,7 +110,9 @@ class Runner:
         self._analytics_thread = threading.Thread(target=self._analytics_loop, name="analytics", daemon=True)
         self._infer_done = threading.Event()
         self._analytics_done = threading.Event()
-        self.incidents: list[Incident] = []
+        self.incidents: deque[Incident] = deque(maxlen=1000)  # the latest, for callers and tests
+        self._decoded = {c.id: self.metrics.frames_decoded.labels(camera=c.id) for c in cfg.cameras}
+        self._analysed = {c.id: self.metrics.frames_analysed.labels(camera=c.id) for c in cfg.cameras}
         for cam in cfg.cameras:
             self.metrics.camera_up.labels(camera=cam.id).set(0)
 
@@ -129,7 +131,7 @@ class Runner:
             self.stats.cameras[camera_id].state = state.value
 
     def _on_decoded(self, camera_id: str, n: int) -> None:
-        self.metrics.frames_decoded.labels(camera=camera_id).inc(n)
+        self._decoded[camera_id].inc(n)
         self.stats.cameras[camera_id].decoded += n
 
     def _on_error(self, camera_id: str, kind: str) -> None:
@@ -195,7 +197,7 @@ class Runner:
         incidents: list[Incident] = []
         for rule in ca.rules:
             incidents += rule.update(tracks, t=frame.pts_seconds, frame_w=frame.width, frame_h=frame.height)
-        self.metrics.frames_analysed.labels(camera=frame.camera_id).inc()
+        self._analysed[frame.camera_id].inc()
         self.metrics.end_to_end_latency.observe(max(time.time() - frame.wall_time, 0.0))
         self.stats.cameras[frame.camera_id].analysed += 1
         if incidents:

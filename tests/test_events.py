@@ -148,3 +148,14 @@ def test_undelivered_events_stay_in_the_outbox_after_stop(tmp_path: Path, port: 
     sender.stop(drain_s=0.5)
     assert time.monotonic() - t0 < 5 and not sender.is_alive()
     assert Outbox(tmp_path / "outbox.sqlite").count_pending() == 5
+
+
+def test_sink_reports_a_port_in_use(tmp_path: Path, port: int) -> None:
+    first = RunningSink(port, tmp_path / "a.sqlite")
+    try:
+        stop = threading.Event()
+        second = Sink(bind=f"tcp://127.0.0.1:{port}", db_path=tmp_path / "b.sqlite")
+        second.serve(stop)
+        assert second.error is not None and "Address already in use" in str(second.error)
+    finally:
+        first.close()

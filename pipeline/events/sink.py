@@ -15,7 +15,7 @@ from typing import Any
 import zmq
 from prometheus_client import CollectorRegistry, Counter
 
-from ..errors import SchemaError
+from ..errors import SchemaError, SinkError
 from .schema import validate_event
 
 log = logging.getLogger(__name__)
@@ -110,6 +110,7 @@ class Sink:
         self.max_message_bytes = max_message_bytes
         self.ready = threading.Event()
         self.bound_endpoint: str | None = None
+        self.error: SinkError | None = None
 
     def serve(self, stop_event: threading.Event) -> None:
         db = open_store(self.db_path)
@@ -121,7 +122,12 @@ class Sink:
         sock.setsockopt(zmq.HEARTBEAT_IVL, 1000)
         sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, 3000)
         try:
-            sock.bind(self.bind)
+            try:
+                sock.bind(self.bind)
+            except zmq.ZMQError as err:
+                self.error = SinkError(f"sink cannot bind {self.bind}: {err}")
+                self.ready.set()
+                return
             self.bound_endpoint = sock.getsockopt_string(zmq.LAST_ENDPOINT)
             self.ready.set()
             while not stop_event.is_set():
