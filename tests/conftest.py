@@ -32,6 +32,25 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 item.add_marker(pytest.mark.skip(reason="needs a CUDA GPU"))
 
 
+class SinkThread:
+    """A real sink serving on a loopback port in a thread of the test process."""
+
+    def __init__(self, port: int, db: Path) -> None:
+        import threading
+
+        from pipeline.events.sink import Sink
+
+        self.stop = threading.Event()
+        self.sink = Sink(bind=f"tcp://127.0.0.1:{port}", db_path=db)
+        self.thread = threading.Thread(target=self.sink.serve, args=(self.stop,), daemon=True)
+        self.thread.start()
+        assert self.sink.ready.wait(5) and self.sink.error is None
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(5)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -9,7 +9,6 @@ import shutil
 import sqlite3
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -20,11 +19,10 @@ import yaml
 from torchvision.io import decode_jpeg
 
 from pipeline.config import load_config
-from pipeline.events.sink import Sink
 from pipeline.metrics import Metrics, serve_metrics
 from pipeline.runner import Runner
 
-from .conftest import free_port
+from .conftest import SinkThread, free_port
 
 pytestmark = pytest.mark.slow
 
@@ -48,19 +46,6 @@ def sample(text: str, name: str, **labels: str) -> float | None:
     lab = ",".join(f'{k}="{v}"' for k, v in labels.items())
     m = re.search(rf"^{name}{{{re.escape(lab)}}} (\S+)$" if labels else rf"^{name} (\S+)$", text, re.M)
     return float(m.group(1)) if m else None
-
-
-class SinkThread:
-    def __init__(self, port: int, db: Path) -> None:
-        self.stop = threading.Event()
-        self.sink = Sink(bind=f"tcp://127.0.0.1:{port}", db_path=db)
-        self.thread = threading.Thread(target=self.sink.serve, args=(self.stop,), daemon=True)
-        self.thread.start()
-        assert self.sink.ready.wait(5)
-
-    def close(self) -> None:
-        self.stop.set()
-        self.thread.join(5)
 
 
 def test_cli_run_with_tiny_yolo_reaches_a_real_sink(

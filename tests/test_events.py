@@ -12,6 +12,8 @@ from pipeline.events.transport import Sender
 from pipeline.metrics import Metrics
 from pipeline.types import Incident
 
+from .conftest import SinkThread
+
 
 def make_event(i: int) -> dict:
     inc = Incident(
@@ -52,25 +54,12 @@ def wait_until(cond, timeout_s: float = 15.0) -> bool:
     return cond()
 
 
-class RunningSink:
-    def __init__(self, port: int, db: Path) -> None:
-        self.stop = threading.Event()
-        self.sink = Sink(bind=f"tcp://127.0.0.1:{port}", db_path=db)
-        self.thread = threading.Thread(target=self.sink.serve, args=(self.stop,), daemon=True)
-        self.thread.start()
-        assert self.sink.ready.wait(5)
-
-    def close(self) -> None:
-        self.stop.set()
-        self.thread.join(5)
-
-
 def test_every_event_is_delivered_once_in_the_store(tmp_path: Path, port: int) -> None:
     outbox = Outbox(tmp_path / "outbox.sqlite")
     events = [make_event(i) for i in range(200)]
     for e in events:
         outbox.append(e, None)
-    sink = RunningSink(port, tmp_path / "sink.sqlite")
+    sink = SinkThread(port, tmp_path / "sink.sqlite")
     metrics = Metrics()
     sender = Sender(
         outbox_path=tmp_path / "outbox.sqlite",
@@ -106,7 +95,7 @@ def test_sink_down_then_up_loses_nothing_and_stores_no_duplicates(tmp_path: Path
         sender.notify()
         time.sleep(1.0)  # no sink yet: sends and resends go nowhere
         assert outbox.count_pending() == 20
-        sink = RunningSink(port, tmp_path / "sink.sqlite")
+        sink = SinkThread(port, tmp_path / "sink.sqlite")
         assert wait_until(lambda: outbox.count_pending() == 0)
         for i in range(20, 30):
             outbox.append(make_event(i), None)
@@ -125,7 +114,7 @@ def test_rejected_event_goes_to_dead_letter_not_into_endless_retry(tmp_path: Pat
     bad["type"] = "jaywalking"
     outbox.append(bad, None)
     outbox.append(make_event(2), None)
-    sink = RunningSink(port, tmp_path / "sink.sqlite")
+    sink = SinkThread(port, tmp_path / "sink.sqlite")
     sender = Sender(outbox_path=tmp_path / "outbox.sqlite", endpoint=f"tcp://127.0.0.1:{port}", metrics=None)
     sender.start()
     try:
@@ -151,7 +140,7 @@ def test_undelivered_events_stay_in_the_outbox_after_stop(tmp_path: Path, port: 
 
 
 def test_sink_reports_a_port_in_use(tmp_path: Path, port: int) -> None:
-    first = RunningSink(port, tmp_path / "a.sqlite")
+    first = SinkThread(port, tmp_path / "a.sqlite")
     try:
         stop = threading.Event()
         second = Sink(bind=f"tcp://127.0.0.1:{port}", db_path=tmp_path / "b.sqlite")

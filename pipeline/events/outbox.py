@@ -29,12 +29,13 @@ CREATE TABLE IF NOT EXISTS dead_letter (
 """
 
 
-def connect(path: Path) -> sqlite3.Connection:
+def open_durable(path: Path, schema: str) -> sqlite3.Connection:
+    """A SQLite database that survives crashes and power loss (WAL, synchronous=FULL), autocommit mode."""
     path.parent.mkdir(parents=True, exist_ok=True)
     conn = sqlite3.connect(str(path), timeout=30.0, isolation_level=None, check_same_thread=False)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=FULL")
-    conn.executescript(SCHEMA)
+    conn.executescript(schema)
     return conn
 
 
@@ -43,7 +44,7 @@ class Outbox:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.conn = connect(path)
+        self.conn = open_durable(path, SCHEMA)
 
     def append(self, event: dict[str, Any], snapshot: bytes | None) -> int:
         """Commit one event; returns its per-source sequence number."""

@@ -16,6 +16,7 @@ import zmq
 from prometheus_client import CollectorRegistry, Counter
 
 from ..errors import SchemaError, SinkError
+from .outbox import open_durable
 from .schema import validate_event
 
 log = logging.getLogger(__name__)
@@ -62,15 +63,6 @@ class SinkMetrics:
         )
 
 
-def open_store(path: Path) -> sqlite3.Connection:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(str(path), timeout=30.0, isolation_level=None, check_same_thread=False)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=FULL")
-    conn.executescript(SINK_SCHEMA)
-    return conn
-
-
 def check_message(frames: list[bytes]) -> tuple[dict[str, Any], bytes | None]:
     """Parse and validate ``[b"EVT", json, jpeg]``; raises SchemaError with the reason."""
     if len(frames) != 3 or frames[0] != b"EVT":
@@ -113,7 +105,7 @@ class Sink:
         self.error: SinkError | None = None
 
     def serve(self, stop_event: threading.Event) -> None:
-        db = open_store(self.db_path)
+        db = open_durable(self.db_path, SINK_SCHEMA)
         ctx: zmq.Context = zmq.Context.instance()
         sock = ctx.socket(zmq.ROUTER)
         sock.setsockopt(zmq.LINGER, 1000)
