@@ -53,7 +53,8 @@ def sampled_frames(path: Path, every: int) -> list[torch.Tensor]:
 def bench_onnx_alone(model: Path, frames: list[torch.Tensor], *, imgsz: int, batch: int) -> float:
     det = OnnxDetector(model, name="m", imgsz=imgsz, conf_threshold=0.25, iou_threshold=0.7, max_det=300)
     batches = [
-        letterbox_batch(frames[i : i + batch], size=det.imgsz)[0] for i in range(0, len(frames), batch)
+        letterbox_batch(frames[i : i + batch], size=det.imgsz, rect=det.rect)[0]
+        for i in range(0, len(frames), batch)
     ]
     det.infer(batches[0])  # warm-up
     t0 = time.perf_counter()
