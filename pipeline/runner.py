@@ -205,7 +205,7 @@ class Runner:
 
     def _emit_incidents(self, frame: Frame, incidents: list[Incident]) -> None:
         t0 = time.perf_counter()
-        jpeg = encode_jpeg(frame.data.permute(2, 0, 1).contiguous(), quality=self.cfg.sink.snapshot_quality)
+        jpeg = encode_jpeg(frame.rgb().permute(2, 0, 1).contiguous(), quality=self.cfg.sink.snapshot_quality)
         snapshot = bytes(jpeg.cpu().numpy().tobytes()) if isinstance(jpeg, torch.Tensor) else bytes(jpeg)
         digest = sha256_bytes(snapshot)
         info = self.detector.info

@@ -8,30 +8,59 @@ from typing import Literal
 import numpy as np
 import torch
 
+PixelFormat = Literal["rgb24", "nv12"]
+
+
+@dataclass(frozen=True)
+class ColorSpec:
+    """How a YUV stream maps to RGB: the matrix (BT.601 / BT.709) and the range (limited / full)."""
+
+    matrix: Literal["bt601", "bt709"] = "bt601"
+    full_range: bool = False
+
 
 @dataclass
 class Frame:
-    """One decoded, sampled frame of one camera: RGB, (H, W, 3) uint8, on CPU or GPU."""
+    """One decoded, sampled frame of one camera, on CPU or GPU.
+
+    ``rgb24``: (H, W, 3) uint8. ``nv12`` (what NVDEC gives): (H * 3 // 2, W) uint8, the Y plane then
+    the interleaved UV plane; ``color`` says how to turn it into RGB.
+    """
 
     camera_id: str
     data: torch.Tensor
     pts_seconds: float
     frame_index: int
     wall_time: float
+    pixel_format: PixelFormat = "rgb24"
+    color: ColorSpec = ColorSpec()
 
     def __post_init__(self) -> None:
-        if self.data.ndim != 3 or self.data.shape[2] != 3 or self.data.dtype != torch.uint8:
-            raise ValueError(
-                f"Frame.data must be (H, W, 3) uint8, got {tuple(self.data.shape)} {self.data.dtype}"
-            )
+        d = self.data
+        if d.dtype != torch.uint8:
+            raise ValueError(f"Frame.data must be uint8, got {d.dtype}")
+        if self.pixel_format == "rgb24":
+            if d.ndim != 3 or d.shape[2] != 3:
+                raise ValueError(f"rgb24 Frame.data must be (H, W, 3), got {tuple(d.shape)}")
+        elif d.ndim != 2 or d.shape[0] % 3 or d.shape[1] % 2 or (d.shape[0] * 2 // 3) % 2:
+            raise ValueError(f"nv12 Frame.data must be (H * 3 // 2, W) with H, W even, got {tuple(d.shape)}")
 
     @property
     def height(self) -> int:
-        return int(self.data.shape[0])
+        return int(self.data.shape[0]) if self.pixel_format == "rgb24" else int(self.data.shape[0]) * 2 // 3
 
     @property
     def width(self) -> int:
         return int(self.data.shape[1])
+
+    def rgb(self) -> torch.Tensor:
+        """(H, W, 3) uint8 RGB on the frame's device (converted from NV12 if need be)."""
+        if self.pixel_format == "rgb24":
+            return self.data
+        from .preprocess import nv12_to_rgb
+
+        rgb = nv12_to_rgb(self.data[None], color=self.color)[0]
+        return rgb.round_().clamp_(0, 255).to(torch.uint8).permute(1, 2, 0).contiguous()
 
 
 @dataclass

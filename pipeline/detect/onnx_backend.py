@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from ..errors import BackendUnavailableError, ModelError
-from ..preprocess import letterbox_batch
+from ..preprocess import letterbox_frames
 from ..types import Detections, FrameBatch
 from .base import Detector, DetectorInfo
 from .decode import decode_yolo
@@ -103,7 +103,7 @@ class OnnxDetector(Detector):
         return torch.from_numpy(np.asarray(out))
 
     def detect(self, batch: FrameBatch) -> list[Detections]:
-        images, lbs = letterbox_batch([f.data for f in batch.frames], size=self.imgsz, rect=self.rect)
+        images, lbs = letterbox_frames(batch.frames, size=self.imgsz, rect=self.rect)
         raw = self.infer(images)
         return decode_yolo(
             raw,

@@ -10,11 +10,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 import av
+import numpy as np
 import torch
+from av.video.reformatter import ColorRange, Colorspace, Interpolation
 
 from ..config import CameraConfig
 from ..errors import SourceError
-from ..types import Frame
+from ..preprocess import color_spec
+from ..types import ColorSpec, Frame
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +43,23 @@ class Sampler:
             self.next_t = base + self.period
             return True
         return False
+
+
+SWS_FLAGS = Interpolation.BILINEAR | Interpolation.ACCURATE_RND | Interpolation.FULL_CHR_H_INT
+
+
+def to_rgb24(frame: av.VideoFrame, spec: ColorSpec) -> np.ndarray:
+    """RGB (H, W, 3) uint8 with the stream's own matrix and range (libswscale).
+
+    Accurate rounding and full chroma interpolation: swscale's default fast path is off by about
+    1.3/255 on average, these flags by 0.3/255 against exact maths (and they are faster here).
+    """
+    return frame.reformat(
+        format="rgb24",
+        src_colorspace=Colorspace.ITU709 if spec.matrix == "bt709" else Colorspace.ITU601,
+        src_color_range=ColorRange.JPEG if spec.full_range else ColorRange.MPEG,
+        interpolation=SWS_FLAGS,
+    ).to_ndarray()
 
 
 def open_container(cam: CameraConfig) -> av.container.InputContainer:
@@ -139,6 +159,7 @@ class CameraSource(threading.Thread):
             rate = float(stream.average_rate) if stream.average_rate else 25.0
             self._set_state(CameraState.UP)
             start_wall = time.monotonic()
+            spec: ColorSpec | None = None
             first_t: float | None = None
             last_t = 0.0
             for frame in container.decode(stream):
@@ -159,7 +180,9 @@ class CameraSource(threading.Thread):
                         return False
                 if not self._sampler.take(t):
                     continue  # unsampled frames skip colour conversion and inference
-                rgb = torch.from_numpy(frame.to_ndarray(format="rgb24"))
+                if spec is None:
+                    spec = color_spec(frame.colorspace, frame.color_range, frame.height, frame.format.name)
+                rgb = torch.from_numpy(to_rgb24(frame, spec))
                 f = Frame(self.cam.id, rgb, t, self._index - 1, time.time())
                 block = not (self.cam.realtime or self.cam.is_live)
                 while not self.emit(f, block):
