@@ -152,7 +152,12 @@ def cmd_models(args: argparse.Namespace) -> int:
             have = "fetched" if onnx_path(name).is_file() else "not fetched"
             print(f"{name:14} {e.get('licence', '?'):12} {have:12} {e.get('description', '')}")
         return 0
-    path = fetch_model(args.name, allow_unpinned=args.allow_unpinned, imgsz=args.imgsz)
+    path = fetch_model(
+        args.name,
+        allow_unpinned=args.allow_unpinned,
+        imgsz=args.imgsz,
+        torchscript_batch=args.torchscript_batch,
+    )
     print(path)
     return 0
 
@@ -223,6 +228,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--allow-unpinned", action="store_true", help="accept a model with no sha256 in the manifest"
     )
     m.add_argument("--imgsz", type=int, default=None)
+    m.add_argument(
+        "--torchscript-batch", type=int, default=None, help="also export TorchScript for this batch"
+    )
     m.set_defaults(func=cmd_models)
 
     f = sub.add_parser("footage", help="real sample clips, or generated CCTV-like clips")

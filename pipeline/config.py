@@ -69,13 +69,18 @@ class CameraConfig(Strict):
 
 class ModelConfig(Strict):
     name: str | None = Field(default=None, description="a model of the manifest (models/manifest.yaml)")
-    path: Path | None = Field(default=None, description="an ONNX file exported with a dynamic batch axis")
-    backend: Literal["onnxruntime", "scripted"] = "onnxruntime"
+    path: Path | None = Field(
+        default=None,
+        description="onnxruntime: an .onnx file; torch: a .torchscript export or a .pt checkpoint",
+    )
+    backend: Literal["onnxruntime", "torch", "scripted"] = "onnxruntime"
     imgsz: Annotated[int, Field(ge=32, le=2048, multiple_of=32)] | None = None
     conf_threshold: Annotated[float, Field(gt=0, lt=1)] = 0.25
     iou_threshold: Annotated[float, Field(gt=0, lt=1)] = 0.7
     max_det: Annotated[int, Field(ge=1, le=1000)] = 300
     threads: Annotated[int, Field(ge=0, le=256)] = 0
+    half: bool | None = Field(default=None, description="torch backend: fp16 (default: on CUDA only)")
+    tensorrt: bool = Field(default=False, description="onnxruntime on CUDA: the TensorRT provider, fp16")
     scripted_detections: Path | None = Field(
         default=None, description="JSONL of detections (backend: scripted)"
     )

@@ -87,8 +87,13 @@ def _fetch_pypi(src: dict[str, Any], dest: Path, tmp: Path) -> None:
         shutil.copyfileobj(fin, fout)
 
 
-def fetch_model(name: str, *, allow_unpinned: bool = False, imgsz: int | None = None) -> Path:
-    """Download, verify and export model ``name``; idempotent (reuses what is already there)."""
+def fetch_model(
+    name: str, *, allow_unpinned: bool = False, imgsz: int | None = None, torchscript_batch: int | None = None
+) -> Path:
+    """Download, verify and export model ``name`` to ONNX (and TorchScript when a batch is given).
+
+    Idempotent: reuses what is already there. Returns the ONNX file.
+    """
     manifest = load_manifest()
     if name not in manifest:
         raise ModelError(f"model {name!r} is not in the manifest; known: {sorted(manifest)}")
@@ -113,24 +118,35 @@ def fetch_model(name: str, *, allow_unpinned: bool = False, imgsz: int | None = 
             _verify(part, entry.get("sha256"), f"model {name}", allow_unpinned)
             shutil.move(str(part), weights)
     onnx_file = onnx_path(name)
+    size = imgsz or int(entry.get("imgsz", 640))
     if not onnx_file.is_file():
-        export_onnx(weights, onnx_file, imgsz=imgsz or int(entry.get("imgsz", 640)))
+        export_onnx(weights, onnx_file, imgsz=size)
+    if torchscript_batch:
+        export_torchscript(weights, out_dir / f"{name}.torchscript", imgsz=size, batch=torchscript_batch)
     return onnx_file
 
 
 def export_onnx(weights: Path, dest: Path, *, imgsz: int, dynamic: bool = True) -> Path:
     """Export an Ultralytics .pt (or .yaml) model to ONNX with a dynamic batch axis."""
+    return export_model(weights, dest, format="onnx", imgsz=imgsz, dynamic=dynamic, simplify=True, batch=16)
+
+
+def export_torchscript(weights: Path, dest: Path, *, imgsz: int, batch: int) -> Path:
+    """Export to TorchScript traced for ``batch`` x 3 x imgsz x imgsz (batches are padded to it)."""
+    return export_model(weights, dest, format="torchscript", imgsz=imgsz, batch=batch)
+
+
+def export_model(weights: Path, dest: Path, **kwargs: Any) -> Path:
+    """Export with Ultralytics (offline) and move the result to ``dest``."""
     os.environ.setdefault("YOLO_OFFLINE", "1")
     os.environ.setdefault("YOLO_AUTOINSTALL", "false")
     from ultralytics import YOLO
 
     model = YOLO(str(weights))
     try:
-        out = model.export(
-            format="onnx", dynamic=dynamic, imgsz=imgsz, simplify=True, batch=16, verbose=False
-        )
+        out = model.export(verbose=False, **kwargs)
     except Exception as err:  # Ultralytics raises many kinds
-        raise ModelError(f"ONNX export of {weights} failed: {err}") from err
+        raise ModelError(f"{kwargs.get('format')} export of {weights} failed: {err}") from err
     dest.parent.mkdir(parents=True, exist_ok=True)
     if Path(out).resolve() != dest.resolve():
         shutil.move(str(out), dest)
@@ -138,13 +154,21 @@ def export_onnx(weights: Path, dest: Path, *, imgsz: int, dynamic: bool = True) 
 
 
 def resolve_model_path(m: ModelConfig) -> tuple[Path, str]:
-    """The ONNX file and display name for a model config (a manifest name or a path)."""
+    """The model file and display name for a model config (a manifest name or a path).
+
+    A manifest model is its ONNX export for onnxruntime; for torch, its TorchScript export if one
+    was made (`safecity models fetch NAME --torchscript-batch B`), else the .pt checkpoint.
+    """
     if m.path is not None:
         return m.path, m.path.stem
     assert m.name is not None
     if m.name not in load_manifest():
         raise ModelError(f"model.name {m.name!r} is not in the manifest {manifest_path()}")
-    path = onnx_path(m.name)
+    if m.backend == "torch":
+        ts = model_dir(m.name) / f"{m.name}.torchscript"
+        path = ts if ts.is_file() else model_dir(m.name) / f"{m.name}.pt"
+    else:
+        path = onnx_path(m.name)
     if not path.is_file():
         raise ModelError(
             f"model {m.name} is not fetched yet ({path} missing): run `safecity models fetch {m.name}`"

@@ -25,11 +25,12 @@ def create_detector(cfg: Config) -> Detector:
 
         assert m.scripted_detections is not None
         return ScriptedDetector(m.scripted_detections)
+    from ..registry import resolve_model_path
+
+    path, name = resolve_model_path(m)
     if m.backend == "onnxruntime":
-        from ..registry import resolve_model_path
         from .onnx_backend import OnnxDetector
 
-        path, name = resolve_model_path(m)
         return OnnxDetector(
             path,
             name=name,
@@ -39,5 +40,17 @@ def create_detector(cfg: Config) -> Detector:
             max_det=m.max_det,
             threads=m.threads,
             device=_onnx_device(cfg.device),
+            tensorrt=m.tensorrt,
         )
-    raise AssertionError(f"unhandled backend {m.backend}")
+    from .torch_backend import TorchDetector
+
+    return TorchDetector(
+        path,
+        name=name,
+        imgsz=m.imgsz,
+        conf_threshold=m.conf_threshold,
+        iou_threshold=m.iou_threshold,
+        max_det=m.max_det,
+        device=resolve_device(cfg.device),
+        half=m.half,
+    )

@@ -1,4 +1,4 @@
-"""ONNX Runtime backend (CPU provider here; CUDA / TensorRT providers on GPU servers)."""
+"""ONNX Runtime backend: CPU provider here; CUDA / TensorRT providers with IOBinding on GPU servers."""
 
 from __future__ import annotations
 
@@ -6,15 +6,14 @@ import ast
 import logging
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from ..errors import BackendUnavailableError, ModelError
-from ..preprocess import letterbox_frames
-from ..types import Detections, FrameBatch
-from .base import Detector, DetectorInfo
-from .decode import decode_yolo
+from .base import DetectorInfo
+from .yolo import YoloDetector
 
 log = logging.getLogger(__name__)
 
@@ -29,17 +28,17 @@ def read_onnx_metadata(path: Path) -> dict[str, str]:
     return {p.key: p.value for p in model.metadata_props}
 
 
-def parse_class_names(meta: dict[str, str], path: Path) -> tuple[str, ...]:
-    raw = meta.get("names")
+def parse_class_names(raw: Any, path: Path) -> tuple[str, ...]:
+    """Class names from Ultralytics metadata: a dict {0: 'person', ...} (or its repr), or a list."""
     if raw is None:
-        raise ModelError(f"{path}: ONNX metadata has no 'names' (export it with Ultralytics)")
-    names = ast.literal_eval(raw)
+        raise ModelError(f"{path}: model metadata has no 'names' (export it with Ultralytics)")
+    names = ast.literal_eval(raw) if isinstance(raw, str) else raw
     if isinstance(names, dict):
-        return tuple(str(names[k]) for k in sorted(names))
+        return tuple(str(names[k]) for k in sorted(names, key=int))
     return tuple(str(n) for n in names)
 
 
-class OnnxDetector(Detector):
+class OnnxDetector(YoloDetector):
     def __init__(
         self,
         path: Path,
@@ -51,6 +50,8 @@ class OnnxDetector(Detector):
         max_det: int,
         threads: int = 0,
         device: str = "cpu",
+        tensorrt: bool = False,
+        engine_cache: Path | None = None,
     ) -> None:
         try:
             import onnxruntime as ort
@@ -61,55 +62,88 @@ class OnnxDetector(Detector):
         if not path.is_file():
             raise ModelError(f"model file not found: {path} (fetch it with: safecity models fetch NAME)")
         meta = read_onnx_metadata(path)
-        self.class_names = parse_class_names(meta, path)
+        self.class_names = parse_class_names(meta.get("names"), path)
         meta_imgsz = ast.literal_eval(meta.get("imgsz", "[640, 640]"))
         self.imgsz = imgsz or int(meta_imgsz[0])
         self.end2end = meta.get("end2end", "False") == "True"
         self.conf_threshold, self.iou_threshold, self.max_det = conf_threshold, iou_threshold, max_det
+        self.device = torch.device(device)
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads or (os.cpu_count() or 1)
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        if device.startswith("cuda"):
-            dev_id = int(device.split(":")[1]) if ":" in device else 0
-            providers: list = [("CUDAExecutionProvider", {"device_id": dev_id}), "CPUExecutionProvider"]
-            if "CUDAExecutionProvider" not in ort.get_available_providers():
-                raise BackendUnavailableError(
-                    f"device {device} asked for, but ONNX Runtime has no CUDA provider "
-                    f"(available: {ort.get_available_providers()}); install onnxruntime-gpu"
-                )
-        else:
-            providers = ["CPUExecutionProvider"]
+        providers = self._providers(ort, path, tensorrt, engine_cache)
         self.session = ort.InferenceSession(str(path), sess_options=opts, providers=providers)
-        self.input_name = self.session.get_inputs()[0].name
-        in_shape = self.session.get_inputs()[0].shape
+        if self.device.type == "cuda" and "CUDAExecutionProvider" not in self.session.get_providers():
+            raise BackendUnavailableError(f"ONNX Runtime did not start its CUDA provider for {path}")
+        inp = self.session.get_inputs()[0]
+        self.input_name = inp.name
+        self.output_name = self.session.get_outputs()[0].name
         # dynamic height and width: letterbox to the smallest canvas, as Ultralytics does (rect)
-        self.rect = not all(isinstance(d, int) for d in in_shape[2:])
-        in_type = self.session.get_inputs()[0].type
-        self.input_dtype = torch.float16 if "float16" in in_type else torch.float32
-        self.device = device
+        self.rect = not all(isinstance(d, int) for d in inp.shape[2:])
+        self.static_batch = inp.shape[0] if isinstance(inp.shape[0], int) else None
+        self.input_dtype = torch.float16 if "float16" in inp.type else torch.float32
         self.info = DetectorInfo(
             name=name,
             version=meta.get("version", "unknown"),
             class_names=self.class_names,
             imgsz=self.imgsz,
-            backend="onnxruntime",
+            backend="onnxruntime-tensorrt" if tensorrt else "onnxruntime",
             device=device,
         )
 
-    def infer(self, images: torch.Tensor) -> torch.Tensor:
-        """The raw model output for a letterboxed (B, 3, S, S) batch."""
-        x = images.to(self.input_dtype).contiguous().cpu().numpy()
-        (out,) = self.session.run(None, {self.input_name: x})[:1]
-        return torch.from_numpy(np.asarray(out))
+    def _providers(self, ort: Any, path: Path, tensorrt: bool, engine_cache: Path | None) -> list[Any]:
+        if self.device.type != "cuda":
+            if tensorrt:
+                raise BackendUnavailableError("the TensorRT provider needs device: cuda")
+            return ["CPUExecutionProvider"]
+        available = ort.get_available_providers()
+        if "CUDAExecutionProvider" not in available:
+            raise BackendUnavailableError(
+                f"device {self.device} asked for, but ONNX Runtime has no CUDA provider "
+                f"(available: {available}); install onnxruntime-gpu, not onnxruntime"
+            )
+        dev = self.device.index or 0
+        providers: list[Any] = []
+        if tensorrt:
+            if "TensorrtExecutionProvider" not in available:
+                raise BackendUnavailableError(
+                    "model.tensorrt asked for, but ONNX Runtime has no TensorRT provider"
+                )
+            cache = str(engine_cache or path.parent / "trt-cache")
+            shape = f"{self.imgsz}x{self.imgsz}"
+            providers.append(
+                (
+                    "TensorrtExecutionProvider",
+                    {
+                        "device_id": dev,
+                        "trt_fp16_enable": True,
+                        "trt_engine_cache_enable": True,
+                        "trt_engine_cache_path": cache,
+                        "trt_timing_cache_enable": True,
+                        "trt_profile_min_shapes": f"images:1x3x{shape}",
+                        "trt_profile_opt_shapes": f"images:8x3x{shape}",
+                        "trt_profile_max_shapes": f"images:32x3x{shape}",
+                    },
+                )
+            )
+        providers.append(("CUDAExecutionProvider", {"device_id": dev}))
+        return providers
 
-    def detect(self, batch: FrameBatch) -> list[Detections]:
-        images, lbs = letterbox_frames(batch.frames, size=self.imgsz, rect=self.rect)
-        raw = self.infer(images)
-        return decode_yolo(
-            raw,
-            lbs,
-            conf_threshold=self.conf_threshold,
-            iou_threshold=self.iou_threshold,
-            max_det=self.max_det,
-            end2end=self.end2end,
-        )
+    def infer(self, images: torch.Tensor) -> torch.Tensor:
+        x = images.to(self.input_dtype).contiguous()
+        if self.device.type != "cuda":
+            (out,) = self.session.run([self.output_name], {self.input_name: x.cpu().numpy()})
+            return torch.from_numpy(np.asarray(out))
+        # IOBinding: ONNX Runtime reads the torch tensor where it lies and writes its output on the GPU
+        io = self.session.io_binding()
+        np_dtype = np.float16 if self.input_dtype == torch.float16 else np.float32
+        io.bind_input(self.input_name, "cuda", self.device.index or 0, np_dtype, tuple(x.shape), x.data_ptr())
+        io.bind_output(self.output_name, "cuda", self.device.index or 0)
+        torch.cuda.current_stream(
+            self.device
+        ).synchronize()  # x is ready before ONNX Runtime's stream reads it
+        self.session.run_with_iobinding(io)
+        out = io.get_outputs()[0]
+        if hasattr(out, "__dlpack__"):
+            return torch.from_dlpack(out)
+        return torch.from_numpy(io.copy_outputs_to_cpu()[0]).to(self.device)
