@@ -164,6 +164,9 @@ class SinkConfig(Strict):
 class Config(Strict):
     edge_id: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")] = "edge-1"
     device: Annotated[str, Field(pattern=r"^(auto|cpu|cuda(:\d+)?)$")] = "auto"
+    decoder: Literal["auto", "pyav", "nvdec"] = Field(
+        default="auto", description="auto: NVDEC when the device is a GPU and PyNvVideoCodec works, else PyAV"
+    )
     cameras: Annotated[list[CameraConfig], Field(min_length=1, max_length=2048)]
     model: ModelConfig
     roles: dict[str, list[str]] = Field(

@@ -21,12 +21,13 @@ from torchvision.io import encode_jpeg
 from .analytics import EncroachmentRule, Zone
 from .config import Config
 from .detect import Detector, create_detector
+from .devices import resolve_device
 from .events.outbox import Outbox
 from .events.schema import build_event
 from .events.transport import Sender
 from .metrics import Metrics
 from .registry import sha256_bytes
-from .sources import CameraSource, CameraState, Muxer
+from .sources import CameraState, Muxer, choose_decoder, make_source
 from .track import Tracker
 from .types import Detections, Frame, FrameBatch, Incident
 
@@ -95,9 +96,19 @@ class Runner:
             max_in_flight=cfg.sink.max_in_flight,
             ack_timeout_s=cfg.sink.ack_timeout_seconds,
         )
+        self.device = resolve_device(cfg.device)
+        self.decoder = choose_decoder(cfg.decoder, self.device)
+        log.info(
+            "decode: %s; detect: %s on %s",
+            self.decoder,
+            self.detector.info.backend,
+            self.detector.info.device,
+        )
         self.sources = [
-            CameraSource(
+            make_source(
                 cam,
+                decoder=self.decoder,
+                device=self.device,
                 emit=self._emit,
                 stop_event=self.stop_event,
                 on_state=self._on_state,

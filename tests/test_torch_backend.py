@@ -102,3 +102,24 @@ def test_onnx_tensorrt_needs_cuda(tiny_onnx: Path) -> None:
         OnnxDetector(
             tiny_onnx, name="t", imgsz=None, conf_threshold=0.3, iou_threshold=0.7, max_det=10, tensorrt=True
         )
+
+
+def test_decoder_choice() -> None:
+    from pipeline.sources import choose_decoder
+
+    assert choose_decoder("pyav", "cpu") == "pyav"
+    assert choose_decoder("auto", "cpu") == "pyav"
+    with pytest.raises(BackendUnavailableError, match="needs a CUDA device"):
+        choose_decoder("nvdec", "cpu")
+
+
+def test_pynvvideocodec_import_is_guarded() -> None:
+    from pipeline.sources.nvdec import load_nvc, nvdec_available
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU machine: covered by the needs_cuda tests")
+    assert nvdec_available() is False
+    try:
+        load_nvc()
+    except BackendUnavailableError as err:
+        assert "PyNvVideoCodec" in str(err)

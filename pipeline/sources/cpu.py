@@ -6,18 +6,21 @@ import enum
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import av
 import numpy as np
 import torch
-from av.video.reformatter import ColorRange, Colorspace, Interpolation
 
 from ..config import CameraConfig
 from ..errors import SourceError
 from ..preprocess import color_spec
 from ..types import ColorSpec, Frame
+
+if TYPE_CHECKING:  # PyAV is imported where it is used: NVDEC servers can run without it
+    import av
 
 log = logging.getLogger(__name__)
 
@@ -45,25 +48,26 @@ class Sampler:
         return False
 
 
-SWS_FLAGS = Interpolation.BILINEAR | Interpolation.ACCURATE_RND | Interpolation.FULL_CHR_H_INT
-
-
 def to_rgb24(frame: av.VideoFrame, spec: ColorSpec) -> np.ndarray:
     """RGB (H, W, 3) uint8 with the stream's own matrix and range (libswscale).
 
     Accurate rounding and full chroma interpolation: swscale's default fast path is off by about
     1.3/255 on average, these flags by 0.3/255 against exact maths (and they are faster here).
     """
+    from av.video.reformatter import ColorRange, Colorspace, Interpolation
+
     return frame.reformat(
         format="rgb24",
         src_colorspace=Colorspace.ITU709 if spec.matrix == "bt709" else Colorspace.ITU601,
         src_color_range=ColorRange.JPEG if spec.full_range else ColorRange.MPEG,
-        interpolation=SWS_FLAGS,
+        interpolation=Interpolation.BILINEAR | Interpolation.ACCURATE_RND | Interpolation.FULL_CHR_H_INT,
     ).to_ndarray()
 
 
 def open_container(cam: CameraConfig) -> av.container.InputContainer:
     """Open a camera's source with PyAV, with timeouts (and TCP transport for RTSP)."""
+    import av
+
     options: dict[str, str] = {}
     if cam.source.startswith("rtsp://"):
         options = {
@@ -82,6 +86,29 @@ def open_container(cam: CameraConfig) -> av.container.InputContainer:
 
 
 FrameCallback = Callable[[Frame, bool], bool]
+# a decoded frame: its pts (stream time base) and how to get its pixels (tensor, pixel format, colour)
+Decoded = tuple[int | None, Callable[[], tuple[torch.Tensor, str, ColorSpec]]]
+
+
+@dataclass
+class Opened:
+    """An opened source: its decoded frames, time base and frame rate, and how to close it."""
+
+    frames: Iterator[Decoded]
+    time_base: float
+    rate: float
+    close: Callable[[], None]
+
+
+def is_source_error(err: BaseException) -> bool:
+    """Errors a camera is expected to have (unreachable, vanished, corrupt), as against bugs."""
+    if isinstance(err, (SourceError, OSError)):
+        return True
+    try:
+        import av
+    except ImportError:
+        return False
+    return isinstance(err, av.error.FFmpegError)
 
 
 class CameraSource(threading.Thread):
@@ -136,12 +163,15 @@ class CameraSource(threading.Thread):
                     return
                 if self.cam.is_live and not self.stop_event.is_set():
                     raise SourceError(f"camera {self.cam.id}: stream ended")
-            except (SourceError, av.error.FFmpegError, OSError) as err:
+            except Exception as err:  # a camera never takes the others down: log, count, retry
                 if self.stop_event.is_set():
                     break
                 self.errors += 1
                 self.last_error = str(err)
-                log.warning("camera %s: %s; retrying in %.1fs", self.cam.id, err, backoff)
+                if is_source_error(err):
+                    log.warning("camera %s: %s; retrying in %.1fs", self.cam.id, err, backoff)
+                else:
+                    log.exception("camera %s: unexpected error; retrying in %.1fs", self.cam.id, backoff)
                 if self.on_error:
                     self.on_error(self.cam.id, type(err).__name__)
                 self._set_state(CameraState.DOWN)
@@ -149,23 +179,42 @@ class CameraSource(threading.Thread):
                 backoff = min(backoff * 2, self.cam.reconnect_max_seconds)
         self._set_state(CameraState.STOPPED)
 
+    def _open(self) -> Opened:
+        """Open the source with PyAV and decode it on the CPU."""
+        container = open_container(self.cam)
+        stream = container.streams.video[0]
+        tb = float(stream.time_base) if stream.time_base else 1.0 / 25
+        rate = float(stream.average_rate) if stream.average_rate else 25.0
+        return Opened(self._decode(container, stream), tb, rate, container.close)
+
+    def _decode(self, container: av.container.InputContainer, stream: av.VideoStream) -> Iterator[Decoded]:
+        """Every frame of the stream, decoded by PyAV (FFmpeg, threaded); RGB only when asked."""
+        stream.thread_type = "AUTO"
+        spec: ColorSpec | None = None
+        for frame in container.decode(stream):
+            if spec is None:
+                spec = color_spec(frame.colorspace, frame.color_range, frame.height, frame.format.name)
+
+            def convert(
+                frame: av.VideoFrame = frame, spec: ColorSpec = spec
+            ) -> tuple[torch.Tensor, str, ColorSpec]:
+                return torch.from_numpy(to_rgb24(frame, spec)), "rgb24", ColorSpec()
+
+            yield frame.pts, convert
+
     def _play_once(self) -> bool:
         """Play the source once to its end. Returns True at a clean end of stream."""
-        container = open_container(self.cam)
+        opened = self._open()
+        tb, rate = opened.time_base, opened.rate
         try:
-            stream = container.streams.video[0]
-            stream.thread_type = "AUTO"
-            tb = float(stream.time_base) if stream.time_base else 1.0 / 25
-            rate = float(stream.average_rate) if stream.average_rate else 25.0
             self._set_state(CameraState.UP)
             start_wall = time.monotonic()
-            spec: ColorSpec | None = None
             first_t: float | None = None
             last_t = 0.0
-            for frame in container.decode(stream):
+            for raw_pts, convert in opened.frames:
                 if self.stop_event.is_set():
                     return False
-                pts = frame.pts * tb if frame.pts is not None else self._index / rate
+                pts = raw_pts * tb if raw_pts is not None else self._index / rate
                 if first_t is None:
                     first_t = pts
                 t = self._time_offset + (pts - first_t)
@@ -180,10 +229,8 @@ class CameraSource(threading.Thread):
                         return False
                 if not self._sampler.take(t):
                     continue  # unsampled frames skip colour conversion and inference
-                if spec is None:
-                    spec = color_spec(frame.colorspace, frame.color_range, frame.height, frame.format.name)
-                rgb = torch.from_numpy(to_rgb24(frame, spec))
-                f = Frame(self.cam.id, rgb, t, self._index - 1, time.time())
+                data, pixel_format, color = convert()  # before the decoder reuses the frame's buffer
+                f = Frame(self.cam.id, data, t, self._index - 1, time.time(), pixel_format, color)  # type: ignore[arg-type]
                 block = not (self.cam.realtime or self.cam.is_live)
                 while not self.emit(f, block):
                     if not block:
@@ -195,4 +242,4 @@ class CameraSource(threading.Thread):
             self._time_offset = last_t + 1.0 / rate
             return True
         finally:
-            container.close()
+            opened.close()
