@@ -1,7 +1,8 @@
 """Wires the stages for a config: sources -> muxer -> detect -> track -> rules -> outbox -> sink.
 
-Threads: one per camera (decode), one for inference (preprocess + detect, overlapping with the next
-batch forming), one for analytics (tracking, rules, snapshots, outbox), one sender, one status line.
+Threads: one per camera (decode), one for preprocessing (batches from the muxer, letterboxed on the
+device), one for inference (model, decode, NMS), one for analytics (tracking, rules, snapshots,
+outbox), one sender, one status line. Preprocessing of batch N+1 overlaps inference of batch N.
 Every queue is bounded and every wait has a timeout; ``stop()`` joins them all.
 """
 
@@ -13,7 +14,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import TextIO
+from typing import Any, TextIO
 
 import torch
 from torchvision.io import encode_jpeg
@@ -117,6 +118,9 @@ class Runner:
             )
             for cam in cfg.cameras
         ]
+        self._prepared_q: queue.Queue[tuple[FrameBatch, Any]] = queue.Queue(maxsize=2)  # double buffer
+        self._prepare_thread = threading.Thread(target=self._prepare_loop, name="preprocess", daemon=True)
+        self._prepare_done = threading.Event()
         self._infer_thread = threading.Thread(target=self._infer_loop, name="inference", daemon=True)
         self._analytics_thread = threading.Thread(target=self._analytics_loop, name="analytics", daemon=True)
         self._infer_done = threading.Event()
@@ -154,7 +158,8 @@ class Runner:
     def _sources_done(self) -> bool:
         return all(s.state in (CameraState.FINISHED, CameraState.STOPPED) for s in self.sources)
 
-    def _infer_loop(self) -> None:
+    def _prepare_loop(self) -> None:
+        """Batches from the muxer, preprocessed while the previous batch is in the model."""
         try:
             while True:
                 batch = self.mux.next_batch(wait_s=0.1)
@@ -163,21 +168,46 @@ class Runner:
                         return
                     continue
                 t0 = time.perf_counter()
-                dets = self.detector.detect(batch)
-                self.metrics.stage_latency.labels(stage="detect").observe(time.perf_counter() - t0)
+                prepared = self.detector.prepare(batch)
+                self.metrics.stage_latency.labels(stage="preprocess").observe(time.perf_counter() - t0)
                 self.metrics.batch_size.observe(len(batch))
-                while True:
-                    try:
-                        self._analytics_q.put((batch, dets), timeout=0.1)
-                        break
-                    except queue.Full:
-                        if self.stop_event.is_set():
-                            return
+                if not self._put(self._prepared_q, (batch, prepared)):
+                    return
+        except Exception:
+            log.exception("preprocessing stage failed")
+            self.stop_event.set()
+        finally:
+            self._prepare_done.set()
+
+    def _infer_loop(self) -> None:
+        try:
+            while True:
+                try:
+                    batch, prepared = self._prepared_q.get(timeout=0.1)
+                except queue.Empty:
+                    if self._prepare_done.is_set() and self._prepared_q.empty():
+                        return
+                    continue
+                t0 = time.perf_counter()
+                dets = self.detector.run(prepared)
+                self.metrics.stage_latency.labels(stage="detect").observe(time.perf_counter() - t0)
+                if not self._put(self._analytics_q, (batch, dets)):
+                    return
         except Exception:
             log.exception("inference stage failed")
             self.stop_event.set()
         finally:
             self._infer_done.set()
+
+    def _put(self, q: queue.Queue, item: object) -> bool:
+        """Put with backpressure; False when a stop was requested while waiting."""
+        while True:
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                if self.stop_event.is_set():
+                    return False
 
     def _analytics_loop(self) -> None:
         try:
@@ -247,6 +277,7 @@ class Runner:
     # -- lifecycle ------------------------------------------------------------------------
     def start(self) -> None:
         self.sender.start()
+        self._prepare_thread.start()
         self._infer_thread.start()
         self._analytics_thread.start()
         for s in self.sources:
@@ -276,6 +307,7 @@ class Runner:
             s.join(timeout=5.0)
             if s.is_alive():
                 log.warning("camera thread %s did not stop within 5 s", s.name)
+        self._prepare_thread.join(timeout=30.0)
         self._infer_thread.join(timeout=30.0)
         self._analytics_thread.join(timeout=30.0)
         self.sender.stop(drain_s=self.cfg.sink.drain_seconds)

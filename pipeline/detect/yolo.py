@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 from abc import abstractmethod
+from dataclasses import dataclass
 
 import torch
 
-from ..preprocess import letterbox_frames
+from ..preprocess import Letterbox, letterbox_frames
 from ..types import Detections, FrameBatch
 from .base import Detector
 from .decode import decode_yolo
@@ -30,23 +32,63 @@ class YoloDetector(Detector):
         """The raw model output, on the model's device, for a letterboxed (B, 3, H, W) batch."""
 
     def detect(self, batch: FrameBatch) -> list[Detections]:
-        out: list[Detections] = []
+        return self.run(self.prepare(batch))
+
+    def prepare(self, batch: FrameBatch) -> list[Prepared]:
+        """Letterbox (and convert NV12) on the frames' device, in chunks of the model's batch.
+
+        On a GPU this runs on its own CUDA stream; ``run`` waits for it with an event, so
+        preprocessing of the next batch overlaps inference of this one.
+        """
+        stream = self._prep_stream()
+        ctx = torch.cuda.stream(stream) if stream is not None else contextlib.nullcontext()
+        out: list[Prepared] = []
         step = self.static_batch or len(batch)
-        for i in range(0, len(batch), step):
-            frames = batch.frames[i : i + step]
-            images, lbs = letterbox_frames(frames, size=self.imgsz, rect=self.rect)
-            images = images.to(self.device, self.input_dtype, non_blocking=True)
-            n = len(frames)
-            if self.static_batch and n < self.static_batch:
-                pad = images.new_zeros((self.static_batch - n, *images.shape[1:]))
-                images = torch.cat([images, pad])
-            raw = self.infer(images)[:n]
+        with ctx:
+            for i in range(0, len(batch), step):
+                frames = batch.frames[i : i + step]
+                images, lbs = letterbox_frames(frames, size=self.imgsz, rect=self.rect)
+                images = images.to(self.device, self.input_dtype, non_blocking=True)
+                n = len(frames)
+                if self.static_batch and n < self.static_batch:
+                    pad = images.new_zeros((self.static_batch - n, *images.shape[1:]))
+                    images = torch.cat([images, pad])
+                event = None
+                if stream is not None:
+                    event = torch.cuda.Event()
+                    event.record(stream)
+                out.append(Prepared(images, lbs, n, event))
+        return out
+
+    def run(self, prepared: list[Prepared]) -> list[Detections]:
+        out: list[Detections] = []
+        for p in prepared:
+            if p.ready is not None:
+                current = torch.cuda.current_stream(self.device)
+                current.wait_event(p.ready)
+                p.images.record_stream(current)  # the allocator must not reuse it while inference reads it
+            raw = self.infer(p.images)[: p.count]
             out += decode_yolo(
                 raw,
-                lbs,
+                p.letterboxes,
                 conf_threshold=self.conf_threshold,
                 iou_threshold=self.iou_threshold,
                 max_det=self.max_det,
                 end2end=self.end2end,
             )
         return out
+
+    def _prep_stream(self) -> torch.cuda.Stream | None:
+        if self.device.type != "cuda":
+            return None
+        if getattr(self, "_stream", None) is None:
+            self._stream = torch.cuda.Stream(self.device)
+        return self._stream
+
+
+@dataclass
+class Prepared:
+    images: torch.Tensor
+    letterboxes: list[Letterbox]
+    count: int  # real frames; the rest is padding for a static batch
+    ready: torch.cuda.Event | None
