@@ -23,6 +23,8 @@ class YoloDetector(Detector):
     input_dtype: torch.dtype
     device: torch.device
     end2end: bool = False
+    bytes_to_host: int = 0  # device -> host bytes of detections (frames never come back on the GPU path)
+    batches_run: int = 0
     conf_threshold: float
     iou_threshold: float
     max_det: int
@@ -62,6 +64,7 @@ class YoloDetector(Detector):
 
     def run(self, prepared: list[Prepared]) -> list[Detections]:
         out: list[Detections] = []
+        self.batches_run += 1
         for p in prepared:
             if p.ready is not None:
                 current = torch.cuda.current_stream(self.device)
@@ -76,6 +79,8 @@ class YoloDetector(Detector):
                 max_det=self.max_det,
                 end2end=self.end2end,
             )
+        if self.device.type == "cuda":  # detections come back as one packed float32 (N, 7) copy per chunk
+            self.bytes_to_host += sum(len(d) for d in out) * 7 * 4
         return out
 
     def _prep_stream(self) -> torch.cuda.Stream | None:

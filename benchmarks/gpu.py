@@ -1,0 +1,302 @@
+"""GPU benchmark (run by scripts/gpu_check.sh on a GPU machine): streams per GPU, NVDEC, inference.
+
+Side by side in one run, on the clips prepared by scripts/gpu_prepare.py:
+(1) PyNvVideoCodec alone: N threads, each demuxing and decoding its own copy of the clip flat out;
+(2) the model alone: torch fp16 inference on full batches;
+(3) the pipeline flat out on the same N streams (decode throughput vs (1));
+(4) the pipeline in real time with a growing number of streams: a level is sustained when every
+    stream decodes at >= 95 % of its frame rate and under 1 % of sampled frames are dropped.
+Writes JSON, Markdown and a PNG plot.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("YOLO_OFFLINE", "1")
+
+import torch  # noqa: E402
+
+from pipeline.config import parse_config  # noqa: E402
+from pipeline.metrics import Metrics  # noqa: E402
+from pipeline.runner import Runner  # noqa: E402
+
+
+def nvdec_alone(clip: Path, *, streams: int, seconds: float) -> float:
+    """Frames per second that PyNvVideoCodec decodes with ``streams`` decoders in as many threads."""
+    from pipeline.sources.nvdec import load_nvc
+
+    nvc = load_nvc()
+    stop = time.monotonic() + seconds
+    counts = [0] * streams
+
+    def worker(k: int) -> None:
+        torch.cuda.set_device(0)
+        while time.monotonic() < stop:
+            dmx = nvc.CreateDemuxer(filename=str(clip))
+            dec = nvc.CreateDecoder(
+                gpuid=0, codec=dmx.GetNvCodecId(), cudacontext=0, cudastream=0, usedevicememory=True
+            )
+            for packet in dmx:
+                counts[k] += len(dec.Decode(packet))
+                if time.monotonic() >= stop:
+                    return
+
+    t0 = time.monotonic()
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(streams)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return sum(counts) / (time.monotonic() - t0)
+
+
+def inference_alone(model: Path, *, batch: int, seconds: float) -> float:
+    from pipeline.detect.torch_backend import TorchDetector
+
+    det = TorchDetector(
+        model, name="m", imgsz=640, conf_threshold=0.25, iou_threshold=0.7, max_det=300, device="cuda:0"
+    )
+    x = torch.rand(batch, 3, 384, 640, device="cuda:0", dtype=det.input_dtype)
+    for _ in range(3):
+        det.infer(x)
+    torch.cuda.synchronize()
+    n, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        det.infer(x)
+        n += batch
+    torch.cuda.synchronize()
+    return n / (time.perf_counter() - t0)
+
+
+def pipeline_run(
+    clip: Path,
+    model: Path,
+    *,
+    streams: int,
+    seconds: float,
+    realtime: bool,
+    batch: int,
+    fps: float,
+    tmp: Path,
+) -> dict[str, Any]:
+    cfg = parse_config(
+        {
+            "edge_id": "gpu-bench",
+            "device": "cuda:0",
+            "decoder": "nvdec",
+            "cameras": [
+                {
+                    "id": f"c{k:03d}",
+                    "source": str(clip),
+                    "loop": True,
+                    "realtime": realtime,
+                    "analytics_fps": fps,
+                }
+                for k in range(streams)
+            ],
+            "model": {"backend": "torch", "path": str(model), "imgsz": 640},
+            "batching": {
+                "max_batch_size": batch,
+                "timeout_ms": 20,
+                "queue_frames": max(4 * batch, streams * 2),
+            },
+            "sink": {"endpoint": "tcp://127.0.0.1:5999", "outbox": str(tmp / f"outbox-{streams}.sqlite")},
+            "status_interval_seconds": 3600,
+        }
+    )
+    metrics = Metrics()
+    torch.cuda.reset_peak_memory_stats()
+    runner = Runner(cfg, metrics=metrics)
+    runner.start()
+    time.sleep(min(5.0, seconds / 3))  # warm-up: decoders open, first batches
+    s0 = {k: (c.decoded, c.analysed, c.dropped) for k, c in runner.stats.cameras.items()}
+    det = runner.detector
+    b0, n0 = getattr(det, "bytes_to_host", 0), getattr(det, "batches_run", 0)
+    lat0 = metrics.registry.get_sample_value("safecity_frame_latency_seconds_count") or 0
+    t0 = time.monotonic()
+    time.sleep(seconds)
+    elapsed = time.monotonic() - t0
+    s1 = {k: (c.decoded, c.analysed, c.dropped) for k, c in runner.stats.cameras.items()}
+    b1, n1 = getattr(det, "bytes_to_host", 0), getattr(det, "batches_run", 0)
+    p95 = _histogram_quantile(metrics, "safecity_frame_latency_seconds", 0.95)
+    runner.request_stop()
+    runner.stop()
+    decoded = sum(s1[k][0] - s0[k][0] for k in s1)
+    analysed = sum(s1[k][1] - s0[k][1] for k in s1)
+    dropped = sum(s1[k][2] - s0[k][2] for k in s1)
+    slowest = min((s1[k][0] - s0[k][0]) / elapsed for k in s1)
+    return {
+        "streams": streams,
+        "decode_fps": round(decoded / elapsed, 1),
+        "slowest_stream_fps": round(slowest, 2),
+        "analysed_fps": round(analysed / elapsed, 1),
+        "dropped_fraction": round(dropped / max(analysed + dropped, 1), 4),
+        "frame_latency_p95_seconds": p95,
+        "gpu_memory_peak_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2),
+        "device_to_host_bytes_per_batch": round((b1 - b0) / max(n1 - n0, 1), 1),
+        "latency_samples": (metrics.registry.get_sample_value("safecity_frame_latency_seconds_count") or 0)
+        - lat0,
+    }
+
+
+def _histogram_quantile(metrics: Metrics, name: str, q: float) -> float | None:
+    buckets = []
+    for metric in metrics.registry.collect():
+        for s in metric.samples:
+            if s.name == f"{name}_bucket":
+                buckets.append((float(s.labels["le"]), s.value))
+    if not buckets:
+        return None
+    buckets.sort()
+    total = buckets[-1][1]
+    for le, count in buckets:
+        if total and count >= q * total:
+            return le
+    return None
+
+
+def clip_fps(clip: Path) -> float:
+    from pipeline.sources.nvdec import load_nvc
+
+    return float(load_nvc().CreateDemuxer(filename=str(clip)).FrameRate() or 30.0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--ref", default="data/gpu")
+    ap.add_argument("--out", default="benchmarks/results")
+    ap.add_argument("--h264-streams", default="64,128,176")
+    ap.add_argument("--hevc-streams", default="128,224,288")
+    ap.add_argument("--seconds", type=float, default=12.0)
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--analytics-fps", type=float, default=5.0)
+    args = ap.parse_args(argv)
+    ref, out = Path(args.ref), Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    model = ref / "fall-yolov8.pt"
+    report: dict[str, Any] = {
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "gpu": torch.cuda.get_device_name(0),
+        "model": f"{model.name} (torch fp16, 640 px)",
+        "analytics_fps_per_stream": args.analytics_fps,
+        "batch": args.batch,
+    }
+
+    def save() -> None:
+        (out / "gpu.json").write_text(json.dumps(report, indent=2))
+
+    report["inference_alone_fps"] = round(inference_alone(model, batch=args.batch, seconds=5), 1)
+    save()
+    with tempfile.TemporaryDirectory() as tmpdir:
+        for codec, levels in (("h264", args.h264_streams), ("hevc", args.hevc_streams)):
+            clip = ref / f"cctv1080_{codec}.mp4"
+            fps = clip_fps(clip)
+            n_max = max(int(x) for x in levels.split(","))
+            r: dict[str, Any] = {"clip": f"{clip.name}, 1920x1080 at {fps:g} fps", "levels": []}
+            report[codec] = r
+            r["nvdec_alone_fps"] = round(nvdec_alone(clip, streams=n_max, seconds=args.seconds / 2), 1)
+            flat = pipeline_run(
+                clip,
+                model,
+                streams=n_max,
+                seconds=args.seconds / 2,
+                realtime=False,
+                batch=args.batch,
+                fps=args.analytics_fps,
+                tmp=Path(tmpdir),
+            )
+            r["pipeline_flat_out"] = flat
+            r["decode_vs_nvdec_alone"] = round(flat["decode_fps"] / r["nvdec_alone_fps"], 3)
+            save()
+            for n in (int(x) for x in levels.split(",")):
+                lvl = pipeline_run(
+                    clip,
+                    model,
+                    streams=n,
+                    seconds=args.seconds,
+                    realtime=True,
+                    batch=args.batch,
+                    fps=args.analytics_fps,
+                    tmp=Path(tmpdir),
+                )
+                lvl["sustained"] = lvl["slowest_stream_fps"] >= 0.95 * fps and lvl["dropped_fraction"] <= 0.01
+                r["levels"].append(lvl)
+                print(codec, lvl, flush=True)
+                save()
+            ok = [lv["streams"] for lv in r["levels"] if lv["sustained"]]
+            r["streams_sustained"] = max(ok) if ok else 0
+            save()
+    _write_markdown(report, out / "gpu.md")
+    _plot(report, out / "gpu.png")
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+def _write_markdown(report: dict[str, Any], path: Path) -> None:
+    lines = [
+        f"# GPU benchmark ({report['date']}, {report['gpu']})",
+        "",
+        f"Model {report['model']}, batch {report['batch']}, "
+        f"{report['analytics_fps_per_stream']} analysed fps "
+        f"per stream; inference alone {report['inference_alone_fps']} frames/s.",
+        "",
+    ]
+    for codec in ("h264", "hevc"):
+        r = report.get(codec)
+        if not r:
+            continue
+        lines += [
+            f"## {codec.upper()}: {r['clip']}",
+            "",
+            f"Streams sustained in real time: **{r.get('streams_sustained')}**. NVDEC alone: "
+            f"{r['nvdec_alone_fps']} fps; pipeline flat out: {r['pipeline_flat_out']['decode_fps']} fps "
+            f"({r['decode_vs_nvdec_alone']:.0%} of NVDEC alone).",
+            "",
+            "| streams | decode fps | slowest stream fps | analysed fps | dropped | p95 latency s | GPU GiB "
+            "| D2H bytes/batch | sustained |",
+            "|---:|---:|---:|---:|---:|---:|---:|---:|:-:|",
+        ]
+        for lv in r["levels"]:
+            lines.append(
+                f"| {lv['streams']} | {lv['decode_fps']} | {lv['slowest_stream_fps']} | {lv['analysed_fps']} "
+                f"| {lv['dropped_fraction']:.2%} | {lv['frame_latency_p95_seconds']} | "
+                f"{lv['gpu_memory_peak_gib']} | {lv['device_to_host_bytes_per_batch']} | "
+                f"{'yes' if lv['sustained'] else 'no'} |"
+            )
+        lines.append("")
+    path.write_text("\n".join(lines))
+
+
+def _plot(report: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for codec in ("h264", "hevc"):
+        r = report.get(codec)
+        if r:
+            xs = [lv["streams"] for lv in r["levels"]]
+            ax.plot(xs, [lv["decode_fps"] for lv in r["levels"]], marker="o", label=f"{codec} decoded fps")
+            ax.plot(xs, [x * float(r["clip"].split(" at ")[1].split()[0]) for x in xs], ls=":", color="grey")
+    ax.set_xlabel("streams")
+    ax.set_ylabel("frames / s")
+    ax.set_title(f"{report['gpu']}: real-time decode (dotted: needed)", fontsize=9)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,167 @@
+"""GPU path checks: run by scripts/gpu_check.sh on a GPU machine (skipped here, failing with
+FAIL_WITHOUT_CUDA=1 when there is no GPU). References come from the CPU path, made by
+scripts/gpu_prepare.py into $SAFECITY_GPU_REF (default data/gpu)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from pipeline.config import CameraConfig, parse_config
+
+from .conftest import REPO, free_port
+
+pytestmark = pytest.mark.needs_cuda
+REF = Path(os.environ.get("SAFECITY_GPU_REF", REPO / "data" / "gpu"))
+
+
+@pytest.fixture(scope="module")
+def ref() -> dict:
+    if not (REF / "reference.json").is_file():
+        pytest.fail(f"no GPU references in {REF}: run scripts/gpu_prepare.py on a CPU machine first")
+    return json.loads((REF / "reference.json").read_text())
+
+
+def nvdec_frames(path: Path, count: int) -> list[torch.Tensor]:
+    """The first ``count`` frames of a file as NVDEC NV12 tensors, through the pipeline's own source."""
+    from pipeline.sources.nvdec import NvdecCameraSource
+
+    cam = CameraConfig(id="t", source=str(path))
+    src = NvdecCameraSource(
+        cam, device=torch.device("cuda:0"), emit=lambda f, b: True, stop_event=threading.Event()
+    )
+    opened = src._open()
+    out = []
+    try:
+        for _, convert in opened.frames:
+            data, fmt, _ = convert()
+            assert fmt == "nv12" and data.is_cuda
+            out.append(data)
+            if len(out) == count:
+                break
+    finally:
+        opened.close()
+    return out
+
+
+def block_means(nv12: torch.Tensor, block: int) -> np.ndarray:
+    rows, w = nv12.shape
+    h = rows * 2 // 3
+    x = nv12.float()
+    y = x[:h].reshape(h // block, block, w // block, block).mean(dim=(1, 3))
+    b2 = block // 2
+    uv = x[h:].reshape(h // 2, w // 2, 2).reshape(h // 2 // b2, b2, w // 2 // b2, b2, 2).mean(dim=(1, 3))
+    return torch.cat([y.ravel(), uv.ravel()]).cpu().numpy()
+
+
+@pytest.mark.parametrize(
+    "clip", ["bikes.mp4", "carphone_pristine.mp4", "cctv1080_h264.mp4", "cctv1080_hevc.mp4"]
+)
+def test_nvdec_frames_equal_pyav_frames(ref: dict, clip: str) -> None:
+    expected = np.load(REF / f"{clip}.nv12stats.npy")
+    frames = nvdec_frames(REF / clip, len(expected))
+    assert len(frames) == len(expected)
+    for got, want in zip(frames, expected, strict=True):
+        diff = np.abs(block_means(got, ref[clip]["block"]) - want)
+        assert diff.max() < 1.0, (clip, diff.max())
+
+
+@pytest.mark.parametrize("clip", ["bikes.mp4", "carphone_pristine.mp4"])
+def test_gpu_detections_match_the_cpu_path(ref: dict, clip: str) -> None:
+    from pipeline.detect.torch_backend import TorchDetector
+    from pipeline.preprocess import color_spec
+    from pipeline.track import iou_matrix
+    from pipeline.types import Frame, FrameBatch
+
+    det = TorchDetector(
+        REF / "fall-yolov8.pt",
+        name="fall",
+        imgsz=640,
+        conf_threshold=0.3,
+        iou_threshold=0.7,
+        max_det=300,
+        device="cuda:0",
+    )
+    assert det.info.backend == "torch-fp16"
+    wanted = {d["index"]: np.asarray(d["boxes"]).reshape(-1, 6) for d in ref[clip]["detections"]}
+    frames = nvdec_frames(REF / clip, max(wanted) + 1)
+    h = frames[0].shape[0] * 2 // 3
+    spec = color_spec(None, None, h)  # the sample clips are untagged
+    batch = FrameBatch([Frame("c", frames[i], 0.0, i, 0.0, "nv12", spec) for i in sorted(wanted)])
+    compared = 0
+    for d, i in zip(det.detect(batch), sorted(wanted), strict=True):
+        for box in wanted[i][wanted[i][:, 4] > 0.5]:
+            same = d.class_id == int(box[5])
+            iou = iou_matrix(box[None, :4], d.xyxy[same])
+            assert iou.size, (clip, i, box)
+            j = int(iou.argmax())
+            assert np.abs(d.xyxy[same][j] - box[:4]).max() <= 2.0, (clip, i, box, d.xyxy[same][j])
+            compared += 1
+    assert compared >= 3
+
+
+def test_auto_picks_the_gpu_backends() -> None:
+    from pipeline.devices import resolve_device
+    from pipeline.sources import choose_decoder
+
+    assert resolve_device("auto") == "cuda:0"
+    assert choose_decoder("auto", "cuda:0") == "nvdec"
+
+
+def test_corrupt_and_vanished_streams_leave_the_others_running(tmp_path: Path) -> None:
+    from pipeline.runner import Runner
+
+    good = REF / "cctv1080_h264.mp4"
+    corrupt = tmp_path / "corrupt.mp4"
+    data = bytearray(good.read_bytes())
+    rng = np.random.default_rng(0)
+    for pos in rng.integers(len(data) // 4, len(data), size=200):  # damage packets past the header
+        data[pos] ^= 0xFF
+    corrupt.write_bytes(bytes(data))
+    vanishing = tmp_path / "vanishing.mp4"
+    shutil.copy(good, vanishing)
+    script = tmp_path / "s.jsonl"
+    script.write_text(json.dumps({"names": ["person"]}))
+    cfg = parse_config(
+        {
+            "device": "cuda:0",
+            "decoder": "nvdec",
+            "cameras": [
+                {"id": "good", "source": str(good), "loop": True},
+                {"id": "corrupt", "source": str(corrupt), "loop": True},
+                {
+                    "id": "vanishing",
+                    "source": str(vanishing),
+                    "loop": True,
+                    "reconnect_initial_seconds": 0.2,
+                    "reconnect_max_seconds": 0.5,
+                },
+            ],
+            "model": {"backend": "scripted", "scripted_detections": str(script)},
+            "sink": {"endpoint": f"tcp://127.0.0.1:{free_port()}", "outbox": str(tmp_path / "o.sqlite")},
+        }
+    )
+    runner = Runner(cfg)
+    runner.start()
+    try:
+        time.sleep(1.0)
+        vanishing.unlink()
+        time.sleep(5.0)  # the 4 s clip ends, its reopen fails and is retried
+        before = runner.stats.cameras["good"].analysed
+        time.sleep(1.0)
+        after = runner.stats.cameras["good"].analysed
+    finally:
+        runner.request_stop()
+        runner.stop()
+    stats = runner.stats.cameras
+    assert after > before and stats["good"].errors == 0
+    assert stats["corrupt"].decoded > 0  # concealed frames keep coming; the camera is not taken down
+    assert stats["vanishing"].errors >= 1 and stats["vanishing"].state in ("down", "stopped")
