@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -17,11 +18,29 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+TIME_RANGE = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-4]):([0-5]\d)$")
+
+
+def check_time_range(s: str) -> str:
+    if not TIME_RANGE.match(s):
+        raise ValueError(f"schedule entry {s!r} is not HH:MM-HH:MM (24-hour local time)")
+    return s
+
+
 class ZoneConfig(Strict):
     name: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")]
     polygon: Annotated[list[Point], Field(min_length=3, max_length=256)]
     normalized: bool = False
-    kinds: list[Literal["no_encroachment", "carriageway", "protected"]] = ["no_encroachment"]
+    kinds: list[Literal["no_encroachment", "carriageway", "protected", "mask"]] = ["no_encroachment"]
+    schedule: list[str] = Field(
+        default_factory=list,
+        description='local times when the zone reports, e.g. ["08:00-22:00"]; empty: always',
+    )
+
+    @field_validator("schedule")
+    @classmethod
+    def _check_schedule(cls, v: list[str]) -> list[str]:
+        return [check_time_range(s) for s in v]
 
     @model_validator(mode="after")
     def _check_points(self) -> ZoneConfig:
@@ -119,20 +138,72 @@ class TrackerConfig(Strict):
         return self
 
 
-class EncroachmentConfig(Strict):
+class RuleConfig(Strict):
+    """What every rule has: hysteresis, lifecycle timing, severity and a schedule."""
+
     enabled: bool = True
-    roles: list[str] = ["person", "vehicle"]
-    dwell_seconds: Annotated[float, Field(gt=0, le=86_400)] = 30.0
-    stationary_speed_px_s: Annotated[float, Field(gt=0)] = 40.0
     confirm_frames: Annotated[int, Field(ge=1, le=1000)] = 3
     clear_seconds: Annotated[float, Field(gt=0, le=3600)] = 3.0
     update_seconds: Annotated[float, Field(gt=0, le=3600)] = 10.0
     cooldown_seconds: Annotated[float, Field(ge=0, le=86_400)] = 30.0
     severity: Literal["low", "medium", "high", "critical"] = "medium"
+    schedule: list[str] = Field(default_factory=list, description='e.g. ["08:00-22:00"]; empty: always')
+
+    @field_validator("schedule")
+    @classmethod
+    def _check_schedule(cls, v: list[str]) -> list[str]:
+        return [check_time_range(s) for s in v]
+
+
+class EncroachmentConfig(RuleConfig):
+    roles: list[str] = ["person", "vehicle"]
+    dwell_seconds: Annotated[float, Field(gt=0, le=86_400)] = 30.0
+    stationary_speed_px_s: Annotated[float, Field(gt=0)] = 40.0
+
+
+class StrayAnimalConfig(RuleConfig):
+    roles: list[str] = ["animal"]
+    dwell_seconds: Annotated[float, Field(gt=0, le=86_400)] = 10.0
+    severity: Literal["low", "medium", "high", "critical"] = "medium"
+
+
+class AccidentConfig(RuleConfig):
+    confirm_frames: Annotated[int, Field(ge=1, le=1000)] = 2
+    overlap_iou: Annotated[float, Field(gt=0, lt=1)] = 0.05
+    window_seconds: Annotated[float, Field(gt=0, le=60)] = 2.0
+    moving_speed_px_s: Annotated[float, Field(gt=0)] = 80.0
+    stopped_speed_px_s: Annotated[float, Field(gt=0)] = 15.0
+    stopped_seconds: Annotated[float, Field(gt=0, le=600)] = 2.0
+    fallen_seconds: Annotated[float, Field(gt=0, le=600)] = 3.0
+    fallen_aspect: Annotated[float, Field(gt=0)] = 1.3
+    severity: Literal["low", "medium", "high", "critical"] = "critical"
+
+
+class AssaultConfig(RuleConfig):
+    distance_heights: Annotated[float, Field(gt=0, le=20)] = 1.0
+    relative_speed_heights_s: Annotated[float, Field(gt=0, le=100)] = 1.0
+    sustain_seconds: Annotated[float, Field(gt=0, le=600)] = 2.0
+    down_seconds: Annotated[float, Field(gt=0, le=600)] = 3.0
+    fallen_aspect: Annotated[float, Field(gt=0)] = 1.3
+    severity: Literal["low", "medium", "high", "critical"] = "high"
+
+
+class TheftConfig(RuleConfig):
+    confirm_frames: Annotated[int, Field(ge=1, le=1000)] = 2
+    owner_seconds: Annotated[float, Field(gt=0, le=600)] = 2.0
+    owner_distance_heights: Annotated[float, Field(gt=0, le=20)] = 0.8
+    release_distance_heights: Annotated[float, Field(gt=0, le=50)] = 2.5
+    fast_speed_heights_s: Annotated[float, Field(gt=0, le=100)] = 1.5
+    protected_seconds: Annotated[float, Field(gt=0, le=86_400)] = 5.0
+    severity: Literal["low", "medium", "high", "critical"] = "high"
 
 
 class RulesConfig(Strict):
     encroachment: EncroachmentConfig = EncroachmentConfig()
+    stray_animal: StrayAnimalConfig = StrayAnimalConfig()
+    accident: AccidentConfig = AccidentConfig()
+    assault: AssaultConfig = AssaultConfig()
+    theft: TheftConfig = TheftConfig()
 
 
 DEFAULT_ROLES: dict[str, list[str]] = {

@@ -19,7 +19,7 @@ from typing import Any, TextIO
 import torch
 from torchvision.io import encode_jpeg
 
-from .analytics import EncroachmentRule, Zone
+from .analytics.camera import CameraAnalytics
 from .config import Config
 from .detect import Detector, create_detector
 from .devices import resolve_device
@@ -29,7 +29,6 @@ from .events.transport import Sender
 from .metrics import Metrics
 from .registry import sha256_bytes
 from .sources import CameraState, Muxer, choose_decoder, make_source
-from .track import Tracker
 from .types import Detections, Frame, FrameBatch, Incident
 
 log = logging.getLogger(__name__)
@@ -55,16 +54,6 @@ class RunStats:
     cameras: dict[str, CameraStats] = field(default_factory=dict)
 
 
-class _CameraAnalytics:
-    def __init__(self, cfg: Config, cam_index: int, class_names: tuple[str, ...]) -> None:
-        cam = cfg.cameras[cam_index]
-        self.cam = cam
-        self.tracker = Tracker(cfg.tracker, class_names)
-        zones = [Zone(z) for z in cam.zones]
-        labels = {lbl for role in cfg.rules.encroachment.roles for lbl in cfg.roles.get(role, [])}
-        self.rules = [EncroachmentRule(cfg.rules.encroachment, camera_id=cam.id, zones=zones, labels=labels)]
-
-
 class Runner:
     def __init__(
         self,
@@ -88,7 +77,7 @@ class Runner:
         )
         self._analytics_q: queue.Queue[tuple[FrameBatch, list[Detections]]] = queue.Queue(maxsize=4)
         names = self.detector.info.class_names
-        self.per_camera = {c.id: _CameraAnalytics(cfg, i, names) for i, c in enumerate(cfg.cameras)}
+        self.per_camera = {c.id: CameraAnalytics(cfg, i, names) for i, c in enumerate(cfg.cameras)}
         self.outbox = Outbox(cfg.sink.outbox)
         self.sender = Sender(
             outbox_path=cfg.sink.outbox,
@@ -234,10 +223,9 @@ class Runner:
 
     def _analyse(self, frame: Frame, dets: Detections) -> None:
         ca = self.per_camera[frame.camera_id]
-        tracks = ca.tracker.update(dets, frame.pts_seconds)
-        incidents: list[Incident] = []
-        for rule in ca.rules:
-            incidents += rule.update(tracks, t=frame.pts_seconds, frame_w=frame.width, frame_h=frame.height)
+        incidents = ca.analyse(
+            dets, t=frame.pts_seconds, wall_time=frame.wall_time, frame_w=frame.width, frame_h=frame.height
+        )
         self._analysed[frame.camera_id].inc()
         self.metrics.end_to_end_latency.observe(max(time.time() - frame.wall_time, 0.0))
         self.stats.cameras[frame.camera_id].analysed += 1

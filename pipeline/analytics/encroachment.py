@@ -18,6 +18,7 @@ import numpy as np
 
 from ..config import EncroachmentConfig
 from ..types import Incident, Track, TrackedObject
+from .lifecycle import _step
 from .zones import Zone, bottom_centres
 
 HISTORY_SECONDS = 1.5
@@ -64,7 +65,10 @@ class EncroachmentRule:
         self.labels = labels
         self.state = {z.name: _ZoneState() for z in self.zones}
 
-    def update(self, tracks: list[Track], *, t: float, frame_w: int, frame_h: int) -> list[Incident]:
+    def update(
+        self, tracks: list[Track], *, t: float, frame_w: int, frame_h: int, open_zones: set[str] | None = None
+    ) -> list[Incident]:
+        """``open_zones``: zones whose schedule is on now (default all); a closed zone sees no tracks."""
         if not self.cfg.enabled or not self.zones:
             return []
         cand = [tr for tr in tracks if tr.label in self.labels]
@@ -72,7 +76,12 @@ class EncroachmentRule:
         out: list[Incident] = []
         for zone in self.zones:
             st = self.state[zone.name]
-            inside = zone.contains(points, frame_w=frame_w, frame_h=frame_h) if cand else np.zeros(0, bool)
+            is_open = open_zones is None or zone.name in open_zones
+            inside = (
+                zone.contains(points, frame_w=frame_w, frame_h=frame_h)
+                if cand and is_open
+                else np.zeros(len(cand), bool)
+            )
             qualifying: list[Track] = []
             seen = {tr.track_id for tr, ok in zip(cand, inside, strict=True) if ok}
             # tracks that left the zone or ended: their state goes (memory stays bounded)
@@ -160,21 +169,3 @@ def _objects(tracks: list[Track]) -> list[TrackedObject]:
         x1, y1, x2, y2 = (round(float(v), 1) for v in tr.xyxy)
         out.append(TrackedObject(tr.track_id, tr.label, round(float(tr.confidence), 4), (x1, y1, x2, y2)))
     return out
-
-
-def _step(inc: Incident, status: str, t: float) -> Incident:
-    """A snapshot of the incident at one lifecycle step (the live object keeps changing)."""
-    return Incident(
-        incident_id=inc.incident_id,
-        type=inc.type,
-        status=status,  # type: ignore[arg-type]
-        severity=inc.severity,
-        camera_id=inc.camera_id,
-        zone=inc.zone,
-        started_at=inc.started_at,
-        emitted_at=t,
-        ended_at=inc.ended_at,
-        objects=list(inc.objects),
-        confidence=inc.confidence,
-        details=dict(inc.details),
-    )

@@ -1,0 +1,90 @@
+"""Everything one camera's analysed frames go through: tracker, masks, schedules, all the rules."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from ..config import Config, RuleConfig
+from ..track import Tracker
+from ..types import Detections, Incident, Track
+from .encroachment import EncroachmentRule
+from .memory import TrackMemory
+from .rules import AccidentRule, AssaultRule, Rule, StrayAnimalRule, TheftRule
+from .zones import Zone, bottom_centres
+
+
+def in_schedule(schedule: list[str], wall_time: float) -> bool:
+    """Whether local wall-clock time falls in one of the ``HH:MM-HH:MM`` ranges (ranges may wrap
+    midnight, 22:00-06:00); an empty schedule is always on."""
+    if not schedule:
+        return True
+    lt = time.localtime(wall_time)
+    now = lt.tm_hour * 60 + lt.tm_min
+    for entry in schedule:
+        a, b = entry.split("-")
+        start = int(a[:2]) * 60 + int(a[3:])
+        end = int(b[:2]) * 60 + int(b[3:])
+        if (start <= now < end) if start <= end else (now >= start or now < end):
+            return True
+    return False
+
+
+class CameraAnalytics:
+    def __init__(self, cfg: Config, cam_index: int, class_names: tuple[str, ...]) -> None:
+        cam = cfg.cameras[cam_index]
+        self.cam = cam
+        self.tracker = Tracker(cfg.tracker, class_names)
+        self.memory = TrackMemory(cfg.roles, forget_seconds=max(cfg.tracker.max_lost_seconds * 2, 5.0))
+        self.zones = [Zone(z) for z in cam.zones]
+        self.zone_schedules = {z.name: z.schedule for z in cam.zones}
+        self.masks = [z for z in self.zones if "mask" in z.kinds]
+        r = cfg.rules
+        labels = {lbl for role in r.encroachment.roles for lbl in cfg.roles.get(role, [])}
+        self.encroachment = EncroachmentRule(
+            r.encroachment, camera_id=cam.id, zones=self.zones, labels=labels
+        )
+        self.rules: list[Rule] = [
+            StrayAnimalRule(r.stray_animal, camera_id=cam.id, zones=self.zones),
+            AccidentRule(r.accident, camera_id=cam.id, zones=self.zones),
+            AssaultRule(r.assault, camera_id=cam.id, zones=self.zones),
+            TheftRule(r.theft, camera_id=cam.id, zones=self.zones),
+        ]
+
+    def analyse(
+        self, dets: Detections, *, t: float, wall_time: float, frame_w: int, frame_h: int
+    ) -> list[Incident]:
+        """Track, then run every rule; ``t`` is the camera's media time, ``wall_time`` for schedules."""
+        return self.analyse_tracks(
+            self.tracker.update(dets, t), t=t, wall_time=wall_time, frame_w=frame_w, frame_h=frame_h
+        )
+
+    def analyse_tracks(
+        self, tracks: list[Track], *, t: float, wall_time: float, frame_w: int, frame_h: int
+    ) -> list[Incident]:
+        if self.masks and tracks:
+            points = bottom_centres(np.array([tr.xyxy for tr in tracks]))
+            masked = np.zeros(len(tracks), bool)
+            for m in self.masks:
+                masked |= m.contains(points, frame_w=frame_w, frame_h=frame_h)
+            tracks = [tr for tr, hidden in zip(tracks, masked, strict=True) if not hidden]
+        infos = self.memory.update(tracks, t)
+        open_zones = {name for name, sched in self.zone_schedules.items() if in_schedule(sched, wall_time)}
+        out: list[Incident] = []
+        if self._on(self.encroachment.cfg, wall_time):
+            out += self.encroachment.update(
+                tracks, t=t, frame_w=frame_w, frame_h=frame_h, open_zones=open_zones
+            )
+        for rule in self.rules:
+            if not rule.cfg.enabled:
+                continue
+            active = (
+                rule.evaluate(infos, t, frame_w, frame_h, open_zones) if self._on(rule.cfg, wall_time) else {}
+            )
+            out += rule.lifecycle.update(active, t)
+        return out
+
+    @staticmethod
+    def _on(cfg: RuleConfig, wall_time: float) -> bool:
+        return cfg.enabled and in_schedule(cfg.schedule, wall_time)

@@ -1,0 +1,111 @@
+"""Track state that rules share: per track, its recent positions, speeds, size and roles.
+
+Positions are box bottom-centres in pixels. State of a track not seen for ``forget_seconds`` is
+dropped, so memory stays flat however long the run.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..types import Track
+
+HISTORY = 64
+
+
+@dataclass
+class TrackInfo:
+    track_id: int
+    label: str
+    roles: frozenset[str]
+    xyxy: np.ndarray
+    confidence: float
+    first_seen: float
+    last_seen: float
+    continues: int | None = None  # the track this one most likely is, after a tracker ID switch
+    history: deque[tuple[float, float, float]] = field(default_factory=lambda: deque(maxlen=HISTORY))
+    speeds: deque[tuple[float, float]] = field(default_factory=lambda: deque(maxlen=HISTORY))
+
+    @property
+    def point(self) -> tuple[float, float]:
+        return self.history[-1][1], self.history[-1][2]
+
+    @property
+    def height(self) -> float:
+        return max(float(self.xyxy[3] - self.xyxy[1]), 1.0)
+
+    @property
+    def width(self) -> float:
+        return max(float(self.xyxy[2] - self.xyxy[0]), 1.0)
+
+    @property
+    def centre(self) -> tuple[float, float]:
+        return float(self.xyxy[0] + self.xyxy[2]) / 2, float(self.xyxy[1] + self.xyxy[3]) / 2
+
+    def speed(self, window_s: float = 1.0) -> float:
+        """Pixels per second: displacement of the bottom-centre over the last ``window_s``."""
+        if len(self.history) < 2:
+            return 0.0
+        t1, x1, y1 = self.history[-1]
+        t0, x0, y0 = next(p for p in self.history if t1 - p[0] <= window_s + 1e-6)
+        return 0.0 if t1 <= t0 else float(np.hypot(x1 - x0, y1 - y0) / (t1 - t0))
+
+    def max_speed_between(self, t0: float, t1: float) -> float:
+        return max((v for t, v in self.speeds if t0 <= t <= t1), default=0.0)
+
+    def has(self, role: str) -> bool:
+        return role in self.roles
+
+
+class TrackMemory:
+    def __init__(self, roles: dict[str, list[str]], *, forget_seconds: float = 5.0) -> None:
+        self.roles_by_label: dict[str, frozenset[str]] = {}
+        for role, labels in roles.items():
+            for label in labels:
+                self.roles_by_label[label] = self.roles_by_label.get(label, frozenset()) | {role}
+        self.forget_seconds = forget_seconds
+        self.tracks: dict[int, TrackInfo] = {}
+
+    def _lost_near(
+        self, x: float, y: float, roles: frozenset[str], t: float, height: float
+    ) -> TrackInfo | None:
+        """A track of the same roles that vanished in the last 2 s next to (x, y), if any."""
+        best, best_d = None, max(30.0, 0.5 * height)
+        for info in self.tracks.values():
+            if info.roles != roles or info.last_seen >= t or t - info.last_seen > 2.0 or not info.history:
+                continue
+            d = float(np.hypot(x - info.point[0], y - info.point[1]))
+            if d <= best_d:
+                best, best_d = info, d
+        return best
+
+    def update(self, tracks: list[Track], t: float) -> list[TrackInfo]:
+        """Record this frame's tracks; returns their infos (tracks of earlier frames are kept a while)."""
+        out = []
+        for tr in tracks:
+            x, y = tr.bottom_centre
+            info = self.tracks.get(tr.track_id)
+            if info is None:
+                roles = self.roles_by_label.get(tr.label, frozenset())
+                info = self.tracks[tr.track_id] = TrackInfo(
+                    tr.track_id, tr.label, roles, tr.xyxy, tr.confidence, t, t
+                )
+                lost = self._lost_near(x, y, roles, t, float(tr.xyxy[3] - tr.xyxy[1]))
+                if lost is not None:  # an ID switch: carry the object's history over
+                    info.continues, info.first_seen = lost.track_id, lost.first_seen
+                    info.history.extend(lost.history)
+                    info.speeds.extend(lost.speeds)
+            elif info.history:
+                pt, px, py = info.history[-1]
+                if t > pt:
+                    info.speeds.append((t, float(np.hypot(x - px, y - py) / (t - pt))))
+            info.label, info.roles = tr.label, self.roles_by_label.get(tr.label, frozenset())
+            info.xyxy, info.confidence, info.last_seen = tr.xyxy, tr.confidence, t
+            info.history.append((t, x, y))
+            out.append(info)
+        for tid in [tid for tid, i in self.tracks.items() if t - i.last_seen > self.forget_seconds]:
+            del self.tracks[tid]
+        return out
