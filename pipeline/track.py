@@ -92,6 +92,26 @@ class Tracker:
         rest = [i for i in range(len(self.tracks)) if i not in used_tracks]
         pairs2 = greedy_match(iou_matrix(pred[rest], dets.xyxy[lo_idx]), cfg.match_iou)
         matched += [(self.tracks[rest[r]], int(lo_idx[c])) for r, c in pairs2]
+        # stage 3: fast or small objects whose boxes no longer overlap their prediction, matched by the
+        # distance of centres (within 3 box sizes) and the same class
+        matched_ids = {id(tr) for tr, _ in matched}
+        free = [int(d) for c, d in enumerate(hi_idx) if c not in used_hi]
+        for i, tr in enumerate(self.tracks):
+            if id(tr) in matched_ids or not free:
+                continue
+            p = pred[i]
+            size = max(p[2] - p[0], p[3] - p[1])
+            best, best_d = None, 3.0 * size
+            for d in free:
+                if int(dets.class_id[d]) != tr.class_id:
+                    continue
+                dist = float(np.hypot(*((dets.xyxy[d][:2] + dets.xyxy[d][2:]) / 2 - (p[:2] + p[2:]) / 2)))
+                if dist <= best_d:
+                    best, best_d = d, dist
+            if best is not None:
+                matched.append((tr, best))
+                free.remove(best)
+                used_hi.add(int(np.nonzero(hi_idx == best)[0][0]))
         for tr, d in matched:
             tr.update(dets.xyxy[d].copy(), float(dets.confidence[d]), int(dets.class_id[d]), t)
         # new tracks from unmatched confident detections

@@ -67,3 +67,15 @@ def test_memory_is_bounded_over_many_transient_objects() -> None:
         x = (k * 37) % 600
         trk.update(dets((x, 0, x + 20, 20, 0.9, 0)), k * 0.2)
     assert len(trk.tracks) <= 4
+
+
+def test_a_small_object_that_suddenly_moves_fast_keeps_its_identity() -> None:
+    """A 30 px bag standing still, then carried off at 60 px per frame: its box never overlaps the
+    prediction, the centre-distance stage keeps the track."""
+    trk = Tracker(TrackerConfig(), ("handbag",))
+    ids = set()
+    for k in range(30):
+        x = 100 if k < 10 else 100 + 60 * (k - 9)
+        for tr in trk.update(dets((x, 100, x + 30, 130, 0.9, 0)), k * 0.2):
+            ids.add(tr.track_id)
+    assert ids == {1}
