@@ -2,7 +2,7 @@
 process's resident memory measured as it goes. Memory must stay flat: state of ended tracks and idle
 incidents is dropped. Writes JSON and a PNG plot.
 
-    python -m benchmarks.soak --cameras 20 --hours 24      # the full day: about 2 hours on this 2-core machine
+    python -m benchmarks.soak --cameras 20 --hours 24   # a full day: about 2 hours on 2 cores
 """
 
 from __future__ import annotations

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..config import EncroachmentConfig
-from ..types import Incident, Track, TrackedObject
-from .lifecycle import _step
+from ..types import Incident, Track
+from .lifecycle import _step, objects
 from .zones import Zone, bottom_centres
 
 HISTORY_SECONDS = 1.5
@@ -138,7 +138,7 @@ class EncroachmentRule:
                 started_at=started,
                 emitted_at=t,
                 ended_at=None,
-                objects=_objects(qualifying),
+                objects=objects(qualifying),
                 confidence=max(tr.confidence for tr in qualifying),
                 details={"dwell_seconds": round(t - started, 2)},
             )
@@ -156,16 +156,8 @@ class EncroachmentRule:
         ids = frozenset(tr.track_id for tr in qualifying)
         if ids != st.object_ids or t - st.last_update_t >= cfg.update_seconds:
             st.object_ids, st.last_update_t = ids, t
-            inc.objects = _objects(qualifying)
+            inc.objects = objects(qualifying)
             inc.confidence = max(tr.confidence for tr in qualifying)
             inc.details = {"dwell_seconds": round(t - inc.started_at, 2)}
             return [_step(inc, "update", t)]
         return []
-
-
-def _objects(tracks: list[Track]) -> list[TrackedObject]:
-    out = []
-    for tr in tracks:
-        x1, y1, x2, y2 = (round(float(v), 1) for v in tr.xyxy)
-        out.append(TrackedObject(tr.track_id, tr.label, round(float(tr.confidence), 4), (x1, y1, x2, y2)))
-    return out

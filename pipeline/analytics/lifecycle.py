@@ -7,7 +7,11 @@ active and with which objects. ``Lifecycle`` turns that into start / update / en
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
 
 from ..config import RuleConfig
 from ..types import Incident, TrackedObject
@@ -92,7 +96,15 @@ class Lifecycle:
         return []
 
 
-def objects(infos: list[TrackInfo]) -> list[TrackedObject]:
+class _Tracked(Protocol):
+    track_id: int
+    label: str
+    confidence: float
+    xyxy: np.ndarray
+
+
+def objects(infos: Sequence[_Tracked]) -> list[TrackedObject]:
+    """The objects of an incident (tracks or track infos), as the event reports them."""
     out = []
     for i in infos:
         x1, y1, x2, y2 = (round(float(v), 1) for v in i.xyxy)
