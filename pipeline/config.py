@@ -52,6 +52,40 @@ class ZoneConfig(Strict):
         return self
 
 
+class LineConfig(Strict):
+    """A directed line: crossing it from the right of A->B to the left (image coordinates, y down,
+    i.e. counter-clockwise) is ``forward``, the other way ``backward``."""
+
+    name: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")]
+    points: tuple[Point, Point]
+    normalized: bool = False
+
+    @model_validator(mode="after")
+    def _check(self) -> LineConfig:
+        (ax, ay), (bx, by) = self.points
+        if (ax, ay) == (bx, by):
+            raise ValueError("a line needs two different points")
+        return self
+
+
+class GroundPlaneConfig(Strict):
+    """Four image points (pixels) and where they lie on the ground (metres): speeds in m/s, km/h."""
+
+    image: Annotated[list[Point], Field(min_length=4, max_length=4)]
+    world: Annotated[list[Point], Field(min_length=4, max_length=4)]
+
+    @model_validator(mode="after")
+    def _check(self) -> GroundPlaneConfig:
+        for name, pts in (("image", self.image), ("world", self.world)):
+            for i in range(4):  # no three of the four points on one line
+                (ax, ay), (bx, by), (cx, cy) = (pts[(i + k) % 4] for k in range(3))
+                if abs((bx - ax) * (cy - ay) - (by - ay) * (cx - ax)) < 1e-9:
+                    raise ValueError(
+                        f"{name} points: three of them are on one line; a homography needs four, no three in line"
+                    )
+        return self
+
+
 class CameraConfig(Strict):
     id: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")]
     source: Annotated[str, Field(min_length=1, description="video file path or rtsp:// URL")]
@@ -60,10 +94,20 @@ class CameraConfig(Strict):
     analytics_fps: Annotated[float, Field(gt=0, le=60)] = 5.0
     location: tuple[float, float] | None = Field(default=None, description="longitude, latitude (WGS84)")
     zones: list[ZoneConfig] = []
+    lines: list[LineConfig] = []
+    ground_plane: GroundPlaneConfig | None = None
+    schedule: list[str] = Field(
+        default_factory=list, description="local times when this camera reports incidents; empty: always"
+    )
     reconnect_initial_seconds: Annotated[float, Field(gt=0, le=60)] = 1.0
     reconnect_max_seconds: Annotated[float, Field(gt=0, le=600)] = 30.0
     open_timeout_seconds: Annotated[float, Field(gt=0, le=120)] = 10.0
     read_timeout_seconds: Annotated[float, Field(gt=0, le=120)] = 5.0
+
+    @field_validator("schedule")
+    @classmethod
+    def _check_schedule(cls, v: list[str]) -> list[str]:
+        return [check_time_range(s) for s in v]
 
     @field_validator("location")
     @classmethod

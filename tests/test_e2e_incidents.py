@@ -1,19 +1,19 @@
-"""All five incident types end to end through the real stages (decode, batching, tracking, rules,
-snapshots, outbox, ZeroMQ, sink), with scripted detections where no trained model has the class."""
+"""All five incident types end to end through `safecity run` and the real stages (decode, batching,
+tracking, rules, snapshots, outbox, ZeroMQ, sink), with scripted detections where no trained model
+has the class."""
 
 from __future__ import annotations
 
 import json
 import sqlite3
-import time
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-from pipeline.config import parse_config
 from pipeline.footage import generate_clip
-from pipeline.runner import Runner
 
 from .conftest import SinkThread, free_port
 from .test_scenarios import FPS, box_at
@@ -52,38 +52,35 @@ def test_every_incident_type_reaches_the_sink(tmp_path: Path) -> None:
         for rule, over in s.get("rules", {}).items():
             rules.setdefault(rule, {}).update(over)
     port = free_port()
-    cfg = parse_config(
-        {
-            "edge_id": "edge-e2e",
-            "cameras": [
-                {
-                    "id": kind,
-                    "source": str(clip),
-                    "loop": True,
-                    "realtime": False,
-                    "analytics_fps": FPS,
-                    "location": [77.59, 12.97],
-                    "zones": s.get("zones", []),
-                }
-                for kind, s in scenarios.items()
-            ],
-            "model": {"backend": "scripted", "scripted_detections": str(script)},
-            "rules": rules,
-            "sink": {"endpoint": f"tcp://127.0.0.1:{port}", "outbox": str(tmp_path / "outbox.sqlite")},
-        }
-    )
+    cfg = {
+        "edge_id": "edge-e2e",
+        "cameras": [
+            {
+                "id": kind,
+                "source": str(clip),
+                "loop": True,
+                "realtime": False,
+                "analytics_fps": FPS,
+                "location": [77.59, 12.97],
+                "zones": s.get("zones", []),
+            }
+            for kind, s in scenarios.items()
+        ],
+        "model": {"backend": "scripted", "scripted_detections": str(script)},
+        "rules": rules,
+        "sink": {"endpoint": f"tcp://127.0.0.1:{port}", "outbox": str(tmp_path / "outbox.sqlite")},
+        "duration_seconds": 20,
+    }
+    (tmp_path / "five.yaml").write_text(yaml.safe_dump(cfg))
     sink = SinkThread(port, tmp_path / "sink.sqlite")
     try:
-        runner = Runner(cfg)
-        runner.start()
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            started = {i.camera_id for i in runner.incidents if i.status == "start"}
-            if started >= set(CAMERAS):
-                break
-            time.sleep(0.2)
-        runner.request_stop()
-        runner.stop()
+        res = subprocess.run(
+            [sys.executable, "-m", "pipeline.cli", "run", str(tmp_path / "five.yaml"), "--quiet"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert res.returncode == 0, res.stderr
     finally:
         sink.close()
     with sqlite3.connect(tmp_path / "sink.sqlite") as c:
@@ -92,7 +89,7 @@ def test_every_incident_type_reaches_the_sink(tmp_path: Path) -> None:
     starts = {e["camera_id"]: e for e in events if e["status"] == "start"}
     assert set(starts) == set(CAMERAS), f"starts at the sink: {sorted(starts)}"
     for kind, e in starts.items():
-        assert e["type"] == kind  # each camera's scenario produced its own incident type, and only it
+        assert e["type"] == kind  # each camera's scenario produced its own incident type
         assert e["objects"] and all(0 <= o["confidence"] <= 1 and len(o["bbox"]) == 4 for o in e["objects"])
         assert e["severity"] in ("low", "medium", "high", "critical")
         assert e["location"]["coordinates"] == [77.59, 12.97]
@@ -100,5 +97,6 @@ def test_every_incident_type_reaches_the_sink(tmp_path: Path) -> None:
         assert e["model"] == {"name": "scripted-street", "version": "2"}
         assert e["evidence"]["sha256"] in snapshots
         assert e["started_at"] <= e["emitted_at"]
-    assert {e["type"] for e in events} == set(CAMERAS)
     assert starts["stray_animal"]["zone"] == "road" and starts["encroachment"]["zone"] == "footpath"
+    # the looped clips replay the scenarios; each camera only ever reports its own type
+    assert all(e["type"] == e["camera_id"] for e in events)

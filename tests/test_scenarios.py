@@ -46,7 +46,14 @@ def box_at(track: dict[str, Any], t: float) -> np.ndarray | None:
 def run_scenario(data: dict[str, Any]) -> list[Incident]:
     cfg = parse_config(
         {
-            "cameras": [{"id": "cam", "source": "scripted.mp4", "zones": data.get("zones", [])}],
+            "cameras": [
+                {
+                    "id": "cam",
+                    "source": "scripted.mp4",
+                    "zones": data.get("zones", []),
+                    "schedule": data.get("camera_schedule", []),
+                }
+            ],
             "model": {"backend": "scripted", "scripted_detections": "unused.jsonl"},
             "rules": data.get("rules", {}),
         }

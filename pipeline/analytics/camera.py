@@ -12,7 +12,7 @@ from ..types import Detections, Incident, Track
 from .encroachment import EncroachmentRule
 from .memory import TrackMemory
 from .rules import AccidentRule, AssaultRule, Rule, StrayAnimalRule, TheftRule
-from .zones import Zone, bottom_centres
+from .zones import GroundPlane, Line, Zone, bottom_centres
 
 
 def in_schedule(schedule: list[str], wall_time: float) -> bool:
@@ -36,7 +36,13 @@ class CameraAnalytics:
         cam = cfg.cameras[cam_index]
         self.cam = cam
         self.tracker = Tracker(cfg.tracker, class_names)
-        self.memory = TrackMemory(cfg.roles, forget_seconds=max(cfg.tracker.max_lost_seconds * 2, 5.0))
+        self.lines = [Line(ln) for ln in cam.lines]
+        self.memory = TrackMemory(
+            cfg.roles,
+            forget_seconds=max(cfg.tracker.max_lost_seconds * 2, 5.0),
+            lines=self.lines,
+            ground=GroundPlane(cam.ground_plane) if cam.ground_plane else None,
+        )
         self.zones = [Zone(z) for z in cam.zones]
         self.zone_schedules = {z.name: z.schedule for z in cam.zones}
         self.masks = [z for z in self.zones if "mask" in z.kinds]
@@ -69,6 +75,7 @@ class CameraAnalytics:
             for m in self.masks:
                 masked |= m.contains(points, frame_w=frame_w, frame_h=frame_h)
             tracks = [tr for tr, hidden in zip(tracks, masked, strict=True) if not hidden]
+        self.memory.frame_size = (frame_w, frame_h)
         infos = self.memory.update(tracks, t)
         open_zones = {name for name, sched in self.zone_schedules.items() if in_schedule(sched, wall_time)}
         out: list[Incident] = []
@@ -85,6 +92,8 @@ class CameraAnalytics:
             out += rule.lifecycle.update(active, t)
         return out
 
-    @staticmethod
-    def _on(cfg: RuleConfig, wall_time: float) -> bool:
-        return cfg.enabled and in_schedule(cfg.schedule, wall_time)
+    def _on(self, cfg: RuleConfig, wall_time: float) -> bool:
+        """A rule runs when enabled and both its schedule and the camera's are on."""
+        return (
+            cfg.enabled and in_schedule(cfg.schedule, wall_time) and in_schedule(self.cam.schedule, wall_time)
+        )

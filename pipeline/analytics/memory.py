@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..types import Track
+from .zones import GroundPlane, Line
 
 HISTORY = 64
 
@@ -26,6 +27,12 @@ class TrackInfo:
     first_seen: float
     last_seen: float
     continues: int | None = None  # the track this one most likely is, after a tracker ID switch
+    crossings: deque[tuple[float, str, int]] = field(
+        default_factory=lambda: deque(maxlen=16)
+    )  # t, line, +1/-1
+    world: deque[tuple[float, float, float]] = field(
+        default_factory=lambda: deque(maxlen=HISTORY)
+    )  # t, X, Y m
     history: deque[tuple[float, float, float]] = field(default_factory=lambda: deque(maxlen=HISTORY))
     speeds: deque[tuple[float, float]] = field(default_factory=lambda: deque(maxlen=HISTORY))
 
@@ -53,6 +60,14 @@ class TrackInfo:
         t0, x0, y0 = next(p for p in self.history if t1 - p[0] <= window_s + 1e-6)
         return 0.0 if t1 <= t0 else float(np.hypot(x1 - x0, y1 - y0) / (t1 - t0))
 
+    def world_speed(self, window_s: float = 1.0) -> float | None:
+        """Metres per second on the ground (cameras with a ground plane), else None."""
+        if len(self.world) < 2:
+            return None
+        t1, x1, y1 = self.world[-1]
+        t0, x0, y0 = next(p for p in self.world if t1 - p[0] <= window_s + 1e-6)
+        return 0.0 if t1 <= t0 else float(np.hypot(x1 - x0, y1 - y0) / (t1 - t0))
+
     def max_speed_between(self, t0: float, t1: float) -> float:
         return max((v for t, v in self.speeds if t0 <= t <= t1), default=0.0)
 
@@ -61,7 +76,18 @@ class TrackInfo:
 
 
 class TrackMemory:
-    def __init__(self, roles: dict[str, list[str]], *, forget_seconds: float = 5.0) -> None:
+    def __init__(
+        self,
+        roles: dict[str, list[str]],
+        *,
+        forget_seconds: float = 5.0,
+        lines: list[Line] | None = None,
+        ground: GroundPlane | None = None,
+        frame_size: tuple[int, int] = (0, 0),
+    ) -> None:
+        self.lines = lines or []
+        self.ground = ground
+        self.frame_size = frame_size
         self.roles_by_label: dict[str, frozenset[str]] = {}
         for role, labels in roles.items():
             for label in labels:
@@ -102,9 +128,17 @@ class TrackMemory:
                 pt, px, py = info.history[-1]
                 if t > pt:
                     info.speeds.append((t, float(np.hypot(x - px, y - py) / (t - pt))))
+                w, h = self.frame_size
+                for line in self.lines:
+                    way = line.crossing((px, py), (x, y), frame_w=w, frame_h=h)
+                    if way:
+                        info.crossings.append((t, line.name, way))
             info.label, info.roles = tr.label, self.roles_by_label.get(tr.label, frozenset())
             info.xyxy, info.confidence, info.last_seen = tr.xyxy, tr.confidence, t
             info.history.append((t, x, y))
+            if self.ground is not None:
+                wx, wy = self.ground.to_world(np.array([[x, y]]))[0]
+                info.world.append((t, float(wx), float(wy)))
             out.append(info)
         for tid in [tid for tid, i in self.tracks.items() if t - i.last_seen > self.forget_seconds]:
             del self.tracks[tid]

@@ -175,6 +175,10 @@ class AccidentRule(Rule):
             a = active.setdefault(key, Active([], zone=zone.name if zone else None))
             a.objects.append(info)
             a.details[f"track_{tid}"] = why
+            a.details[f"track_{tid}_peak_px_s"] = round(max((v for _, v in info.speeds), default=0.0), 1)
+            ws = info.world_speed(1.0)
+            if ws is not None:
+                a.details[f"track_{tid}_kmh"] = round(ws * 3.6, 1)
         return active
 
 
