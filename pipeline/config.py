@@ -81,7 +81,7 @@ class GroundPlaneConfig(Strict):
                 (ax, ay), (bx, by), (cx, cy) = (pts[(i + k) % 4] for k in range(3))
                 if abs((bx - ax) * (cy - ay) - (by - ay) * (cx - ax)) < 1e-9:
                     raise ValueError(
-                        f"{name} points: three of them are on one line; a homography needs four, no three in line"
+                        f"{name} points: three of them are on one line"
                     )
         return self
 
