@@ -80,9 +80,7 @@ class GroundPlaneConfig(Strict):
             for i in range(4):  # no three of the four points on one line
                 (ax, ay), (bx, by), (cx, cy) = (pts[(i + k) % 4] for k in range(3))
                 if abs((bx - ax) * (cy - ay) - (by - ay) * (cx - ax)) < 1e-9:
-                    raise ValueError(
-                        f"{name} points: three of them are on one line"
-                    )
+                    raise ValueError(f"{name} points: three of them are on one line")
         return self
 
 
