@@ -109,7 +109,11 @@ def pipeline_run(
                 "timeout_ms": 20,
                 "queue_frames": max(4 * batch, streams * 2),
             },
-            "sink": {"endpoint": "tcp://127.0.0.1:5999", "outbox": str(tmp / f"outbox-{streams}.sqlite")},
+            "sink": {
+                "endpoint": "tcp://127.0.0.1:5999",
+                "outbox": str(tmp / f"outbox-{streams}.sqlite"),
+                "insecure": True,
+            },
             "status_interval_seconds": 3600,
         }
     )

@@ -75,7 +75,11 @@ def bench_pipeline(model: Path, clips: list[Path], *, fps: float, imgsz: int, ba
             ],
             "model": {"path": str(model), "imgsz": imgsz},
             "batching": {"max_batch_size": batch, "timeout_ms": 20},
-            "sink": {"endpoint": f"tcp://127.0.0.1:{port}", "outbox": str(tmp / "outbox.sqlite")},
+            "sink": {
+                "endpoint": f"tcp://127.0.0.1:{port}",
+                "outbox": str(tmp / "outbox.sqlite"),
+                "insecure": True,
+            },
         }
     )
     stop = threading.Event()

@@ -74,7 +74,23 @@ def cmd_sink(args: argparse.Namespace) -> int:
         if not args.quiet:
             print(("" if is_new else "(duplicate) ") + format_event(event), flush=True)
 
-    sink = Sink(bind=args.bind, db_path=Path(args.db), registry=registry, on_event=show)
+    from .events.security import load_allowlist, load_keypair
+
+    if args.secret_key and args.allowlist:
+        curve, allow = load_keypair(Path(args.secret_key)), load_allowlist(Path(args.allowlist))
+    elif args.insecure:
+        print("warning: --insecure: accepting unencrypted, unauthenticated incidents", file=sys.stderr)
+        curve, allow = None, None
+    else:
+        raise ConfigError("safecity sink: give --secret-key and --allowlist (Curve), or --insecure")
+    sink = Sink(
+        bind=args.bind,
+        db_path=Path(args.db),
+        registry=registry,
+        on_event=show,
+        curve_keypair=curve,
+        allowlist=allow,
+    )
     stop = threading.Event()
     _install_stop_signals(stop)
     t = threading.Thread(target=sink.serve, args=(stop,), daemon=True)
@@ -87,6 +103,14 @@ def cmd_sink(args: argparse.Namespace) -> int:
         t.join(0.2)
     stop.set()
     t.join(5)
+    return 0
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    from .events.security import generate_keys
+
+    public, secret = generate_keys(Path(args.dir), args.name)
+    print(f"public key (give it to the other side): {public}\nsecret key (keep it here, mode 600): {secret}")
     return 0
 
 
@@ -113,7 +137,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     sink_log = run_dir / "sink.log"
     with sink_log.open("w") as logf:
         sink = subprocess.Popen(
-            [sys.executable, "-m", "pipeline.cli", "sink", "--bind", bind, "--db", str(db)],
+            [sys.executable, "-m", "pipeline.cli", "sink", "--bind", bind, "--db", str(db), "--insecure"],
             stdout=logf,
             stderr=subprocess.STDOUT,
         )
@@ -215,7 +239,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--db", default="events.sqlite")
     s.add_argument("--metrics-port", type=int, default=None)
     s.add_argument("--quiet", action="store_true")
+    s.add_argument("--secret-key", help="the sink's Curve .key_secret file")
+    s.add_argument("--allowlist", help="YAML: edges allowed (source, public_key, cameras)")
+    s.add_argument(
+        "--insecure", action="store_true", help="no Curve: plain text, anyone may send (prints a warning)"
+    )
     s.set_defaults(func=cmd_sink)
+
+    k = sub.add_parser("keys", help="Curve keypairs for the sink and the edges")
+    k.add_argument("action", choices=["generate"])
+    k.add_argument("name", help="e.g. sink, or an edge id")
+    k.add_argument("--dir", default="keys")
+    k.set_defaults(func=cmd_keys)
 
     d = sub.add_parser("demo", help="fetch model + footage, start a sink, run the demo config")
     d.add_argument("--config", default=None)

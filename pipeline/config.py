@@ -260,6 +260,11 @@ DEFAULT_ROLES: dict[str, list[str]] = {
 
 class SinkConfig(Strict):
     endpoint: str = "tcp://127.0.0.1:5555"
+    server_public_key: str | None = Field(
+        default=None, description="the sink's Curve public key: 40 Z85 characters or its .key file"
+    )
+    client_secret_file: Path | None = Field(default=None, description="this edge's .key_secret certificate")
+    insecure: bool = Field(default=False, description="send without Curve encryption and authentication")
     outbox: Path = Path("data/outbox.sqlite")
     snapshot_quality: Annotated[int, Field(ge=1, le=100)] = 85
     ack_timeout_seconds: Annotated[float, Field(gt=0, le=600)] = 2.0

@@ -54,6 +54,24 @@ class RunStats:
     cameras: dict[str, CameraStats] = field(default_factory=dict)
 
 
+def sender_curve(cfg: Config) -> tuple[bytes, bytes, bytes] | None:
+    """The edge's Curve keys for the sink link; plain text only when the config says ``insecure``."""
+    from .errors import ConfigError
+    from .events.security import load_keypair, load_public_key
+
+    s = cfg.sink
+    if s.insecure:
+        log.warning("sink.insecure: incidents go to %s without encryption or authentication", s.endpoint)
+        return None
+    if s.server_public_key is None or s.client_secret_file is None:
+        raise ConfigError(
+            "sink: server_public_key and client_secret_file are needed for Curve "
+            "(make keys with `safecity keys generate NAME`), or set insecure: true to send in plain text"
+        )
+    public, secret = load_keypair(s.client_secret_file)
+    return load_public_key(s.server_public_key), public, secret
+
+
 class Runner:
     def __init__(
         self,
@@ -80,6 +98,7 @@ class Runner:
         self.per_camera = {c.id: CameraAnalytics(cfg, i, names) for i, c in enumerate(cfg.cameras)}
         self.outbox = Outbox(cfg.sink.outbox)
         self.sender = Sender(
+            curve=sender_curve(cfg),
             outbox_path=cfg.sink.outbox,
             endpoint=cfg.sink.endpoint,
             metrics=self.metrics,

@@ -77,7 +77,11 @@ def test_cli_run_with_tiny_yolo_reaches_a_real_sink(
             }
         },
         roles={"anything": [str(i) for i in range(80)]},
-        sink={"endpoint": f"tcp://127.0.0.1:{port}", "outbox": str(tmp_path / "outbox.sqlite")},
+        sink={
+            "endpoint": f"tcp://127.0.0.1:{port}",
+            "outbox": str(tmp_path / "outbox.sqlite"),
+            "insecure": True,
+        },
         duration_seconds=8,
     )
     sink = subprocess.Popen(
@@ -90,6 +94,7 @@ def test_cli_run_with_tiny_yolo_reaches_a_real_sink(
             f"tcp://127.0.0.1:{port}",
             "--db",
             str(tmp_path / "sink.sqlite"),
+            "--insecure",
         ],
         stdout=subprocess.PIPE,
         text=True,
@@ -190,7 +195,11 @@ def test_incident_flows_through_real_stages_with_scripted_detections(
                     "update_seconds": 0.5,
                 }
             },
-            sink={"endpoint": f"tcp://127.0.0.1:{port}", "outbox": str(tmp_path / "outbox.sqlite")},
+            sink={
+                "endpoint": f"tcp://127.0.0.1:{port}",
+                "outbox": str(tmp_path / "outbox.sqlite"),
+                "insecure": True,
+            },
         )
     )
     sink = SinkThread(port, tmp_path / "sink.sqlite")
@@ -244,7 +253,11 @@ def test_a_dead_camera_is_reported_and_the_others_keep_running(tmp_path: Path, c
                 },
             ],
             model={"backend": "scripted", "scripted_detections": str(script)},
-            sink={"endpoint": f"tcp://127.0.0.1:{free_port()}", "outbox": str(tmp_path / "outbox.sqlite")},
+            sink={
+                "endpoint": f"tcp://127.0.0.1:{free_port()}",
+                "outbox": str(tmp_path / "outbox.sqlite"),
+                "insecure": True,
+            },
         )
     )
     metrics = Metrics()
@@ -291,7 +304,11 @@ def test_real_model_on_real_footage_reports_an_incident(tmp_path: Path, fall_mod
             ],
             model={"path": str(fall_model)},
             rules={"encroachment": {"dwell_seconds": 2, "confirm_frames": 3}},
-            sink={"endpoint": f"tcp://127.0.0.1:{port}", "outbox": str(tmp_path / "outbox.sqlite")},
+            sink={
+                "endpoint": f"tcp://127.0.0.1:{port}",
+                "outbox": str(tmp_path / "outbox.sqlite"),
+                "insecure": True,
+            },
         )
     )
     sink = SinkThread(port, tmp_path / "sink.sqlite")
@@ -331,7 +348,11 @@ def test_rtsp_camera_goes_down_with_its_server_and_comes_back(tmp_path: Path, cl
                 },
             ],
             model={"backend": "scripted", "scripted_detections": str(script)},
-            sink={"endpoint": f"tcp://127.0.0.1:{free_port()}", "outbox": str(tmp_path / "outbox.sqlite")},
+            sink={
+                "endpoint": f"tcp://127.0.0.1:{free_port()}",
+                "outbox": str(tmp_path / "outbox.sqlite"),
+                "insecure": True,
+            },
         )
     )
     metrics = Metrics()

@@ -68,7 +68,11 @@ def test_every_incident_type_reaches_the_sink(tmp_path: Path) -> None:
         ],
         "model": {"backend": "scripted", "scripted_detections": str(script)},
         "rules": rules,
-        "sink": {"endpoint": f"tcp://127.0.0.1:{port}", "outbox": str(tmp_path / "outbox.sqlite")},
+        "sink": {
+            "endpoint": f"tcp://127.0.0.1:{port}",
+            "outbox": str(tmp_path / "outbox.sqlite"),
+            "insecure": True,
+        },
         "duration_seconds": 20,
     }
     (tmp_path / "five.yaml").write_text(yaml.safe_dump(cfg))

@@ -146,7 +146,11 @@ def test_corrupt_and_vanished_streams_leave_the_others_running(tmp_path: Path) -
                 },
             ],
             "model": {"backend": "scripted", "scripted_detections": str(script)},
-            "sink": {"endpoint": f"tcp://127.0.0.1:{free_port()}", "outbox": str(tmp_path / "o.sqlite")},
+            "sink": {
+                "endpoint": f"tcp://127.0.0.1:{free_port()}",
+                "outbox": str(tmp_path / "o.sqlite"),
+                "insecure": True,
+            },
         }
     )
     runner = Runner(cfg)

@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry, Counter
 from ..errors import SchemaError, SinkError
 from .outbox import open_durable
 from .schema import validate_event
+from .security import EdgeGrant, start_authenticator
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,9 @@ class SinkMetrics:
         self.rejected = Counter(
             "safecity_sink_events_rejected_total", "Messages rejected", ["reason"], registry=registry
         )
+        self.auth_failures = Counter(
+            "safecity_sink_auth_failures_total", "Curve handshakes refused (unknown keys)", registry=registry
+        )
 
 
 def check_message(frames: list[bytes]) -> tuple[dict[str, Any], bytes | None]:
@@ -94,20 +98,34 @@ class Sink:
         registry: CollectorRegistry | None = None,
         on_event: Callable[[dict[str, Any], bool], None] | None = None,
         max_message_bytes: int = MAX_MESSAGE_BYTES,
+        curve_keypair: tuple[bytes, bytes] | None = None,
+        allowlist: dict[str, EdgeGrant] | None = None,
     ) -> None:
+        """With ``curve_keypair`` (the sink's public, secret keys) only edges in ``allowlist`` connect,
+        and each may report only its own source and cameras."""
         self.bind = bind
         self.db_path = db_path
         self.metrics = SinkMetrics(registry or CollectorRegistry())
         self.on_event = on_event
         self.max_message_bytes = max_message_bytes
+        self.curve_keypair = curve_keypair
+        self.allowlist = allowlist
+        if curve_keypair is not None and not allowlist:
+            raise ValueError("a Curve sink needs an allowlist of edge keys")
         self.ready = threading.Event()
         self.bound_endpoint: str | None = None
         self.error: SinkError | None = None
 
     def serve(self, stop_event: threading.Event) -> None:
         db = open_durable(self.db_path, SINK_SCHEMA)
-        ctx: zmq.Context = zmq.Context.instance()
+        ctx: zmq.Context = zmq.Context()  # its own: the ZAP authenticator is per context
+        auth = None
         sock = ctx.socket(zmq.ROUTER)
+        if self.curve_keypair is not None:
+            assert self.allowlist is not None
+            auth = start_authenticator(ctx, self.allowlist, self.metrics.auth_failures.inc)
+            sock.curve_publickey, sock.curve_secretkey = self.curve_keypair
+            sock.curve_server = True
         sock.setsockopt(zmq.LINGER, 1000)
         sock.setsockopt(zmq.MAXMSGSIZE, self.max_message_bytes)
         sock.setsockopt(zmq.ROUTER_MANDATORY, 0)
@@ -125,28 +143,49 @@ class Sink:
             while not stop_event.is_set():
                 if not sock.poll(100):
                     continue
-                batch: list[list[bytes]] = []
+                batch: list[tuple[list[bytes], str | None]] = []
                 while len(batch) < 1000:
                     try:
-                        batch.append(sock.recv_multipart(flags=zmq.NOBLOCK))
+                        frames = sock.recv_multipart(flags=zmq.NOBLOCK, copy=False)
                     except zmq.Again:
                         break
+                    user = frames[-1].get("User-Id") if self.curve_keypair is not None else None
+                    batch.append(([f.bytes for f in frames], user))
                 self._handle(batch, db, sock)
         finally:
             sock.close(linger=1000)
+            if auth is not None:
+                auth.stop()
+            ctx.term()
             db.close()
 
-    def _handle(self, batch: list[list[bytes]], db: sqlite3.Connection, sock: zmq.Socket) -> None:
+    def _check_grant(self, event: dict[str, Any], user: str | None) -> None:
+        if self.allowlist is None:
+            return
+        grant = self.allowlist.get(user or "")
+        if grant is None:
+            raise SchemaError("not allowed: the sender's key is not in the allowlist")
+        if event["source"] != grant.source:
+            raise SchemaError(f"not allowed: this key reports for {grant.source!r}, not {event['source']!r}")
+        if grant.cameras is not None and event["camera_id"] not in grant.cameras:
+            raise SchemaError(
+                f"not allowed: camera {event['camera_id']!r} is not one of {grant.source}'s cameras"
+            )
+
+    def _handle(
+        self, batch: list[tuple[list[bytes], str | None]], db: sqlite3.Connection, sock: zmq.Socket
+    ) -> None:
         replies: list[list[bytes]] = []
         stored: list[tuple[dict[str, Any], bool]] = []
         now = time.time()
         db.execute("BEGIN IMMEDIATE")
         try:
-            for msg in batch:
+            for msg, user in batch:
                 self.metrics.received.inc()
                 ident, frames = msg[0], msg[1:]
                 try:
                     event, snapshot = check_message(frames)
+                    self._check_grant(event, user)
                 except SchemaError as err:
                     reason = str(err)[:500]
                     self.metrics.rejected.labels(reason=reason.split(":", 1)[0][:40]).inc()

@@ -45,7 +45,9 @@ class Sender(threading.Thread):
         max_in_flight: int = 256,
         ack_timeout_s: float = 2.0,
         max_backoff_s: float = 30.0,
+        curve: tuple[bytes, bytes, bytes] | None = None,
     ) -> None:
+        """``curve``: (sink public key, this edge's public key, this edge's secret key), Z85."""
         super().__init__(name="event-sender", daemon=True)
         self.outbox_path = outbox_path
         self.endpoint = endpoint
@@ -53,6 +55,7 @@ class Sender(threading.Thread):
         self.max_in_flight = max_in_flight
         self.ack_timeout_s = ack_timeout_s
         self.max_backoff_s = max_backoff_s
+        self.curve = curve
         self._stopping = threading.Event()
         self._drain_deadline = float("inf")
         self.in_flight: dict[str, _InFlight] = {}
@@ -82,6 +85,8 @@ class Sender(threading.Thread):
         sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, HEARTBEAT_TIMEOUT_MS)
         sock.setsockopt(zmq.RECONNECT_IVL, 200)
         sock.setsockopt(zmq.RECONNECT_IVL_MAX, 5000)
+        if self.curve is not None:
+            sock.curve_serverkey, sock.curve_publickey, sock.curve_secretkey = self.curve
         sock.connect(self.endpoint)
         last_seq = 0
         last_gauges = 0.0
