@@ -9,7 +9,6 @@ import sqlite3
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -80,30 +79,32 @@ def test_good_edge_delivers_and_bad_peers_are_refused(
     stranger_box, stranger = sender(tmp_path, "stranger", port, edge_curve(keys, "stranger"))
     wrong_box, wrong = sender(tmp_path, "wrong", port, edge_curve(keys, "edge-1", server="stranger"))
     plain_box, plain = sender(tmp_path, "plain", port, None)
+    ctx = zmq.Context()
+    big = ctx.socket(zmq.DEALER)  # an oversized message from a keyed client
+    big.setsockopt(zmq.LINGER, 0)
     try:
         for box, s in ((stranger_box, stranger), (wrong_box, wrong), (plain_box, plain)):
             box.append({**make_event(1), "source": "edge-1"}, None)
             s.notify()
         with socket.create_connection(("127.0.0.1", port)) as raw:  # raw TCP garbage
             raw.sendall(b"\x00\xffGET / HTTP/1.1\r\n\r\n" * 50)
-        ctx = zmq.Context()
-        big = ctx.socket(zmq.DEALER)  # an oversized message from a keyed client
         big.curve_serverkey, big.curve_publickey, big.curve_secretkey = edge_curve(keys, "edge-1")
         big.connect(f"tcp://127.0.0.1:{port}")
         big.send_multipart([b"EVT", b"x" * (200 * 1024), b""])
         for i in range(20):
             good_box.append(make_event(i), None)
         good.notify()
-        assert wait_until(lambda: good_box.count_pending() == 0)
-        time.sleep(1.0)
-        big.close(0)
-        ctx.term()
+        assert wait_until(lambda: good_box.count_pending() == 0, 60)
+        assert wait_until(
+            lambda: sink.sink.metrics.auth_failures._value.get() >= 1, 30
+        )  # unknown key refused
         rows = stored(tmp_path / "sink.sqlite")
         assert len(rows) == 20 and {r[0] for r in rows} == {"edge-1"}
         for box in (stranger_box, wrong_box, plain_box):
             assert box.count_pending() == 1  # never acknowledged: nothing of theirs got in
-        assert sink.sink.metrics.auth_failures._value.get() >= 1  # the unknown key was refused at handshake
     finally:
+        big.close(0)
+        ctx.term()
         for s in (good, stranger, wrong, plain):
             s.stop(drain_s=0)
         sink.close()
