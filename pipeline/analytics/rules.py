@@ -103,8 +103,9 @@ def _is_fallen(i: TrackInfo, aspect: float) -> bool:
 
 
 class AccidentRule(Rule):
-    """A collision (box overlap, then a moving vehicle stops), a vehicle stopped after a sharp drop
-    in speed (in a carriageway zone where the camera has any), or a person down and still there."""
+    """A collision (box overlap, then a moving vehicle stops); a vehicle stopped in a carriageway zone
+    after a sharp drop in speed; or a person down and lying still in a carriageway zone. (A person
+    down elsewhere, next to others, is the assault rule's.)"""
 
     type = "accident"
     cfg: AccidentConfig
@@ -156,12 +157,12 @@ class AccidentRule(Rule):
                     if other in by_id:
                         self.evidence[other] = "collision"
             elif before >= cfg.moving_speed_px_s and t - since >= cfg.stopped_seconds:
-                if not has_carriageway or self.zone_at(v, "carriageway", w, h, open_zones):
+                if has_carriageway and self.zone_at(v, "carriageway", w, h, open_zones):
                     self.evidence.setdefault(v.track_id, "sudden stop")
         for p in infos:
             if _is_fallen(p, cfg.fallen_aspect) and p.speed(1.0) <= cfg.stopped_speed_px_s:
                 still = next((ts for ts, s in reversed(p.speeds) if s > cfg.stopped_speed_px_s), p.first_seen)
-                near_road = not has_carriageway or self.zone_at(p, "carriageway", w, h, open_zones)
+                near_road = has_carriageway and self.zone_at(p, "carriageway", w, h, open_zones)
                 if t - max(still, p.first_seen) >= cfg.fallen_seconds and near_road:
                     self.evidence.setdefault(p.track_id, "person down")
             elif self.evidence.get(p.track_id) == "person down":
