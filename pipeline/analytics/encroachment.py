@@ -19,6 +19,7 @@ import numpy as np
 from ..config import EncroachmentConfig
 from ..types import Incident, Track
 from .lifecycle import _step, objects
+from .memory import window_speed
 from .zones import Zone, bottom_centres
 
 HISTORY_SECONDS = 1.5
@@ -33,12 +34,7 @@ class _TrackDwell:
 
     def speed(self) -> float:
         """Pixels per second of the bottom-centre over the last ``HISTORY_SECONDS``."""
-        if len(self.positions) < 2:
-            return 0.0
-        t1, x1, y1 = self.positions[-1]
-        t0, x0, y0 = next(p for p in self.positions if t1 - p[0] <= HISTORY_SECONDS)
-        dt = t1 - t0
-        return 0.0 if dt <= 0 else float(np.hypot(x1 - x0, y1 - y0) / dt)
+        return window_speed(self.positions, HISTORY_SECONDS)
 
 
 @dataclass

@@ -17,6 +17,16 @@ from .zones import GroundPlane, Line
 HISTORY = 64
 
 
+def window_speed(points: deque[tuple[float, float, float]], window_s: float) -> float:
+    """Speed of (t, x, y) samples: displacement from the oldest sample within ``window_s`` of the
+    newest, over the time between them (0 with fewer than two samples)."""
+    if len(points) < 2:
+        return 0.0
+    t1, x1, y1 = points[-1]
+    t0, x0, y0 = next(p for p in points if t1 - p[0] <= window_s + 1e-6)
+    return 0.0 if t1 <= t0 else float(np.hypot(x1 - x0, y1 - y0) / (t1 - t0))
+
+
 @dataclass
 class TrackInfo:
     track_id: int
@@ -54,19 +64,11 @@ class TrackInfo:
 
     def speed(self, window_s: float = 1.0) -> float:
         """Pixels per second: displacement of the bottom-centre over the last ``window_s``."""
-        if len(self.history) < 2:
-            return 0.0
-        t1, x1, y1 = self.history[-1]
-        t0, x0, y0 = next(p for p in self.history if t1 - p[0] <= window_s + 1e-6)
-        return 0.0 if t1 <= t0 else float(np.hypot(x1 - x0, y1 - y0) / (t1 - t0))
+        return window_speed(self.history, window_s)
 
     def world_speed(self, window_s: float = 1.0) -> float | None:
         """Metres per second on the ground (cameras with a ground plane), else None."""
-        if len(self.world) < 2:
-            return None
-        t1, x1, y1 = self.world[-1]
-        t0, x0, y0 = next(p for p in self.world if t1 - p[0] <= window_s + 1e-6)
-        return 0.0 if t1 <= t0 else float(np.hypot(x1 - x0, y1 - y0) / (t1 - t0))
+        return window_speed(self.world, window_s) if len(self.world) >= 2 else None
 
     def max_speed_between(self, t0: float, t1: float) -> float:
         return max((v for t, v in self.speeds if t0 <= t <= t1), default=0.0)

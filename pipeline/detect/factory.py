@@ -2,9 +2,21 @@
 
 from __future__ import annotations
 
+from typing import TypedDict
+
 from ..config import Config
 from ..devices import resolve_device
 from .base import Detector
+
+
+class ModelSettings(TypedDict):
+    """What every YOLO backend's constructor takes from the model config."""
+
+    name: str
+    imgsz: int | None
+    conf_threshold: float
+    iou_threshold: float
+    max_det: int
 
 
 def _onnx_device(asked: str) -> str:
@@ -28,29 +40,19 @@ def create_detector(cfg: Config) -> Detector:
     from ..registry import resolve_model_path
 
     path, name = resolve_model_path(m)
-    if m.backend == "onnxruntime":
-        from .onnx_backend import OnnxDetector
-
-        return OnnxDetector(
-            path,
-            name=name,
-            imgsz=m.imgsz,
-            conf_threshold=m.conf_threshold,
-            iou_threshold=m.iou_threshold,
-            max_det=m.max_det,
-            threads=m.threads,
-            device=_onnx_device(cfg.device),
-            tensorrt=m.tensorrt,
-        )
-    from .torch_backend import TorchDetector
-
-    return TorchDetector(
-        path,
+    common = ModelSettings(
         name=name,
         imgsz=m.imgsz,
         conf_threshold=m.conf_threshold,
         iou_threshold=m.iou_threshold,
         max_det=m.max_det,
-        device=resolve_device(cfg.device),
-        half=m.half,
     )
+    if m.backend == "onnxruntime":
+        from .onnx_backend import OnnxDetector
+
+        return OnnxDetector(
+            path, threads=m.threads, device=_onnx_device(cfg.device), tensorrt=m.tensorrt, **common
+        )
+    from .torch_backend import TorchDetector
+
+    return TorchDetector(path, device=resolve_device(cfg.device), half=m.half, **common)
