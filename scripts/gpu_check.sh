@@ -8,33 +8,49 @@
 #    It installs the carried wheels, runs the GPU tests (FAIL_WITHOUT_CUDA=1: no GPU is a failure),
 #    then the GPU benchmark (streams sustained, NVDEC fps, inference fps, memory, latency), and
 #    leaves logs, JSON, Markdown and a plot in $OUT.
+#
+# REHEARSE=1 runs the same steps on a CPU machine (in the project's venv): the GPU tests are skipped
+# instead of failing and the benchmark runs with --device cpu on one and two streams, so the script,
+# the benchmark and its reports are checked end to end before device time is spent.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-$PWD/benchmarks/results/gpu}
+REHEARSE=${REHEARSE:-0}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 YOLO_OFFLINE=1 YOLO_AUTOINSTALL=false YOLO_CONFIG_DIR=/tmp/yolo
-export SAFECITY_GPU_REF=${SAFECITY_GPU_REF:-$PWD/data/gpu} FAIL_WITHOUT_CUDA=1
+export SAFECITY_GPU_REF=${SAFECITY_GPU_REF:-$PWD/data/gpu}
 PY=${PYTHON:-python3}
 
 if [ ! -f "$SAFECITY_GPU_REF/reference.json" ]; then
   echo "no $SAFECITY_GPU_REF/reference.json: run scripts/gpu_prepare.py on a CPU machine first" >&2
   exit 2
 fi
-if ls .whl/*.whl >/dev/null 2>&1; then
-  $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
-    || { echo "installing the carried wheels failed" >&2; exit 2; }
-  export PYTHONPATH=/tmp/site:$PWD
+if [ "$REHEARSE" = 1 ]; then
+  export FAIL_WITHOUT_CUDA=0 PYTHONPATH=$PWD
+  BENCH_ARGS=(--device cpu --h264-streams 1,2 --hevc-streams 1,2 --seconds 6 --batch 4)
+  { date -u; echo "REHEARSAL on $(nproc) CPU cores, no GPU"; $PY -c 'import torch; print("torch", torch.__version__)'; } \
+    2>&1 | tee "$OUT/environment.txt"
 else
-  export PYTHONPATH=$PWD
+  export FAIL_WITHOUT_CUDA=1
+  BENCH_ARGS=()
+  if ls .whl/*.whl >/dev/null 2>&1; then
+    $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+      || { echo "installing the carried wheels failed" >&2; exit 2; }
+    export PYTHONPATH=/tmp/site:$PWD
+  else
+    export PYTHONPATH=$PWD
+  fi
+  { date -u; nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv; $PY -c \
+    'import torch, PyNvVideoCodec as n; print("torch", torch.__version__, "cuda", torch.version.cuda); print("PyNvVideoCodec", getattr(n, "__version__", "?"))'; } \
+    2>&1 | tee "$OUT/environment.txt"
 fi
-{ date -u; nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv; $PY -c \
-  'import torch, PyNvVideoCodec as n; print("torch", torch.__version__, "cuda", torch.version.cuda); print("PyNvVideoCodec", getattr(n, "__version__", "?"))'; } \
-  2>&1 | tee "$OUT/environment.txt"
 
 status=0
 timeout 240 $PY -m pytest -q -p no:cacheprovider -m needs_cuda tests/test_gpu.py 2>&1 | tee "$OUT/gpu-tests.log"
 [ "${PIPESTATUS[0]}" = 0 ] || status=1
-timeout 330 $PY -m benchmarks.gpu --ref "$SAFECITY_GPU_REF" --out "$OUT" 2>&1 | tee "$OUT/gpu-bench.log"
+timeout 330 $PY -m benchmarks.gpu --ref "$SAFECITY_GPU_REF" --out "$OUT" "${BENCH_ARGS[@]}" 2>&1 | tee "$OUT/gpu-bench.log"
 [ "${PIPESTATUS[0]}" = 0 ] || status=1
-nvidia-smi --query-gpu=utilization.gpu,utilization.decoder,memory.used --format=csv >> "$OUT/environment.txt" 2>&1
+if [ "$REHEARSE" != 1 ]; then
+  nvidia-smi --query-gpu=utilization.gpu,utilization.decoder,memory.used --format=csv >> "$OUT/environment.txt" 2>&1
+fi
 exit $status
