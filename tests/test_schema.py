@@ -109,3 +109,80 @@ def test_message_checks_snapshot_digest() -> None:
         check_message([b"EVT", b"{nope", b""])
     with pytest.raises(SchemaError, match="expected"):
         check_message([b"HELLO"])
+
+
+def _paths(value: object, path: tuple = ()) -> list[tuple]:
+    out = [path]
+    if isinstance(value, dict):
+        for k, v in value.items():
+            out += _paths(v, (*path, k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            out += _paths(v, (*path, i))
+    return out
+
+
+REPLACEMENTS = [
+    None,
+    True,
+    0,
+    -1,
+    1.0,
+    2.5,
+    1e9,
+    -200.0,
+    "",
+    "x",
+    "2026-13-01T00:00:00Z",
+    "2026-02-28T23:59:60.5+05:30",
+    "2026-06-30T23:59:60Z",
+    "2026-06-30T05:29:60+05:30",
+    "Point",
+    "image/jpeg",
+    "start",
+    "a" * 64,
+    [],
+    [1, 2],
+    [0, 0, 1, 1],
+    {},
+    {"type": "Point"},
+]
+
+
+def test_the_compiled_validator_agrees_with_jsonschema_on_mutated_events() -> None:
+    """The sink's fast validator accepts and rejects exactly what the reference implementation does."""
+    import random
+
+    from jsonschema import Draft202012Validator
+
+    reference = Draft202012Validator(load_schema(), format_checker=Draft202012Validator.FORMAT_CHECKER)
+    assert "date-time" in reference.format_checker.checkers  # rfc3339-validator is installed
+    rng = random.Random(7)
+    base = event()
+    base["location"] = {"type": "Point", "coordinates": [72.8, 19.0]}
+    seen = {True: 0, False: 0}
+    for _ in range(3000):
+        e = copy.deepcopy(base)
+        for _ in range(rng.choice((1, 1, 2))):
+            path = rng.choice(_paths(e)[1:])
+            parent = e
+            for p in path[:-1]:
+                parent = parent[p]
+            action = rng.random()
+            if action < 0.15 and isinstance(parent, dict):
+                del parent[path[-1]]
+            elif action < 0.25 and isinstance(parent, dict):
+                parent["extra"] = rng.choice(REPLACEMENTS)
+            elif action < 0.3 and isinstance(parent, list):
+                parent.append(copy.deepcopy(parent[-1]))
+            else:
+                parent[path[-1]] = copy.deepcopy(rng.choice(REPLACEMENTS))
+        expected = reference.is_valid(e)
+        try:
+            validate_event(e)
+            got = True
+        except SchemaError:
+            got = False
+        assert got == expected, (e, list(reference.iter_errors(e))[:1])
+        seen[got] += 1
+    assert seen[True] > 100 and seen[False] > 1000, seen

@@ -13,6 +13,7 @@ from typing import Any
 
 from ..errors import SchemaError
 from ..types import Incident
+from .compiled_schema import Check, Invalid, compile_schema
 
 SCHEMA_MAJOR = 1
 SCHEMA_VERSION = f"iccc.incident/{SCHEMA_MAJOR}.0"
@@ -46,10 +47,8 @@ def load_schema() -> dict[str, Any]:
 
 
 @cache
-def _validator() -> Any:
-    from jsonschema import Draft202012Validator
-
-    return Draft202012Validator(load_schema(), format_checker=Draft202012Validator.FORMAT_CHECKER)
+def _validator() -> Check:
+    return compile_schema(load_schema())
 
 
 def validate_event(event: Any) -> None:
@@ -62,11 +61,12 @@ def validate_event(event: Any) -> None:
     major = version.split("/", 1)[1].split(".", 1)[0]
     if major != str(SCHEMA_MAJOR):
         raise SchemaError(f"schema: unsupported major version {major!r} (this sink speaks {SCHEMA_MAJOR})")
-    err = next(iter(sorted(_validator().iter_errors(event), key=lambda e: list(e.path))), None)
-    if err is not None:
+    try:
+        _validator()(event)
+    except Invalid as err:
         where = ".".join(str(p) for p in err.path) or "<event>"
         msg = err.message if len(err.message) <= 200 else err.message[:197] + "..."
-        raise SchemaError(f"{where}: {msg}")
+        raise SchemaError(f"{where}: {msg}") from None
 
 
 def build_event(
