@@ -1,8 +1,9 @@
 """Acknowledged delivery throughput on loopback: N incidents committed to the outbox, sent by the
-real sender (DEALER), validated, stored and acknowledged by the real sink (ROUTER, SQLite), with and
-without snapshots. Reports incidents per second acknowledged; writes JSON.
+real sender (DEALER) to a real sink process (`safecity sink`: ROUTER, validation, SQLite commit,
+then ack), without snapshots, with 50 KB snapshots inline and with 50 KB snapshots by reference
+(fetched by the sink after the ack). Reports acknowledged incidents per second; writes JSON.
 
-    python -m benchmarks.delivery --events 20000
+    python -m benchmarks.delivery --events 40000
 """
 
 from __future__ import annotations
@@ -10,96 +11,151 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import socket
+import sqlite3
+import subprocess
+import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 
 from pipeline.events.outbox import Outbox
 from pipeline.events.schema import build_event
-from pipeline.events.sink import Sink
-from pipeline.events.transport import Sender
+from pipeline.events.transport import Sender, SnapshotMode
 from pipeline.registry import sha256_bytes
-from pipeline.types import Incident
+from pipeline.types import Incident, TrackedObject
 
 
-def run(events: int, snapshot_bytes: int, tmp: Path, port: int) -> dict[str, float]:
-    snapshot = os.urandom(snapshot_bytes) if snapshot_bytes else None
-    digest = sha256_bytes(snapshot) if snapshot else None
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def fill_outbox(
+    outbox: Outbox, events: int, snapshot_bytes: int, *, first: int = 0, source: str = "edge-1"
+) -> None:
+    """Commit ``events`` incident steps (``incident_id`` = h-<n>), each with its own snapshot if asked."""
+    base = os.urandom(snapshot_bytes) if snapshot_bytes else b""
+    batch: list[tuple[dict[str, Any], bytes | None]] = []
+    for i in range(first, first + events):
+        snapshot = (i.to_bytes(8, "big") + base[8:]) if snapshot_bytes else None
+        inc = Incident(
+            incident_id=f"h-{i}",
+            type="encroachment",
+            status="start",
+            severity="low",
+            camera_id="cam1",
+            zone="footpath",
+            started_at=0.0,
+            emitted_at=0.0,
+            ended_at=None,
+            objects=[TrackedObject(7, "person", 0.8, (10.0, 20.0, 50.0, 120.0))],
+            confidence=0.8,
+        )
+        e = build_event(
+            inc,
+            source=source,
+            location=(72.8, 19.0),
+            frame_w=1920,
+            frame_h=1080,
+            model_name="m",
+            model_version="1",
+            wall_offset=1.8e9,
+            snapshot_sha256=sha256_bytes(snapshot) if snapshot else None,
+            snapshot_bytes=snapshot_bytes,
+        )
+        batch.append((e, snapshot))
+        if len(batch) == 1000:
+            outbox.append_many(batch)
+            batch = []
+    if batch:
+        outbox.append_many(batch)
+
+
+def start_sink(db: Path, port: int, log: Path) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "pipeline.cli", "sink", "--insecure", "--quiet"]
+    proc = subprocess.Popen(
+        [*cmd, "--bind", f"tcp://127.0.0.1:{port}", "--db", str(db)],
+        stdout=subprocess.DEVNULL,
+        stderr=log.open("ab"),
+    )
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the sink exited: {log.read_text()[-2000:]}")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return proc
+        time.sleep(0.05)
+    raise RuntimeError("the sink did not start listening")
+
+
+def run(events: int, snapshot_bytes: int, mode: SnapshotMode, tmp: Path) -> dict[str, Any]:
     outbox = Outbox(tmp / "outbox.sqlite")
     t0 = time.perf_counter()
-    with outbox.conn:
-        outbox.conn.execute("BEGIN")
-        for i in range(events):
-            inc = Incident(
-                incident_id=f"i{i}",
-                type="encroachment",
-                status="start",
-                severity="low",
-                camera_id="cam1",
-                zone="z",
-                started_at=0.0,
-                emitted_at=0.0,
-                ended_at=None,
-            )
-            e = build_event(
-                inc,
-                source="edge-1",
-                location=None,
-                frame_w=1920,
-                frame_h=1080,
-                model_name="m",
-                model_version="1",
-                wall_offset=1.8e9,
-                snapshot_sha256=digest,
-                snapshot_bytes=snapshot_bytes,
-            )
-            outbox.append(e, snapshot)
+    fill_outbox(outbox, events, snapshot_bytes)
     commit_s = time.perf_counter() - t0
-    stop = threading.Event()
-    sink = Sink(bind=f"tcp://127.0.0.1:{port}", db_path=tmp / "sink.sqlite")
-    th = threading.Thread(target=sink.serve, args=(stop,), daemon=True)
-    th.start()
-    sink.ready.wait(5)
+    port = free_port()
+    sink = start_sink(tmp / "sink.sqlite", port, tmp / "sink.log")
     sender = Sender(
         outbox_path=tmp / "outbox.sqlite",
         endpoint=f"tcp://127.0.0.1:{port}",
         metrics=None,
-        max_in_flight=1000,
+        max_in_flight=2000,
         ack_timeout_s=10.0,
+        snapshots=mode,
+        source="edge-1",
     )
-    t0 = time.perf_counter()
-    sender.start()
-    while outbox.count_pending() and time.perf_counter() - t0 < 600:
-        time.sleep(0.05)
-    elapsed = time.perf_counter() - t0
-    sender.stop(drain_s=1)
-    stop.set()
-    th.join(5)
+    try:
+        t0 = time.perf_counter()
+        sender.start()
+        while outbox.count_pending() and time.perf_counter() - t0 < 600:
+            time.sleep(0.02)
+        acked_s = time.perf_counter() - t0
+        fetched_s = None
+        if snapshot_bytes and mode == "reference":
+            db = sqlite3.connect(str(tmp / "sink.sqlite"), timeout=30)
+            while time.perf_counter() - t0 < 600:
+                if db.execute("SELECT COUNT(*) FROM snapshots").fetchone()[0] >= events:
+                    break
+                time.sleep(0.05)
+            fetched_s = time.perf_counter() - t0
+            db.close()
+        sender.stop(drain_s=1)
+    finally:
+        sink.terminate()
+        sink.wait(10)
+        outbox.close()
     return {
         "events": events,
         "snapshot_bytes": snapshot_bytes,
-        "acked_per_second": round(events / elapsed, 1),
+        "snapshots": mode if snapshot_bytes else "none",
+        "acked_per_second": round(events / acked_s, 1),
+        "all_snapshots_at_sink_per_second": None if fetched_s is None else round(events / fetched_s, 1),
         "outbox_commits_per_second": round(events / commit_s, 1),
     }
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--events", type=int, default=20000)
+    ap.add_argument("--events", type=int, default=40000, help="without snapshots; a quarter with them")
     ap.add_argument("--out", default="benchmarks/results")
     args = ap.parse_args(argv)
+    cases: list[tuple[int, int, SnapshotMode]] = [
+        (args.events, 0, "inline"),
+        (args.events // 4, 50 * 1024, "reference"),
+        (args.events // 4, 50 * 1024, "inline"),
+    ]
     results = []
-    for size in (0, 50 * 1024):
-        with (
-            tempfile.TemporaryDirectory() as d,
-            Console(stderr=True).status(f"{args.events} events, {size} B"),
-        ):
-            results.append(
-                run(args.events if size == 0 else args.events // 4, size, Path(d), 5700 + os.getpid() % 200)
-            )
+    for n, size, mode in cases:
+        label = f"{n} events, " + (f"{size // 1024} KB snapshots {mode}" if size else "no snapshots")
+        with tempfile.TemporaryDirectory() as d, Console(stderr=True).status(label):
+            results.append(run(n, size, mode, Path(d)))
+        print(label, "->", results[-1]["acked_per_second"], "acked/s", flush=True)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "delivery.json").write_text(json.dumps(results, indent=2))

@@ -101,9 +101,10 @@ def cmd_sink(args: argparse.Namespace) -> int:
         print(f"sink listening on {sink.bound_endpoint}, storing to {args.db}", file=sys.stderr, flush=True)
     while t.is_alive() and not stop.is_set():
         t.join(0.2)
+    failed = not stop.is_set()  # the sink thread ended on its own: an error, already logged
     stop.set()
     t.join(5)
-    return 0
+    return 1 if failed else 0
 
 
 def cmd_keys(args: argparse.Namespace) -> int:

@@ -270,6 +270,13 @@ class SinkConfig(Strict):
     ack_timeout_seconds: Annotated[float, Field(gt=0, le=600)] = 2.0
     max_in_flight: Annotated[int, Field(ge=1, le=10_000)] = 256
     drain_seconds: Annotated[float, Field(ge=0, le=600)] = 10.0
+    snapshots: Literal["inline", "reference"] = Field(
+        default="inline",
+        description="inline: each snapshot travels with its event; reference: the sink fetches it later",
+    )
+    retention_hours: Annotated[float, Field(gt=0, le=24 * 365)] = Field(
+        default=168.0, description="how long delivered events and their snapshots stay in the outbox"
+    )
 
     @field_validator("endpoint")
     @classmethod

@@ -71,6 +71,12 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+        self.sink_connected = Gauge(
+            "safecity_sink_connected", "1 while the connection to the sink is up (handshake done)", registry=r
+        )
+        self.snapshots_served = Counter(
+            "safecity_snapshots_served_total", "Snapshots sent to the sink on its request", registry=r
+        )
         self.outbox_pending = Gauge(
             "safecity_outbox_pending_events", "Events not yet acknowledged", registry=r
         )

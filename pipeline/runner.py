@@ -104,6 +104,9 @@ class Runner:
             metrics=self.metrics,
             max_in_flight=cfg.sink.max_in_flight,
             ack_timeout_s=cfg.sink.ack_timeout_seconds,
+            snapshots=cfg.sink.snapshots,
+            retention_s=cfg.sink.retention_hours * 3600,
+            source=cfg.edge_id,
         )
         self.device = resolve_device(cfg.device)
         self.decoder = choose_decoder(cfg.decoder, self.device)

@@ -1,22 +1,30 @@
 """Acknowledged delivery from the outbox to the ICCC sink over ZeroMQ DEALER -> ROUTER.
 
-Messages: edge -> sink ``[b"EVT", event_json, snapshot_jpeg_or_empty]``;
-sink -> edge ``[b"ACK", event_id]`` or ``[b"NACK", event_id, reason]``.
-Unacked events are resent after ``ack_timeout`` with exponential backoff; a NACKed event goes to the
-outbox's dead-letter table instead of being retried for ever.
+Messages, edge -> sink: ``[b"EVT", event_json, snapshot_jpeg_or_empty]``, ``[b"HELLO", edge_id]`` on
+each connection and, on request, ``[b"SNAP", sha256, jpeg]`` or ``[b"MISS", sha256]``. Sink -> edge:
+``[b"ACK", event_id, ...]`` (one per stored batch), ``[b"NACK", event_id, reason]`` and
+``[b"GET", sha256]`` (a snapshot sent by reference).
+
+Unacked events are resent after ``ack_timeout`` with exponential backoff, and at once after the
+connection comes back (heartbeats notice a dead or stalled sink within ``HEARTBEAT_TIMEOUT_MS``);
+a NACKed event goes to the outbox's dead-letter table instead of being retried for ever.
 """
 
 from __future__ import annotations
 
+import collections
 import json
 import logging
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import zmq
+from zmq.utils.monitor import recv_monitor_message
 
+from ..failpoints import failpoint
 from ..metrics import Metrics
 from .outbox import Outbox
 
@@ -24,15 +32,21 @@ log = logging.getLogger(__name__)
 
 HEARTBEAT_IVL_MS = 1000
 HEARTBEAT_TIMEOUT_MS = 3000
+RESEND_SCAN_S = 0.1
+PRUNE_EVERY_S = 600.0
+
+SnapshotMode = Literal["inline", "reference"]
 
 
 @dataclass
 class _InFlight:
     seq: int
+    event_id: str
     frames: list[bytes]
     sent_at: float
     first_sent_at: float
     attempts: int
+    done: bool = False
 
 
 class Sender(threading.Thread):
@@ -46,8 +60,14 @@ class Sender(threading.Thread):
         ack_timeout_s: float = 2.0,
         max_backoff_s: float = 30.0,
         curve: tuple[bytes, bytes, bytes] | None = None,
+        snapshots: SnapshotMode = "inline",
+        retention_s: float = 7 * 86400.0,
+        source: str | None = None,
     ) -> None:
-        """``curve``: (sink public key, this edge's public key, this edge's secret key), Z85."""
+        """``curve``: (sink public key, this edge's public key, this edge's secret key), Z85.
+        ``snapshots``: sent with each event, or by reference (the sink asks for them); either way
+        they stay in the outbox for ``retention_s`` after delivery. ``source`` (the edge id) is sent
+        in a HELLO on every (re)connection so the sink knows where to ask for snapshots."""
         super().__init__(name="event-sender", daemon=True)
         self.outbox_path = outbox_path
         self.endpoint = endpoint
@@ -56,13 +76,20 @@ class Sender(threading.Thread):
         self.ack_timeout_s = ack_timeout_s
         self.max_backoff_s = max_backoff_s
         self.curve = curve
+        self.snapshots = snapshots
+        self.retention_s = retention_s
+        self.source = source
         self._stopping = threading.Event()
         self._drain_deadline = float("inf")
         self.in_flight: dict[str, _InFlight] = {}
+        self._to_send: collections.deque[_InFlight] = collections.deque()
         self.acked = 0
         self.sent = 0
         self.pending = 0
+        self.connected = False
+        self.reconnects = 0
         self._wake = threading.Event()
+        self._hello = threading.Event()
 
     def notify(self) -> None:
         """Called after an outbox commit so the sender picks it up at once."""
@@ -75,89 +102,201 @@ class Sender(threading.Thread):
         self._wake.set()
         self.join(timeout=drain_s + 5.0)
 
-    def run(self) -> None:
-        outbox = Outbox(self.outbox_path)
-        ctx: zmq.Context = zmq.Context.instance()
+    def _socket(self, ctx: zmq.Context) -> zmq.Socket:
         sock = ctx.socket(zmq.DEALER)
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.SNDHWM, self.max_in_flight * 2)
+        sock.setsockopt(zmq.RCVHWM, max(self.max_in_flight * 4, 10_000))
+        sock.setsockopt(zmq.IMMEDIATE, 1)  # no queueing into a connection that is not up
         sock.setsockopt(zmq.HEARTBEAT_IVL, HEARTBEAT_IVL_MS)
         sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, HEARTBEAT_TIMEOUT_MS)
         sock.setsockopt(zmq.RECONNECT_IVL, 200)
-        sock.setsockopt(zmq.RECONNECT_IVL_MAX, 5000)
+        sock.setsockopt(zmq.RECONNECT_IVL_MAX, 2000)
         if self.curve is not None:
             sock.curve_serverkey, sock.curve_publickey, sock.curve_secretkey = self.curve
+        return sock
+
+    def run(self) -> None:
+        outbox = Outbox(self.outbox_path)
+        # Losing a "delivered" mark in a power cut only means a resend the sink deduplicates.
+        outbox.conn.execute("PRAGMA synchronous=NORMAL")
+        ctx: zmq.Context = zmq.Context.instance()
+        sock = self._socket(ctx)
+        monitor = sock.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED)
         sock.connect(self.endpoint)
+        poller = zmq.Poller()
+        poller.register(sock, zmq.POLLIN)
+        poller.register(monitor, zmq.POLLIN)
         last_seq = 0
-        last_gauges = 0.0
+        last_gauges = last_scan = 0.0
+        last_prune = time.monotonic() - PRUNE_EVERY_S + 30.0
         try:
             while True:
                 now = time.monotonic()
                 if self._stopping.is_set():
-                    if (self.pending == 0 and not self.in_flight) or now >= self._drain_deadline:
+                    if now >= self._drain_deadline:
                         break
-                # new events, within the in-flight window
+                    if not self.in_flight and not self._to_send and outbox.count_pending() == 0:
+                        self.pending = 0
+                        break
                 room = self.max_in_flight - len(self.in_flight)
                 if room > 0:
-                    for seq, event_id, body, snapshot in outbox.pending(after_seq=last_seq, limit=room):
-                        last_seq = seq
-                        event = json.loads(body)
-                        event["seq"] = seq
-                        frames = [b"EVT", json.dumps(event, separators=(",", ":")).encode(), snapshot or b""]
-                        self.in_flight[event_id] = _InFlight(seq, frames, 0.0, now, 0)
-                # first sends and resends with backoff
-                for inf in self.in_flight.values():
-                    backoff = min(self.ack_timeout_s * (2 ** max(inf.attempts - 1, 0)), self.max_backoff_s)
-                    if inf.attempts == 0 or now - inf.sent_at >= backoff:
-                        try:
-                            sock.send_multipart(inf.frames, flags=zmq.NOBLOCK, copy=False)
-                        except zmq.Again:
-                            break
-                        if inf.attempts > 0 and self.metrics:
-                            self.metrics.events_retransmitted.inc()
-                        inf.attempts += 1
-                        inf.sent_at = now
-                        self.sent += 1
-                        if self.metrics:
-                            self.metrics.events_sent.inc()
-                # acks
+                    last_seq = self._load(outbox, last_seq, room, now)
+                if now - last_scan >= RESEND_SCAN_S:
+                    last_scan = now
+                    self._queue_resends(now)
+                self._send(sock, now)
                 delivered: list[int] = []
-                if sock.poll(20 if self.in_flight else 0):
-                    while True:
-                        try:
-                            msg = sock.recv_multipart(flags=zmq.NOBLOCK)
-                        except zmq.Again:
-                            break
-                        self._on_reply(msg, outbox, delivered)
+                timeout = 20 if self.in_flight else 0
+                for s, _ in poller.poll(timeout):
+                    if s is monitor:
+                        self._on_monitor(monitor)
+                    else:
+                        self._drain_replies(sock, outbox, delivered)
                 outbox.mark_delivered(delivered)
                 self.acked += len(delivered)
-                if now - last_gauges > 0.5 or delivered:
-                    self.pending = outbox.count_pending()
+                self.pending = max(self.pending - len(delivered), 0)
+                if now - last_gauges > 0.5:
                     last_gauges = now
+                    self.pending = outbox.count_pending()
                     if self.metrics:
                         self.metrics.outbox_pending.set(self.pending)
                         self.metrics.outbox_oldest_age.set(outbox.oldest_pending_age())
+                if now - last_prune > PRUNE_EVERY_S:
+                    last_prune = now
+                    pruned = outbox.prune(retention_s=self.retention_s)
+                    if pruned:
+                        log.info(
+                            "outbox: forgot %d events delivered over %.0f h ago",
+                            pruned,
+                            self.retention_s / 3600,
+                        )
                 if not self.in_flight and not self._stopping.is_set():
-                    self._wake.wait(0.2)
-                    self._wake.clear()
+                    if self._wake.wait(0.2):
+                        self._wake.clear()
         finally:
+            sock.disable_monitor()
+            monitor.close(linger=0)
             sock.close(linger=0)
             outbox.close()
+
+    def _load(self, outbox: Outbox, last_seq: int, room: int, now: float) -> int:
+        for seq, event_id, body, sha in outbox.pending(after_seq=last_seq, limit=room):
+            last_seq = seq
+            if b'"seq":' not in body:  # written before the outbox assigned seq in the body
+                event = json.loads(body)
+                event["seq"] = seq
+                body = json.dumps(event, separators=(",", ":")).encode()
+            snapshot = b""
+            if sha is not None and self.snapshots == "inline":
+                snapshot = outbox.snapshot(sha) or b""
+            inf = _InFlight(seq, event_id, [b"EVT", body, snapshot], 0.0, now, 0)
+            self.in_flight[event_id] = inf
+            self._to_send.append(inf)
+        return last_seq
+
+    def _queue_resends(self, now: float) -> None:
+        for inf in self.in_flight.values():
+            if inf.attempts == 0:
+                continue
+            backoff = min(self.ack_timeout_s * (2 ** (inf.attempts - 1)), self.max_backoff_s)
+            if now - inf.sent_at >= backoff:
+                inf.sent_at = now  # queued once per backoff period
+                self._to_send.append(inf)
+
+    def _send(self, sock: zmq.Socket, now: float) -> None:
+        if self._hello.is_set() and self.source is not None:
+            try:
+                sock.send_multipart([b"HELLO", self.source.encode()], flags=zmq.NOBLOCK)
+                self._hello.clear()
+            except zmq.Again:
+                return
+        while self._to_send:
+            inf = self._to_send[0]
+            if inf.done:
+                self._to_send.popleft()
+                continue
+            try:
+                sock.send_multipart(inf.frames, flags=zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                return  # not connected, or the window to the sink is full: try again later
+            self._to_send.popleft()
+            if inf.attempts > 0 and self.metrics:
+                self.metrics.events_retransmitted.inc()
+            inf.attempts += 1
+            inf.sent_at = now
+            self.sent += 1
+            if self.metrics:
+                self.metrics.events_sent.inc()
+            failpoint("edge.after_send")
+
+    def _on_monitor(self, monitor: zmq.Socket) -> None:
+        try:
+            event = recv_monitor_message(monitor, flags=zmq.NOBLOCK)
+        except zmq.Again:
+            return
+        if event["event"] == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+            if self.reconnects:  # not the first connection
+                log.info("connection to the sink is back: resending %d unacked events", len(self.in_flight))
+                queued = {id(i) for i in self._to_send}
+                for inf in self.in_flight.values():
+                    if id(inf) not in queued:
+                        self._to_send.append(inf)
+            self.reconnects += 1
+            self.connected = True
+            if self.source is not None:
+                self._hello.set()
+        elif event["event"] == zmq.EVENT_DISCONNECTED:
+            if self.connected:
+                log.warning("connection to the sink lost; %d events unacked", len(self.in_flight))
+            self.connected = False
+        if self.metrics:
+            self.metrics.sink_connected.set(1 if self.connected else 0)
+
+    def _drain_replies(self, sock: zmq.Socket, outbox: Outbox, delivered: list[int]) -> None:
+        while True:
+            try:
+                msg = sock.recv_multipart(flags=zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            if msg[0] == b"GET" and len(msg) == 2:
+                self._serve_snapshot(sock, outbox, msg[1])
+            else:
+                self._on_reply(msg, outbox, delivered)
+
+    def _serve_snapshot(self, sock: zmq.Socket, outbox: Outbox, sha: bytes) -> None:
+        jpeg = outbox.snapshot(sha.decode(errors="replace"))
+        reply = [b"MISS", sha] if jpeg is None else [b"SNAP", sha, jpeg]
+        try:
+            sock.send_multipart(reply, flags=zmq.NOBLOCK)
+        except zmq.Again:
+            return  # the sink asks again
+        if jpeg is not None and self.metrics:
+            self.metrics.snapshots_served.inc()
 
     def _on_reply(self, msg: list[bytes], outbox: Outbox, delivered: list[int]) -> None:
         if len(msg) < 2:
             log.warning("malformed reply from sink: %r", msg[:1])
             return
-        kind, event_id = msg[0], msg[1].decode(errors="replace")
+        kind = msg[0]
+        if kind == b"ACK":  # [ACK, event id, event id, ...]
+            now = time.monotonic()
+            for raw in msg[1:]:
+                acked = self.in_flight.pop(raw.decode(errors="replace"), None)
+                if acked is None:
+                    continue  # an ack for a resend that was already acked
+                acked.done = True
+                delivered.append(acked.seq)
+                if self.metrics:
+                    self.metrics.events_acked.inc()
+                    self.metrics.ack_latency.observe(now - acked.first_sent_at)
+            return
+        event_id = msg[1].decode(errors="replace")
         inf = self.in_flight.pop(event_id, None)
         if inf is None:
-            return  # an ack for a resend that was already acked
-        if kind == b"ACK":
-            delivered.append(inf.seq)
-            if self.metrics:
-                self.metrics.events_acked.inc()
-                self.metrics.ack_latency.observe(time.monotonic() - inf.first_sent_at)
-        elif kind == b"NACK":
+            return
+        inf.done = True
+        if kind == b"NACK":
             reason = msg[2].decode(errors="replace") if len(msg) > 2 else "rejected"
             log.error("sink rejected event %s (seq %d): %s", event_id, inf.seq, reason)
             outbox.dead_letter(inf.seq, reason)
