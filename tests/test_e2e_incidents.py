@@ -5,9 +5,11 @@ has the class."""
 from __future__ import annotations
 
 import json
+import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -29,7 +31,9 @@ CAMERAS = {
 }
 
 
-def test_every_incident_type_reaches_the_sink(tmp_path: Path) -> None:
+def scripted_config(tmp_path: Path, port: int, *, duration_s: float, drain_s: float = 10.0) -> Path:
+    """A `safecity run` config: one camera per incident type, each replaying its scenario's
+    detections on a generated clip, delivering to ``port``."""
     clip = generate_clip(tmp_path / "street.mp4", width=1280, height=720, fps=25, seconds=2.0, gop=25)
     scenarios = {
         kind: yaml.safe_load((SCENARIOS / f"{name}.yaml").read_text()) for kind, name in CAMERAS.items()
@@ -51,7 +55,6 @@ def test_every_incident_type_reaches_the_sink(tmp_path: Path) -> None:
     for s in scenarios.values():
         for rule, over in s.get("rules", {}).items():
             rules.setdefault(rule, {}).update(over)
-    port = free_port()
     cfg = {
         "edge_id": "edge-e2e",
         "cameras": [
@@ -72,14 +75,23 @@ def test_every_incident_type_reaches_the_sink(tmp_path: Path) -> None:
             "endpoint": f"tcp://127.0.0.1:{port}",
             "outbox": str(tmp_path / "outbox.sqlite"),
             "insecure": True,
+            "drain_seconds": drain_s,
+            "ack_timeout_seconds": 0.5,
         },
-        "duration_seconds": 20,
+        "duration_seconds": duration_s,
     }
-    (tmp_path / "five.yaml").write_text(yaml.safe_dump(cfg))
+    path = tmp_path / "five.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def test_every_incident_type_reaches_the_sink(tmp_path: Path) -> None:
+    port = free_port()
+    config = scripted_config(tmp_path, port, duration_s=20)
     sink = SinkThread(port, tmp_path / "sink.sqlite")
     try:
         res = subprocess.run(
-            [sys.executable, "-m", "pipeline.cli", "run", str(tmp_path / "five.yaml"), "--quiet"],
+            [sys.executable, "-m", "pipeline.cli", "run", str(config), "--quiet"],
             capture_output=True,
             text=True,
             timeout=120,
@@ -104,3 +116,63 @@ def test_every_incident_type_reaches_the_sink(tmp_path: Path) -> None:
     assert starts["stray_animal"]["zone"] == "road" and starts["encroachment"]["zone"] == "footpath"
     # the looped clips replay the scenarios; each camera only ever reports its own type
     assert all(e["type"] == e["camera_id"] for e in events)
+
+
+def _outbox(tmp_path: Path) -> tuple[set[str], int]:
+    """(every event id committed, how many are not acknowledged)."""
+    with sqlite3.connect(tmp_path / "outbox.sqlite", timeout=10) as c:
+        ids = {i for (i,) in c.execute("SELECT event_id FROM outbox")}
+        pending = c.execute("SELECT COUNT(*) FROM outbox WHERE delivered_at IS NULL").fetchone()[0]
+    return ids, int(pending)
+
+
+def _wait(cond, timeout: float) -> bool:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if cond():
+                return True
+        except sqlite3.OperationalError:  # the outbox is not created yet
+            pass
+        time.sleep(0.1)
+    return False
+
+
+def test_sigterm_drains_for_a_bounded_time_and_keeps_the_rest_for_the_next_start(tmp_path: Path) -> None:
+    port = free_port()
+    config = scripted_config(tmp_path, port, duration_s=120, drain_s=2.0)
+    cmd = [sys.executable, "-m", "pipeline.cli", "run", str(config), "--quiet"]
+    # 1. no sink: incidents pile up in the outbox; SIGTERM gives up after drain_seconds and keeps them
+    edge = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        assert _wait(lambda: _outbox(tmp_path)[1] >= 3, 90), "no incidents committed"
+        t0 = time.monotonic()
+        edge.send_signal(signal.SIGTERM)
+        _, err = edge.communicate(timeout=60)
+    finally:
+        edge.kill()
+    took = time.monotonic() - t0
+    assert edge.returncode == 0, err[-2000:]
+    assert took < 2.0 + 8.0, f"SIGTERM took {took:.1f} s with drain_seconds 2"
+    undelivered, pending = _outbox(tmp_path)
+    assert pending == len(undelivered) >= 3  # nothing was acknowledged, nothing was dropped
+
+    # 2. the next start, with the sink up: what the last run left is delivered; SIGTERM drains fully
+    sink = SinkThread(port, tmp_path / "sink.sqlite")
+    edge = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+
+        def at_sink() -> set[str]:
+            with sqlite3.connect(tmp_path / "sink.sqlite", timeout=10) as c:
+                return {i for (i,) in c.execute("SELECT event_id FROM events")}
+
+        assert _wait(lambda: undelivered <= at_sink(), 60), "the last run's incidents were not delivered"
+        edge.send_signal(signal.SIGTERM)
+        _, err = edge.communicate(timeout=60)
+        assert edge.returncode == 0, err[-2000:]
+        committed, pending = _outbox(tmp_path)
+        assert pending == 0, f"{pending} incidents left in the outbox with the sink up"
+        assert committed == at_sink()
+    finally:
+        edge.kill()
+        sink.close()
