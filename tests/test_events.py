@@ -148,3 +148,86 @@ def test_sink_reports_a_port_in_use(tmp_path: Path, port: int) -> None:
         assert second.error is not None and "Address already in use" in str(second.error)
     finally:
         first.close()
+
+
+def snapshot_event(i: int, jpeg: bytes) -> dict:
+    import hashlib
+
+    e = make_event(i)
+    digest = hashlib.sha256(jpeg).hexdigest()
+    e["evidence"] = {
+        "snapshot": f"sha256:{digest}",
+        "sha256": digest,
+        "content_type": "image/jpeg",
+        "bytes": len(jpeg),
+    }
+    return e
+
+
+def test_snapshots_by_reference_are_fetched_by_the_sink_even_across_its_restart(
+    tmp_path: Path, port: int
+) -> None:
+    outbox = Outbox(tmp_path / "outbox.sqlite")
+    jpegs = [bytes([i]) * 50_000 for i in range(30)]
+    for i, jpeg in enumerate(jpegs):
+        outbox.append(snapshot_event(i, jpeg), jpeg)
+    outbox.append(snapshot_event(30, jpegs[0]), jpegs[0])  # one image, two incident steps: stored once
+    metrics = Metrics()
+    sender = Sender(
+        outbox_path=tmp_path / "outbox.sqlite",
+        endpoint=f"tcp://127.0.0.1:{port}",
+        metrics=metrics,
+        snapshots="reference",
+        source="edge-1",
+    )
+    db = tmp_path / "sink.sqlite"
+    sink = SinkThread(port, db)
+    sink.sink._request_snapshots = lambda *a: None  # type: ignore[method-assign]  # this one only stores
+    sender.start()
+    try:
+        assert wait_until(lambda: outbox.count_pending() == 0)
+        with sqlite3.connect(db) as c:
+            assert c.execute("SELECT COUNT(*) FROM snapshots").fetchone()[0] == 0  # nothing travelled inline
+            assert c.execute("SELECT COUNT(*) FROM snapshot_wanted").fetchone()[0] == 30
+        sink.close()
+        sink = SinkThread(port, db)  # a restarted sink remembers what it still wants
+        with sqlite3.connect(db) as c:
+
+            def all_fetched() -> bool:
+                return c.execute("SELECT COUNT(*) FROM snapshots").fetchone()[0] == 30
+
+            assert wait_until(all_fetched, 30)
+            got = dict(c.execute("SELECT sha256, jpeg FROM snapshots").fetchall())
+            assert c.execute("SELECT COUNT(*) FROM snapshot_wanted").fetchone()[0] == 0
+        import hashlib
+
+        assert got == {hashlib.sha256(j).hexdigest(): j for j in jpegs}
+        assert metrics.registry.get_sample_value("safecity_snapshots_served_total") == 30
+        assert sink.sink.metrics.snapshots_fetched._value.get() == 30
+    finally:
+        sender.stop(drain_s=1)
+        sink.close()
+
+
+def test_a_snapshot_the_edge_no_longer_has_is_counted_missing(tmp_path: Path, port: int) -> None:
+    outbox = Outbox(tmp_path / "outbox.sqlite")
+    jpeg = b"\xff\xd8" + b"x" * 1000
+    outbox.append(snapshot_event(1, jpeg), jpeg)
+    outbox.conn.execute("DELETE FROM snapshots")  # as if pruned after the retention time
+    sender = Sender(
+        outbox_path=tmp_path / "outbox.sqlite",
+        endpoint=f"tcp://127.0.0.1:{port}",
+        metrics=None,
+        snapshots="reference",
+        source="edge-1",
+    )
+    sink = SinkThread(port, tmp_path / "sink.sqlite")
+    sender.start()
+    try:
+        assert wait_until(lambda: sink.sink.metrics.snapshots_missing._value.get() == 1, 20)
+        assert outbox.count_pending() == 0  # the event itself was delivered
+        with sqlite3.connect(tmp_path / "sink.sqlite") as c:
+            assert c.execute("SELECT COUNT(*) FROM snapshot_wanted").fetchone()[0] == 0
+    finally:
+        sender.stop(drain_s=1)
+        sink.close()
