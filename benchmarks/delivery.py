@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import psutil
 from rich.console import Console
 
 from pipeline.events.outbox import Outbox
@@ -110,12 +111,16 @@ def run(events: int, snapshot_bytes: int, mode: SnapshotMode, tmp: Path) -> dict
         snapshots=mode,
         source="edge-1",
     )
+    sink_proc, edge_proc = psutil.Process(sink.pid), psutil.Process()
+    sink_cpu0, edge_cpu0 = sum(sink_proc.cpu_times()[:2]), sum(edge_proc.cpu_times()[:2])
     try:
         t0 = time.perf_counter()
         sender.start()
-        while outbox.count_pending() and time.perf_counter() - t0 < 600:
-            time.sleep(0.02)
+        while sender.acked < events and time.perf_counter() - t0 < 600:
+            time.sleep(0.01)
         acked_s = time.perf_counter() - t0
+        sink_cpu = sum(sink_proc.cpu_times()[:2]) - sink_cpu0
+        edge_cpu = sum(edge_proc.cpu_times()[:2]) - edge_cpu0
         fetched_s = None
         if snapshot_bytes and mode == "reference":
             db = sqlite3.connect(str(tmp / "sink.sqlite"), timeout=30)
@@ -137,12 +142,15 @@ def run(events: int, snapshot_bytes: int, mode: SnapshotMode, tmp: Path) -> dict
         "acked_per_second": round(events / acked_s, 1),
         "all_snapshots_at_sink_per_second": None if fetched_s is None else round(events / fetched_s, 1),
         "outbox_commits_per_second": round(events / commit_s, 1),
+        "sink_cpu_us_per_event": round(sink_cpu / events * 1e6, 1),
+        "edge_cpu_us_per_event": round(edge_cpu / events * 1e6, 1),
     }
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--events", type=int, default=40000, help="without snapshots; a quarter with them")
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds; the median is reported")
     ap.add_argument("--out", default="benchmarks/results")
     args = ap.parse_args(argv)
     cases: list[tuple[int, int, SnapshotMode]] = [
@@ -150,12 +158,20 @@ def main(argv: list[str] | None = None) -> int:
         (args.events // 4, 50 * 1024, "reference"),
         (args.events // 4, 50 * 1024, "inline"),
     ]
+    runs: dict[int, list[dict[str, Any]]] = {i: [] for i in range(len(cases))}
+    for r in range(args.rounds):
+        for i, (n, size, mode) in enumerate(cases):
+            label = f"round {r + 1}: {n} events, " + (
+                f"{size // 1024} KB snapshots {mode}" if size else "no snapshots"
+            )
+            with tempfile.TemporaryDirectory() as d, Console(stderr=True).status(label):
+                runs[i].append(run(n, size, mode, Path(d)))
+            print(label, "->", runs[i][-1]["acked_per_second"], "acked/s", flush=True)
     results = []
-    for n, size, mode in cases:
-        label = f"{n} events, " + (f"{size // 1024} KB snapshots {mode}" if size else "no snapshots")
-        with tempfile.TemporaryDirectory() as d, Console(stderr=True).status(label):
-            results.append(run(n, size, mode, Path(d)))
-        print(label, "->", results[-1]["acked_per_second"], "acked/s", flush=True)
+    for i in runs:
+        rates = sorted(x["acked_per_second"] for x in runs[i])
+        median = sorted(runs[i], key=lambda x: x["acked_per_second"])[len(rates) // 2]
+        results.append({**median, "acked_per_second_min": rates[0], "acked_per_second_max": rates[-1]})
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "delivery.json").write_text(json.dumps(results, indent=2))

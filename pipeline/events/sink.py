@@ -55,6 +55,7 @@ CREATE TABLE IF NOT EXISTS snapshot_wanted (
     wanted_at REAL NOT NULL,
     attempts INTEGER NOT NULL DEFAULT 0
 );
+CREATE INDEX IF NOT EXISTS snapshot_wanted_order ON snapshot_wanted (wanted_at);
 """
 FETCH_WINDOW = 64  # snapshot requests outstanding at once: events come first
 FETCH_TIMEOUT_S = 5.0
@@ -92,6 +93,14 @@ class SinkMetrics:
         self.snapshots_wanted = Gauge(
             "safecity_sink_snapshots_wanted", "Referenced snapshots not fetched yet", registry=registry
         )
+
+
+def split_events(frames: list[bytes]) -> list[list[bytes]]:
+    """``[EVT, event, jpeg, event, jpeg, ...]`` -> one ``[EVT, event, jpeg]`` per event; anything else
+    is passed on whole, for check_message to reject with its reason."""
+    if len(frames) >= 3 and frames[0] == b"EVT" and len(frames) % 2 == 1:
+        return [[b"EVT", frames[i], frames[i + 1]] for i in range(1, len(frames), 2)]
+    return [frames]
 
 
 def check_message(frames: list[bytes]) -> tuple[dict[str, Any], bytes | None]:
@@ -143,6 +152,7 @@ class Sink:
         self.ready = threading.Event()
         self._peers: dict[str, bytes] = {}  # source -> its connection's routing id, last seen
         self._fetching: dict[str, float] = {}  # snapshot sha256 -> when it was asked for
+        self._want_snapshots = True  # snapshot_wanted may have rows (it survives restarts)
         self.bound_endpoint: str | None = None
         self.error: SinkError | None = None
 
@@ -192,6 +202,8 @@ class Sink:
                         break
                     batch.append(([f.bytes for f in frames], frames[-1].get("User-Id")))
                 self._handle(batch, db, sock)
+                if self._want_snapshots and len(self._fetching) < FETCH_WINDOW // 2:
+                    self._request_snapshots(db, sock)  # keep the window of snapshot requests full
         finally:
             sock.close(linger=1000)
             if auth is not None:
@@ -230,14 +242,15 @@ class Sink:
                 if frames and frames[0] == b"HELLO" and len(frames) == 2:
                     self._on_hello(frames[1].decode(errors="replace"), ident, user)
                     continue
-                try:
-                    event, snapshot = check_message(frames)
-                    self._check_grant(event, user)
-                except SchemaError as err:
-                    nacks.append([ident, b"NACK", *self._reject(err, frames)])
-                    continue
-                self._peers[event["source"]] = ident
-                accepted.append((ident, event, snapshot, frames[1]))
+                for one in split_events(frames):
+                    try:
+                        event, snapshot = check_message(one)
+                        self._check_grant(event, user)
+                    except SchemaError as err:
+                        nacks.append([ident, b"NACK", *self._reject(err, one)])
+                        continue
+                    self._peers[event["source"]] = ident
+                    accepted.append((ident, event, snapshot, one[1]))
             new = self._store(db, accepted, now)
             failpoint("sink.before_commit")
             db.execute("COMMIT")
@@ -290,6 +303,7 @@ class Sink:
                 snapshots.append((sha, snapshot))
             elif sha is not None:
                 wanted.append((sha, e["source"], now, sha))
+                self._want_snapshots = True
             rows.append(
                 (
                     e["source"],
@@ -372,6 +386,7 @@ class Sink:
         rows = db.execute(
             "SELECT sha256, source FROM snapshot_wanted ORDER BY wanted_at LIMIT ?", (FETCH_WINDOW * 2,)
         ).fetchall()
+        self._want_snapshots = bool(rows)
         self.metrics.snapshots_wanted.set(
             db.execute("SELECT COUNT(*) FROM snapshot_wanted").fetchone()[0]
             if len(rows) >= FETCH_WINDOW * 2

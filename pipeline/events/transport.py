@@ -1,9 +1,9 @@
 """Acknowledged delivery from the outbox to the ICCC sink over ZeroMQ DEALER -> ROUTER.
 
-Messages, edge -> sink: ``[b"EVT", event_json, snapshot_jpeg_or_empty]``, ``[b"HELLO", edge_id]`` on
-each connection and, on request, ``[b"SNAP", sha256, jpeg]`` or ``[b"MISS", sha256]``. Sink -> edge:
-``[b"ACK", event_id, ...]`` (one per stored batch), ``[b"NACK", event_id, reason]`` and
-``[b"GET", sha256]`` (a snapshot sent by reference).
+Messages, edge -> sink: ``[b"EVT", event_json, snapshot_jpeg_or_empty, ...]`` (up to 64 events),
+``[b"HELLO", edge_id]`` on each connection and, on request, ``[b"SNAP", sha256, jpeg]`` or
+``[b"MISS", sha256]``. Sink -> edge: ``[b"ACK", event_id, ...]`` (one per stored batch),
+``[b"NACK", event_id, reason]`` and ``[b"GET", sha256]`` (a snapshot sent by reference).
 
 Unacked events are resent after ``ack_timeout`` with exponential backoff, and at once after the
 connection comes back (heartbeats notice a dead or stalled sink within ``HEARTBEAT_TIMEOUT_MS``);
@@ -33,6 +33,9 @@ log = logging.getLogger(__name__)
 HEARTBEAT_IVL_MS = 1000
 HEARTBEAT_TIMEOUT_MS = 3000
 RESEND_SCAN_S = 0.1
+IDLE_POLL_MS = 50  # with nothing in flight, a new outbox commit waits at most this long
+MAX_EVENTS_PER_MESSAGE = 64
+MAX_MESSAGE_BYTES = 1 << 20  # a group stops growing past this; the sink refuses messages over 4 MiB
 PRUNE_EVERY_S = 600.0
 
 SnapshotMode = Literal["inline", "reference"]
@@ -139,6 +142,7 @@ class Sender(threading.Thread):
                     if not self.in_flight and not self._to_send and outbox.count_pending() == 0:
                         self.pending = 0
                         break
+                self._wake.clear()
                 room = self.max_in_flight - len(self.in_flight)
                 if room > 0:
                     last_seq = self._load(outbox, last_seq, room, now)
@@ -147,8 +151,9 @@ class Sender(threading.Thread):
                     self._queue_resends(now)
                 self._send(sock, now)
                 delivered: list[int] = []
-                timeout = 20 if self.in_flight else 0
-                for s, _ in poller.poll(timeout):
+                # idle, it still listens: the sink's snapshot requests and the connection's events
+                idle = not self.in_flight and not self._wake.is_set() and not self._stopping.is_set()
+                for s, _ in poller.poll(IDLE_POLL_MS if idle else 20 if self.in_flight else 0):
                     if s is monitor:
                         self._on_monitor(monitor)
                     else:
@@ -171,9 +176,6 @@ class Sender(threading.Thread):
                             pruned,
                             self.retention_s / 3600,
                         )
-                if not self.in_flight and not self._stopping.is_set():
-                    if self._wake.wait(0.2):
-                        self._wake.clear()
         finally:
             sock.disable_monitor()
             monitor.close(linger=0)
@@ -212,23 +214,30 @@ class Sender(threading.Thread):
             except zmq.Again:
                 return
         while self._to_send:
-            inf = self._to_send[0]
-            if inf.done:
-                self._to_send.popleft()
-                continue
+            group: list[_InFlight] = []  # consecutive events share one message: less work per event
+            size = 0
+            while self._to_send and len(group) < MAX_EVENTS_PER_MESSAGE and size < MAX_MESSAGE_BYTES:
+                inf = self._to_send.popleft()
+                if not inf.done:
+                    group.append(inf)
+                    size += len(inf.frames[1]) + len(inf.frames[2])
+            if not group:
+                return
+            frames = [b"EVT"] + [f for inf in group for f in inf.frames[1:]]
             try:
-                sock.send_multipart(inf.frames, flags=zmq.NOBLOCK, copy=False)
+                sock.send_multipart(frames, flags=zmq.NOBLOCK, copy=False)
             except zmq.Again:
+                self._to_send.extendleft(reversed(group))
                 return  # not connected, or the window to the sink is full: try again later
-            self._to_send.popleft()
-            if inf.attempts > 0 and self.metrics:
-                self.metrics.events_retransmitted.inc()
-            inf.attempts += 1
-            inf.sent_at = now
-            self.sent += 1
+            for inf in group:
+                if inf.attempts > 0 and self.metrics:
+                    self.metrics.events_retransmitted.inc()
+                inf.attempts += 1
+                inf.sent_at = now
+                self.sent += 1
+                failpoint("edge.after_send")
             if self.metrics:
-                self.metrics.events_sent.inc()
-            failpoint("edge.after_send")
+                self.metrics.events_sent.inc(len(group))
 
     def _on_monitor(self, monitor: zmq.Socket) -> None:
         try:
