@@ -20,8 +20,11 @@ from typing import Any
 Check = Callable[[Any], None]
 
 ANNOTATIONS = {"$schema", "$id", "title", "description", "$comment", "examples", "default"}
+# RFC 3339 date-time with the field ranges in the pattern; leap seconds are not accepted (as jsonschema)
 RFC3339 = re.compile(
-    r"^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$", re.ASCII
+    r"^(\d{4})-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])[Tt]([01]\d|2[0-3]):[0-5]\d:[0-5]\d(?:\.\d+)?"
+    r"(?:[Zz]|[+-](?:[01]\d|2[0-3]):[0-5]\d)$",
+    re.ASCII,
 )
 
 
@@ -42,16 +45,12 @@ def is_rfc3339(s: str) -> bool:
     m = RFC3339.match(s)
     if not m:
         return False
-    g = m.groups()
-    year, month, day, hour, minute, second = int(g[0]), int(g[1]), int(g[2]), int(g[3]), int(g[4]), int(g[5])
-    if hour > 23 or minute > 59 or second > 59:  # leap seconds are not accepted (as jsonschema)
-        return False
+    year, month, day = m.group(1, 2, 3)
+    if day <= "28" and year != "0000":  # every month has these days
+        return True
     try:
-        dt.date(year, month, day)
+        dt.date(int(year), int(month), int(day))
     except ValueError:
-        return False
-    off = m.group(8)
-    if off not in ("Z", "z") and (int(off[1:3]) > 23 or int(off[4:6]) > 59):
         return False
     return True
 
@@ -198,9 +197,12 @@ HANDLED = {
 }
 
 
+MISSING = object()
+
+
 def compile_fast(schema: dict[str, Any]) -> Callable[[Any], bool]:
     """Generate one function ``valid(value) -> bool`` for ``schema`` (no error details)."""
-    consts: dict[str, Any] = {"_json_equal": _json_equal}
+    consts: dict[str, Any] = {"_json_equal": _json_equal, "MISSING": MISSING}
     lines: list[str] = []
 
     def const(value: Any) -> str:
@@ -213,13 +215,22 @@ def compile_fast(schema: dict[str, Any]) -> Callable[[Any], bool]:
         unknown = set(node) - ANNOTATIONS - HANDLED
         if unknown:
             raise ValueError(f"schema keyword(s) not supported by the compiled validator: {sorted(unknown)}")
+        exact = None  # the one Python type the value has once the type check passed, if there is one
         if "type" in node:
             names = node["type"] if isinstance(node["type"], list) else [node["type"]]
-            types = const(frozenset(t for n in names for t in PY_TYPES[n]))
-            cond = f"type({var}) not in {types}"
-            if "integer" in names and "number" not in names:
-                cond += f" and not (type({var}) is float and {var}.is_integer())"
-            lines.append(f"{pad}if {cond}: return False")
+            if len(names) == 1 and names[0] not in ("integer", "number"):
+                exact = PY_TYPES[names[0]][0]
+                lines.append(f"{pad}if type({var}) is not {const(exact)}: return False")
+            else:
+                types = const(frozenset(t for n in names for t in PY_TYPES[n]))
+                cond = f"type({var}) not in {types}"
+                if "integer" in names and "number" not in names:
+                    cond += f" and not (type({var}) is float and {var}.is_integer())"
+                lines.append(f"{pad}if {cond}: return False")
+
+        def only_for(t: type) -> str:
+            return "" if exact is t else f"type({var}) is {const(t)} and "
+
         if "enum" in node or "const" in node:
             options = node["enum"] if "enum" in node else [node["const"]]
             if all(type(o) is str for o in options):
@@ -236,21 +247,18 @@ def compile_fast(schema: dict[str, Any]) -> Callable[[Any], bool]:
             lines.append(f"{pad}if {number} and {var} > {node['maximum']!r}: return False")
         if "pattern" in node:
             pattern = const(re.compile(node["pattern"]))
-            lines.append(f"{pad}if type({var}) is str and not {pattern}.search({var}): return False")
+            lines.append(f"{pad}if {only_for(str)}not {pattern}.search({var}): return False")
         if "minLength" in node:
-            lines.append(
-                f"{pad}if type({var}) is str and len({var}) < {int(node['minLength'])}: return False"
-            )
+            lines.append(f"{pad}if {only_for(str)}len({var}) < {int(node['minLength'])}: return False")
         if "format" in node:
             if node["format"] not in FORMATS:
                 raise ValueError(f"format {node['format']!r} not supported by the compiled validator")
-            lines.append(
-                f"{pad}if type({var}) is str and not {const(FORMATS[node['format']])}({var}): return False"
-            )
+            lines.append(f"{pad}if {only_for(str)}not {const(FORMATS[node['format']])}({var}): return False")
         props = node.get("properties", {})
         if props or "required" in node or "additionalProperties" in node:
-            lines.append(f"{pad}if type({var}) is dict:")
-            for k in node.get("required", []):
+            lines.append(f"{pad}if {only_for(dict)}True:")
+            required = node.get("required", [])
+            for k in required:
                 lines.append(f"{pad}    if {k!r} not in {var}: return False")
             if node.get("additionalProperties", True) is False:
                 lines.append(f"{pad}    if not {const(frozenset(props))}.issuperset({var}): return False")
@@ -260,12 +268,16 @@ def compile_fast(schema: dict[str, Any]) -> Callable[[Any], bool]:
                 )
             for k, sub in props.items():
                 item = f"v{len(lines)}"
-                lines.append(f"{pad}    {item} = {var}.get({k!r}, {const(MISSING)})")
-                lines.append(f"{pad}    if {item} is not {const(MISSING)}:")
+                if k in required:
+                    lines.append(f"{pad}    {item} = {var}[{k!r}]")
+                    lines.append(f"{pad}    if True:")
+                else:
+                    lines.append(f"{pad}    {item} = {var}.get({k!r}, MISSING)")
+                    lines.append(f"{pad}    if {item} is not MISSING:")
                 lines.append(f"{pad}        pass")
                 emit(sub, item, depth + 2)
         if {"items", "prefixItems", "minItems", "maxItems"} & set(node):
-            lines.append(f"{pad}if type({var}) is list:")
+            lines.append(f"{pad}if {only_for(list)}True:")
             if "minItems" in node:
                 lines.append(f"{pad}    if len({var}) < {int(node['minItems'])}: return False")
             if "maxItems" in node:
@@ -291,6 +303,3 @@ def compile_fast(schema: dict[str, Any]) -> Callable[[Any], bool]:
     exec(compile(source, "<compiled iccc schema>", "exec"), namespace)  # noqa: S102 - code made from the schema
     fn: Callable[[Any], bool] = namespace["valid"]
     return fn
-
-
-MISSING = object()
