@@ -233,21 +233,15 @@ class Harness:
             time.sleep(0.05)
         raise TimeoutError(f"{what} within {timeout} s")
 
-    def restart_sink_when_dead(self, timeout: float = 60) -> None:
-        assert self.sink is not None
-        self.sink.wait(timeout)
-        assert self.sink.returncode == -signal.SIGKILL, self.sink.returncode
+    def restart_when_killed(self, which: str, timeout: float = 60) -> None:
+        """Wait for the ``sink`` or ``edge`` process to die by its failpoint (SIGKILL); start it again."""
+        proc = self.sink if which == "sink" else self.edge
+        assert proc is not None
+        proc.wait(timeout)
+        assert proc.returncode == -signal.SIGKILL, proc.returncode
         self.acked_at_fault = self.acked()
         self.restarts += 1
-        self.start_sink()
-
-    def restart_edge_when_dead(self, timeout: float = 60) -> None:
-        assert self.edge is not None
-        self.edge.wait(timeout)
-        assert self.edge.returncode == -signal.SIGKILL, self.edge.returncode
-        self.acked_at_fault = self.acked()
-        self.restarts += 1
-        self.start_edge()
+        self.start_sink() if which == "sink" else self.start_edge()
 
     def finish(self, fault: str, t0: float, timeout: float = 120) -> Result:
         assert self.edge is not None
@@ -316,7 +310,7 @@ def sink_killed(point: str) -> Callable[[Path, int], Result]:
             h.start_sink(failpoints=f"sink.{point}=4")  # dies in its 4th batch
             t0 = time.monotonic()
             h.start_edge()
-            h.restart_sink_when_dead()
+            h.restart_when_killed("sink")
             return h.finish(f"kill -9 sink {point.replace('_', ' ')}", t0)
         finally:
             h.stop()
@@ -331,7 +325,7 @@ def edge_killed(point: str, nth: int) -> Callable[[Path, int], Result]:
             h.start_sink()
             t0 = time.monotonic()
             h.start_edge(failpoints=f"edge.{point}={nth}")
-            h.restart_edge_when_dead()
+            h.restart_when_killed("edge")
             return h.finish(f"kill -9 edge {point.replace('_', ' ')}", t0)
         finally:
             h.stop()

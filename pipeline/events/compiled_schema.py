@@ -69,6 +69,15 @@ PY_TYPES: dict[str, tuple[type, ...]] = {
 }
 
 
+def _at(key: str | int, check: Check, value: Any) -> None:
+    """Check a member; an error's path gains the member's key on the way out."""
+    try:
+        check(value)
+    except Invalid as err:
+        err.path = (key, *err.path)
+        raise
+
+
 def compile_schema(schema: dict[str, Any]) -> Check:
     """One closure per schema node doing all of that node's checks; ``check(value)`` raises Invalid
     whose path is filled in on the way out (no path is built while the value is valid)."""
@@ -141,11 +150,7 @@ def compile_schema(schema: dict[str, Any]) -> Check:
             for k, item in v.items():
                 c = props.get(k)
                 if c is not None:
-                    try:
-                        c(item)
-                    except Invalid as err:
-                        err.path = (k, *err.path)
-                        raise
+                    _at(k, c, item)
                 elif closed:
                     raise Invalid((), f"additional property {k!r} is not allowed")
         elif t is list:
@@ -157,11 +162,7 @@ def compile_schema(schema: dict[str, Any]) -> Check:
                 for i, item in enumerate(v):
                     c = prefix[i] if i < len(prefix) else items
                     if c is not None:
-                        try:
-                            c(item)
-                        except Invalid as err:
-                            err.path = (i, *err.path)
-                            raise
+                        _at(i, c, item)
         if branches:
             passed, first_error = 0, None
             for b in branches:
