@@ -107,6 +107,49 @@ def cmd_sink(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def cmd_events(args: argparse.Namespace) -> int:
+    import json
+    import sqlite3
+
+    from .events.sink import format_event
+
+    db_path = Path(args.db)
+    if not db_path.exists():
+        raise ConfigError(f"no sink database at {db_path}")
+    with sqlite3.connect(f"file:{db_path}?mode=ro", uri=True) as db:
+        if args.snapshot:
+            rows = db.execute(
+                "SELECT sha256, jpeg FROM snapshots WHERE sha256 LIKE ? LIMIT 2",
+                (args.snapshot.lower() + "%",),
+            ).fetchall()
+            if len(rows) != 1:
+                wanted = db.execute(
+                    "SELECT COUNT(*) FROM snapshot_wanted WHERE sha256 LIKE ?", (args.snapshot.lower() + "%",)
+                ).fetchone()[0]
+                why = (
+                    "is ambiguous"
+                    if rows
+                    else "is still being fetched from its edge"
+                    if wanted
+                    else "is unknown"
+                )
+                print(f"snapshot {args.snapshot} {why}", file=sys.stderr)
+                return 1
+            sha, jpeg = rows[0]
+            out = Path(args.out or f"{sha}.jpg")
+            out.write_bytes(jpeg)
+            print(f"{out} ({len(jpeg)} B)")
+            return 0
+        recent = db.execute(
+            "SELECT body FROM events ORDER BY received_at DESC, seq DESC LIMIT ?", (args.last,)
+        ).fetchall()
+        for (body,) in reversed(recent):
+            event = json.loads(body)
+            sha = (event.get("evidence") or {}).get("sha256")
+            print(format_event(event) + (f" sha256={sha[:16]}" if sha else ""))
+    return 0
+
+
 def cmd_keys(args: argparse.Namespace) -> int:
     from .events.security import generate_keys
 
@@ -246,6 +289,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--insecure", action="store_true", help="no Curve: plain text, anyone may send (prints a warning)"
     )
     s.set_defaults(func=cmd_sink)
+
+    e = sub.add_parser("events", help="what a sink stored: recent events, or one incident's snapshot")
+    e.add_argument("--db", default="events.sqlite")
+    e.add_argument("--last", type=int, default=20, help="show the last N events")
+    e.add_argument("--snapshot", metavar="SHA256", help="write this snapshot's JPEG (a prefix will do)")
+    e.add_argument("-o", "--out", default=None, help="where to write the snapshot (default: <sha256>.jpg)")
+    e.set_defaults(func=cmd_events)
 
     k = sub.add_parser("keys", help="Curve keypairs for the sink and the edges")
     k.add_argument("action", choices=["generate"])

@@ -1,6 +1,9 @@
 """Real outbox (SQLite), real sender (DEALER), real sink (ROUTER) over loopback TCP."""
 
+import hashlib
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -151,8 +154,6 @@ def test_sink_reports_a_port_in_use(tmp_path: Path, port: int) -> None:
 
 
 def snapshot_event(i: int, jpeg: bytes) -> dict:
-    import hashlib
-
     e = make_event(i)
     digest = hashlib.sha256(jpeg).hexdigest()
     e["evidence"] = {
@@ -199,11 +200,19 @@ def test_snapshots_by_reference_are_fetched_by_the_sink_even_across_its_restart(
             assert wait_until(all_fetched, 30)
             got = dict(c.execute("SELECT sha256, jpeg FROM snapshots").fetchall())
             assert c.execute("SELECT COUNT(*) FROM snapshot_wanted").fetchone()[0] == 0
-        import hashlib
-
         assert got == {hashlib.sha256(j).hexdigest(): j for j in jpegs}
         assert metrics.registry.get_sample_value("safecity_snapshots_served_total") == 30
         assert sink.sink.metrics.snapshots_fetched._value.get() == 30
+        # an operator reads them back from the sink's store
+        sha = hashlib.sha256(jpegs[3]).hexdigest()
+        cli = [sys.executable, "-m", "pipeline.cli", "events", "--db", str(db)]
+        res = subprocess.run(
+            [*cli, "--snapshot", sha[:12], "-o", str(tmp_path / "s.jpg")], capture_output=True
+        )
+        assert res.returncode == 0 and (tmp_path / "s.jpg").read_bytes() == jpegs[3], res.stderr
+        res = subprocess.run([*cli, "--last", "3"], capture_output=True, text=True)
+        assert res.returncode == 0 and len(res.stdout.splitlines()) == 3, res.stderr
+        assert f"sha256={hashlib.sha256(jpegs[0]).hexdigest()[:16]}" in res.stdout.splitlines()[-1]
     finally:
         sender.stop(drain_s=1)
         sink.close()

@@ -172,3 +172,20 @@ def test_edge_config_needs_keys_or_an_explicit_insecure(tmp_path: Path, keys: di
     assert (
         curve is not None and curve[0] == sink_public.encode() and curve[1] == load_keypair(keys["edge-1"])[0]
     )
+
+
+def test_a_key_cannot_claim_another_edges_snapshot_requests(tmp_path: Path, keys: dict[str, Path]) -> None:
+    """HELLO tells the sink where to send an edge's snapshot requests; only the edge's own key may."""
+    sink = Sink(
+        bind="tcp://127.0.0.1:1",
+        db_path=tmp_path / "sink.sqlite",
+        curve_keypair=load_keypair(keys["sink"]),
+        allowlist=load_allowlist(tmp_path / "allow.yaml"),
+    )
+    edge_key = load_keypair(keys["edge-1"])[0].decode()
+    stranger_key = load_keypair(keys["stranger"])[0].decode()
+    sink._on_hello("edge-1", b"stranger-conn", stranger_key)
+    sink._on_hello("edge-2", b"edge-1-conn", edge_key)
+    assert sink._peers == {}
+    sink._on_hello("edge-1", b"edge-1-conn", edge_key)
+    assert sink._peers == {"edge-1": b"edge-1-conn"}
