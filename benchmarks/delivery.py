@@ -100,13 +100,14 @@ def run(events: int, snapshot_bytes: int, mode: SnapshotMode, tmp: Path) -> dict
     t0 = time.perf_counter()
     fill_outbox(outbox, events, snapshot_bytes)
     commit_s = time.perf_counter() - t0
+    os.sync()  # the outbox's pages reach the disk now, not while the sink is fsyncing its commits
     port = free_port()
     sink = start_sink(tmp / "sink.sqlite", port, tmp / "sink.log")
     sender = Sender(
         outbox_path=tmp / "outbox.sqlite",
         endpoint=f"tcp://127.0.0.1:{port}",
         metrics=None,
-        max_in_flight=2000,
+        max_in_flight=10000,
         ack_timeout_s=10.0,
         snapshots=mode,
         source="edge-1",

@@ -96,10 +96,13 @@ class SinkMetrics:
 
 
 def split_events(frames: list[bytes]) -> list[list[bytes]]:
-    """``[EVT, event, jpeg, event, jpeg, ...]`` -> one ``[EVT, event, jpeg]`` per event; anything else
-    is passed on whole, for check_message to reject with its reason."""
+    """``[EVT, event, jpeg, event, jpeg, ...]`` or ``[EVTS, events as JSON Lines]`` -> one
+    ``[EVT, event, jpeg]`` per event; anything else is passed on whole, for check_message to reject
+    with its reason."""
     if len(frames) >= 3 and frames[0] == b"EVT" and len(frames) % 2 == 1:
         return [[b"EVT", frames[i], frames[i + 1]] for i in range(1, len(frames), 2)]
+    if len(frames) == 2 and frames[0] == b"EVTS":
+        return [[b"EVT", line, b""] for line in frames[1].split(b"\n")]
     return [frames]
 
 
@@ -280,16 +283,17 @@ class Sink:
         them), in the open transaction; for each event, whether it was new."""
         if not accepted:
             return []
-        ids = list({e["event_id"] for _, e, _, _ in accepted})
+        by_source: dict[str, set[str]] = {}
+        for _, e, _, _ in accepted:
+            by_source.setdefault(e["source"], set()).add(e["event_id"])
         stored: set[tuple[str, str]] = set()
-        for chunk in range(0, len(ids), 500):
-            part = ids[chunk : chunk + 500]
-            stored.update(
-                db.execute(
-                    f"SELECT source, event_id FROM events WHERE event_id IN ({','.join('?' * len(part))})",
-                    part,
-                ).fetchall()
-            )
+        for source, id_set in by_source.items():  # (source, event_id) is the key: an index lookup each
+            ids = list(id_set)
+            for chunk in range(0, len(ids), 500):
+                part = ids[chunk : chunk + 500]
+                marks = ",".join("?" * len(part))
+                query = f"SELECT event_id FROM events WHERE source = ? AND event_id IN ({marks})"
+                stored.update((source, i) for (i,) in db.execute(query, [source, *part]))
         rows, snapshots, wanted, new = [], [], [], []
         for _, e, snapshot, body in accepted:
             key = (e["source"], e["event_id"])

@@ -1,6 +1,7 @@
 """Acknowledged delivery from the outbox to the ICCC sink over ZeroMQ DEALER -> ROUTER.
 
-Messages, edge -> sink: ``[b"EVT", event_json, snapshot_jpeg_or_empty, ...]`` (up to 64 events),
+Messages, edge -> sink: ``[b"EVT", event_json, snapshot_jpeg_or_empty, ...]`` or, when none of them
+carries a snapshot, ``[b"EVTS", json_lines]`` (up to 64 events a message),
 ``[b"HELLO", edge_id]`` on each connection and, on request, ``[b"SNAP", sha256, jpeg]`` or
 ``[b"MISS", sha256]``. Sink -> edge: ``[b"ACK", event_id, ...]`` (one per stored batch),
 ``[b"NACK", event_id, reason]`` and ``[b"GET", sha256]`` (a snapshot sent by reference).
@@ -223,7 +224,10 @@ class Sender(threading.Thread):
                     size += len(inf.frames[1]) + len(inf.frames[2])
             if not group:
                 return
-            frames = [b"EVT"] + [f for inf in group for f in inf.frames[1:]]
+            if any(inf.frames[2] for inf in group):
+                frames = [b"EVT"] + [f for inf in group for f in inf.frames[1:]]
+            else:  # no snapshots: the events as JSON Lines in one frame (compact JSON has no raw newline)
+                frames = [b"EVTS", b"\n".join(inf.frames[1] for inf in group)]
             try:
                 sock.send_multipart(frames, flags=zmq.NOBLOCK, copy=False)
             except zmq.Again:
