@@ -260,6 +260,7 @@ class Runner:
         snapshot = bytes(jpeg.cpu().numpy().tobytes()) if isinstance(jpeg, torch.Tensor) else bytes(jpeg)
         digest = sha256_bytes(snapshot)
         info = self.detector.info
+        events = []
         for inc in incidents:
             inc.frame_index = frame.frame_index
             event = build_event(
@@ -274,7 +275,9 @@ class Runner:
                 snapshot_sha256=digest,
                 snapshot_bytes=len(snapshot),
             )
-            self.outbox.append(event, snapshot)
+            events.append((event, snapshot))
+        self.outbox.append_many(events)  # one commit for the frame's incident steps; the image stored once
+        for inc in incidents:
             self.incidents.append(inc)
             self.metrics.incidents.labels(type=inc.type, status=inc.status).inc()
             with self._lock:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -80,7 +81,7 @@ class Outbox:
         """Commit one event (its ``seq`` is assigned here); returns the sequence number."""
         return self.append_many([(event, snapshot)])[-1]
 
-    def append_many(self, items: list[tuple[dict[str, Any], bytes | None]]) -> list[int]:
+    def append_many(self, items: Sequence[tuple[dict[str, Any], bytes | None]]) -> list[int]:
         """Commit several events in one transaction (one fsync)."""
         now = time.time()
         seqs: list[int] = []
