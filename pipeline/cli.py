@@ -209,6 +209,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     for line in received:
         print("  " + line)
     print(f"== {len(received)} incident events received (sink store: {db})")
+    if received:
+        print(f"   to look at them and their snapshots: safecity events --db {db} [--snapshot SHA256]")
     return 0 if received else 1
 
 
