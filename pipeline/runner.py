@@ -25,7 +25,7 @@ from .detect import Detector, create_detector
 from .devices import resolve_device
 from .events.outbox import Outbox
 from .events.schema import build_event
-from .events.transport import Sender
+from .events.transport import SNAPSHOT_LIMIT_BYTES, Sender
 from .metrics import Metrics
 from .registry import sha256_bytes
 from .sources import CameraState, Muxer, choose_decoder, make_source
@@ -70,6 +70,18 @@ def sender_curve(cfg: Config) -> tuple[bytes, bytes, bytes] | None:
         )
     public, secret = load_keypair(s.client_secret_file)
     return load_public_key(s.server_public_key), public, secret
+
+
+def snapshot_jpeg(chw: torch.Tensor, *, quality: int, limit_bytes: int = SNAPSHOT_LIMIT_BYTES) -> bytes:
+    """The incident's JPEG (on the frame's device: nvJPEG on a GPU), halved in size until it fits the
+    limit a message to the sink can carry."""
+    while True:
+        jpeg = encode_jpeg(chw, quality=quality)
+        data = bytes(jpeg.cpu().numpy().tobytes()) if isinstance(jpeg, torch.Tensor) else bytes(jpeg)
+        if len(data) <= limit_bytes or min(chw.shape[1:]) < 64:
+            return data
+        chw = torch.nn.functional.interpolate(chw[None].float(), scale_factor=0.5, mode="area")[0]
+        chw = chw.round().clamp(0, 255).to(torch.uint8)
 
 
 class Runner:
@@ -256,8 +268,9 @@ class Runner:
 
     def _emit_incidents(self, frame: Frame, incidents: list[Incident]) -> None:
         t0 = time.perf_counter()
-        jpeg = encode_jpeg(frame.rgb().permute(2, 0, 1).contiguous(), quality=self.cfg.sink.snapshot_quality)
-        snapshot = bytes(jpeg.cpu().numpy().tobytes()) if isinstance(jpeg, torch.Tensor) else bytes(jpeg)
+        snapshot = snapshot_jpeg(
+            frame.rgb().permute(2, 0, 1).contiguous(), quality=self.cfg.sink.snapshot_quality
+        )
         digest = sha256_bytes(snapshot)
         info = self.detector.info
         events = []

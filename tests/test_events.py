@@ -240,3 +240,46 @@ def test_a_snapshot_the_edge_no_longer_has_is_counted_missing(tmp_path: Path, po
     finally:
         sender.stop(drain_s=1)
         sink.close()
+
+
+def test_a_snapshot_over_the_message_limit_does_not_block_delivery(tmp_path: Path, port: int) -> None:
+    """The sink drops a connection that sends over 4 MiB at once; an oversized snapshot (the runner
+    keeps its JPEGs smaller) is never sent: its event and the next are delivered, the image is missing."""
+    outbox = Outbox(tmp_path / "outbox.sqlite")
+    big = b"\xff\xd8" + bytes(5 * 1024 * 1024)
+    outbox.append(snapshot_event(1, big), big)
+    outbox.append(make_event(2), None)
+    sender = Sender(
+        outbox_path=tmp_path / "outbox.sqlite",
+        endpoint=f"tcp://127.0.0.1:{port}",
+        metrics=None,
+        snapshots="inline",
+        source="edge-1",
+    )
+    sink = SinkThread(port, tmp_path / "sink.sqlite")
+    sender.start()
+    try:
+        assert wait_until(lambda: outbox.count_pending() == 0, 20)
+        assert wait_until(lambda: sink.sink.metrics.snapshots_missing._value.get() == 1, 20)
+        assert len(stored(tmp_path / "sink.sqlite")) == 2
+    finally:
+        sender.stop(drain_s=1)
+        sink.close()
+
+
+def test_incident_snapshots_are_halved_until_they_fit_a_message() -> None:
+    import torch
+    from torchvision.io import decode_jpeg
+
+    from pipeline.runner import snapshot_jpeg
+
+    noise = torch.randint(
+        0, 256, (3, 480, 640), dtype=torch.uint8, generator=torch.Generator().manual_seed(0)
+    )
+    full = snapshot_jpeg(noise, quality=95, limit_bytes=10**9)
+    small = snapshot_jpeg(noise, quality=95, limit_bytes=len(full) // 3)
+    assert len(small) <= len(full) // 3
+    assert decode_jpeg(torch.frombuffer(bytearray(small), dtype=torch.uint8)).shape[1:] in (
+        (240, 320),
+        (120, 160),
+    )

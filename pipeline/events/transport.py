@@ -37,6 +37,7 @@ RESEND_SCAN_S = 0.1
 IDLE_POLL_MS = 50  # with nothing in flight, a new outbox commit waits at most this long
 MAX_EVENTS_PER_MESSAGE = 64
 MAX_MESSAGE_BYTES = 1 << 20  # a group stops growing past this; the sink refuses messages over 4 MiB
+SNAPSHOT_LIMIT_BYTES = 3 << 20  # a bigger one is never sent (the runner keeps its JPEGs under it)
 PRUNE_EVERY_S = 600.0
 
 SnapshotMode = Literal["inline", "reference"]
@@ -193,6 +194,9 @@ class Sender(threading.Thread):
             snapshot = b""
             if sha is not None and self.snapshots == "inline":
                 snapshot = outbox.snapshot(sha) or b""
+                if len(snapshot) + len(body) > SNAPSHOT_LIMIT_BYTES:  # the sink would drop the connection
+                    log.warning("snapshot %s is %d B, over the limit: not sent", sha[:16], len(snapshot))
+                    snapshot = b""
             inf = _InFlight(seq, event_id, [b"EVT", body, snapshot], 0.0, now, 0)
             self.in_flight[event_id] = inf
             self._to_send.append(inf)
@@ -279,6 +283,9 @@ class Sender(threading.Thread):
 
     def _serve_snapshot(self, sock: zmq.Socket, outbox: Outbox, sha: bytes) -> None:
         jpeg = outbox.snapshot(sha.decode(errors="replace"))
+        if jpeg is not None and len(jpeg) > SNAPSHOT_LIMIT_BYTES:
+            log.warning("snapshot %s is %d B, over the limit: answered as missing", sha[:16], len(jpeg))
+            jpeg = None
         reply = [b"MISS", sha] if jpeg is None else [b"SNAP", sha, jpeg]
         try:
             sock.send_multipart(reply, flags=zmq.NOBLOCK)
