@@ -16,6 +16,7 @@ from __future__ import annotations
 import collections
 import json
 import logging
+import os
 import threading
 import time
 from dataclasses import dataclass
@@ -34,7 +35,7 @@ log = logging.getLogger(__name__)
 HEARTBEAT_IVL_MS = 1000
 HEARTBEAT_TIMEOUT_MS = 3000
 RESEND_SCAN_S = 0.1
-IDLE_POLL_MS = 50  # with nothing in flight, a new outbox commit waits at most this long
+IDLE_POLL_MS = 500  # with nothing in flight: notify() wakes it at once; gauges refresh this often
 MAX_EVENTS_PER_MESSAGE = 64
 MAX_MESSAGE_BYTES = 1 << 20  # a group stops growing past this; the sink refuses messages over 4 MiB
 SNAPSHOT_LIMIT_BYTES = 3 << 20  # a bigger one is never sent (the runner keeps its JPEGs under it)
@@ -95,16 +96,27 @@ class Sender(threading.Thread):
         self.reconnects = 0
         self._wake = threading.Event()
         self._hello = threading.Event()
+        # notify() also writes a byte to this pipe: the sender's poll wakes at once, even when idle
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        self._pipe_lock = threading.Lock()
 
     def notify(self) -> None:
         """Called after an outbox commit so the sender picks it up at once."""
         self._wake.set()
+        with self._pipe_lock:
+            if self._wake_w >= 0:
+                try:
+                    os.write(self._wake_w, b"\0")
+                except BlockingIOError:  # already full of wake-ups
+                    pass
 
     def stop(self, *, drain_s: float) -> None:
         """Stop after the outbox is drained or ``drain_s`` has passed; undelivered events stay put."""
         self._drain_deadline = time.monotonic() + drain_s
         self._stopping.set()
-        self._wake.set()
+        self.notify()
         self.join(timeout=drain_s + 5.0)
 
     def _socket(self, ctx: zmq.Context) -> zmq.Socket:
@@ -132,6 +144,7 @@ class Sender(threading.Thread):
         poller = zmq.Poller()
         poller.register(sock, zmq.POLLIN)
         poller.register(monitor, zmq.POLLIN)
+        poller.register(self._wake_r, zmq.POLLIN)
         last_seq = 0
         last_gauges = last_scan = 0.0
         last_prune = time.monotonic() - PRUNE_EVERY_S + 30.0
@@ -158,8 +171,10 @@ class Sender(threading.Thread):
                 for s, _ in poller.poll(IDLE_POLL_MS if idle else 20 if self.in_flight else 0):
                     if s is monitor:
                         self._on_monitor(monitor)
-                    else:
+                    elif s is sock:
                         self._drain_replies(sock, outbox, delivered)
+                    else:
+                        self._drain_wake_pipe()
                 outbox.mark_delivered(delivered)
                 self.acked += len(delivered)
                 self.pending = max(self.pending - len(delivered), 0)
@@ -183,6 +198,17 @@ class Sender(threading.Thread):
             monitor.close(linger=0)
             sock.close(linger=0)
             outbox.close()
+            with self._pipe_lock:
+                os.close(self._wake_r)
+                os.close(self._wake_w)
+                self._wake_r = self._wake_w = -1
+
+    def _drain_wake_pipe(self) -> None:
+        try:
+            while os.read(self._wake_r, 4096):
+                pass
+        except BlockingIOError:
+            pass
 
     def _load(self, outbox: Outbox, last_seq: int, room: int, now: float) -> int:
         for seq, event_id, body, sha in outbox.pending(after_seq=last_seq, limit=room):
