@@ -163,8 +163,10 @@ class Harness:
         self.log = (self.dir / "harness.log").open("ab")
 
     # processes
-    def start_sink(self, failpoints: str | None = None) -> None:
+    def start_sink(self, failpoints: str | None = None, metrics_port: int | None = None) -> None:
         cmd = [sys.executable, "-m", "pipeline.cli", "sink", "--insecure", "--quiet"]
+        if metrics_port is not None:
+            cmd += ["--metrics-port", str(metrics_port)]
         self.sink = subprocess.Popen(
             [*cmd, "--bind", f"tcp://127.0.0.1:{self.sink_port}", "--db", str(self.dir / "sink.sqlite")],
             env=_env(failpoints),
