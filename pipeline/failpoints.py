@@ -2,8 +2,8 @@
 kill itself (SIGKILL, no cleanup, as a power cut would) the 3rd time it reaches that point.
 
 Unset, a failpoint is one dictionary lookup. Points: ``sink.before_commit``, ``sink.after_commit``
-(before the acks go out; both count only batches that carry events), ``edge.after_commit`` (outbox commit, before the sender sees it) and
-``edge.after_send`` (an event handed to ZeroMQ, before its ack).
+(before the acks go out; both count only batches that carry events), ``edge.after_commit`` (outbox
+commit, before the sender sees it) and ``edge.after_send`` (an event handed to ZeroMQ, before its ack).
 """
 
 from __future__ import annotations

@@ -96,10 +96,8 @@ class Sender(threading.Thread):
         self.reconnects = 0
         self._wake = threading.Event()
         self._hello = threading.Event()
-        # notify() also writes a byte to this pipe: the sender's poll wakes at once, even when idle
-        self._wake_r, self._wake_w = os.pipe()
-        os.set_blocking(self._wake_r, False)
-        os.set_blocking(self._wake_w, False)
+        # while the thread runs, notify() also writes a byte to a pipe its poll watches: it wakes at once
+        self._wake_r = self._wake_w = -1
         self._pipe_lock = threading.Lock()
 
     def notify(self) -> None:
@@ -144,6 +142,10 @@ class Sender(threading.Thread):
         poller = zmq.Poller()
         poller.register(sock, zmq.POLLIN)
         poller.register(monitor, zmq.POLLIN)
+        with self._pipe_lock:
+            self._wake_r, self._wake_w = os.pipe()
+            os.set_blocking(self._wake_r, False)
+            os.set_blocking(self._wake_w, False)
         poller.register(self._wake_r, zmq.POLLIN)
         last_seq = 0
         last_gauges = last_scan = 0.0
