@@ -11,7 +11,7 @@ from pathlib import Path
 from pipeline.events.outbox import Outbox
 from pipeline.events.schema import build_event
 from pipeline.events.sink import Sink
-from pipeline.events.transport import Sender
+from pipeline.events.transport import Sender, SnapshotMode
 from pipeline.metrics import Metrics
 from pipeline.types import Incident
 
@@ -165,6 +165,16 @@ def snapshot_event(i: int, jpeg: bytes) -> dict:
     return e
 
 
+def snapshot_sender(tmp_path: Path, port: int, mode: SnapshotMode, metrics: Metrics | None) -> Sender:
+    return Sender(
+        outbox_path=tmp_path / "outbox.sqlite",
+        endpoint=f"tcp://127.0.0.1:{port}",
+        metrics=metrics,
+        snapshots=mode,
+        source="edge-1",
+    )
+
+
 def test_snapshots_by_reference_are_fetched_by_the_sink_even_across_its_restart(
     tmp_path: Path, port: int
 ) -> None:
@@ -174,13 +184,7 @@ def test_snapshots_by_reference_are_fetched_by_the_sink_even_across_its_restart(
         outbox.append(snapshot_event(i, jpeg), jpeg)
     outbox.append(snapshot_event(30, jpegs[0]), jpegs[0])  # one image, two incident steps: stored once
     metrics = Metrics()
-    sender = Sender(
-        outbox_path=tmp_path / "outbox.sqlite",
-        endpoint=f"tcp://127.0.0.1:{port}",
-        metrics=metrics,
-        snapshots="reference",
-        source="edge-1",
-    )
+    sender = snapshot_sender(tmp_path, port, "reference", metrics)
     db = tmp_path / "sink.sqlite"
     sink = SinkThread(port, db)
     sink.sink._request_snapshots = lambda *a: None  # type: ignore[method-assign]  # this one only stores
@@ -223,13 +227,7 @@ def test_a_snapshot_the_edge_no_longer_has_is_counted_missing(tmp_path: Path, po
     jpeg = b"\xff\xd8" + b"x" * 1000
     outbox.append(snapshot_event(1, jpeg), jpeg)
     outbox.conn.execute("DELETE FROM snapshots")  # as if pruned after the retention time
-    sender = Sender(
-        outbox_path=tmp_path / "outbox.sqlite",
-        endpoint=f"tcp://127.0.0.1:{port}",
-        metrics=None,
-        snapshots="reference",
-        source="edge-1",
-    )
+    sender = snapshot_sender(tmp_path, port, "reference", None)
     sink = SinkThread(port, tmp_path / "sink.sqlite")
     sender.start()
     try:
@@ -249,13 +247,7 @@ def test_a_snapshot_over_the_message_limit_does_not_block_delivery(tmp_path: Pat
     big = b"\xff\xd8" + bytes(5 * 1024 * 1024)
     outbox.append(snapshot_event(1, big), big)
     outbox.append(make_event(2), None)
-    sender = Sender(
-        outbox_path=tmp_path / "outbox.sqlite",
-        endpoint=f"tcp://127.0.0.1:{port}",
-        metrics=None,
-        snapshots="inline",
-        source="edge-1",
-    )
+    sender = snapshot_sender(tmp_path, port, "inline", None)
     sink = SinkThread(port, tmp_path / "sink.sqlite")
     sender.start()
     try:
