@@ -201,6 +201,18 @@ HANDLED = {
 MISSING = object()
 
 
+def _plain_types(schema: dict[str, Any]) -> frozenset[type] | None:
+    """The Python types a schema's ``type`` admits, when that alone decides them (no integer, whose
+    integral floats overlap number)."""
+    names = schema.get("type")
+    if names is None:
+        return None
+    names = names if isinstance(names, list) else [names]
+    if "integer" in names:
+        return None
+    return frozenset(t for n in names for t in PY_TYPES[n])
+
+
 def compile_fast(schema: dict[str, Any]) -> Callable[[Any], bool]:
     """Generate one function ``valid(value) -> bool`` for ``schema`` (no error details)."""
     consts: dict[str, Any] = {"_json_equal": _json_equal, "MISSING": MISSING}
@@ -295,8 +307,18 @@ def compile_fast(schema: dict[str, Any]) -> Callable[[Any], bool]:
                 lines.append(f"{pad}        pass")
                 emit(node["items"], item, depth + 2)
         if "oneOf" in node:
-            branches = ", ".join(f"{const(compile_fast(b))}({var})" for b in node["oneOf"])
-            lines.append(f"{pad}if ({branches}).count(True) != 1: return False")
+            shapes = node["oneOf"]
+            kinds = [k for b in shapes if (k := _plain_types(b)) is not None]
+            if len(kinds) == len(shapes) and sum(map(len, kinds)) == len(frozenset[type]().union(*kinds)):
+                # the branches admit disjoint Python types: only the one for the value's type can match
+                for i, (b, k) in enumerate(zip(shapes, kinds, strict=True)):
+                    lines.append(f"{pad}{'if' if i == 0 else 'elif'} type({var}) in {const(k)}:")
+                    lines.append(f"{pad}    pass")
+                    emit(b, var, depth + 1)
+                lines.append(f"{pad}else: return False")
+            else:
+                branches = ", ".join(f"{const(compile_fast(b))}({var})" for b in shapes)
+                lines.append(f"{pad}if ({branches}).count(True) != 1: return False")
 
     emit(schema, "value", 1)
     source = "def valid(value):\n" + "\n".join(lines) + "\n    return True\n"
