@@ -47,7 +47,6 @@ SnapshotMode = Literal["inline", "reference"]
 @dataclass
 class _InFlight:
     seq: int
-    event_id: str
     frames: list[bytes]
     sent_at: float
     first_sent_at: float
@@ -94,15 +93,13 @@ class Sender(threading.Thread):
         self.pending = 0
         self.connected = False
         self.reconnects = 0
-        self._wake = threading.Event()
-        self._hello = threading.Event()
+        self._hello_due = False  # a HELLO goes out before anything else after each handshake
         # while the thread runs, notify() also writes a byte to a pipe its poll watches: it wakes at once
         self._wake_r = self._wake_w = -1
         self._pipe_lock = threading.Lock()
 
     def notify(self) -> None:
         """Called after an outbox commit so the sender picks it up at once."""
-        self._wake.set()
         with self._pipe_lock:
             if self._wake_w >= 0:
                 try:
@@ -159,7 +156,6 @@ class Sender(threading.Thread):
                     if not self.in_flight and not self._to_send and outbox.count_pending() == 0:
                         self.pending = 0
                         break
-                self._wake.clear()
                 room = self.max_in_flight - len(self.in_flight)
                 if room > 0:
                     last_seq = self._load(outbox, last_seq, room, now)
@@ -169,7 +165,7 @@ class Sender(threading.Thread):
                 self._send(sock, now)
                 delivered: list[int] = []
                 # idle, it still listens: the sink's snapshot requests and the connection's events
-                idle = not self.in_flight and not self._wake.is_set() and not self._stopping.is_set()
+                idle = not self.in_flight and not self._stopping.is_set()
                 for s, _ in poller.poll(IDLE_POLL_MS if idle else 20 if self.in_flight else 0):
                     if s is monitor:
                         self._on_monitor(monitor)
@@ -225,7 +221,7 @@ class Sender(threading.Thread):
                 if len(snapshot) + len(body) > SNAPSHOT_LIMIT_BYTES:  # the sink would drop the connection
                     log.warning("snapshot %s is %d B, over the limit: not sent", sha[:16], len(snapshot))
                     snapshot = b""
-            inf = _InFlight(seq, event_id, [b"EVT", body, snapshot], 0.0, now, 0)
+            inf = _InFlight(seq, [b"EVT", body, snapshot], 0.0, now, 0)
             self.in_flight[event_id] = inf
             self._to_send.append(inf)
         return last_seq
@@ -240,10 +236,10 @@ class Sender(threading.Thread):
                 self._to_send.append(inf)
 
     def _send(self, sock: zmq.Socket, now: float) -> None:
-        if self._hello.is_set() and self.source is not None:
+        if self._hello_due and self.source is not None:
             try:
                 sock.send_multipart([b"HELLO", self.source.encode()], flags=zmq.NOBLOCK)
-                self._hello.clear()
+                self._hello_due = False
             except zmq.Again:
                 return
         while self._to_send:
@@ -289,8 +285,7 @@ class Sender(threading.Thread):
                         self._to_send.append(inf)
             self.reconnects += 1
             self.connected = True
-            if self.source is not None:
-                self._hello.set()
+            self._hello_due = self.source is not None
         elif event["event"] == zmq.EVENT_DISCONNECTED:
             if self.connected:
                 log.warning("connection to the sink lost; %d events unacked", len(self.in_flight))
