@@ -52,8 +52,7 @@ CREATE TABLE IF NOT EXISTS snapshots (
 CREATE TABLE IF NOT EXISTS snapshot_wanted (
     sha256 TEXT PRIMARY KEY,
     source TEXT NOT NULL,
-    wanted_at REAL NOT NULL,
-    attempts INTEGER NOT NULL DEFAULT 0
+    wanted_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS snapshot_wanted_order ON snapshot_wanted (wanted_at);
 """
@@ -214,15 +213,20 @@ class Sink:
             ctx.term()
             db.close()
 
-    def _check_grant(self, event: dict[str, Any], user: str | None) -> None:
+    def _check_source(self, source: str, user: str | None) -> EdgeGrant | None:
+        """The sender's grant (None without Curve); SchemaError when its key may not speak for ``source``."""
         if self.allowlist is None:
-            return
+            return None
         grant = self.allowlist.get(user or "")
         if grant is None:
             raise SchemaError("not allowed: the sender's key is not in the allowlist")
-        if event["source"] != grant.source:
-            raise SchemaError(f"not allowed: this key reports for {grant.source!r}, not {event['source']!r}")
-        if grant.cameras is not None and event["camera_id"] not in grant.cameras:
+        if source != grant.source:
+            raise SchemaError(f"not allowed: this key reports for {grant.source!r}, not {source!r}")
+        return grant
+
+    def _check_grant(self, event: dict[str, Any], user: str | None) -> None:
+        grant = self._check_source(event["source"], user)
+        if grant is not None and grant.cameras is not None and event["camera_id"] not in grant.cameras:
             raise SchemaError(
                 f"not allowed: camera {event['camera_id']!r} is not one of {grant.source}'s cameras"
             )
@@ -343,11 +347,11 @@ class Sink:
 
     def _on_hello(self, source: str, ident: bytes, user: str | None) -> None:
         """An edge (re)connected: where to send its snapshot requests from now on."""
-        if self.allowlist is not None:
-            grant = self.allowlist.get(user or "")
-            if grant is None or grant.source != source:
-                log.warning("HELLO from a key not allowed to speak for %r: ignored", source)
-                return
+        try:
+            self._check_source(source, user)
+        except SchemaError as err:
+            log.warning("HELLO for %r ignored: %s", source, err)
+            return
         self._peers[source] = ident
 
     def _reject(self, err: SchemaError, frames: list[bytes]) -> list[bytes]:
