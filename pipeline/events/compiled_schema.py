@@ -78,12 +78,22 @@ def _at(key: str | int, check: Check, value: Any) -> None:
         raise
 
 
-def compile_schema(schema: dict[str, Any]) -> Check:
-    """One closure per schema node doing all of that node's checks; ``check(value)`` raises Invalid
-    whose path is filled in on the way out (no path is built while the value is valid)."""
-    unknown = set(schema) - ANNOTATIONS - HANDLED
+def _check_supported(node: dict[str, Any]) -> None:
+    """Refuse, when compiling, what the compiled validators do not implement: never ignore a keyword."""
+    unknown = set(node) - ANNOTATIONS - HANDLED
     if unknown:
         raise ValueError(f"schema keyword(s) not supported by the compiled validator: {sorted(unknown)}")
+    if "format" in node and node["format"] not in FORMATS:
+        raise ValueError(f"format {node['format']!r} not supported by the compiled validator")
+    if not isinstance(node.get("additionalProperties", True), bool):
+        raise ValueError("additionalProperties: only true or false is supported by the compiled validator")
+
+
+def compile_schema(schema: dict[str, Any]) -> Check:
+    """One closure per schema node doing all of that node's checks; ``check(value)`` raises Invalid
+    whose path is filled in on the way out (no path is built while the value is valid). Run only on
+    a value ``compile_fast``'s check refused, to say where and why."""
+    _check_supported(schema)
     names = schema.get("type")
     names = None if names is None else names if isinstance(names, list) else [names]
     types = None if names is None else frozenset(t for n in names for t in PY_TYPES[n])
@@ -93,36 +103,14 @@ def compile_schema(schema: dict[str, Any]) -> Check:
     lo, hi = schema.get("minimum"), schema.get("maximum")
     pattern = re.compile(schema["pattern"]) if "pattern" in schema else None
     min_len = schema.get("minLength")
-    if "format" in schema and schema["format"] not in FORMATS:
-        raise ValueError(f"format {schema['format']!r} not supported by the compiled validator")
     fmt = FORMATS.get(schema.get("format", ""))
     props = {k: compile_schema(s) for k, s in schema.get("properties", {}).items()}
     required = list(schema.get("required", []))
-    if not isinstance(schema.get("additionalProperties", True), bool):
-        raise ValueError("additionalProperties: only true or false is supported by the compiled validator")
     closed = schema.get("additionalProperties", True) is False
     prefix = [compile_schema(s) for s in schema.get("prefixItems", [])]
     items = compile_schema(schema["items"]) if "items" in schema else None
     min_items, max_items = schema.get("minItems"), schema.get("maxItems")
     branches = [compile_schema(s) for s in schema.get("oneOf", [])]
-    constraints = set(schema) - ANNOTATIONS - {"type"}
-    if types is not None and not constraints and not integral_floats:
-
-        def check_type_only(v: Any) -> None:  # the common leaf: {"type": ...}
-            if type(v) not in types:
-                raise Invalid((), f"{v!r:.80} is not of type {shown}")
-
-        return check_type_only
-    if enum is not None and all(type(o) is str for o in enum) and constraints <= {"enum", "const"}:
-        options = frozenset(enum)
-
-        def check_string_enum(v: Any) -> None:  # {"type": "string", "enum": [...]} and string consts
-            if type(v) is not str or v not in options:
-                if types is not None and type(v) not in types:
-                    raise Invalid((), f"{v!r:.80} is not of type {shown}")
-                raise Invalid((), f"{v!r:.80} is not one of {enum}")
-
-        return check_string_enum
 
     def check(v: Any) -> None:
         t = type(v)
@@ -225,9 +213,7 @@ def compile_fast(schema: dict[str, Any]) -> Callable[[Any], bool]:
 
     def emit(node: dict[str, Any], var: str, depth: int) -> None:
         pad = "    " * depth
-        unknown = set(node) - ANNOTATIONS - HANDLED
-        if unknown:
-            raise ValueError(f"schema keyword(s) not supported by the compiled validator: {sorted(unknown)}")
+        _check_supported(node)
         exact = None  # the one Python type the value has once the type check passed, if there is one
         if "type" in node:
             names = node["type"] if isinstance(node["type"], list) else [node["type"]]
@@ -264,8 +250,6 @@ def compile_fast(schema: dict[str, Any]) -> Callable[[Any], bool]:
         if "minLength" in node:
             lines.append(f"{pad}if {only_for(str)}len({var}) < {int(node['minLength'])}: return False")
         if "format" in node:
-            if node["format"] not in FORMATS:
-                raise ValueError(f"format {node['format']!r} not supported by the compiled validator")
             lines.append(f"{pad}if {only_for(str)}not {const(FORMATS[node['format']])}({var}): return False")
         props = node.get("properties", {})
         if props or "required" in node or "additionalProperties" in node:
@@ -275,10 +259,6 @@ def compile_fast(schema: dict[str, Any]) -> Callable[[Any], bool]:
                 lines.append(f"{pad}    if {k!r} not in {var}: return False")
             if node.get("additionalProperties", True) is False:
                 lines.append(f"{pad}    if not {const(frozenset(props))}.issuperset({var}): return False")
-            elif node.get("additionalProperties", True) is not True:
-                raise ValueError(
-                    "additionalProperties: only true or false is supported by the compiled validator"
-                )
             for k, sub in props.items():
                 item = f"v{len(lines)}"
                 if k in required:
