@@ -204,13 +204,8 @@ class Runner:
 
     def _infer_loop(self) -> None:
         try:
-            while True:
-                try:
-                    batch, prepared = self._prepared_q.get(timeout=0.1)
-                except queue.Empty:
-                    if self._prepare_done.is_set() and self._prepared_q.empty():
-                        return
-                    continue
+            while (item := self._get(self._prepared_q, self._prepare_done)) is not None:
+                batch, prepared = item
                 t0 = time.perf_counter()
                 dets = self.detector.run(prepared)
                 self.metrics.stage_latency.labels(stage="detect").observe(time.perf_counter() - t0)
@@ -221,6 +216,16 @@ class Runner:
             self.stop_event.set()
         finally:
             self._infer_done.set()
+
+    @staticmethod
+    def _get(q: queue.Queue, upstream_done: threading.Event) -> Any:
+        """The next item, or None once the stage feeding ``q`` has finished and ``q`` is empty."""
+        while True:
+            try:
+                return q.get(timeout=0.1)
+            except queue.Empty:
+                if upstream_done.is_set() and q.empty():
+                    return None
 
     def _put(self, q: queue.Queue, item: object) -> bool:
         """Put with backpressure; False when a stop was requested while waiting."""
@@ -234,13 +239,8 @@ class Runner:
 
     def _analytics_loop(self) -> None:
         try:
-            while True:
-                try:
-                    batch, dets = self._analytics_q.get(timeout=0.1)
-                except queue.Empty:
-                    if self._infer_done.is_set():
-                        return
-                    continue
+            while (item := self._get(self._analytics_q, self._infer_done)) is not None:
+                batch, dets = item
                 t0 = time.perf_counter()
                 for frame, d in zip(batch.frames, dets, strict=True):
                     self._analyse(frame, d)
