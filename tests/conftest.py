@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("YOLO_OFFLINE", "1")
 os.environ.setdefault("YOLO_AUTOINSTALL", "false")
@@ -29,13 +30,14 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 class SinkThread:
     """A real sink serving on a loopback port in a thread of the test process."""
 
-    def __init__(self, port: int, db: Path) -> None:
+    def __init__(self, port: int, db: Path, **sink_options: Any) -> None:
+        """``sink_options``: further Sink arguments (Curve keys, allowlist, message size limit)."""
         import threading
 
         from pipeline.events.sink import Sink
 
         self.stop = threading.Event()
-        self.sink = Sink(bind=f"tcp://127.0.0.1:{port}", db_path=db)
+        self.sink = Sink(bind=f"tcp://127.0.0.1:{port}", db_path=db, **sink_options)
         self.thread = threading.Thread(target=self.sink.serve, args=(self.stop,), daemon=True)
         self.thread.start()
         assert self.sink.ready.wait(5) and self.sink.error is None

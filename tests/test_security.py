@@ -8,7 +8,6 @@ import socket
 import sqlite3
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
@@ -20,6 +19,7 @@ from pipeline.events.security import generate_keys, load_allowlist, load_keypair
 from pipeline.events.sink import Sink
 from pipeline.events.transport import Sender
 
+from .conftest import SinkThread
 from .test_events import make_event, stored, wait_until
 
 
@@ -35,23 +35,14 @@ def keys(tmp_path: Path) -> dict[str, Path]:
     return out
 
 
-class CurveSink:
-    def __init__(self, tmp_path: Path, port: int, keys: dict[str, Path], max_bytes: int = 1 << 20) -> None:
-        self.stop = threading.Event()
-        self.sink = Sink(
-            bind=f"tcp://127.0.0.1:{port}",
-            db_path=tmp_path / "sink.sqlite",
-            curve_keypair=load_keypair(keys["sink"]),
-            allowlist=load_allowlist(tmp_path / "allow.yaml"),
-            max_message_bytes=max_bytes,
-        )
-        self.thread = threading.Thread(target=self.sink.serve, args=(self.stop,), daemon=True)
-        self.thread.start()
-        assert self.sink.ready.wait(5) and self.sink.error is None
-
-    def close(self) -> None:
-        self.stop.set()
-        self.thread.join(5)
+def curve_sink(tmp_path: Path, port: int, keys: dict[str, Path], max_bytes: int = 1 << 20) -> SinkThread:
+    return SinkThread(
+        port,
+        tmp_path / "sink.sqlite",
+        curve_keypair=load_keypair(keys["sink"]),
+        allowlist=load_allowlist(tmp_path / "allow.yaml"),
+        max_message_bytes=max_bytes,
+    )
 
 
 def sender(
@@ -74,7 +65,7 @@ def edge_curve(keys: dict[str, Path], me: str, server: str = "sink") -> tuple[by
 def test_good_edge_delivers_and_bad_peers_are_refused(
     tmp_path: Path, keys: dict[str, Path], port: int
 ) -> None:
-    sink = CurveSink(tmp_path, port, keys, max_bytes=64 * 1024)
+    sink = curve_sink(tmp_path, port, keys, max_bytes=64 * 1024)
     good_box, good = sender(tmp_path, "good", port, edge_curve(keys, "edge-1"))
     stranger_box, stranger = sender(tmp_path, "stranger", port, edge_curve(keys, "stranger"))
     wrong_box, wrong = sender(tmp_path, "wrong", port, edge_curve(keys, "edge-1", server="stranger"))
@@ -111,7 +102,7 @@ def test_good_edge_delivers_and_bad_peers_are_refused(
 
 
 def test_an_edge_may_report_only_its_own_cameras(tmp_path: Path, keys: dict[str, Path], port: int) -> None:
-    sink = CurveSink(tmp_path, port, keys)
+    sink = curve_sink(tmp_path, port, keys)
     box, s = sender(tmp_path, "edge", port, edge_curve(keys, "edge-1"))
     try:
         ok, other_cam, other_source = make_event(1), make_event(2), make_event(3)
