@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import os
 import signal
@@ -93,6 +94,11 @@ def cmd_sink(args: argparse.Namespace) -> int:
     )
     stop = threading.Event()
     _install_stop_signals(stop)
+    # The sink allocates a few dicts per event and keeps none; with the collector's default (a pass
+    # every 700 allocations) collection took about a third of its time. What is loaded by now is
+    # permanent: frozen, it is not traversed again.
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 20)
     t = threading.Thread(target=sink.serve, args=(stop,), daemon=True)
     t.start()
     if sink.ready.wait(10):

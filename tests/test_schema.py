@@ -6,7 +6,7 @@ import re
 import pytest
 
 from pipeline.errors import SchemaError
-from pipeline.events.schema import _fast_validator, build_event, load_schema, uuid7, validate_event
+from pipeline.events.schema import build_event, load_schema, uuid7, validate_event
 from pipeline.events.sink import check_message
 from pipeline.types import Incident, TrackedObject
 
@@ -74,10 +74,10 @@ def test_built_event_is_valid_and_carries_the_fields() -> None:
 @pytest.mark.parametrize(
     ("mutate", "reason"),
     [
-        (lambda e: e.pop("camera_id"), "'camera_id' is a required property"),
+        (lambda e: e.pop("camera_id"), '"camera_id" is a required property'),
         (lambda e: e.update(schema="iccc.incident/2.0"), "unsupported major version '2'"),
         (lambda e: e.update(schema="other/1.0"), "expected 'iccc.incident/1.N'"),
-        (lambda e: e.update(type="jaywalking"), "type: 'jaywalking' is not one of"),
+        (lambda e: e.update(type="jaywalking"), 'type: "jaywalking" is not one of'),
         (lambda e: e["objects"][0].update(confidence=97.5), "objects.0.confidence: 97.5 is greater than"),
         (lambda e: e.update(event_id="not-a-uuid"), "event_id"),
         (lambda e: e.update(seq=0), "seq: 0 is less than the minimum"),
@@ -136,9 +136,10 @@ REPLACEMENTS = [
     "",
     "x",
     "2026-13-01T00:00:00Z",
-    "2026-02-28T23:59:60.5+05:30",
-    "2026-06-30T23:59:60Z",
-    "2026-06-30T05:29:60+05:30",
+    "2026-02-30T12:00:00Z",
+    "2026-02-28T23:59:59.5+05:30",
+    "2026-06-30t23:59:59z",
+    "2026-06-30T05:29:59+24:00",
     "Point",
     "image/jpeg",
     "start",
@@ -151,8 +152,9 @@ REPLACEMENTS = [
 ]
 
 
-def test_the_compiled_validator_agrees_with_jsonschema_on_mutated_events() -> None:
-    """The sink's fast validator accepts and rejects exactly what the reference implementation does."""
+def test_the_validator_agrees_with_jsonschema_on_mutated_events() -> None:
+    """The sink's validator (jsonschema-rs) accepts and rejects exactly what the reference implementation
+    (the ``jsonschema`` package, with its RFC 3339 checker) does, and names a reason for each refusal."""
     import random
 
     from jsonschema import Draft202012Validator
@@ -180,12 +182,23 @@ def test_the_compiled_validator_agrees_with_jsonschema_on_mutated_events() -> No
             else:
                 parent[path[-1]] = copy.deepcopy(rng.choice(REPLACEMENTS))
         expected = reference.is_valid(e)
-        assert _fast_validator()(e) == expected, (e, list(reference.iter_errors(e))[:1])
         try:
             validate_event(e)
             got = True
-        except SchemaError:
+        except SchemaError as err:
             got = False
+            assert ": " in str(err) and "does not match the schema" not in str(err), err
         assert got == expected, (e, list(reference.iter_errors(e))[:1])
         seen[got] += 1
     assert seen[True] > 100 and seen[False] > 1000, seen
+
+
+def test_leap_seconds_are_accepted_as_rfc3339_allows() -> None:
+    """RFC 3339 (section 5.6) allows a time-second of 60; the sink stores such a time as sent. (The
+    ``jsonschema`` package's checker refuses it, which is why the mutations above leave it out.)"""
+    e = event()
+    e["emitted_at"] = "2016-12-31T23:59:60Z"
+    validate_event(e)
+    e["emitted_at"] = "2016-12-31T23:59:61Z"
+    with pytest.raises(SchemaError, match='emitted_at: .* is not a "date-time"'):
+        validate_event(e)

@@ -7,7 +7,6 @@ import json
 import os
 import time
 import uuid
-from collections.abc import Callable
 from functools import cache
 from importlib import resources
 from typing import TYPE_CHECKING, Any
@@ -16,7 +15,6 @@ from ..errors import SchemaError
 
 if TYPE_CHECKING:  # the sink needs no torch
     from ..types import Incident
-from .compiled_schema import Check, Invalid, compile_fast, compile_schema
 
 SCHEMA_MAJOR = 1
 SCHEMA_VERSION = f"iccc.incident/{SCHEMA_MAJOR}.0"
@@ -50,13 +48,12 @@ def load_schema() -> dict[str, Any]:
 
 
 @cache
-def _validator() -> Check:
-    return compile_schema(load_schema())
+def _validator() -> Any:
+    """The published schema file, compiled by jsonschema-rs (Draft 2020-12, formats checked): about
+    3 us per event where the pure-Python ``jsonschema`` takes 400."""
+    import jsonschema_rs
 
-
-@cache
-def _fast_validator() -> Callable[[Any], bool]:
-    return compile_fast(load_schema())
+    return jsonschema_rs.validator_for(load_schema(), validate_formats=True)
 
 
 def validate_event(event: Any) -> None:
@@ -69,15 +66,15 @@ def validate_event(event: Any) -> None:
     major = version.split("/", 1)[1].split(".", 1)[0]
     if major != str(SCHEMA_MAJOR):
         raise SchemaError(f"schema: unsupported major version {major!r} (this sink speaks {SCHEMA_MAJOR})")
-    if _fast_validator()(event):
+    validator = _validator()
+    if validator.is_valid(event):
         return
-    try:
-        _validator()(event)
-    except Invalid as err:
-        where = ".".join(str(p) for p in err.path) or "<event>"
-        msg = err.message if len(err.message) <= 200 else err.message[:197] + "..."
-        raise SchemaError(f"{where}: {msg}") from None
-    raise SchemaError("<event>: does not match the schema")  # the two validators disagree: refuse
+    err = next(iter(validator.iter_errors(event)), None)
+    if err is None:  # cannot happen: is_valid said no
+        raise SchemaError("<event>: does not match the schema")
+    where = ".".join(str(p) for p in err.instance_path) or "<event>"
+    msg = err.message if len(err.message) <= 200 else err.message[:197] + "..."
+    raise SchemaError(f"{where}: {msg}")
 
 
 def build_event(

@@ -56,6 +56,7 @@ CREATE TABLE IF NOT EXISTS snapshot_wanted (
 );
 CREATE INDEX IF NOT EXISTS snapshot_wanted_order ON snapshot_wanted (wanted_at);
 """
+MAX_BATCH_MESSAGES = 1000  # read before one commit: all that is waiting, up to this
 FETCH_WINDOW = 64  # snapshot requests outstanding at once: events come first
 FETCH_TIMEOUT_S = 5.0
 
@@ -194,7 +195,7 @@ class Sink:
                 if not sock.poll(100):
                     continue
                 batch: list[tuple[list[bytes], str | None]] = []
-                while len(batch) < 1000:
+                while len(batch) < MAX_BATCH_MESSAGES:
                     try:
                         if self.curve_keypair is None:
                             batch.append((sock.recv_multipart(flags=zmq.NOBLOCK), None))
