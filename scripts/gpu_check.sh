@@ -6,10 +6,10 @@
 # 2. On the GPU machine, from the repository root, with data/gpu and .whl beside the code:
 #    OUT=/some/dir bash scripts/gpu_check.sh
 #    It installs the carried wheels, runs the GPU tests (FAIL_WITHOUT_CUDA=1: no GPU is a failure),
-#    the GPU benchmark (streams sustained, NVDEC fps, inference fps, memory, latency) and the
-#    delivery benchmark, and leaves 8 files in $OUT: environment.txt, gpu-tests.log, gpu-bench.log,
-#    gpu.json, gpu.md, gpu.png, delivery.json and dmon.txt (nvidia-smi dmon during the run).
-#    About 5 minutes; each step has its own time limit, 8 minutes in all.
+#    then the GPU benchmark (streams sustained, NVDEC fps, inference fps, memory, latency), and
+#    leaves 7 files in $OUT: environment.txt (with a probe of PyNvVideoCodec's objects),
+#    gpu-tests.log, gpu-bench.log, gpu.json, gpu.md, gpu.png and dmon.txt (nvidia-smi dmon).
+#    About 4 minutes; each step has its own time limit, under 7 minutes in all.
 #
 # REHEARSE=1 runs the same steps on a CPU machine (in the project's venv): the GPU tests are skipped
 # instead of failing and the benchmark runs with --device cpu on one and two streams, so the script,
@@ -30,13 +30,11 @@ fi
 if [ "$REHEARSE" = 1 ]; then
   export FAIL_WITHOUT_CUDA=0 PYTHONPATH=$PWD
   BENCH_ARGS=(--device cpu --h264-streams 1,2 --hevc-streams 1,2 --seconds 6 --batch 4)
-  DELIVERY_ARGS=(--events 10000 --rounds 1)
   { date -u; echo "REHEARSAL on $(nproc) CPU cores, no GPU"; $PY -c 'import torch; print("torch", torch.__version__)'; } \
     2>&1 | tee "$OUT/environment.txt"
 else
   export FAIL_WITHOUT_CUDA=1
   BENCH_ARGS=(--seconds 10)
-  DELIVERY_ARGS=(--events 40000 --rounds 3)
   if ls .whl/*.whl >/dev/null 2>&1; then
     $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
       || { echo "installing the carried wheels failed" >&2; exit 2; }
@@ -73,10 +71,6 @@ status=0
 timeout 150 $PY -m pytest "${TEST_ARGS[@]}" tests/test_gpu.py 2>&1 | tee "$OUT/gpu-tests.log"
 [ "${PIPESTATUS[0]}" = 0 ] || status=1
 timeout 240 $PY -m benchmarks.gpu --ref "$SAFECITY_GPU_REF" --out "$OUT" "${BENCH_ARGS[@]}" 2>&1 | tee "$OUT/gpu-bench.log"
-[ "${PIPESTATUS[0]}" = 0 ] || status=1
-# acknowledged delivery to a sink process (no GPU in it): the same benchmark as on the CPU machines,
-# here on the GPU server's cores
-timeout 75 $PY -m benchmarks.delivery "${DELIVERY_ARGS[@]}" --out "$OUT" 2>&1 | tee -a "$OUT/gpu-bench.log"
 [ "${PIPESTATUS[0]}" = 0 ] || status=1
 if [ -n "$DMON" ]; then
   kill "$DMON" 2>/dev/null

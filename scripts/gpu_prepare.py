@@ -44,7 +44,6 @@ GPU_WHEELS = [
     "annotated-types==0.8.0",
     "typing-inspection==0.4.5",
     "ultralytics==8.4.190",
-    "orjson==3.13.0",
 ]
 
 
