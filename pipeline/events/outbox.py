@@ -45,10 +45,13 @@ CREATE TABLE IF NOT EXISTS dead_letter (
 Pending = tuple[int, str, bytes, str | None]  # seq, event_id, body, snapshot sha256
 
 
-def open_durable(path: Path, schema: str) -> sqlite3.Connection:
-    """A SQLite database that survives crashes and power loss (WAL, synchronous=FULL), autocommit mode."""
+def open_durable(path: Path, schema: str, *, page_size: int | None = None) -> sqlite3.Connection:
+    """A SQLite database that survives crashes and power loss (WAL, synchronous=FULL), autocommit mode.
+    ``page_size`` applies to a new file only."""
     path.parent.mkdir(parents=True, exist_ok=True)
     conn = sqlite3.connect(str(path), timeout=30.0, isolation_level=None, check_same_thread=False)
+    if page_size is not None:
+        conn.execute(f"PRAGMA page_size={int(page_size)}")  # before WAL: a WAL file keeps its page size
     deadline = time.monotonic() + 30.0
     while True:  # switching a new file to WAL is not covered by the busy timeout: two openers can race
         try:
