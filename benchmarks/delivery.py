@@ -26,6 +26,7 @@ from rich.console import Console
 from pipeline.events.outbox import Outbox
 from pipeline.events.schema import build_event
 from pipeline.events.transport import Sender, SnapshotMode
+from pipeline.process import settle_heap
 from pipeline.registry import sha256_bytes
 from pipeline.types import Incident, TrackedObject
 
@@ -154,6 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds; the median is reported")
     ap.add_argument("--out", default="benchmarks/results")
     args = ap.parse_args(argv)
+    settle_heap()  # this process is the edge: as `safecity run` (and the sink process) do
     cases: list[tuple[int, int, SnapshotMode]] = [
         (args.events, 0, "inline"),
         (args.events // 4, 50 * 1024, "reference"),
