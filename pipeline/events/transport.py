@@ -44,7 +44,7 @@ PRUNE_EVERY_S = 600.0
 SnapshotMode = Literal["inline", "reference"]
 
 
-@dataclass
+@dataclass(slots=True)
 class _InFlight:
     seq: int
     frames: list[bytes]
