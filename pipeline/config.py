@@ -269,6 +269,9 @@ class SinkConfig(Strict):
     snapshot_quality: Annotated[int, Field(ge=1, le=100)] = 85
     ack_timeout_seconds: Annotated[float, Field(gt=0, le=600)] = 2.0
     max_in_flight: Annotated[int, Field(ge=1, le=10_000)] = 256
+    max_in_flight_mb: Annotated[float, Field(gt=0, le=4096)] = Field(
+        default=64.0, description="the window's bound in MiB of events and inline snapshots"
+    )
     drain_seconds: Annotated[float, Field(ge=0, le=600)] = 10.0
     snapshots: Literal["inline", "reference"] = Field(
         default="inline",

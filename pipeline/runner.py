@@ -115,6 +115,7 @@ class Runner:
             endpoint=cfg.sink.endpoint,
             metrics=self.metrics,
             max_in_flight=cfg.sink.max_in_flight,
+            max_in_flight_bytes=int(cfg.sink.max_in_flight_mb * 2**20),
             ack_timeout_s=cfg.sink.ack_timeout_seconds,
             snapshots=cfg.sink.snapshots,
             retention_s=cfg.sink.retention_hours * 3600,

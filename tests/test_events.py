@@ -192,6 +192,38 @@ def snapshot_sender(tmp_path: Path, port: int, mode: SnapshotMode, metrics: Metr
     )
 
 
+def test_the_window_is_bounded_in_bytes_as_well_as_events(tmp_path: Path, port: int) -> None:
+    """Inline snapshots of up to 3 MiB could otherwise hold max_in_flight of them in memory."""
+    outbox = Outbox(tmp_path / "outbox.sqlite")
+    jpegs = [bytes([i]) * 50_000 for i in range(20)]
+    for i, jpeg in enumerate(jpegs):
+        outbox.append(snapshot_event(i, jpeg), jpeg)
+    sender = Sender(
+        outbox_path=tmp_path / "outbox.sqlite",
+        endpoint=f"tcp://127.0.0.1:{port}",
+        metrics=None,
+        max_in_flight=256,
+        max_in_flight_bytes=120_000,
+        snapshots="inline",
+        source="edge-1",
+    )
+    sender.start()  # no sink yet: nothing is acked
+    try:
+        assert wait_until(lambda: len(sender.in_flight) > 0)
+        time.sleep(0.5)
+        assert len(sender.in_flight) == 3  # 100 KB is under the bound, the third event reaches it
+        assert 150_000 <= sender.in_flight_bytes < 160_000
+        sink = SinkThread(port, tmp_path / "sink.sqlite")
+        try:
+            assert wait_until(lambda: outbox.count_pending() == 0, 30)
+            assert len(stored(tmp_path / "sink.sqlite")) == 20
+            assert sender.in_flight_bytes == 0 and not sender.in_flight
+        finally:
+            sink.close()
+    finally:
+        sender.stop(drain_s=1)
+
+
 def test_snapshots_by_reference_are_fetched_by_the_sink_even_across_its_restart(
     tmp_path: Path, port: int
 ) -> None:

@@ -62,6 +62,7 @@ class Sender(threading.Thread):
         endpoint: str,
         metrics: Metrics | None,
         max_in_flight: int = 256,
+        max_in_flight_bytes: int = 64 << 20,
         ack_timeout_s: float = 2.0,
         max_backoff_s: float = 30.0,
         curve: tuple[bytes, bytes, bytes] | None = None,
@@ -69,7 +70,9 @@ class Sender(threading.Thread):
         retention_s: float = 7 * 86400.0,
         source: str | None = None,
     ) -> None:
-        """``curve``: (sink public key, this edge's public key, this edge's secret key), Z85.
+        """The window is ``max_in_flight`` events and ``max_in_flight_bytes`` of event and inline
+        snapshot bytes, whichever is reached first (one event at least).
+        ``curve``: (sink public key, this edge's public key, this edge's secret key), Z85.
         ``snapshots``: sent with each event, or by reference (the sink asks for them); either way
         they stay in the outbox for ``retention_s`` after delivery. ``source`` (the edge id) is sent
         in a HELLO on every (re)connection so the sink knows where to ask for snapshots."""
@@ -78,6 +81,8 @@ class Sender(threading.Thread):
         self.endpoint = endpoint
         self.metrics = metrics
         self.max_in_flight = max_in_flight
+        self.max_in_flight_bytes = max_in_flight_bytes
+        self.in_flight_bytes = 0
         self.ack_timeout_s = ack_timeout_s
         self.max_backoff_s = max_backoff_s
         self.curve = curve
@@ -157,7 +162,7 @@ class Sender(threading.Thread):
                         self.pending = 0
                         break
                 room = self.max_in_flight - len(self.in_flight)
-                if room > 0:
+                if room > 0 and self.in_flight_bytes < self.max_in_flight_bytes:
                     last_seq = self._load(outbox, last_seq, room, now)
                 if now - last_scan >= RESEND_SCAN_S:
                     last_scan = now
@@ -223,7 +228,10 @@ class Sender(threading.Thread):
                     snapshot = b""
             inf = _InFlight(seq, [b"EVT", body, snapshot], 0.0, now, 0)
             self.in_flight[event_id] = inf
+            self.in_flight_bytes += len(body) + len(snapshot)
             self._to_send.append(inf)
+            if self.in_flight_bytes >= self.max_in_flight_bytes:
+                break  # the rest is loaded again (after last_seq) once acks make room
         return last_seq
 
     def _queue_resends(self, now: float) -> None:
@@ -317,6 +325,11 @@ class Sender(threading.Thread):
         if jpeg is not None and self.metrics:
             self.metrics.snapshots_served.inc()
 
+    def _landed(self, inf: _InFlight) -> None:
+        """An event left the window (acked or rejected): not sent again, its bytes freed."""
+        inf.done = True
+        self.in_flight_bytes -= len(inf.frames[1]) + len(inf.frames[2])
+
     def _on_reply(self, msg: list[bytes], outbox: Outbox, delivered: list[int]) -> None:
         if len(msg) < 2:
             log.warning("malformed reply from sink: %r", msg[:1])
@@ -328,7 +341,7 @@ class Sender(threading.Thread):
                 acked = self.in_flight.pop(raw.decode(errors="replace"), None)
                 if acked is None:
                     continue  # an ack for a resend that was already acked
-                acked.done = True
+                self._landed(acked)
                 delivered.append(acked.seq)
                 if self.metrics:
                     self.metrics.events_acked.inc()
@@ -338,7 +351,7 @@ class Sender(threading.Thread):
         inf = self.in_flight.pop(event_id, None)
         if inf is None:
             return
-        inf.done = True
+        self._landed(inf)
         if kind == b"NACK":
             reason = msg[2].decode(errors="replace") if len(msg) > 2 else "rejected"
             log.error("sink rejected event %s (seq %d): %s", event_id, inf.seq, reason)
