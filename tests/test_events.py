@@ -7,6 +7,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from pipeline.events.outbox import Outbox
 from pipeline.events.schema import build_event
@@ -182,13 +183,16 @@ def snapshot_event(i: int, jpeg: bytes) -> dict:
     return e
 
 
-def snapshot_sender(tmp_path: Path, port: int, mode: SnapshotMode, metrics: Metrics | None) -> Sender:
+def snapshot_sender(
+    tmp_path: Path, port: int, mode: SnapshotMode, metrics: Metrics | None, **options: Any
+) -> Sender:
     return Sender(
         outbox_path=tmp_path / "outbox.sqlite",
         endpoint=f"tcp://127.0.0.1:{port}",
         metrics=metrics,
         snapshots=mode,
         source="edge-1",
+        **options,
     )
 
 
@@ -198,15 +202,7 @@ def test_the_window_is_bounded_in_bytes_as_well_as_events(tmp_path: Path, port: 
     jpegs = [bytes([i]) * 50_000 for i in range(20)]
     for i, jpeg in enumerate(jpegs):
         outbox.append(snapshot_event(i, jpeg), jpeg)
-    sender = Sender(
-        outbox_path=tmp_path / "outbox.sqlite",
-        endpoint=f"tcp://127.0.0.1:{port}",
-        metrics=None,
-        max_in_flight=256,
-        max_in_flight_bytes=120_000,
-        snapshots="inline",
-        source="edge-1",
-    )
+    sender = snapshot_sender(tmp_path, port, "inline", None, max_in_flight=256, max_in_flight_bytes=120_000)
     sender.start()  # no sink yet: nothing is acked
     try:
         assert wait_until(lambda: len(sender.in_flight) > 0)
