@@ -121,13 +121,13 @@ def cmd_events(args: argparse.Namespace) -> int:
         raise ConfigError(f"no sink database at {db_path}")
     with sqlite3.connect(f"file:{db_path}?mode=ro", uri=True) as db:
         if args.snapshot:
+            prefix = args.snapshot.lower() + "%"
             rows = db.execute(
-                "SELECT sha256, jpeg FROM snapshots WHERE sha256 LIKE ? LIMIT 2",
-                (args.snapshot.lower() + "%",),
+                "SELECT sha256, jpeg FROM snapshots WHERE sha256 LIKE ? LIMIT 2", (prefix,)
             ).fetchall()
             if len(rows) != 1:
                 wanted = db.execute(
-                    "SELECT COUNT(*) FROM snapshot_wanted WHERE sha256 LIKE ?", (args.snapshot.lower() + "%",)
+                    "SELECT COUNT(*) FROM snapshot_wanted WHERE sha256 LIKE ?", (prefix,)
                 ).fetchone()[0]
                 why = (
                     "is ambiguous"

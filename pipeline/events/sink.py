@@ -58,6 +58,7 @@ CREATE TABLE IF NOT EXISTS snapshot_wanted (
 );
 CREATE INDEX IF NOT EXISTS snapshot_wanted_order ON snapshot_wanted (wanted_at);
 """
+_INSERT_SNAPSHOT = "INSERT INTO snapshots (sha256, jpeg) VALUES (?, ?) ON CONFLICT DO NOTHING"
 MAX_BATCH_EVENTS = 512  # read before one commit (at least one message)
 _NOBLOCK = int(zmq.NOBLOCK)  # a plain int: pyzmq's flag enums cost a little on every call
 FETCH_WINDOW = 64  # snapshot requests outstanding at once: events come first
@@ -401,7 +402,7 @@ class Sink:
                     body.decode(),
                 )
             )
-        db.executemany("INSERT INTO snapshots (sha256, jpeg) VALUES (?, ?) ON CONFLICT DO NOTHING", snapshots)
+        db.executemany(_INSERT_SNAPSHOT, snapshots)
         db.executemany(
             "INSERT INTO snapshot_wanted (sha256, source, wanted_at) SELECT ?, ?, ? "
             "WHERE NOT EXISTS (SELECT 1 FROM snapshots WHERE sha256 = ?) ON CONFLICT DO NOTHING",
@@ -443,9 +444,7 @@ class Sink:
         sha = frames[1].decode(errors="replace") if len(frames) > 1 else ""
         self._fetching.pop(sha, None)  # with its row deleted below: not asked for again
         if frames[0] == b"SNAP" and len(frames) == 3 and hashlib.sha256(frames[2]).hexdigest() == sha:
-            db.execute(
-                "INSERT INTO snapshots (sha256, jpeg) VALUES (?, ?) ON CONFLICT DO NOTHING", (sha, frames[2])
-            )
+            db.execute(_INSERT_SNAPSHOT, (sha, frames[2]))
             self.metrics.snapshots_fetched.inc()
         else:
             log.warning(

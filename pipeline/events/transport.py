@@ -54,6 +54,17 @@ class _InFlight:
     done: bool = False
 
 
+def _sendable_snapshot(outbox: Outbox, sha: str, *, beside: int = 0) -> bytes | None:
+    """The stored snapshot, or None when there is none or it would take a message past
+    SNAPSHOT_LIMIT_BYTES with ``beside`` bytes of event (the sink would drop the connection): then the
+    event goes without it, or a request for it is answered as missing."""
+    jpeg = outbox.snapshot(sha)
+    if jpeg is not None and len(jpeg) + beside > SNAPSHOT_LIMIT_BYTES:
+        log.warning("snapshot %s is %d B, over the limit: not sent", sha[:16], len(jpeg))
+        return None
+    return jpeg
+
+
 class Sender(threading.Thread):
     def __init__(
         self,
@@ -222,10 +233,7 @@ class Sender(threading.Thread):
                 body = json.dumps(event, separators=(",", ":")).encode()
             snapshot = b""
             if sha is not None and self.snapshots == "inline":
-                snapshot = outbox.snapshot(sha) or b""
-                if len(snapshot) + len(body) > SNAPSHOT_LIMIT_BYTES:  # the sink would drop the connection
-                    log.warning("snapshot %s is %d B, over the limit: not sent", sha[:16], len(snapshot))
-                    snapshot = b""
+                snapshot = _sendable_snapshot(outbox, sha, beside=len(body)) or b""
             inf = _InFlight(seq, [b"EVT", body, snapshot], 0.0, now, 0)
             self.in_flight[event_id] = inf
             self.in_flight_bytes += len(body) + len(snapshot)
@@ -313,10 +321,7 @@ class Sender(threading.Thread):
                 self._on_reply(msg, outbox, delivered)
 
     def _serve_snapshot(self, sock: zmq.Socket, outbox: Outbox, sha: bytes) -> None:
-        jpeg = outbox.snapshot(sha.decode(errors="replace"))
-        if jpeg is not None and len(jpeg) > SNAPSHOT_LIMIT_BYTES:
-            log.warning("snapshot %s is %d B, over the limit: answered as missing", sha[:16], len(jpeg))
-            jpeg = None
+        jpeg = _sendable_snapshot(outbox, sha.decode(errors="replace"))
         reply = [b"MISS", sha] if jpeg is None else [b"SNAP", sha, jpeg]
         try:
             sock.send_multipart(reply, flags=zmq.NOBLOCK)
