@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +11,8 @@ os.environ.setdefault("YOLO_AUTOINSTALL", "false")
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
+
+from .util import free_port  # noqa: E402, F401 - the tests import it from here
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = Path(os.environ.get("SAFECITY_DATA", REPO / "data"))
@@ -45,12 +46,6 @@ class SinkThread:
     def close(self) -> None:
         self.stop.set()
         self.thread.join(5)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="session")

@@ -22,14 +22,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from .util import free_port, wait_until
+
 REPO = Path(__file__).resolve().parent.parent
 FAULT_S = 4.5  # cuts, stalls and stops last longer than the heartbeat timeout (3 s)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _env(failpoints: str | None) -> dict[str, str]:
@@ -228,12 +224,8 @@ class Harness:
         end()
 
     def wait_for(self, cond: Callable[[], bool], timeout: float, what: str) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if cond():
-                return
-            time.sleep(0.05)
-        raise TimeoutError(f"{what} within {timeout} s")
+        if not wait_until(cond, timeout):
+            raise TimeoutError(f"{what} within {timeout} s")
 
     def restart_when_killed(self, which: str, timeout: float = 60) -> None:
         """Wait for the ``sink`` or ``edge`` process to die by its failpoint (SIGKILL); start it again."""

@@ -23,6 +23,7 @@ from pipeline.metrics import Metrics, serve_metrics
 from pipeline.runner import Runner
 
 from .conftest import SinkThread, free_port
+from .util import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -363,25 +364,19 @@ def test_rtsp_camera_goes_down_with_its_server_and_comes_back(tmp_path: Path, cl
     def value(name: str, cam: str) -> float:
         return reg.get_sample_value(name, {"camera": cam}) or 0.0
 
-    def wait_for(cond, timeout_s: float = 15.0) -> bool:
-        end = time.monotonic() + timeout_s
-        while time.monotonic() < end and not cond():
-            time.sleep(0.1)
-        return cond()
-
     try:
-        assert wait_for(lambda: value("safecity_frames_analysed_total", "rtsp") >= 5)
+        assert wait_until(lambda: value("safecity_frames_analysed_total", "rtsp") >= 5)
         assert value("safecity_camera_up", "rtsp") == 1
         server.stop()  # the camera drops off the network
-        assert wait_for(lambda: value("safecity_camera_up", "rtsp") == 0)
-        assert wait_for(lambda: value("safecity_camera_errors_total", "rtsp") >= 2)  # retried while down
+        assert wait_until(lambda: value("safecity_camera_up", "rtsp") == 0)
+        assert wait_until(lambda: value("safecity_camera_errors_total", "rtsp") >= 2)  # retried while down
         file_before = value("safecity_frames_analysed_total", "file")
         time.sleep(1.0)
         assert value("safecity_frames_analysed_total", "file") > file_before  # the other camera goes on
         server.start()  # back on the network: the camera reconnects by itself
         analysed = value("safecity_frames_analysed_total", "rtsp")
-        assert wait_for(lambda: value("safecity_camera_up", "rtsp") == 1, 20)
-        assert wait_for(lambda: value("safecity_frames_analysed_total", "rtsp") > analysed + 3)
+        assert wait_until(lambda: value("safecity_camera_up", "rtsp") == 1, 20)
+        assert wait_until(lambda: value("safecity_frames_analysed_total", "rtsp") > analysed + 3)
     finally:
         runner.request_stop()
         runner.stop()

@@ -10,6 +10,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,7 @@ from pipeline.footage import generate_clip
 
 from .conftest import SinkThread, free_port
 from .test_scenarios import FPS, box_at
+from .util import wait_until
 
 pytestmark = pytest.mark.slow
 SCENARIOS = Path(__file__).parent / "scenarios"
@@ -126,16 +128,8 @@ def _outbox(tmp_path: Path) -> tuple[set[str], int]:
     return ids, int(pending)
 
 
-def _wait(cond, timeout: float) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if cond():
-                return True
-        except sqlite3.OperationalError:  # the outbox is not created yet
-            pass
-        time.sleep(0.1)
-    return False
+def _wait(cond: Callable[[], object], timeout: float) -> bool:
+    return wait_until(cond, timeout, interval_s=0.1, ignore=(sqlite3.OperationalError,))  # no outbox yet
 
 
 def test_sigterm_drains_for_a_bounded_time_and_keeps_the_rest_for_the_next_start(tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ from pipeline.metrics import Metrics
 from pipeline.types import Incident
 
 from .conftest import SinkThread
+from .util import wait_until
 
 
 def make_event(i: int) -> dict:
@@ -47,15 +48,6 @@ def make_event(i: int) -> dict:
 def stored(db: Path) -> list[tuple]:
     with sqlite3.connect(db) as c:
         return c.execute("SELECT source, event_id, seq FROM events ORDER BY seq").fetchall()
-
-
-def wait_until(cond, timeout_s: float = 15.0) -> bool:
-    end = time.monotonic() + timeout_s
-    while time.monotonic() < end:
-        if cond():
-            return True
-        time.sleep(0.05)
-    return cond()
 
 
 def test_every_event_is_delivered_once_in_the_store(tmp_path: Path, port: int) -> None:
