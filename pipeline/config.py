@@ -10,6 +10,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import ConfigError
+from .urls import check_source, is_live_source, redact
 
 Point = tuple[float, float]
 
@@ -25,6 +26,48 @@ def check_time_range(s: str) -> str:
     if not TIME_RANGE.match(s):
         raise ValueError(f"schedule entry {s!r} is not HH:MM-HH:MM (24-hour local time)")
     return s
+
+
+def _cross(o: Point, a: Point, b: Point) -> float:
+    return (a[0] - o[0]) * (b[1] - o[1]) - (a[1] - o[1]) * (b[0] - o[0])
+
+
+def _segments_cross(p1: Point, p2: Point, q1: Point, q2: Point) -> bool:
+    """Whether two segments touch or cross (collinear overlaps included)."""
+    d1, d2 = _cross(q1, q2, p1), _cross(q1, q2, p2)
+    d3, d4 = _cross(p1, p2, q1), _cross(p1, p2, q2)
+    if ((d1 > 0) != (d2 > 0)) and ((d3 > 0) != (d4 > 0)) and d1 and d2 and d3 and d4:
+        return True
+
+    def on(a: Point, b: Point, c: Point, d: float) -> bool:
+        return (
+            d == 0
+            and min(a[0], b[0]) <= c[0] <= max(a[0], b[0])
+            and min(a[1], b[1]) <= c[1] <= max(a[1], b[1])
+        )
+
+    return on(q1, q2, p1, d1) or on(q1, q2, p2, d2) or on(p1, p2, q1, d3) or on(p1, p2, q2, d4)
+
+
+def polygon_problem(points: list[Point]) -> str | None:
+    """Why a polygon cannot be a zone (no area, or edges that cross), or None if it can."""
+    n = len(points)
+    for i in range(n):
+        for j in range(i + 1, n):
+            if j == i + 1 or (i == 0 and j == n - 1):
+                continue  # neighbouring edges share a corner
+            if _segments_cross(points[i], points[(i + 1) % n], points[j], points[(j + 1) % n]):
+                return (
+                    f"crosses itself: edge {i} {list(points[i])}->{list(points[(i + 1) % n])} meets edge "
+                    f"{j} {list(points[j])}->{list(points[(j + 1) % n])}; list the corners in order around "
+                    "the zone"
+                )
+    area2 = sum(
+        points[i][0] * points[(i + 1) % n][1] - points[(i + 1) % n][0] * points[i][1] for i in range(n)
+    )
+    if abs(area2) < 1e-12:
+        return "has no area (its points are on one line)"
+    return None
 
 
 class ZoneConfig(Strict):
@@ -49,6 +92,9 @@ class ZoneConfig(Strict):
                 raise ValueError(f"normalized polygon point ({x}, {y}) is outside 0..1")
             if x < 0 or y < 0:
                 raise ValueError(f"polygon point ({x}, {y}) is negative; expected pixel coordinates >= 0")
+        problem = polygon_problem(self.polygon)
+        if problem:
+            raise ValueError(f"polygon {problem}")
         return self
 
 
@@ -87,6 +133,11 @@ class GroundPlaneConfig(Strict):
 class CameraConfig(Strict):
     id: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")]
     source: Annotated[str, Field(min_length=1, description="video file path or rtsp:// URL")]
+    live: bool | None = Field(
+        default=None,
+        description="a stream the camera pushes in real time (never paced, reconnected for ever); "
+        "default: by URL scheme (rtsp, rtmp, srt, udp ... live; files and http(s) recorded)",
+    )
     loop: bool = False
     realtime: bool = True
     analytics_fps: Annotated[float, Field(gt=0, le=60)] = 5.0
@@ -107,6 +158,11 @@ class CameraConfig(Strict):
     def _check_schedule(cls, v: list[str]) -> list[str]:
         return [check_time_range(s) for s in v]
 
+    @field_validator("source")
+    @classmethod
+    def _check_source(cls, v: str) -> str:
+        return check_source(v)
+
     @field_validator("location")
     @classmethod
     def _check_location(cls, v: tuple[float, float] | None) -> tuple[float, float] | None:
@@ -125,7 +181,7 @@ class CameraConfig(Strict):
 
     @property
     def is_live(self) -> bool:
-        return "://" in self.source
+        return is_live_source(self.source) if self.live is None else self.live
 
 
 class ModelConfig(Strict):
@@ -258,6 +314,30 @@ DEFAULT_ROLES: dict[str, list[str]] = {
 }
 
 
+_TCP_ENDPOINT = re.compile(r"^tcp://(?P<host>\[[0-9A-Fa-f:.]+\]|[^:/\[\]\s]+):(?P<port>\d{1,5})$")
+
+
+def check_endpoint(v: str) -> str:
+    """A ZeroMQ address to connect to: ``tcp://HOST:PORT`` (port 1-65535), ``ipc://PATH`` or
+    ``inproc://NAME``; ValueError saying what is wrong otherwise."""
+    if v.startswith("tcp://"):
+        m = _TCP_ENDPOINT.match(v)
+        if m is None:
+            raise ValueError(
+                f"endpoint {v!r} is not tcp://HOST:PORT (a host and a port number are both needed)"
+            )
+        if m["host"] == "*":
+            raise ValueError(f"endpoint {v!r}: '*' is for binding; give the sink's host name or address")
+        if not 1 <= int(m["port"]) <= 65535:
+            raise ValueError(f"endpoint {v!r}: port {int(m['port'])} is not in 1..65535")
+        return v
+    if v.startswith(("ipc://", "inproc://")):
+        if not v.split("://", 1)[1]:
+            raise ValueError(f"endpoint {v!r} has no path or name after '://'")
+        return v
+    raise ValueError(f"endpoint {v!r} is not a ZeroMQ address like tcp://host:port")
+
+
 class SinkConfig(Strict):
     endpoint: str = "tcp://127.0.0.1:5555"
     server_public_key: str | None = Field(
@@ -273,6 +353,12 @@ class SinkConfig(Strict):
         default=64.0, description="the window's bound in MiB of events and inline snapshots"
     )
     drain_seconds: Annotated[float, Field(ge=0, le=600)] = 10.0
+    max_held_events: Annotated[int, Field(ge=1, le=1_000_000)] = Field(
+        default=10_000,
+        description="while the outbox cannot be written (a full disk): incident events held in memory; "
+        "past this (or max_held_mb) the oldest are dropped, counted and logged",
+    )
+    max_held_mb: Annotated[float, Field(gt=0, le=65_536)] = 256.0
     snapshots: Literal["inline", "reference"] = Field(
         default="inline",
         description="inline: each snapshot travels with its event; reference: the sink fetches it later",
@@ -284,9 +370,7 @@ class SinkConfig(Strict):
     @field_validator("endpoint")
     @classmethod
     def _check_endpoint(cls, v: str) -> str:
-        if not v.startswith(("tcp://", "ipc://", "inproc://")):
-            raise ValueError(f"endpoint {v!r} is not a ZeroMQ address like tcp://host:port")
-        return v
+        return check_endpoint(v)
 
 
 class Config(Strict):
@@ -326,10 +410,10 @@ def _format_error(err: ValidationError, source: str) -> str:
     first = err.errors()[0]
     loc = ".".join(str(p) for p in first["loc"]) or "<root>"
     value = first.get("input")
-    shown = repr(value) if not isinstance(value, dict) else "{...}"
+    shown = redact(repr(value)) if not isinstance(value, dict) else "{...}"
     if len(shown) > 80:
         shown = shown[:77] + "..."
-    msg = first["msg"].removeprefix("Value error, ")
+    msg = redact(first["msg"].removeprefix("Value error, "))
     more = f" (and {err.error_count() - 1} more)" if err.error_count() > 1 else ""
     return f"{source}: {loc}: got {shown}: {msg}{more}"
 
@@ -357,7 +441,7 @@ def load_config(path: str | Path) -> Config:
     # relative paths in a config are relative to the config file
     base = p.resolve().parent
     for cam in cfg.cameras:
-        if not cam.is_live and not Path(cam.source).is_absolute():
+        if "://" not in cam.source and not Path(cam.source).is_absolute():
             cam.source = str(base / cam.source)
     if cfg.model.path is not None and not cfg.model.path.is_absolute():
         cfg.model.path = base / cfg.model.path

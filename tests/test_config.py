@@ -26,7 +26,7 @@ def with_change(path: str, value: object) -> dict:
     keys = path.split(".")
     for k in keys[:-1]:
         node = node[int(k)] if isinstance(node, list) else node[k]
-    node[keys[-1]] = value
+    node[int(keys[-1]) if isinstance(node, list) else keys[-1]] = value
     return data
 
 
@@ -49,12 +49,57 @@ def test_good_config_and_defaults() -> None:
         ("cameras.0.fps", 5, "cameras.0.fps: got 5: Extra inputs are not permitted"),
         ("tracker", {"low_threshold": 0.6, "high_threshold": 0.5}, "low_threshold (0.6) must be below"),
         ("cameras.0.location", [200, 10], "is not [longitude"),
+        (
+            "sink",
+            {"endpoint": "tcp://127.0.0.1"},
+            "sink.endpoint: got 'tcp://127.0.0.1': endpoint 'tcp://127.0.0.1' is not",
+        ),
+        ("sink", {"endpoint": "tcp://"}, "a host and a port number are both needed"),
+        ("sink", {"endpoint": "tcp://sink.example:99999"}, "port 99999 is not in 1..65535"),
+        ("sink", {"endpoint": "tcp://*:5555"}, "'*' is for binding"),
+        ("sink", {"endpoint": "ipc://"}, "has no path or name"),
+        ("cameras.1.source", "rtsp://", "has no host; expected rtsp://HOST[:PORT]/PATH"),
+        ("cameras.1.source", "rtsp:///stream1", "has no host"),
+        ("cameras.1.source", "rtsp://cam:notaport/x", "is not a valid URL"),
+        ("cameras.1.source", "gopher://cam/x", "unknown URL scheme 'gopher'"),
+        (
+            "cameras.0.zones.0.polygon",
+            [[0, 0], [10, 10], [10, 0], [0, 10]],
+            "polygon crosses itself: edge 0 [0.0, 0.0]->[10.0, 10.0] meets edge 2",
+        ),
+        ("cameras.0.zones.0.polygon", [[0, 0], [5, 5], [10, 10]], "polygon has no area"),
     ],
 )
 def test_bad_configs_name_the_field(path: str, value: object, expect: str) -> None:
     with pytest.raises(ConfigError) as err:
         parse_config(with_change(path, value))
     assert expect in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("source", "live"),
+    [
+        ("rtsp://10.0.0.5/stream1", True),
+        ("rtsps://10.0.0.5/stream1", True),
+        ("srt://10.0.0.5:9000", True),
+        ("udp://239.0.0.1:1234", True),
+        ("http://10.0.0.5/clip.mp4", False),
+        ("https://archive.example/clip.mp4", False),
+        ("/data/clip.mp4", False),
+    ],
+)
+def test_what_is_live_follows_the_url_scheme(source: str, live: bool) -> None:
+    cfg = parse_config(with_change("cameras.1.source", source))
+    assert cfg.cameras[1].is_live is live
+    forced = parse_config(with_change("cameras.1", {"id": "c", "source": source, "live": not live}))
+    assert forced.cameras[1].is_live is (not live)  # `live:` overrides the scheme
+
+
+def test_a_password_in_a_camera_url_is_never_printed_in_a_config_error() -> None:
+    data = with_change("cameras.1", {"id": "c", "source": "rtsp://admin:hunter2@", "analytics_fps": 2})
+    with pytest.raises(ConfigError) as err:
+        parse_config(data)
+    assert "hunter2" not in str(err.value) and "admin:***@" in str(err.value)
 
 
 def test_model_needs_name_or_path() -> None:

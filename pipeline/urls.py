@@ -1,0 +1,75 @@
+"""Camera source URLs: which are live, which are well formed, and how to print them without secrets."""
+
+from __future__ import annotations
+
+import logging
+import re
+from urllib.parse import urlsplit
+
+# Streams a camera pushes in real time: never paced here, never "finished", reconnected for ever.
+LIVE_SCHEMES = frozenset({"rtsp", "rtsps", "rtmp", "rtmps", "rtp", "srt", "udp", "tcp"})
+# Recorded footage fetched over a network: paced at its frame rate like a local file.
+RECORDED_SCHEMES = frozenset({"http", "https", "ftp", "sftp", "file"})
+
+_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)(?P<user>[^/@\s:]*):(?P<pw>[^/@\s]*)@")
+_SECRET_PARAM = re.compile(
+    r"(?P<key>(?:password|passwd|pwd|pass|token|secret|api_?key|auth)=)(?P<value>[^&;\s'\"]+)", re.I
+)
+
+
+def redact(text: str) -> str:
+    """``text`` with the password of every URL in it (``rtsp://user:secret@host``) and secret query
+    parameters (``password=``, ``token=`` ...) replaced by ``***``."""
+    text = _USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}:***@", text)
+    return _SECRET_PARAM.sub(lambda m: f"{m['key']}***", text)
+
+
+def scheme(source: str) -> str | None:
+    """The URL scheme of a source in lower case, or None for a file path."""
+    if "://" not in source:
+        return None
+    return source.split("://", 1)[0].lower()
+
+
+def is_live_source(source: str) -> bool:
+    """A stream a camera pushes in real time (RTSP, RTMP, SRT, UDP ...), as against recorded footage
+    (a file, or a file served over HTTP)."""
+    return scheme(source) in LIVE_SCHEMES
+
+
+def check_source(source: str) -> str:
+    """The source as given, or ValueError saying what is wrong with it (unknown scheme, no host)."""
+    s = scheme(source)
+    if s is None:
+        return source
+    if s not in LIVE_SCHEMES and s not in RECORDED_SCHEMES:
+        known = ", ".join(sorted(LIVE_SCHEMES | RECORDED_SCHEMES))
+        raise ValueError(
+            f"unknown URL scheme {s!r} in {redact(source)!r}; expected a file path or one of {known}"
+        )
+    if s == "file":
+        return source
+    try:
+        parts = urlsplit(source)
+        port = parts.port
+    except ValueError as err:
+        raise ValueError(f"{redact(source)!r} is not a valid URL: {err}") from None
+    if not parts.hostname:
+        raise ValueError(f"{redact(source)!r} has no host; expected {s}://HOST[:PORT]/PATH")
+    if port == 0:
+        raise ValueError(f"{redact(source)!r}: port 0 is not a port")
+    return source
+
+
+class RedactingFilter(logging.Filter):
+    """Scrubs secrets from every log record's message (installed on the CLI's log handler)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        clean = redact(message)
+        if clean != message:
+            record.msg, record.args = clean, None
+        if record.exc_info and record.exc_info[1] is not None:
+            text = redact(logging.Formatter().formatException(record.exc_info))
+            record.exc_info, record.exc_text = None, text
+        return True

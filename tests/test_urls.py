@@ -1,0 +1,48 @@
+"""No credentials in anything printed: URLs with passwords and secret query parameters."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from pipeline.urls import RedactingFilter, redact
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        (
+            "rtsp://admin:12345@10.0.0.5:554/Streaming/Channels/101",
+            "rtsp://admin:***@10.0.0.5:554/Streaming/Channels/101",
+        ),
+        (
+            "cannot open 'rtsp://u:p%40ss@cam/x': refused; rtsp://u:p%40ss@cam/x",
+            "cannot open 'rtsp://u:***@cam/x': refused; rtsp://u:***@cam/x",
+        ),
+        (
+            "rtsp://10.0.0.5/cam/realmonitor?channel=1&user=admin&password=secret",
+            "rtsp://10.0.0.5/cam/realmonitor?channel=1&user=admin&password=***",
+        ),
+        ("https://host/clip.mp4?token=abc.def&x=1", "https://host/clip.mp4?token=***&x=1"),
+        ("rtsp://10.0.0.5/stream1", "rtsp://10.0.0.5/stream1"),  # nothing to hide: unchanged
+        ("rtsp://user@10.0.0.5/stream1", "rtsp://user@10.0.0.5/stream1"),  # a user name alone is no secret
+    ],
+)
+def test_redact(text: str, shown: str) -> None:
+    assert redact(text) == shown
+
+
+def test_the_log_filter_scrubs_messages_arguments_and_tracebacks() -> None:
+    record = logging.LogRecord(
+        "x", logging.WARNING, __file__, 1, "camera %s: %s", ("c1", "rtsp://a:pw1@h/x"), None
+    )
+    try:
+        raise OSError("cannot open rtsp://a:pw2@h/x")
+    except OSError:
+        import sys
+
+        record.exc_info = sys.exc_info()
+    assert RedactingFilter().filter(record)
+    text = logging.Formatter().format(record)
+    assert "pw1" not in text and "pw2" not in text and "rtsp://a:***@h/x" in text
