@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -31,9 +32,10 @@ class Frame:
     data: torch.Tensor
     pts_seconds: float
     frame_index: int
-    wall_time: float
+    wall_time: float  # Unix time the frame shows: received (live), or the run's start + media time (files)
     pixel_format: PixelFormat = "rgb24"
     color: ColorSpec = ColorSpec()
+    decoded_at: float = field(default_factory=time.monotonic)  # time.monotonic() when it was decoded
 
     def __post_init__(self) -> None:
         d = self.data
@@ -171,3 +173,4 @@ class Incident:
     confidence: float = 0.0
     frame_index: int = 0
     details: dict[str, float | int | str] = field(default_factory=dict)
+    wall_offset: float = 0.0  # Unix time = media time + this; one value for all of an incident's steps

@@ -3,7 +3,9 @@
 It speaks enough of RFC 2326 / RFC 6184 for FFmpeg's client: OPTIONS, DESCRIBE (SDP with the
 stream's SPS/PPS), SETUP (interleaved TCP only), PLAY, GET_PARAMETER, TEARDOWN; single-NAL and FU-A
 packets, paced in real time, looping the file. ``stop()`` drops every client and stops listening,
-like a camera that goes off the network; ``start()`` brings it back on the same port.
+like a camera that goes off the network; ``start()`` brings it back on the same port. ``freeze()``
+makes the current clients' streams go silent with their connections open (a network that stalls,
+an encoder that hangs): they see read timeouts, while new connections are served as before.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ class RtspServer:
         self.port = port
         self._listener: socket.socket | None = None
         self._clients: list[socket.socket] = []
+        self._frozen: set[socket.socket] = set()
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self.start()
@@ -71,6 +74,10 @@ class RtspServer:
         self._listener = srv
         threading.Thread(target=self._accept, args=(srv,), daemon=True).start()
 
+    def freeze(self) -> None:
+        with self._lock:
+            self._frozen.update(self._clients)
+
     def stop(self) -> None:
         self._stop.set()
         if self._listener is not None:
@@ -84,6 +91,7 @@ class RtspServer:
                     pass
                 c.close()
             self._clients.clear()
+            self._frozen.clear()
 
     def _accept(self, srv: socket.socket) -> None:
         while not self._stop.is_set():
@@ -176,6 +184,9 @@ class RtspServer:
                         delay = t - (time.monotonic() - start)
                         if delay > 0 and self._stop.wait(delay):
                             return
+                        while conn in self._frozen:  # silent, connection open, until stopped
+                            if self._stop.wait(0.1):
+                                return
                         nals = _split_nals(bytes(pkt), self.length_size)
                         if pkt.is_keyframe:
                             nals = self.param_sets + nals

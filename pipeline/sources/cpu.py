@@ -1,4 +1,10 @@
-"""One thread per camera: PyAV demux + decode (files and RTSP), sampling, reconnect with backoff."""
+"""One thread per camera: PyAV demux + decode (files and RTSP), sampling, reconnect with backoff.
+
+A camera never goes blind: media time is monotonic by construction (``MediaClock``), a packet that
+does not decode is skipped to the next keyframe and counted instead of dropping the stream, a live
+camera that fails is reconnected with its clock going on, and a file that cannot be read further is
+treated as ending there.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +15,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import torch
@@ -18,11 +24,18 @@ from ..config import CameraConfig
 from ..errors import SourceError
 from ..preprocess import color_spec
 from ..types import ColorSpec, Frame
+from ..urls import redact, scheme
+from .clock import MediaClock
+from .interrupt import interruptible
 
 if TYPE_CHECKING:  # PyAV is imported where it is used: NVDEC servers can run without it
     import av
 
 log = logging.getLogger(__name__)
+
+FILE_OPEN_ATTEMPTS = 3  # a file that cannot be opened this many times running: the camera has failed
+MAX_BAD_PACKETS = 100  # packets in a row that do not decode: the stream is opened again
+DEFAULT_RATE = 25.0  # frame rate assumed for a stream that does not say
 
 
 class CameraState(enum.Enum):
@@ -30,7 +43,13 @@ class CameraState(enum.Enum):
     UP = "up"
     DOWN = "down"
     FINISHED = "finished"
+    FAILED = "failed"  # a file that cannot be opened (missing, no video): given up, the run goes on
     STOPPED = "stopped"
+
+
+DONE_STATES = frozenset({CameraState.FINISHED, CameraState.FAILED, CameraState.STOPPED})
+
+Anomaly = Literal["decode_error", "timestamp_jump"]
 
 
 class Sampler:
@@ -41,8 +60,9 @@ class Sampler:
         self.next_t: float | None = None
 
     def take(self, t: float) -> bool:
-        if self.next_t is None or t >= self.next_t - 1e-6:
-            base = t if self.next_t is None or t - self.next_t > self.period else self.next_t
+        # media time is monotonic; a step back of more than a period would still not blind the camera
+        if self.next_t is None or t >= self.next_t - 1e-6 or t < self.next_t - 2 * self.period:
+            base = t if self.next_t is None or abs(t - self.next_t) > self.period else self.next_t
             self.next_t = base + self.period
             return True
         return False
@@ -64,25 +84,63 @@ def to_rgb24(frame: av.VideoFrame, spec: ColorSpec) -> np.ndarray:
     ).to_ndarray()
 
 
+def rotate_rgb(rgb: np.ndarray, degrees: int) -> np.ndarray:
+    """The frame as players show it: rotated ``degrees`` counter-clockwise (the display matrix's
+    rotation, as FFmpeg's ``autorotate`` applies it), in steps of 90 degrees."""
+    k = round(degrees / 90) % 4
+    return np.ascontiguousarray(np.rot90(rgb, k)) if k else rgb
+
+
+def describe_error(err: BaseException, *, source: str) -> str:
+    """What went wrong with ``source``, in words an operator can act on (no credentials)."""
+    text = redact(getattr(err, "strerror", None) or str(err))
+    if scheme(source) in ("http", "https") and ("Input/output" in text or "Invalid data" in text):
+        return (
+            f"{text} (an MP4 whose index is at the end needs a server that answers range requests; "
+            "or remux it with `-movflags +faststart`)"
+        )
+    return text
+
+
 def open_container(cam: CameraConfig) -> av.container.InputContainer:
     """Open a camera's source with PyAV, with timeouts (and TCP transport for RTSP)."""
     import av
 
+    shown = redact(cam.source)
     options: dict[str, str] = {}
-    if cam.source.startswith("rtsp://"):
+    kind = scheme(cam.source)
+    if kind in ("rtsp", "rtsps"):
         options = {
             "rtsp_transport": "tcp",
             "timeout": str(int(cam.read_timeout_seconds * 1e6)),
             "fflags": "nobuffer",
         }
-    elif not cam.is_live and not Path(cam.source).is_file():
-        raise SourceError(f"camera {cam.id}: file not found: {cam.source}")
+    elif kind is None and not Path(cam.source).is_file():
+        raise SourceError(f"file not found: {cam.source}", camera_id=cam.id, reason="not_found")
+    started = time.monotonic()
     try:
-        return av.open(
+        container = av.open(
             cam.source, options=options, timeout=(cam.open_timeout_seconds, cam.read_timeout_seconds)
         )
     except (av.error.FFmpegError, OSError) as err:
-        raise SourceError(f"camera {cam.id}: cannot open {cam.source}: {err}") from err
+        if time.monotonic() - started >= cam.open_timeout_seconds * 0.9:
+            raise SourceError(
+                f"cannot open {shown}: no answer within {cam.open_timeout_seconds:g} s (the server accepted "
+                "the connection but sent no stream)",
+                camera_id=cam.id,
+                reason="timeout",
+            ) from err
+        why = describe_error(err, source=cam.source)
+        raise SourceError(f"cannot open {shown}: {why}", camera_id=cam.id, reason="open") from err
+    if not container.streams.video:
+        kinds: list[str] = sorted({s.type for s in container.streams}) or ["none"]
+        container.close()
+        raise SourceError(
+            f"no video stream in {shown} (its streams: {', '.join(kinds)})",
+            camera_id=cam.id,
+            reason="no_video",
+        )
+    return container
 
 
 FrameCallback = Callable[[Frame, bool], bool]
@@ -92,11 +150,11 @@ Decoded = tuple[int | None, Callable[[], tuple[torch.Tensor, str, ColorSpec]]]
 
 @dataclass
 class Opened:
-    """An opened source: its decoded frames, time base and frame rate, and how to close it."""
+    """An opened source: its decoded frames, time base and frame rate (None: unknown), how to close it."""
 
     frames: Iterator[Decoded]
     time_base: float
-    rate: float
+    rate: float | None
     close: Callable[[], None]
 
 
@@ -115,7 +173,9 @@ class CameraSource(threading.Thread):
     """Decodes one camera every frame and hands the sampled frames, as RGB tensors, to ``emit``.
 
     ``emit(frame, block)`` returns False if the frame was dropped. Errors are logged, counted and
-    retried with exponential backoff; the thread never takes other cameras down.
+    retried with exponential backoff; the thread never takes other cameras down. ``wall_anchor`` is
+    the Unix time media time 0 of a recorded source maps to (the run's start): an incident on a file
+    is reported at the time it happens in the video, counted from the start of the run.
     """
 
     def __init__(
@@ -127,6 +187,8 @@ class CameraSource(threading.Thread):
         on_state: Callable[[str, CameraState], None] | None = None,
         on_decoded: Callable[[str, int], None] | None = None,
         on_error: Callable[[str, str], None] | None = None,
+        on_anomaly: Callable[[str, Anomaly], None] | None = None,
+        wall_anchor: float | None = None,
     ) -> None:
         super().__init__(name=f"camera-{cam.id}", daemon=True)
         self.cam = cam
@@ -135,15 +197,24 @@ class CameraSource(threading.Thread):
         self.on_state = on_state
         self.on_decoded = on_decoded
         self.on_error = on_error
+        self.on_anomaly = on_anomaly
+        self.wall_anchor = time.time() if wall_anchor is None else wall_anchor
         self.state = CameraState.STARTING
         self.frames_decoded = 0
         self.frames_sampled = 0
         self.frames_dropped = 0
         self.errors = 0
+        self.decode_errors = 0
         self.last_error = ""
+        self.analytics_fps = cam.analytics_fps
         self._sampler = Sampler(cam.analytics_fps)
-        self._time_offset = 0.0  # media time keeps increasing across loops and reconnects
+        self._clock = MediaClock()
         self._index = 0
+        self._rotation_seen: int | None = None
+
+    @property
+    def timestamp_jumps(self) -> int:
+        return self._clock.discontinuities
 
     def _set_state(self, state: CameraState) -> None:
         if state != self.state:
@@ -153,85 +224,225 @@ class CameraSource(threading.Thread):
                 self.on_state(self.cam.id, state)
 
     def run(self) -> None:
+        with interruptible(self.stop_event):  # a stop reaches it even inside FFmpeg
+            self._run()
+
+    def _run(self) -> None:
         backoff = self.cam.reconnect_initial_seconds
+        failed = 0  # plays in a row that gave no frame (a recording gives up after FILE_OPEN_ATTEMPTS)
         while not self.stop_event.is_set():
+            decoded_before = self.frames_decoded
             try:
-                finished = self._play_once()
-                backoff = self.cam.reconnect_initial_seconds
-                if finished and not self.cam.loop and not self.cam.is_live:
+                ended = self._play_once()
+                if self.stop_event.is_set():
+                    break
+                if self.frames_decoded == decoded_before:
+                    raise SourceError("no frame could be decoded", camera_id=self.cam.id, reason="no_frames")
+                if ended and not self.cam.loop and not self.cam.is_live:
                     self._set_state(CameraState.FINISHED)
                     return
-                if self.cam.is_live and not self.stop_event.is_set():
-                    raise SourceError(f"camera {self.cam.id}: stream ended")
+                if self.cam.is_live:
+                    raise SourceError("stream ended", camera_id=self.cam.id, reason="ended")
+                backoff, failed = self.cam.reconnect_initial_seconds, 0
             except Exception as err:  # a camera never takes the others down: log, count, retry
                 if self.stop_event.is_set():
                     break
-                self.errors += 1
-                self.last_error = str(err)
+                if self.frames_decoded > decoded_before:  # it was streaming: reconnect soon
+                    backoff, failed = self.cam.reconnect_initial_seconds, 0
+                else:
+                    failed += 1
+                self._count_error(err)
+                if not self.cam.is_live and failed >= FILE_OPEN_ATTEMPTS:
+                    log.error(
+                        "camera %s: %s; gave up after %d attempts (a recording, not a live stream)",
+                        self.cam.id,
+                        self.last_error,
+                        failed,
+                    )
+                    self._set_state(CameraState.FAILED)
+                    return
                 if is_source_error(err):
-                    log.warning("camera %s: %s; retrying in %.1fs", self.cam.id, err, backoff)
+                    log.warning("camera %s: %s; retrying in %.1fs", self.cam.id, self.last_error, backoff)
                 else:
                     log.exception("camera %s: unexpected error; retrying in %.1fs", self.cam.id, backoff)
-                if self.on_error:
-                    self.on_error(self.cam.id, type(err).__name__)
                 self._set_state(CameraState.DOWN)
                 self.stop_event.wait(backoff)
                 backoff = min(backoff * 2, self.cam.reconnect_max_seconds)
         self._set_state(CameraState.STOPPED)
 
+    def _count_error(self, err: BaseException) -> None:
+        self.errors += 1
+        self.last_error = redact(str(err)) or type(err).__name__
+        if self.on_error:
+            self.on_error(self.cam.id, getattr(err, "reason", type(err).__name__))
+
+    def _anomaly(self, kind: Anomaly, detail: str) -> None:
+        log.warning("camera %s: %s", self.cam.id, detail)
+        if self.on_anomaly:
+            self.on_anomaly(self.cam.id, kind)
+
     def _open(self) -> Opened:
         """Open the source with PyAV and decode it on the CPU."""
         container = open_container(self.cam)
         stream = container.streams.video[0]
-        tb = float(stream.time_base) if stream.time_base else 1.0 / 25
-        rate = float(stream.average_rate) if stream.average_rate else 25.0
+        tb = float(stream.time_base) if stream.time_base else 1.0 / 90_000
+        rate = float(stream.average_rate) if stream.average_rate else None
         return Opened(self._decode(container, stream), tb, rate, container.close)
 
     def _decode(self, container: av.container.InputContainer, stream: av.VideoStream) -> Iterator[Decoded]:
-        """Every frame of the stream, decoded by PyAV (FFmpeg, threaded); RGB only when asked."""
+        """Every frame of the stream, decoded by PyAV (FFmpeg, threaded); RGB only when asked.
+
+        A packet that does not decode is counted, the decoder flushed and packets skipped up to the
+        next keyframe; only a long run of them (``MAX_BAD_PACKETS``) gives up on the stream.
+        """
+        import av
+
         stream.thread_type = "AUTO"
         spec: ColorSpec | None = None
-        for frame in container.decode(stream):
-            if spec is None:
-                spec = color_spec(frame.colorspace, frame.color_range, frame.height, frame.format.name)
+        skipping = False
+        bad_in_a_row = 0
+        for packet in container.demux(stream):
+            if skipping and packet.size and not packet.is_keyframe:
+                continue
+            skipping = False
+            try:
+                frames = packet.decode()
+            except av.error.FFmpegError as err:
+                self.decode_errors += 1
+                bad_in_a_row += 1
+                self._anomaly(
+                    "decode_error",
+                    f"a packet did not decode ({redact(str(err))}); skipping to the next keyframe",
+                )
+                if bad_in_a_row >= MAX_BAD_PACKETS:
+                    raise SourceError(
+                        f"{bad_in_a_row} packets in a row did not decode",
+                        camera_id=self.cam.id,
+                        reason="decode",
+                    ) from err
+                stream.codec_context.flush_buffers()
+                skipping = True
+                continue
+            bad_in_a_row = 0
+            for frame in frames:
+                if spec is None:
+                    spec = color_spec(frame.colorspace, frame.color_range, frame.height, frame.format.name)
+                rotation = self._rotation(frame)
 
-            def convert(
-                frame: av.VideoFrame = frame, spec: ColorSpec = spec
-            ) -> tuple[torch.Tensor, str, ColorSpec]:
-                return torch.from_numpy(to_rgb24(frame, spec)), "rgb24", ColorSpec()
+                def convert(
+                    frame: av.VideoFrame = frame, spec: ColorSpec = spec, rotation: int = rotation
+                ) -> tuple[torch.Tensor, str, ColorSpec]:
+                    return torch.from_numpy(rotate_rgb(to_rgb24(frame, spec), rotation)), "rgb24", ColorSpec()
 
-            yield frame.pts, convert
+                yield frame.pts, convert
+
+    def _rotation(self, frame: av.VideoFrame) -> int:
+        """The frame's display rotation (degrees counter-clockwise), applied so that the frames analysed
+        are those a player shows, on which zones are drawn; logged once per change."""
+        try:
+            degrees = int(frame.rotation)
+        except (AttributeError, ValueError):
+            degrees = 0
+        if degrees % 90:
+            if degrees != self._rotation_seen:
+                log.warning(
+                    "camera %s: display rotation of %d degrees is not a multiple of 90: frames are analysed "
+                    "unrotated",
+                    self.cam.id,
+                    degrees,
+                )
+            self._rotation_seen = degrees
+            return 0
+        if degrees != self._rotation_seen and (degrees or self._rotation_seen is not None):
+            log.info(
+                "camera %s: frames are rotated %d degrees for display; analysed as shown",
+                self.cam.id,
+                degrees,
+            )
+        self._rotation_seen = degrees
+        return degrees
+
+    def _cap_rate(self, rate: float | None) -> None:
+        """Analyse at most every frame: a rate above the stream's is capped to it (with a warning)."""
+        if rate is None or rate <= 0:
+            return
+        fps = min(self.cam.analytics_fps, rate)
+        if fps != self.analytics_fps:
+            if fps < self.cam.analytics_fps:
+                log.warning(
+                    "camera %s: analytics_fps %g is above the stream's %g frames/s; analysing every frame "
+                    "(%g/s)",
+                    self.cam.id,
+                    self.cam.analytics_fps,
+                    rate,
+                    fps,
+                )
+            self.analytics_fps = fps
+            self._sampler.period = 1.0 / fps
 
     def _play_once(self) -> bool:
-        """Play the source once to its end. Returns True at a clean end of stream."""
+        """Play the source once. Returns whether it reached its end (a file whose rest cannot be read
+        counts as ending there); False when stopped. Raises on a live stream's error."""
         opened = self._open()
-        tb, rate = opened.time_base, opened.rate
+        self._clock.restart()
+        rate = opened.rate
+        period = 1.0 / (rate or DEFAULT_RATE)
+        self._cap_rate(rate)
+        paced = self.cam.realtime and not self.cam.is_live
+        block = not (self.cam.realtime or self.cam.is_live)
         try:
             self._set_state(CameraState.UP)
-            start_wall = time.monotonic()
-            first_t: float | None = None
-            last_t = 0.0
-            for raw_pts, convert in opened.frames:
+            pace_t = pace_wall = 0.0
+            first = True
+            frames = opened.frames
+            while True:
+                try:
+                    raw_pts, convert = next(frames)
+                except StopIteration:
+                    return True
+                except Exception as err:
+                    if self.cam.is_live or self.stop_event.is_set():
+                        raise
+                    if first:  # nothing could be read at all: an error of this play, not an early end
+                        why = describe_error(err, source=self.cam.source)
+                        raise SourceError(
+                            f"cannot read {redact(self.cam.source)}: {why}",
+                            camera_id=self.cam.id,
+                            reason="read",
+                        ) from err
+                    self._count_error(err)
+                    log.warning(
+                        "camera %s: the file cannot be read past %.1f s (%s): treated as its end",
+                        self.cam.id,
+                        self._clock.t or 0.0,
+                        self.last_error,
+                    )
+                    return True
                 if self.stop_event.is_set():
                     return False
-                pts = raw_pts * tb if raw_pts is not None else self._index / rate
-                if first_t is None:
-                    first_t = pts
-                t = self._time_offset + (pts - first_t)
-                last_t = t
+                now = time.monotonic()
+                jumps = self._clock.discontinuities
+                t = self._clock(
+                    None if raw_pts is None else raw_pts * opened.time_base, period_s=period, wall_s=now
+                )
+                if self._clock.discontinuities != jumps:
+                    self._anomaly("timestamp_jump", f"timestamps jumped; media time goes on from {t:.2f} s")
                 self.frames_decoded += 1
                 self._index += 1
                 if self.on_decoded:
                     self.on_decoded(self.cam.id, 1)
-                if self.cam.realtime and not self.cam.is_live:
-                    delay = (pts - first_t) - (time.monotonic() - start_wall)
+                if paced:
+                    if first:
+                        pace_t, pace_wall = t, now
+                    delay = (t - pace_t) - (now - pace_wall)
                     if delay > 0 and self.stop_event.wait(delay):
                         return False
+                first = False
                 if not self._sampler.take(t):
                     continue  # unsampled frames skip colour conversion and inference
                 data, pixel_format, color = convert()  # before the decoder reuses the frame's buffer
-                f = Frame(self.cam.id, data, t, self._index - 1, time.time(), pixel_format, color)  # type: ignore[arg-type]
-                block = not (self.cam.realtime or self.cam.is_live)
+                wall = time.time() if self.cam.is_live else self.wall_anchor + t
+                f = Frame(self.cam.id, data, t, self._index - 1, wall, pixel_format, color)  # type: ignore[arg-type]
                 while not self.emit(f, block):
                     if not block:
                         self.frames_dropped += 1
@@ -239,7 +450,5 @@ class CameraSource(threading.Thread):
                     if self.stop_event.is_set():
                         return False
                 self.frames_sampled += 1
-            self._time_offset = last_t + 1.0 / rate
-            return True
         finally:
             opened.close()

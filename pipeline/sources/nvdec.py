@@ -66,7 +66,7 @@ class NvdecCameraSource(CameraSource):
             container = open_container(self.cam)
             stream = container.streams.video[0]
             tb = float(stream.time_base) if stream.time_base else 1.0 / 90000
-            rate = float(stream.average_rate) if stream.average_rate else 25.0
+            rate = float(stream.average_rate) if stream.average_rate else None
             return Opened(self._decode(container, stream), tb, rate, container.close)
         return self._open_file()
 
@@ -82,17 +82,21 @@ class NvdecCameraSource(CameraSource):
                 outputColorType=self.nvc.OutputColorType.NATIVE,
             )
         except self.nvc.PyNvVCException as err:
-            raise SourceError(f"camera {self.cam.id}: NVDEC cannot decode this stream: {err}") from err
+            raise SourceError(
+                f"NVDEC cannot decode this stream: {err}", camera_id=self.cam.id, reason="unsupported"
+            ) from err
 
     def _open_file(self) -> Opened:
         """A file through PyNvVideoCodec's demuxer; pts come from the frame count and frame rate."""
         nvc = self.nvc
         if not Path(self.cam.source).is_file():
-            raise SourceError(f"camera {self.cam.id}: file not found: {self.cam.source}")
+            raise SourceError(f"file not found: {self.cam.source}", camera_id=self.cam.id, reason="not_found")
         try:
             dmx = nvc.CreateDemuxer(filename=self.cam.source)
         except nvc.PyNvVCException as err:
-            raise SourceError(f"camera {self.cam.id}: cannot open {self.cam.source}: {err}") from err
+            raise SourceError(
+                f"cannot open {self.cam.source}: {err}", camera_id=self.cam.id, reason="open"
+            ) from err
         try:
             spec = color_spec(int(dmx.ColorSpace()), int(dmx.ColorRange()), int(dmx.Height()))
         except (TypeError, ValueError, AttributeError):
@@ -113,7 +117,11 @@ class NvdecCameraSource(CameraSource):
         nvc = self.nvc
         name = stream.codec_context.name
         if name not in CODECS:
-            raise SourceError(f"camera {self.cam.id}: NVDEC path takes H.264 or HEVC, the stream is {name}")
+            raise SourceError(
+                f"NVDEC path takes H.264 or HEVC, the stream is {name}",
+                camera_id=self.cam.id,
+                reason="unsupported",
+            )
         bsf_name, codec = CODECS[name]
         cc = stream.codec_context
         spec = color_spec(cc.colorspace, cc.color_range, cc.height, cc.pix_fmt or "")
