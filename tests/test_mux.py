@@ -36,30 +36,62 @@ def test_no_frames_returns_none() -> None:
     assert mux.next_batch(wait_s=0.05) is None
 
 
-def test_full_queue_drops_live_frames_and_blocks_file_frames() -> None:
-    mux = Muxer(max_batch_size=2, timeout_ms=10, queue_frames=2)
+def test_a_full_queue_drops_only_that_cameras_live_frames_and_blocks_its_file_frames() -> None:
+    mux = Muxer(max_batch_size=2, timeout_ms=10, queue_frames=4, camera_frames=2)
     assert mux.put(frame("a"), block=False) and mux.put(frame("a"), block=False)
-    assert not mux.put(frame("a"), block=False)
+    assert not mux.put(frame("a"), block=False)  # a's own queue is full: a's frame is dropped
     assert mux.dropped == 1
+    assert mux.put(frame("b"), block=False)  # another camera still has room
+    assert mux.put(frame("b"), block=False)
     assert not mux.put(frame("b"), block=True, timeout_s=0.05)
     assert mux.dropped == 1  # a blocking put that times out is retried by its camera, not dropped
 
-    got: list[int] = []
+    got: list[list[str]] = []
 
     def consumer() -> None:
         b = mux.next_batch(wait_s=1)
-        got.append(len(b) if b else 0)
+        got.append(b.camera_ids if b else [])
 
     th = threading.Thread(target=consumer)
     th.start()
-    assert mux.put(frame("b"), block=True, timeout_s=2)
+    assert mux.put(frame("b"), block=True, timeout_s=2)  # room once a batch took one of b's frames
     th.join(2)
-    assert got == [2]
+    assert got == [["a", "b"]]  # one frame of each camera in turn
 
 
-def test_batch_mixes_cameras_in_arrival_order() -> None:
-    mux = Muxer(max_batch_size=4, timeout_ms=20, queue_frames=8)
-    for cam in ["a", "b", "c", "a"]:
+def test_the_default_share_of_the_queue_is_split_between_cameras() -> None:
+    mux = Muxer(max_batch_size=2, timeout_ms=10, queue_frames=8)
+    assert all(mux.put(frame("a"), block=False) for _ in range(8))  # alone, a camera may use it all
+    assert not mux.put(frame("a"), block=False)
+    assert mux.put(frame("b"), block=False)  # a second camera always gets in; a's share is now 4
+
+
+def test_a_greedy_camera_cannot_starve_the_others() -> None:
+    """Per tick a greedy camera offers 5 frames, a modest one 1 every 4th tick; inference takes 2 a
+    tick. The modest camera must get every frame analysed; the greedy one loses only its own."""
+    mux = Muxer(max_batch_size=2, timeout_ms=0.1, queue_frames=16)
+    taken = {"greedy": 0, "modest": 0}
+    offered = {"greedy": 0, "modest": 0}
+    for tick in range(200):
+        for _ in range(5):
+            offered["greedy"] += 1
+            mux.put(frame("greedy"), block=False)
+        if tick % 4 == 0:
+            offered["modest"] += 1
+            mux.put(frame("modest"), block=False)
+        batch = mux.next_batch(wait_s=0.01)
+        for cam in batch.camera_ids if batch else []:
+            taken[cam] += 1
+    assert taken["modest"] == offered["modest"] == 50
+    assert taken["greedy"] == 400 - 50  # every batch was full: the rest of the capacity went to it
+    assert mux.dropped == offered["greedy"] - taken["greedy"] - mux.qsize()
+
+
+def test_batch_takes_cameras_in_turn_and_the_next_batch_starts_with_the_next_camera() -> None:
+    mux = Muxer(max_batch_size=4, timeout_ms=20, queue_frames=16)
+    for cam in ["a", "a", "a", "b", "c", "a", "b"]:
         mux.put(frame(cam), block=False)
     b = mux.next_batch(wait_s=1)
     assert b is not None and b.camera_ids == ["a", "b", "c", "a"]
+    b = mux.next_batch(wait_s=1)
+    assert b is not None and b.camera_ids == ["b", "a", "a"]  # c has nothing left: a fills in
