@@ -7,13 +7,17 @@ sends the stored bytes as they are. Snapshots are stored once per image (by sha2
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
+import os
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..errors import StorageError
 from ..failpoints import failpoint
 
 SCHEMA = """
@@ -45,33 +49,115 @@ CREATE TABLE IF NOT EXISTS dead_letter (
 Pending = tuple[int, str, bytes, str | None]  # seq, event_id, body, snapshot sha256
 
 
-def open_durable(path: Path, schema: str, *, page_size: int | None = None) -> sqlite3.Connection:
+def rollback(conn: sqlite3.Connection) -> None:
+    """Undo the open transaction, if a failed statement or commit left one open (SQLite ends it
+    itself on some errors, a full disk among them)."""
+    if conn.in_transaction:
+        conn.execute("ROLLBACK")
+
+
+@contextlib.contextmanager
+def transaction(conn: sqlite3.Connection, begin: str = "BEGIN") -> Iterator[sqlite3.Connection]:
+    """``with transaction(conn):`` statements committed together, or rolled back on any error."""
+    conn.execute(begin)
+    try:
+        yield conn
+        conn.execute("COMMIT")
+    except BaseException:
+        rollback(conn)
+        raise
+
+
+def describe_db_error(path: Path, err: BaseException) -> str:
+    """Why ``path`` cannot be used as a database, in a few words."""
+    if path.is_dir():
+        return "is a directory"
+    if isinstance(err, sqlite3.DatabaseError) and "not a database" in str(err):
+        return "is not a SQLite database (corrupt, or another kind of file)"
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not path.exists() and not parent.is_dir():
+        return f"cannot be created: {parent} is a file, not a directory"
+    if isinstance(err, OSError):
+        return f"cannot be opened: {err.strerror or err}"
+    if not path.exists() and not os.access(parent, os.W_OK):
+        return f"cannot be created: {parent} is not writable"
+    return f"cannot be used: {err}"
+
+
+# what each kind of database holds: the table that marks it, and how to name it in a message
+KINDS: dict[str, tuple[str, str]] = {
+    "outbox": ("outbox", "an edge outbox"),
+    "sink store": ("events", "a sink store"),
+}
+
+
+def check_kind(conn: sqlite3.Connection, path: Path, kind: str, *, new_ok: bool) -> set[str]:
+    """The database's tables; StorageError when it is the other kind of database (or, unless
+    ``new_ok``, not this kind: empty or foreign)."""
+    tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    marker, named = KINDS[kind]
+    if marker in tables or (new_ok and not tables):
+        return tables
+    for other_marker, other_named in KINDS.values():
+        if other_marker in tables:
+            raise StorageError(f"{path} is {other_named}, not {named}")
+    what = (
+        f"a SQLite database of something else (tables: {', '.join(sorted(tables)[:5])})"
+        if tables
+        else "empty"
+    )
+    raise StorageError(f"{path} is not {named}: it is {what}")
+
+
+def open_durable(path: Path, schema: str, *, kind: str, page_size: int | None = None) -> sqlite3.Connection:
     """A SQLite database that survives crashes and power loss (WAL, synchronous=FULL), autocommit mode.
-    ``page_size`` applies to a new file only."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(str(path), timeout=30.0, isolation_level=None, check_same_thread=False)
-    if page_size is not None:
-        conn.execute(f"PRAGMA page_size={int(page_size)}")  # before WAL: a WAL file keeps its page size
-    deadline = time.monotonic() + 30.0
-    while True:  # switching a new file to WAL is not covered by the busy timeout: two openers can race
-        try:
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=FULL")
-            conn.executescript(schema)
-            return conn
-        except sqlite3.OperationalError as err:
-            if "locked" not in str(err) or time.monotonic() > deadline:
-                conn.close()
-                raise
-            time.sleep(0.02)
+    ``kind`` is ``outbox`` or ``sink store``: an existing file of the other kind, a directory or a file
+    that is not a database is a StorageError naming the file. ``page_size`` applies to a new file only."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(str(path), timeout=30.0, isolation_level=None, check_same_thread=False)
+    except (sqlite3.Error, OSError) as err:
+        raise StorageError(f"the {kind} {path} {describe_db_error(path, err)}") from err
+    try:
+        tables = check_kind(conn, path, kind, new_ok=True)
+        if page_size is not None and not tables:
+            conn.execute(f"PRAGMA page_size={int(page_size)}")  # before WAL: a WAL file keeps its page size
+        deadline = time.monotonic() + 30.0
+        while True:  # switching a new file to WAL is not covered by the busy timeout: two openers can race
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=FULL")
+                conn.executescript(schema)
+                return conn
+            except sqlite3.OperationalError as err:
+                if "locked" not in str(err) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
+    except StorageError:
+        conn.close()
+        raise
+    except sqlite3.Error as err:
+        conn.close()
+        raise StorageError(f"the {kind} {path} {describe_db_error(path, err)}") from err
 
 
 class Outbox:
-    """One connection per thread: the pipeline appends, the sender reads and marks delivered."""
+    """One connection per thread: the pipeline appends, the sender reads and marks delivered.
 
-    def __init__(self, path: Path) -> None:
+    ``lock``: hold the outbox for this process (a ``.lock`` file beside it): a second edge given
+    the same file is refused instead of sharing its sequence numbers."""
+
+    def __init__(self, path: Path, *, lock: bool = False) -> None:
         self.path = path
-        self.conn = open_durable(path, SCHEMA)
+        self._lock_fd = _lock(path) if lock else None
+        try:
+            self.conn = open_durable(path, SCHEMA, kind="outbox")
+        except BaseException:
+            if self._lock_fd is not None:
+                os.close(self._lock_fd)
+            raise
         columns = {row[1] for row in self.conn.execute("PRAGMA table_info(outbox)")}
         if "snapshot_sha256" not in columns:  # an outbox written before snapshots were stored by digest
             try:
@@ -88,8 +174,7 @@ class Outbox:
         """Commit several events in one transaction (one fsync)."""
         now = time.time()
         seqs: list[int] = []
-        self.conn.execute("BEGIN IMMEDIATE")
-        try:
+        with transaction(self.conn, "BEGIN IMMEDIATE"):
             row = self.conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'outbox'").fetchone()
             last = int(row[0]) if row else 0
             for event, snapshot in items:
@@ -109,10 +194,6 @@ class Outbox:
                     (last, event["event_id"], json.dumps(event, separators=(",", ":")), sha, now),
                 )
                 seqs.append(last)
-            self.conn.execute("COMMIT")
-        except BaseException:
-            self.conn.execute("ROLLBACK")
-            raise
         failpoint("edge.after_commit")
         return seqs
 
@@ -145,36 +226,33 @@ class Outbox:
                 runs[-1] = (now, runs[-1][1], seq)
             else:
                 runs.append((now, seq, seq))
-        self.conn.execute("BEGIN")
-        self.conn.executemany(
-            "UPDATE outbox SET delivered_at = ? WHERE seq BETWEEN ? AND ? AND delivered_at IS NULL", runs
-        )
-        self.conn.execute("COMMIT")
+        with transaction(self.conn):
+            self.conn.executemany(
+                "UPDATE outbox SET delivered_at = ? WHERE seq BETWEEN ? AND ? AND delivered_at IS NULL", runs
+            )
 
     def dead_letter(self, seq: int, reason: str) -> None:
-        self.conn.execute("BEGIN")
-        self.conn.execute(
-            "INSERT OR REPLACE INTO dead_letter (seq, event_id, body, reason, failed_at) "
-            "SELECT seq, event_id, body, ?, ? FROM outbox WHERE seq = ?",
-            (reason, time.time(), seq),
-        )
-        self.conn.execute("DELETE FROM outbox WHERE seq = ?", (seq,))
-        self.conn.execute("COMMIT")
+        with transaction(self.conn):
+            self.conn.execute(
+                "INSERT OR REPLACE INTO dead_letter (seq, event_id, body, reason, failed_at) "
+                "SELECT seq, event_id, body, ?, ? FROM outbox WHERE seq = ?",
+                (reason, time.time(), seq),
+            )
+            self.conn.execute("DELETE FROM outbox WHERE seq = ?", (seq,))
 
     def prune(self, *, retention_s: float) -> int:
         """Forget events delivered more than ``retention_s`` ago, and snapshots no pending event needs
         that are older than that; returns the number of events removed."""
         cutoff = time.time() - retention_s
-        self.conn.execute("BEGIN")
-        n = self.conn.execute(
-            "DELETE FROM outbox WHERE delivered_at IS NOT NULL AND delivered_at < ?", (cutoff,)
-        ).rowcount
-        self.conn.execute(
-            "DELETE FROM snapshots WHERE created_at < ? AND sha256 NOT IN "
-            "(SELECT snapshot_sha256 FROM outbox WHERE snapshot_sha256 IS NOT NULL)",
-            (cutoff,),
-        )
-        self.conn.execute("COMMIT")
+        with transaction(self.conn):
+            n = self.conn.execute(
+                "DELETE FROM outbox WHERE delivered_at IS NOT NULL AND delivered_at < ?", (cutoff,)
+            ).rowcount
+            self.conn.execute(
+                "DELETE FROM snapshots WHERE created_at < ? AND sha256 NOT IN "
+                "(SELECT snapshot_sha256 FROM outbox WHERE snapshot_sha256 IS NOT NULL)",
+                (cutoff,),
+            )
         return n
 
     def count_pending(self) -> int:
@@ -188,3 +266,30 @@ class Outbox:
 
     def close(self) -> None:
         self.conn.close()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+
+def _lock(path: Path) -> int:
+    """An exclusive lock on ``PATH.lock`` for as long as the descriptor stays open."""
+    lock_path = path.with_name(path.name + ".lock")
+    try:
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as err:
+        raise StorageError(f"the outbox {path} {describe_db_error(path, err)}") from err
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        raise StorageError(
+            f"the outbox {path} is in use by another process (pid {holder}); give each edge its own"
+        ) from None
+    try:  # who holds it, for the message another process would print
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+    except OSError:  # a full disk: the lock holds without it
+        pass
+    return fd

@@ -17,9 +17,9 @@ from typing import Any
 import zmq
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from ..errors import SchemaError, SinkError
+from ..errors import SafeCityError, SchemaError, SinkError, StorageError
 from ..failpoints import failpoint
-from .outbox import open_durable
+from .outbox import open_durable, rollback
 from .schema import validate_event
 from .security import EdgeGrant, start_authenticator
 
@@ -107,15 +107,20 @@ class SinkMetrics:
             "Snapshots an edge no longer had (or sent with a wrong digest)",
             registry=registry,
         )
+        self.store_ok = Gauge(
+            "safecity_sink_store_ok",
+            "0 while the store refuses writes (events are not acknowledged)",
+            registry=registry,
+        )
+        self.store_ok.set(1)
+        self.store_errors = Counter(
+            "safecity_sink_store_errors_total",
+            "Batches the store refused (full disk, I/O error)",
+            registry=registry,
+        )
         self.snapshots_wanted = Gauge(
             "safecity_sink_snapshots_wanted", "Referenced snapshots not fetched yet", registry=registry
         )
-
-
-def _rollback(db: sqlite3.Connection) -> None:
-    """Undo the open transaction, if a failed statement or commit left one open."""
-    if db.in_transaction:
-        db.execute("ROLLBACK")
 
 
 def split_events(frames: list[bytes]) -> list[list[bytes]]:
@@ -180,11 +185,16 @@ class Sink:
         self._fetching: dict[str, float] = {}  # snapshot sha256 -> when it was asked for
         self._want_snapshots = True  # snapshot_wanted may have rows (it survives restarts)
         self.bound_endpoint: str | None = None
-        self.error: SinkError | None = None
+        self.error: SafeCityError | None = None
+        self.storing = True  # False while the store refuses writes
 
     def serve(self, stop_event: threading.Event) -> None:
-        # 16 KiB pages: inserting ~600-byte events costs about 13 % less than with 4 KiB
-        db = open_durable(self.db_path, SINK_SCHEMA, page_size=16384)
+        try:  # 16 KiB pages: inserting ~600-byte events costs about 13 % less than with 4 KiB
+            db = open_durable(self.db_path, SINK_SCHEMA, kind="sink store", page_size=16384)
+        except StorageError as err:
+            self.error = err
+            self.ready.set()
+            return
         committer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sink-commit")
         ctx: zmq.Context = zmq.Context()  # its own: the ZAP authenticator is per context
         auth = None
@@ -229,7 +239,10 @@ class Sink:
                 if committing is not None:
                     self._complete(committing, db, sock)
                     committing = None
-                committing = self._write(db, committer, accepted, snapshots)
+                try:
+                    committing = self._write(db, committer, accepted, snapshots)
+                except sqlite3.Error as err:
+                    self._store_failed(err, len(accepted))
             if committing is not None:
                 self._complete(committing, db, sock)
         finally:
@@ -326,7 +339,7 @@ class Sink:
                 failpoint("sink.before_commit")
             future = committer.submit(db.execute, "COMMIT")
         except BaseException:
-            _rollback(db)
+            rollback(db)
             raise
         return _Commit(future, accepted, new)
 
@@ -334,9 +347,17 @@ class Sink:
         """Once the commit is durable: ack (one message per edge), then tell ``on_event``."""
         try:
             commit.future.result()
+        except sqlite3.Error as err:
+            rollback(db)
+            self._store_failed(err, len(commit.accepted))
+            return
         except BaseException:
-            _rollback(db)
+            rollback(db)
             raise
+        if not self.storing:
+            self.storing = True
+            self.metrics.store_ok.set(1)
+            log.warning("storing events in %s again", self.db_path)
         if commit.accepted:
             failpoint("sink.after_commit")
         acks: dict[bytes, list[bytes]] = {}
@@ -348,6 +369,21 @@ class Sink:
                 self.on_event(event, is_new)
         if self._want_snapshots and len(self._fetching) < FETCH_WINDOW // 2:
             self._request_snapshots(db, sock)  # keep the window of snapshot requests full
+
+    def _store_failed(self, err: sqlite3.Error, events: int) -> None:
+        """The store refused a batch (a full disk, an I/O error): nothing of it is acknowledged, so the
+        edges keep those events and send them again; the sink goes on and tries with the next batch."""
+        self.metrics.store_errors.inc()
+        if self.storing:
+            self.storing = False
+            self.metrics.store_ok.set(0)
+            log.error(
+                "cannot store events in %s (%s): not acknowledging them (%d in this batch); the edges keep "
+                "them and send them again",
+                self.db_path,
+                err,
+                events,
+            )
 
     @staticmethod
     def _send(sock: zmq.Socket, replies: list[list[bytes]]) -> None:

@@ -17,8 +17,11 @@ import collections
 import json
 import logging
 import os
+import socket
+import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -54,6 +57,21 @@ class _InFlight:
     done: bool = False
 
 
+def warn_if_unresolvable(endpoint: str) -> None:
+    """ZeroMQ retries a host it cannot resolve for ever, silently: say so once, loudly."""
+    if not endpoint.startswith("tcp://"):
+        return
+    host = endpoint[len("tcp://") :].rsplit(":", 1)[0].strip("[]")
+    try:
+        socket.getaddrinfo(host, None)
+    except OSError as err:
+        log.error(
+            "the sink's host %r does not resolve (%s): incidents wait in the outbox until it does",
+            host,
+            err.strerror or err,
+        )
+
+
 def _sendable_snapshot(outbox: Outbox, sha: str, *, beside: int = 0) -> bytes | None:
     """The stored snapshot, or None when there is none or it would take a message past
     SNAPSHOT_LIMIT_BYTES with ``beside`` bytes of event (the sink would drop the connection): then the
@@ -80,13 +98,15 @@ class Sender(threading.Thread):
         snapshots: SnapshotMode = "inline",
         retention_s: float = 7 * 86400.0,
         source: str | None = None,
+        on_error: Callable[[BaseException], None] | None = None,
     ) -> None:
         """The window is ``max_in_flight`` events and ``max_in_flight_bytes`` of event and inline
         snapshot bytes, whichever is reached first (one event at least).
         ``curve``: (sink public key, this edge's public key, this edge's secret key), Z85.
         ``snapshots``: sent with each event, or by reference (the sink asks for them); either way
         they stay in the outbox for ``retention_s`` after delivery. ``source`` (the edge id) is sent
-        in a HELLO on every (re)connection so the sink knows where to ask for snapshots."""
+        in a HELLO on every (re)connection so the sink knows where to ask for snapshots.
+        ``on_error(err)``: the sender thread died of ``err`` (kept as ``error`` too)."""
         super().__init__(name="event-sender", daemon=True)
         self.outbox_path = outbox_path
         self.endpoint = endpoint
@@ -100,6 +120,10 @@ class Sender(threading.Thread):
         self.snapshots = snapshots
         self.retention_s = retention_s
         self.source = source
+        self.on_error = on_error
+        self.error: BaseException | None = None
+        self._unmarked: list[int] = []  # acked, but the outbox could not record it yet (full disk)
+        self._mark_failing = False
         self._stopping = threading.Event()
         self._drain_deadline = float("inf")
         self.in_flight: dict[str, _InFlight] = {}
@@ -145,6 +169,17 @@ class Sender(threading.Thread):
         return sock
 
     def run(self) -> None:
+        try:
+            self._run()
+        except BaseException as err:  # a dead sender is a dead stage: whoever started it is told
+            self.error = err
+            if self.on_error is not None:
+                self.on_error(err)
+            else:
+                log.exception("event sender failed")
+
+    def _run(self) -> None:
+        warn_if_unresolvable(self.endpoint)
         outbox = Outbox(self.outbox_path)
         # Losing a "delivered" mark in a power cut only means a resend the sink deduplicates.
         outbox.conn.execute("PRAGMA synchronous=NORMAL")
@@ -189,7 +224,7 @@ class Sender(threading.Thread):
                         self._drain_replies(sock, outbox, delivered)
                     else:
                         self._drain_wake_pipe()
-                outbox.mark_delivered(delivered)
+                self._mark_delivered(outbox, delivered)
                 self.acked += len(delivered)
                 self.pending = max(self.pending - len(delivered), 0)
                 if now - last_gauges > 0.5:
@@ -198,15 +233,9 @@ class Sender(threading.Thread):
                     if self.metrics:
                         self.metrics.outbox_pending.set(self.pending)
                         self.metrics.outbox_oldest_age.set(outbox.oldest_pending_age())
-                if now - last_prune > PRUNE_EVERY_S:
+                if now - last_prune > PRUNE_EVERY_S and not self._mark_failing:
                     last_prune = now
-                    pruned = outbox.prune(retention_s=self.retention_s)
-                    if pruned:
-                        log.info(
-                            "outbox: forgot %d events delivered over %.0f h ago",
-                            pruned,
-                            self.retention_s / 3600,
-                        )
+                    self._prune(outbox)
         finally:
             sock.disable_monitor()
             monitor.close(linger=0)
@@ -216,6 +245,33 @@ class Sender(threading.Thread):
                 os.close(self._wake_r)
                 os.close(self._wake_w)
                 self._wake_r = self._wake_w = -1
+
+    def _prune(self, outbox: Outbox) -> None:
+        try:
+            pruned = outbox.prune(retention_s=self.retention_s)
+        except sqlite3.Error as err:  # a full disk: tried again next time
+            log.warning("outbox: could not forget old deliveries (%s)", err)
+            return
+        if pruned:
+            log.info("outbox: forgot %d events delivered over %.0f h ago", pruned, self.retention_s / 3600)
+
+    def _mark_delivered(self, outbox: Outbox, seqs: list[int]) -> None:
+        """Record acks in the outbox; when it cannot be written (a full disk) they are kept and
+        recorded later (were the edge to stop first, the sink would get them again and ignore them)."""
+        if not seqs and not self._unmarked:
+            return
+        self._unmarked.extend(seqs)
+        try:
+            outbox.mark_delivered(self._unmarked)
+        except sqlite3.Error as err:
+            if not self._mark_failing:
+                log.error("cannot record deliveries in the outbox (%s); keeping them in memory", err)
+            self._mark_failing = True
+            return
+        if self._mark_failing:
+            log.warning("deliveries are recorded in the outbox again (%d held)", len(self._unmarked))
+        self._mark_failing = False
+        self._unmarked = []
 
     def _drain_wake_pipe(self) -> None:
         try:
@@ -360,6 +416,9 @@ class Sender(threading.Thread):
         if kind == b"NACK":
             reason = msg[2].decode(errors="replace") if len(msg) > 2 else "rejected"
             log.error("sink rejected event %s (seq %d): %s", event_id, inf.seq, reason)
-            outbox.dead_letter(inf.seq, reason)
+            try:
+                outbox.dead_letter(inf.seq, reason)
+            except sqlite3.Error as err:  # it stays pending: sent again (and refused again) later
+                log.error("cannot move event %s to the dead letters (%s)", event_id, err)
             if self.metrics:
                 self.metrics.events_rejected.inc()
