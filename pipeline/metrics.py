@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import errno
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+from .errors import SafeCityError
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -25,6 +29,24 @@ class Metrics:
         self.camera_errors = Counter(
             "safecity_camera_errors_total",
             "Source errors (open / read), each followed by a retry",
+            ["camera"],
+            registry=r,
+        )
+        self.decode_errors = Counter(
+            "safecity_decode_errors_total",
+            "Packets that did not decode (skipped to the next keyframe; the stream goes on)",
+            ["camera"],
+            registry=r,
+        )
+        self.timestamp_jumps = Counter(
+            "safecity_timestamp_jumps_total",
+            "Timestamps that went backwards or jumped ahead (media time re-anchored)",
+            ["camera"],
+            registry=r,
+        )
+        self.camera_behind = Gauge(
+            "safecity_camera_behind",
+            "1 while the camera is analysed well below its rate or loses frames: this server cannot keep up",
             ["camera"],
             registry=r,
         )
@@ -80,12 +102,39 @@ class Metrics:
         self.outbox_pending = Gauge(
             "safecity_outbox_pending_events", "Events not yet acknowledged", registry=r
         )
+        self.outbox_writable = Gauge(
+            "safecity_outbox_writable",
+            "0 while incidents cannot be written to the outbox (full disk)",
+            registry=r,
+        )
+        self.outbox_write_errors = Counter(
+            "safecity_outbox_write_errors_total",
+            "Failed outbox commits (the events are held and retried)",
+            registry=r,
+        )
+        self.outbox_held_events = Gauge(
+            "safecity_outbox_held_events",
+            "Incident events held in memory until the outbox takes them",
+            registry=r,
+        )
+        self.incident_events_lost = Counter(
+            "safecity_incident_events_lost_total",
+            "Incident events dropped because the outbox could not take them for too long",
+            registry=r,
+        )
         self.outbox_oldest_age = Gauge(
             "safecity_outbox_oldest_pending_age_seconds", "Age of the oldest unacknowledged event", registry=r
         )
 
 
 def serve_metrics(registry: CollectorRegistry, port: int, addr: str = "0.0.0.0") -> int:
-    """Expose ``registry`` over HTTP; port 0 picks a free port. Returns the port."""
-    server, _thread = start_http_server(port, addr=addr, registry=registry)
+    """Expose ``registry`` over HTTP; port 0 picks a free port. Returns the port; a port that cannot
+    be taken is a SafeCityError naming it."""
+    try:
+        server, _thread = start_http_server(port, addr=addr, registry=registry)
+    except OSError as err:
+        why = "is in use" if err.errno == errno.EADDRINUSE else f"cannot be opened ({err.strerror or err})"
+        raise SafeCityError(
+            f"metrics port {port} on {addr} {why}; choose another with --metrics-port"
+        ) from None
     return int(server.server_port)

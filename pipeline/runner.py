@@ -1,9 +1,11 @@
-"""Wires the stages for a config: sources -> muxer -> detect -> track -> rules -> outbox -> sink.
+"""Wires the stages for a config: sources -> muxer -> detect -> track -> rules -> publish -> sink.
 
 Threads: one per camera (decode), one for preprocessing (batches from the muxer, letterboxed on the
-device), one for inference (model, decode, NMS), one for analytics (tracking, rules, snapshots,
-outbox), one sender, one status line. Preprocessing of batch N+1 overlaps inference of batch N.
-Every queue is bounded and every wait has a timeout; ``stop()`` joins them all.
+device), one for inference (model, decode, NMS), one for analytics (tracking, rules), one for
+publishing (snapshots, events, outbox: ``events/publish.py``), one sender, and the caller's, which
+watches and prints the status line. Preprocessing of batch N+1 overlaps inference of batch N.
+Every queue is bounded and every wait has a timeout; the first stage that dies stops the run and
+is kept as ``error``; ``stop()`` joins everything.
 """
 
 from __future__ import annotations
@@ -16,22 +18,26 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-import torch
-from torchvision.io import encode_jpeg
-
 from .analytics.camera import CameraAnalytics
 from .config import Config
 from .detect import Detector, create_detector
 from .devices import resolve_device
+from .errors import StageError
 from .events.outbox import Outbox
-from .events.schema import build_event
-from .events.transport import SNAPSHOT_LIMIT_BYTES, Sender
+from .events.publish import Publisher
+from .events.transport import Sender
+from .failpoints import failpoint
 from .metrics import Metrics
-from .registry import sha256_bytes
+from .overload import CameraLoad, KeepUpWatch
 from .sources import CameraState, Muxer, choose_decoder, make_source
+from .sources.cpu import DONE_STATES, Anomaly
+from .stage import Supervisor, join_all
 from .types import Detections, Frame, FrameBatch, Incident
 
 log = logging.getLogger(__name__)
+
+CAMERA_STOP_S = 5.0
+STAGE_STOP_S = 30.0
 
 
 @dataclass
@@ -40,18 +46,28 @@ class CameraStats:
     analysed: int = 0
     dropped: int = 0
     errors: int = 0
+    decode_errors: int = 0
+    timestamp_jumps: int = 0
     incidents: int = 0
     state: str = "starting"
+    behind: bool = False
 
 
 @dataclass
 class RunStats:
+    """What a run did; ``elapsed_s`` is the time it analysed, up to the stop (not the drain after)."""
+
     started: float = field(default_factory=time.monotonic)
+    stopped: float | None = None  # when intake stopped (the outbox may drain after it)
     batches: int = 0
     frames: int = 0
     incidents: int = 0
     recent_batch_sizes: deque[int] = field(default_factory=lambda: deque(maxlen=50))
     cameras: dict[str, CameraStats] = field(default_factory=dict)
+
+    @property
+    def elapsed_s(self) -> float:
+        return (time.monotonic() if self.stopped is None else self.stopped) - self.started
 
 
 def sender_curve(cfg: Config) -> tuple[bytes, bytes, bytes] | None:
@@ -72,18 +88,6 @@ def sender_curve(cfg: Config) -> tuple[bytes, bytes, bytes] | None:
     return load_public_key(s.server_public_key), public, secret
 
 
-def snapshot_jpeg(chw: torch.Tensor, *, quality: int, limit_bytes: int = SNAPSHOT_LIMIT_BYTES) -> bytes:
-    """The incident's JPEG (on the frame's device: nvJPEG on a GPU), halved in size until it fits the
-    limit a message to the sink can carry."""
-    while True:
-        jpeg = encode_jpeg(chw, quality=quality)
-        data = bytes(jpeg.cpu().numpy().tobytes()) if isinstance(jpeg, torch.Tensor) else bytes(jpeg)
-        if len(data) <= limit_bytes or min(chw.shape[1:]) < 64:
-            return data
-        chw = torch.nn.functional.interpolate(chw[None].float(), scale_factor=0.5, mode="area")[0]
-        chw = chw.round().clamp(0, 255).to(torch.uint8)
-
-
 class Runner:
     def __init__(
         self,
@@ -95,22 +99,27 @@ class Runner:
     ) -> None:
         self.cfg = cfg
         self.metrics = metrics or Metrics()
-        self.detector = detector or create_detector(cfg)
         self.status_stream = status_stream
         self.stop_event = threading.Event()
+        self.supervisor = Supervisor(self.stop_event)
         self.stats = RunStats(cameras={c.id: CameraStats() for c in cfg.cameras})
         self._lock = threading.Lock()
+        self.outbox = Outbox(cfg.sink.outbox, lock=True)  # before the model: a bad path fails fast
+        try:
+            curve = sender_curve(cfg)
+            self.detector = detector or create_detector(cfg)
+        except BaseException:
+            self.outbox.close()
+            raise
         self.mux = Muxer(
             max_batch_size=cfg.batching.max_batch_size,
             timeout_ms=cfg.batching.timeout_ms,
             queue_frames=cfg.batching.queue_frames,
         )
-        self._analytics_q: queue.Queue[tuple[FrameBatch, list[Detections]]] = queue.Queue(maxsize=4)
         names = self.detector.info.class_names
         self.per_camera = {c.id: CameraAnalytics(cfg, i, names) for i, c in enumerate(cfg.cameras)}
-        self.outbox = Outbox(cfg.sink.outbox)
         self.sender = Sender(
-            curve=sender_curve(cfg),
+            curve=curve,
             outbox_path=cfg.sink.outbox,
             endpoint=cfg.sink.endpoint,
             metrics=self.metrics,
@@ -120,6 +129,7 @@ class Runner:
             snapshots=cfg.sink.snapshots,
             retention_s=cfg.sink.retention_hours * 3600,
             source=cfg.edge_id,
+            on_error=lambda err: self.supervisor.fail("event sender", err),
         )
         self.device = resolve_device(cfg.device)
         self.decoder = choose_decoder(cfg.decoder, self.device)
@@ -139,21 +149,47 @@ class Runner:
                 on_state=self._on_state,
                 on_decoded=self._on_decoded,
                 on_error=self._on_error,
+                on_anomaly=self._on_anomaly,
             )
             for cam in cfg.cameras
         ]
+        self.publisher = Publisher(
+            cfg,
+            outbox=self.outbox,
+            model=self.detector.info,
+            metrics=self.metrics,
+            supervisor=self.supervisor,
+            notify=self.sender.notify,
+            on_committed=self._on_committed,
+            max_held_events=cfg.sink.max_held_events,
+            max_held_bytes=int(cfg.sink.max_held_mb * 2**20),
+        )
         self._prepared_q: queue.Queue[tuple[FrameBatch, Any]] = queue.Queue(maxsize=2)  # double buffer
-        self._prepare_thread = threading.Thread(target=self._prepare_loop, name="preprocess", daemon=True)
+        self._analytics_q: queue.Queue[tuple[FrameBatch, list[Detections]]] = queue.Queue(maxsize=4)
         self._prepare_done = threading.Event()
-        self._infer_thread = threading.Thread(target=self._infer_loop, name="inference", daemon=True)
-        self._analytics_thread = threading.Thread(target=self._analytics_loop, name="analytics", daemon=True)
         self._infer_done = threading.Event()
         self._analytics_done = threading.Event()
+        sup = self.supervisor
+        self._stages = [
+            sup.thread("preprocess", self._prepare_loop, done=self._prepare_done),
+            sup.thread("inference", self._infer_loop, done=self._infer_done),
+            sup.thread("analytics", self._analytics_loop, done=self._analytics_done),
+            sup.thread(
+                "publish", lambda: self.publisher.loop(self._analytics_done), done=self.publisher.done
+            ),
+        ]
         self.incidents: deque[Incident] = deque(maxlen=1000)  # the latest, for callers and tests
+        self.keep_up = KeepUpWatch()
         self._decoded = {c.id: self.metrics.frames_decoded.labels(camera=c.id) for c in cfg.cameras}
         self._analysed = {c.id: self.metrics.frames_analysed.labels(camera=c.id) for c in cfg.cameras}
         for cam in cfg.cameras:
             self.metrics.camera_up.labels(camera=cam.id).set(0)
+            self.metrics.camera_behind.labels(camera=cam.id).set(0)
+
+    @property
+    def error(self) -> StageError | None:
+        """The first stage error, which ended the run (None: no stage failed)."""
+        return self.supervisor.error
 
     # -- callbacks from camera threads ------------------------------------------------------
     def _emit(self, frame: Frame, block: bool) -> bool:
@@ -168,6 +204,8 @@ class Runner:
         self.metrics.camera_up.labels(camera=camera_id).set(1 if state == CameraState.UP else 0)
         with self._lock:
             self.stats.cameras[camera_id].state = state.value
+        if state == CameraState.FAILED:
+            self.mux.forget(camera_id)
 
     def _on_decoded(self, camera_id: str, n: int) -> None:
         self._decoded[camera_id].inc(n)
@@ -178,83 +216,55 @@ class Runner:
         with self._lock:
             self.stats.cameras[camera_id].errors += 1
 
+    def _on_anomaly(self, camera_id: str, kind: Anomaly) -> None:
+        c = self.stats.cameras[camera_id]
+        if kind == "decode_error":
+            self.metrics.decode_errors.labels(camera=camera_id).inc()
+            c.decode_errors += 1
+        else:
+            self.metrics.timestamp_jumps.labels(camera=camera_id).inc()
+            c.timestamp_jumps += 1
+
     # -- stages ---------------------------------------------------------------------------
     def _sources_done(self) -> bool:
-        return all(s.state in (CameraState.FINISHED, CameraState.STOPPED) for s in self.sources)
+        return all(s.state in DONE_STATES for s in self.sources)
 
     def _prepare_loop(self) -> None:
         """Batches from the muxer, preprocessed while the previous batch is in the model."""
-        try:
-            while True:
-                batch = self.mux.next_batch(wait_s=0.1)
-                if batch is None:
-                    if self.stop_event.is_set() or (self._sources_done() and self.mux.qsize() == 0):
-                        return
-                    continue
-                t0 = time.perf_counter()
-                prepared = self.detector.prepare(batch)
-                self.metrics.stage_latency.labels(stage="preprocess").observe(time.perf_counter() - t0)
-                self.metrics.batch_size.observe(len(batch))
-                if not self._put(self._prepared_q, (batch, prepared)):
+        while True:
+            batch = self.mux.next_batch(wait_s=0.1)
+            if batch is None:
+                if self.stop_event.is_set() or (self._sources_done() and self.mux.qsize() == 0):
                     return
-        except Exception:
-            log.exception("preprocessing stage failed")
-            self.stop_event.set()
-        finally:
-            self._prepare_done.set()
+                continue
+            t0 = time.perf_counter()
+            prepared = self.detector.prepare(batch)
+            self.metrics.stage_latency.labels(stage="preprocess").observe(time.perf_counter() - t0)
+            self.metrics.batch_size.observe(len(batch))
+            if not self.supervisor.put(self._prepared_q, (batch, prepared)):
+                return
 
     def _infer_loop(self) -> None:
-        try:
-            while (item := self._get(self._prepared_q, self._prepare_done)) is not None:
-                batch, prepared = item
-                t0 = time.perf_counter()
-                dets = self.detector.run(prepared)
-                self.metrics.stage_latency.labels(stage="detect").observe(time.perf_counter() - t0)
-                if not self._put(self._analytics_q, (batch, dets)):
-                    return
-        except Exception:
-            log.exception("inference stage failed")
-            self.stop_event.set()
-        finally:
-            self._infer_done.set()
-
-    @staticmethod
-    def _get(q: queue.Queue, upstream_done: threading.Event) -> Any:
-        """The next item, or None once the stage feeding ``q`` has finished and ``q`` is empty."""
-        while True:
-            try:
-                return q.get(timeout=0.1)
-            except queue.Empty:
-                if upstream_done.is_set() and q.empty():
-                    return None
-
-    def _put(self, q: queue.Queue, item: object) -> bool:
-        """Put with backpressure; False when a stop was requested while waiting."""
-        while True:
-            try:
-                q.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                if self.stop_event.is_set():
-                    return False
+        while (item := self.supervisor.get(self._prepared_q, self._prepare_done)) is not None:
+            batch, prepared = item
+            failpoint("detect.batch")
+            t0 = time.perf_counter()
+            dets = self.detector.run(prepared)
+            self.metrics.stage_latency.labels(stage="detect").observe(time.perf_counter() - t0)
+            if not self.supervisor.put(self._analytics_q, (batch, dets)):
+                return
 
     def _analytics_loop(self) -> None:
-        try:
-            while (item := self._get(self._analytics_q, self._infer_done)) is not None:
-                batch, dets = item
-                t0 = time.perf_counter()
-                for frame, d in zip(batch.frames, dets, strict=True):
-                    self._analyse(frame, d)
-                self.metrics.stage_latency.labels(stage="analytics").observe(time.perf_counter() - t0)
-                with self._lock:
-                    self.stats.batches += 1
-                    self.stats.frames += len(batch)
-                    self.stats.recent_batch_sizes.append(len(batch))
-        except Exception:
-            log.exception("analytics stage failed")
-            self.stop_event.set()
-        finally:
-            self._analytics_done.set()
+        while (item := self.supervisor.get(self._analytics_q, self._infer_done)) is not None:
+            batch, dets = item
+            t0 = time.perf_counter()
+            for frame, d in zip(batch.frames, dets, strict=True):
+                self._analyse(frame, d)
+            self.metrics.stage_latency.labels(stage="analytics").observe(time.perf_counter() - t0)
+            with self._lock:
+                self.stats.batches += 1
+                self.stats.frames += len(batch)
+                self.stats.recent_batch_sizes.append(len(batch))
 
     def _analyse(self, frame: Frame, dets: Detections) -> None:
         ca = self.per_camera[frame.camera_id]
@@ -262,81 +272,86 @@ class Runner:
             dets, t=frame.pts_seconds, wall_time=frame.wall_time, frame_w=frame.width, frame_h=frame.height
         )
         self._analysed[frame.camera_id].inc()
-        self.metrics.end_to_end_latency.observe(max(time.time() - frame.wall_time, 0.0))
+        self.metrics.end_to_end_latency.observe(max(time.monotonic() - frame.decoded_at, 0.0))
         self.stats.cameras[frame.camera_id].analysed += 1
         if incidents:
-            self._emit_incidents(frame, incidents)
+            self.publisher.submit(frame, incidents)
 
-    def _emit_incidents(self, frame: Frame, incidents: list[Incident]) -> None:
-        t0 = time.perf_counter()
-        snapshot = snapshot_jpeg(
-            frame.rgb().permute(2, 0, 1).contiguous(), quality=self.cfg.sink.snapshot_quality
-        )
-        digest = sha256_bytes(snapshot)
-        info = self.detector.info
-        events = []
-        for inc in incidents:
-            inc.frame_index = frame.frame_index
-            event = build_event(
-                inc,
-                source=self.cfg.edge_id,
-                location=self.per_camera[frame.camera_id].cam.location,
-                frame_w=frame.width,
-                frame_h=frame.height,
-                model_name=info.name,
-                model_version=info.version,
-                wall_offset=frame.wall_time - frame.pts_seconds,
-                snapshot_sha256=digest,
-                snapshot_bytes=len(snapshot),
-            )
-            events.append((event, snapshot))
-        self.outbox.append_many(events)  # one commit for the frame's incident steps; the image stored once
+    def _on_committed(self, incidents: list[Incident]) -> None:
+        """Incident steps that are in the outbox (from the publish stage)."""
         for inc in incidents:
             self.incidents.append(inc)
             self.metrics.incidents.labels(type=inc.type, status=inc.status).inc()
             with self._lock:
                 self.stats.incidents += 1
-                self.stats.cameras[frame.camera_id].incidents += 1
+                self.stats.cameras[inc.camera_id].incidents += 1
             log.info("incident %s %s camera=%s zone=%s", inc.type, inc.status, inc.camera_id, inc.zone)
-        self.sender.notify()
-        self.metrics.stage_latency.labels(stage="events").observe(time.perf_counter() - t0)
 
     # -- lifecycle ------------------------------------------------------------------------
     def start(self) -> None:
+        wall_anchor = time.time()  # media time 0 of every recording is the run's start
+        self.stats.started = time.monotonic()
         self.sender.start()
-        self._prepare_thread.start()
-        self._infer_thread.start()
-        self._analytics_thread.start()
+        for t in self._stages:
+            t.start()
         for s in self.sources:
+            s.wall_anchor = wall_anchor
             s.start()
 
     def request_stop(self) -> None:
         self.stop_event.set()
 
     def wait(self, duration_s: float | None = None) -> None:
-        """Block until the duration passes, a stop is requested, or all sources finished and drained."""
+        """Block until the duration passes, a stop is requested (or a stage failed), or all sources
+        finished and everything is published; the status line and keep-up checks meanwhile."""
         deadline = None if duration_s is None else time.monotonic() + duration_s
-        next_status = time.monotonic() + self.cfg.status_interval_seconds
+        interval = self.cfg.status_interval_seconds
+        next_status = time.monotonic() + interval
         while not self.stop_event.is_set():
-            if self._analytics_done.is_set():
+            if self.publisher.done.is_set():
                 break
             if deadline is not None and time.monotonic() >= deadline:
                 break
             self.stop_event.wait(0.05)
-            if self.status_stream is not None and time.monotonic() >= next_status:
-                next_status += self.cfg.status_interval_seconds
-                print(self.status_line(), file=self.status_stream, flush=True)
+            if time.monotonic() >= next_status:
+                next_status += interval
+                self._check_keep_up()
+                if self.status_stream is not None:
+                    print(self.status_line(), file=self.status_stream, flush=True)
+
+    def _check_keep_up(self) -> None:
+        loads = {}
+        for s in self.sources:
+            c = self.stats.cameras[s.cam.id]
+            steady = s.state == CameraState.UP and (s.cam.is_live or s.cam.realtime)
+            loads[s.cam.id] = CameraLoad(s.analytics_fps, c.analysed, c.dropped, steady)
+        changed = self.keep_up.update(time.monotonic(), loads)
+        for cid, (behind, _) in changed.items():
+            self.stats.cameras[cid].behind = behind
+            self.metrics.camera_behind.labels(camera=cid).set(1 if behind else 0)
+        ups = [f"{cid} ({why})" for cid, (b, why) in changed.items() if b]
+        if ups:
+            n = len(self.keep_up.behind())
+            log.warning(
+                "%d of %d cameras cannot keep up (this server is overloaded, or the cameras ask for more "
+                "than it can analyse): %s",
+                n,
+                len(self.sources),
+                "; ".join(ups[:5]) + (f" and {len(ups) - 5} more" if len(ups) > 5 else ""),
+            )
+        downs = [cid for cid, (b, _) in changed.items() if not b]
+        if downs:
+            log.info("cameras keeping up again: %s", ", ".join(downs[:10]))
 
     def stop(self) -> None:
         """Stop intake, finish in-flight batches, drain the outbox for a bounded time, join everything."""
+        if self.stats.stopped is None:
+            self.stats.stopped = time.monotonic()
         self.stop_event.set()
-        for s in self.sources:
-            s.join(timeout=5.0)
-            if s.is_alive():
-                log.warning("camera thread %s did not stop within 5 s", s.name)
-        self._prepare_thread.join(timeout=30.0)
-        self._infer_thread.join(timeout=30.0)
-        self._analytics_thread.join(timeout=30.0)
+        for s in join_all(list(self.sources), timeout_s=CAMERA_STOP_S):
+            log.warning("camera thread %s did not stop within %.0f s", s.name, CAMERA_STOP_S)
+        for t in join_all(self._stages, timeout_s=STAGE_STOP_S):
+            log.warning("%s stage did not stop within %.0f s", t.name, STAGE_STOP_S)
         self.sender.stop(drain_s=self.cfg.sink.drain_seconds)
         if self.sender.is_alive():
             log.warning("event sender did not stop; undelivered events stay in the outbox")
@@ -353,16 +368,20 @@ class Runner:
 
     def status_line(self) -> str:
         s = self.stats
-        elapsed = time.monotonic() - s.started
+        elapsed = s.elapsed_s
         sizes = list(s.recent_batch_sizes)
         avg = sum(sizes) / len(sizes) if sizes else 0.0
         cams = []
         for cid, c in list(s.cameras.items())[:8]:
-            cams.append(f"{cid} {c.state} dec={c.decoded} ana={c.analysed}")
+            cams.append(f"{cid} {c.state}{' BEHIND' if c.behind else ''} dec={c.decoded} ana={c.analysed}")
         more = f" +{len(s.cameras) - 8} cameras" if len(s.cameras) > 8 else ""
+        behind = len(self.keep_up.behind())
+        held = self.publisher.held_events
         return (
             f"[{elapsed:6.1f}s] "
             + " | ".join(cams)
             + more
             + f" | batch={avg:.1f} q={self.mux.qsize()} incidents={s.incidents} outbox={self.sender.pending}"
+            + (f" | {behind}/{len(s.cameras)} cameras behind" if behind else "")
+            + (f" | OUTBOX NOT WRITABLE, {held} held" if not self.publisher.writable else "")
         )

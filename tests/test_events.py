@@ -300,7 +300,7 @@ def test_incident_snapshots_are_halved_until_they_fit_a_message() -> None:
     import torch
     from torchvision.io import decode_jpeg
 
-    from pipeline.runner import snapshot_jpeg
+    from pipeline.events.publish import snapshot_jpeg
 
     noise = torch.randint(
         0, 256, (3, 480, 640), dtype=torch.uint8, generator=torch.Generator().manual_seed(0)

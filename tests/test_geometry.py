@@ -77,3 +77,31 @@ def test_memory_records_crossings_and_ground_speed() -> None:
     assert [(name, way) for _, name, way in info.crossings] == [("stop-line", 1)]
     assert info.world_speed(1.0) == pytest.approx(5.0)
     assert info.has("vehicle") and info.speed(1.0) == pytest.approx(500.0)
+
+
+def test_a_zone_wholly_outside_the_frame_is_warned_about_once(caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    from pipeline.analytics.camera import CameraAnalytics
+
+    cfg = parse_config(
+        {
+            "cameras": [
+                {
+                    "id": "c",
+                    "source": "a.mp4",
+                    "zones": [
+                        {"name": "beyond", "polygon": [[1500, 100], [1900, 100], [1900, 500]]},
+                        {"name": "edge", "polygon": [[1200, 600], [1900, 600], [1900, 900]]},  # partly inside
+                    ],
+                }
+            ],
+            "model": {"backend": "scripted", "scripted_detections": "unused.jsonl"},
+        }
+    )
+    ca = CameraAnalytics(cfg, 0, ())
+    with caplog.at_level(logging.WARNING):
+        for t in range(3):
+            ca.analyse_tracks([], t=float(t), wall_time=1.8e9, frame_w=1280, frame_h=720)
+    assert caplog.text.count("zone beyond lies wholly outside the 1280x720 frame") == 1
+    assert "zone edge" not in caplog.text

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import time
 from collections.abc import Callable
+from pathlib import Path
+
+import yaml
 
 
 def free_port() -> int:
@@ -35,3 +39,17 @@ def wait_until(
             return True
         time.sleep(interval_s)
     return holds()
+
+
+def write_config(path: Path, **over: object) -> Path:
+    """A `safecity run` config file with these top-level keys."""
+    path.write_text(yaml.safe_dump(over))
+    return path
+
+
+def scripted(path: Path, rows: list[dict], names: list[str], period: float) -> Path:
+    """A scripted-detections file (see pipeline/detect/scripted.py): its header, then ``rows``."""
+    path.write_text(
+        "\n".join(json.dumps(r) for r in [{"names": names, "period": period, "model": "script"}, *rows])
+    )
+    return path

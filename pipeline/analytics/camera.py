@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 
 import numpy as np
@@ -13,6 +14,8 @@ from .encroachment import EncroachmentRule
 from .memory import TrackMemory
 from .rules import AccidentRule, AssaultRule, Rule, StrayAnimalRule, TheftRule
 from .zones import GroundPlane, Line, Zone, bottom_centres
+
+log = logging.getLogger(__name__)
 
 
 def in_schedule(schedule: list[str], wall_time: float) -> bool:
@@ -44,6 +47,8 @@ class CameraAnalytics:
             ground=GroundPlane(cam.ground_plane) if cam.ground_plane else None,
         )
         self.zones = [Zone(z) for z in cam.zones]
+        self._frame_size: tuple[int, int] | None = None
+        self._wall_offsets: dict[str, float] = {}  # open incident -> its Unix time offset
         self.zone_schedules = {z.name: z.schedule for z in cam.zones}
         self.masks = [z for z in self.zones if "mask" in z.kinds]
         r = cfg.rules
@@ -61,14 +66,31 @@ class CameraAnalytics:
     def analyse(
         self, dets: Detections, *, t: float, wall_time: float, frame_w: int, frame_h: int
     ) -> list[Incident]:
-        """Track, then run every rule; ``t`` is the camera's media time, ``wall_time`` for schedules."""
+        """Track, then run every rule; ``t`` is the camera's media time, ``wall_time`` the Unix time the
+        frame shows (for schedules, and for the incidents' times)."""
         return self.analyse_tracks(
             self.tracker.update(dets, t), t=t, wall_time=wall_time, frame_w=frame_w, frame_h=frame_h
         )
 
+    def _check_frame(self, frame_w: int, frame_h: int) -> None:
+        """Once per frame size: warn about zones that lie wholly outside the frame."""
+        if self._frame_size == (frame_w, frame_h):
+            return
+        self._frame_size = (frame_w, frame_h)
+        for z in self.zones:
+            if z.outside_frame(frame_w, frame_h):
+                log.warning(
+                    "camera %s: zone %s lies wholly outside the %dx%d frame: nothing can be inside it",
+                    self.cam.id,
+                    z.name,
+                    frame_w,
+                    frame_h,
+                )
+
     def analyse_tracks(
         self, tracks: list[Track], *, t: float, wall_time: float, frame_w: int, frame_h: int
     ) -> list[Incident]:
+        self._check_frame(frame_w, frame_h)
         if self.masks and tracks:
             points = bottom_centres(np.array([tr.xyxy for tr in tracks]))
             masked = np.zeros(len(tracks), bool)
@@ -90,6 +112,12 @@ class CameraAnalytics:
                 rule.evaluate(infos, t, frame_w, frame_h, open_zones) if self._on(rule.cfg, wall_time) else {}
             )
             out += rule.lifecycle.update(active, t)
+        for inc in out:  # all of an incident's times are mapped to Unix time with the offset of its start
+            if inc.status == "start":
+                self._wall_offsets[inc.incident_id] = wall_time - t
+            inc.wall_offset = self._wall_offsets.get(inc.incident_id, wall_time - t)
+            if inc.status == "end":
+                self._wall_offsets.pop(inc.incident_id, None)
         return out
 
     def _on(self, cfg: RuleConfig, wall_time: float) -> bool:

@@ -17,6 +17,11 @@ class Zone:
     def polygon_px(self, frame_w: int, frame_h: int) -> np.ndarray:
         return self._poly * np.array([frame_w, frame_h]) if self.normalized else self._poly
 
+    def outside_frame(self, frame_w: int, frame_h: int) -> bool:
+        """Whether the polygon lies wholly outside the frame (it can never hold an object)."""
+        poly = self.polygon_px(frame_w, frame_h)
+        return bool(poly[:, 0].min() >= frame_w or poly[:, 1].min() >= frame_h)
+
     def contains(self, points: np.ndarray, *, frame_w: int, frame_h: int) -> np.ndarray:
         """Mask (N,) of points (N, 2) inside the polygon (even-odd ray casting, all points at once)."""
         pts = np.asarray(points, dtype=np.float64).reshape(-1, 2).copy()
