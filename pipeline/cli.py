@@ -12,27 +12,55 @@ import threading
 import time
 from pathlib import Path
 
-from .errors import ConfigError, SafeCityError
+from .errors import ConfigError, SafeCityError, StorageError
 from .process import settle_heap
 
 log = logging.getLogger("safecity")
 
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+class Interrupted(BaseException):
+    """A stop signal during start-up (imports, model load): nothing runs yet, so the process ends."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
 def _setup_logging(verbose: bool) -> None:
+    from .urls import RedactingFilter
+
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    for handler in logging.getLogger().handlers:  # no password of a camera URL reaches a log
+        handler.addFilter(RedactingFilter())
+
+
+def _install_startup_signals() -> None:
+    """Until a command is running, a stop signal ends the process with a one-line message."""
+
+    def handler(signum: int, _frame: object) -> None:
+        raise Interrupted(signum)
+
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, handler)
 
 
 def _install_stop_signals(stop: threading.Event) -> None:
+    """Once running, SIGINT, SIGTERM and SIGHUP (a closed terminal) stop it cleanly: intake stops,
+    in-flight work finishes, the outbox drains, the summary is printed."""
+
     def handler(signum: int, _frame: object) -> None:
-        log.warning("signal %d: stopping", signum)
+        log.warning("%s: stopping", signal.Signals(signum).name)
         stop.set()
 
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGINT, handler)
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, handler)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -58,6 +86,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     _install_stop_signals(stop)
     stats = runner.run(cfg.duration_seconds)
     Console(stderr=True, width=120).print(summary_table(runner, stats))
+    if runner.error is not None:
+        raise runner.error
     return 0
 
 
@@ -81,7 +111,6 @@ def cmd_sink(args: argparse.Namespace) -> int:
     if args.secret_key and args.allowlist:
         curve, allow = load_keypair(Path(args.secret_key)), load_allowlist(Path(args.allowlist))
     elif args.insecure:
-        print("warning: --insecure: accepting unencrypted, unauthenticated incidents", file=sys.stderr)
         curve, allow = None, None
     else:
         raise ConfigError("safecity sink: give --secret-key and --allowlist (Curve), or --insecure")
@@ -100,8 +129,11 @@ def cmd_sink(args: argparse.Namespace) -> int:
     t.start()
     if sink.ready.wait(10):
         if sink.error is not None:
+            stop.set()
             raise sink.error
         print(f"sink listening on {sink.bound_endpoint}, storing to {args.db}", file=sys.stderr, flush=True)
+        if curve is None:
+            print("warning: --insecure: accepting unencrypted, unauthenticated incidents", file=sys.stderr)
     while t.is_alive() and not stop.is_set():
         t.join(0.2)
     failed = not stop.is_set()  # the sink thread ended on its own: an error, already logged
@@ -114,12 +146,18 @@ def cmd_events(args: argparse.Namespace) -> int:
     import json
     import sqlite3
 
+    from .events.outbox import check_kind, describe_db_error
     from .events.sink import format_event
 
     db_path = Path(args.db)
     if not db_path.exists():
         raise ConfigError(f"no sink database at {db_path}")
-    with sqlite3.connect(f"file:{db_path}?mode=ro", uri=True) as db:
+    try:
+        db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+        check_kind(db, db_path, "sink store", new_ok=False)
+    except sqlite3.Error as err:
+        raise StorageError(f"the sink store {db_path} {describe_db_error(db_path, err)}") from None
+    with db:
         if args.snapshot:
             prefix = args.snapshot.lower() + "%"
             rows = db.execute(
@@ -337,26 +375,46 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--bitrate", type=int, default=4_000_000)
     f.set_defaults(func=cmd_footage)
 
-    b = sub.add_parser("bench", help="throughput benchmark (see benchmarks/throughput.py --help)")
-    b.add_argument("rest", nargs=argparse.REMAINDER)
-    b.set_defaults(func=cmd_bench)
+    b = sub.add_parser(
+        "bench", help="throughput benchmark (`safecity bench --help` for its options)", add_help=False
+    )
+    b.set_defaults(func=cmd_bench, rest=[])
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    os.environ.setdefault("YOLO_OFFLINE", "1")
-    args = build_parser().parse_args(argv)
-    if args.cmd == "models" and args.action == "fetch" and not args.name:
-        print("safecity models fetch: give a model NAME (see `safecity models list`)", file=sys.stderr)
-        return 2
-    _setup_logging(args.verbose)
+    _install_startup_signals()  # first: a Ctrl-C while modules and models load is a clean exit too
+    try:
+        os.environ.setdefault("YOLO_OFFLINE", "1")
+        parser = build_parser()
+        args, extra = parser.parse_known_args(argv)
+        if args.cmd == "bench":  # the benchmark parses its own options
+            args.rest = extra
+        elif extra:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        if args.cmd == "models" and args.action == "fetch" and not args.name:
+            print("safecity models fetch: give a model NAME (see `safecity models list`)", file=sys.stderr)
+            return 2
+        _setup_logging(args.verbose)
+        return _run_command(args)
+    except Interrupted as stop:
+        print(f"interrupted ({signal.Signals(stop.signum).name}) while starting", file=sys.stderr)
+        return 128 + stop.signum
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 128 + signal.SIGINT
+
+
+def _run_command(args: argparse.Namespace) -> int:
+    from .urls import redact
+
     try:
         return int(args.func(args))
     except ConfigError as err:
-        print(f"config error: {err}", file=sys.stderr)
+        print(redact(f"config error: {err}"), file=sys.stderr)
         return 2
     except SafeCityError as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(redact(f"error: {err}"), file=sys.stderr)
         return 1
 
 
