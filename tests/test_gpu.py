@@ -168,4 +168,4 @@ def test_corrupt_and_vanished_streams_leave_the_others_running(tmp_path: Path) -
     stats = runner.stats.cameras
     assert after > before and stats["good"].errors == 0
     assert stats["corrupt"].decoded > 0  # concealed frames keep coming; the camera is not taken down
-    assert stats["vanishing"].errors >= 1 and stats["vanishing"].state in ("down", "stopped")
+    assert stats["vanishing"].errors >= 1 and stats["vanishing"].state in ("down", "stopped", "failed")
