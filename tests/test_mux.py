@@ -87,6 +87,24 @@ def test_a_greedy_camera_cannot_starve_the_others() -> None:
     assert mux.dropped == offered["greedy"] - taken["greedy"] - mux.qsize()
 
 
+def test_with_more_cameras_than_a_batch_holds_every_camera_gets_its_turn() -> None:
+    """64 cameras, batches of 8: 63 always have frames waiting, one sends a frame every 16th batch.
+    Taking turns across batches, the modest camera is analysed every time it sends."""
+    mux = Muxer(max_batch_size=8, timeout_ms=0.1, queue_frames=64)
+    cams = [f"c{i:02d}" for i in range(64)]
+    for c in cams:
+        mux.put(frame(c), block=False)
+    sent = taken = 0
+    for tick in range(400):
+        for c in cams[1:]:
+            mux.put(frame(c), block=False)
+        if tick % 16 == 0:
+            sent += mux.put(frame(cams[0]), block=False)
+        batch = mux.next_batch(wait_s=0.01)
+        taken += batch.camera_ids.count(cams[0]) if batch else 0
+    assert sent >= 25 and taken >= sent  # each frame it sent was analysed (one may still wait)
+
+
 def test_batch_takes_cameras_in_turn_and_the_next_batch_starts_with_the_next_camera() -> None:
     mux = Muxer(max_batch_size=4, timeout_ms=20, queue_frames=16)
     for cam in ["a", "a", "a", "b", "c", "a", "b"]:

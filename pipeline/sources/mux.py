@@ -31,7 +31,7 @@ class Muxer:
         self.queue_frames = queue_frames
         self.camera_frames = camera_frames
         self._queues: dict[str, deque[Frame]] = {}  # insertion order is the round-robin order
-        self._turn = 0  # the camera the next batch starts with
+        self._turn = 0  # the camera after the last one served: where the next frame is looked for
         self._count = 0
         self._cond = threading.Condition()
         self.dropped = 0
@@ -75,22 +75,19 @@ class Muxer:
             self._cond.notify_all()
 
     def _take(self, out: list[Frame]) -> None:
-        """Fill ``out`` up to the batch size, one frame per camera in turn, starting after the camera
-        the previous batch started with."""
+        """Fill ``out`` up to the batch size, one frame per camera in turn, carrying on from the
+        camera after the last one served (in this batch or the one before): with more cameras than
+        a batch holds, every camera still gets its turn."""
         names = list(self._queues)
         n = len(names)
-        if not n:
-            return
-        start = self._turn % n
-        self._turn = start + 1
+        i = self._turn % n if n else 0
         while len(out) < self.max_batch_size and self._count:
-            for k in range(n):
-                q = self._queues[names[(start + k) % n]]
-                if q:
-                    out.append(q.popleft())
-                    self._count -= 1
-                    if len(out) >= self.max_batch_size:
-                        break
+            q = self._queues[names[i]]
+            i = (i + 1) % n
+            if q:
+                out.append(q.popleft())
+                self._count -= 1
+                self._turn = i
         self._cond.notify_all()
 
     def next_batch(self, *, wait_s: float) -> FrameBatch | None:
