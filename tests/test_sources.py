@@ -231,11 +231,69 @@ def test_a_file_over_http_is_a_recording_paced_at_its_frame_rate(http_dir: tuple
 
 
 def test_an_mp4_with_its_index_at_the_end_over_http_says_what_to_do(http_dir: tuple[str, Path]) -> None:
-    src, frames, _ = run_source(
-        {"source": f"{http_dir[0]}/index-at-end.mp4", "reconnect_initial_seconds": 0.05}
-    )
-    assert src.state == CameraState.FAILED and not frames
+    cfg = {"source": f"{http_dir[0]}/index-at-end.mp4", "reconnect_initial_seconds": 0.05}
+    src, frames, _ = run_source(cfg, stop_after=1.0)
+    assert src.errors >= 2 and not frames  # a network source is retried, never given up
     assert "range requests" in src.last_error and "+faststart" in src.last_error, src.last_error
+
+
+class _MjpegCamera(http.server.BaseHTTPRequestHandler):
+    """An IP camera's MJPEG stream over HTTP (multipart/x-mixed-replace), 10 JPEGs a second, with
+    no end; each connection is dropped after ``serve_s`` seconds, as a flaky network would."""
+
+    serve_s = 1.5
+
+    def do_GET(self) -> None:  # noqa: N802 - the http.server API
+        import torch
+        from torchvision.io import encode_jpeg
+
+        jpeg = encode_jpeg(torch.full((3, 64, 96), 128, dtype=torch.uint8)).numpy().tobytes()
+        self.send_response(200)
+        self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+        self.end_headers()
+        t0 = time.monotonic()
+        try:
+            while time.monotonic() - t0 < self.serve_s:
+                self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\n")
+                self.wfile.write(f"Content-Length: {len(jpeg)}\r\n\r\n".encode() + jpeg + b"\r\n")
+                time.sleep(0.1)
+        except OSError:
+            pass
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_an_mjpeg_camera_over_http_is_live_and_reconnected() -> None:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _MjpegCamera)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/video.mjpg"
+        src, frames, _ = run_source({"source": url, "reconnect_initial_seconds": 0.1}, stop_after=4.0)
+    finally:
+        server.shutdown()
+    assert src.live  # settled when it opened: no duration, a streaming format
+    assert src.errors >= 1 and src.last_error.startswith(("stream lost", "stream ended"))  # reconnected
+    assert src.state == CameraState.STOPPED  # never "finished" like a recording
+    assert len(frames) >= 10  # about 5 a second, timed by the wall clock, across the reconnects
+
+
+def test_a_recording_whose_frames_fail_midway_ends_there_instead_of_replaying(
+    clips: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pipeline.sources.cpu as cpu
+
+    real, converted = cpu.to_rgb24, [0]
+
+    def failing(frame: av.VideoFrame, spec: object) -> np.ndarray:
+        converted[0] += 1
+        if converted[0] > 3:
+            raise ValueError("a frame that cannot be converted")
+        return real(frame, spec)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(cpu, "to_rgb24", failing)
+    src, frames, _ = run_source({"source": str(clips[0]), "realtime": False, "analytics_fps": 5})
+    assert src.state == CameraState.FINISHED and len(frames) == 3 and src.errors == 1
 
 
 def test_an_analytics_rate_above_the_streams_is_capped_with_a_warning(

@@ -17,8 +17,8 @@ class MediaClock:
     """``clock(pts_seconds, period_s=..., wall_s=...)`` -> the frame's media time in seconds.
 
     ``pts_seconds`` is the frame's own timestamp (None when the stream has none: one period each);
-    ``wall_s`` is ``time.monotonic()`` when it was decoded: after a reconnect the clock moves on by the
-    time the camera was away, and a forward step is accepted when it is no more than
+    ``wall_s`` is ``time.monotonic()`` when it was decoded: after a live camera's reconnect the clock
+    moves on by the time it was away, and a forward step is accepted when it is no more than
     ``MAX_JUMP_SECONDS`` longer than the wall-clock time since the previous frame.
     """
 
@@ -29,10 +29,14 @@ class MediaClock:
         self._offset = 0.0
         self._last_pts: float | None = None
         self._last_wall = 0.0
+        self._keep_time_away = True
 
-    def restart(self) -> None:
-        """The source was opened again (a reconnect, a loop): its next timestamp anchors anew."""
+    def restart(self, *, keep_time_away: bool) -> None:
+        """The source was opened again (a reconnect, a loop): its next timestamp anchors anew, one
+        frame after the last, plus the wall-clock time it was away when ``keep_time_away`` (a live
+        camera; a recording goes on where it was, however long the reopening took)."""
         self._last_pts = None
+        self._keep_time_away = keep_time_away
 
     def __call__(self, pts_seconds: float | None, *, period_s: float, wall_s: float) -> float:
         pts = pts_seconds
@@ -40,8 +44,9 @@ class MediaClock:
             pts = 0.0 if self._last_pts is None else self._last_pts + period_s
         if self.t is None:  # the very first frame is media time 0
             self._offset = -pts
-        elif self._last_pts is None:  # a new play: on after the last frame, by the time away
-            self._offset = self.t + max(period_s, wall_s - self._last_wall) - pts
+        elif self._last_pts is None:  # a new play: on after the last frame (and the time away)
+            away = wall_s - self._last_wall if self._keep_time_away else 0.0
+            self._offset = self.t + max(period_s, away) - pts
         else:
             step = pts - self._last_pts
             if step <= 0 or step > max(wall_s - self._last_wall, 0.0) + self.max_jump_seconds:

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
+from urllib.parse import urlsplit
 
 import numpy as np
 import torch
@@ -33,9 +34,12 @@ if TYPE_CHECKING:  # PyAV is imported where it is used: NVDEC servers can run wi
 
 log = logging.getLogger(__name__)
 
-FILE_OPEN_ATTEMPTS = 3  # a file that cannot be opened this many times running: the camera has failed
+FILE_OPEN_ATTEMPTS = 3  # a local file that cannot be played this many times running: the camera has failed
 MAX_BAD_PACKETS = 100  # packets in a row that do not decode: the stream is opened again
 DEFAULT_RATE = 25.0  # frame rate assumed for a stream that does not say
+ANOMALY_LOG_EVERY_S = 10.0  # decode errors and timestamp jumps: the first logged, then a count this often
+# what an http(s) source is when it has no duration: a camera's stream, not a recording
+LIVE_HTTP_FORMATS = frozenset({"mpjpeg", "mjpeg", "hls", "flv", "live_flv", "mpegts", "h264", "hevc"})
 
 
 class CameraState(enum.Enum):
@@ -91,10 +95,16 @@ def rotate_rgb(rgb: np.ndarray, degrees: int) -> np.ndarray:
     return np.ascontiguousarray(np.rot90(rgb, k)) if k else rgb
 
 
-def describe_error(err: BaseException, *, source: str) -> str:
+def describe_error(err: BaseException, *, source: str, live: bool = False) -> str:
     """What went wrong with ``source``, in words an operator can act on (no credentials)."""
     text = redact(getattr(err, "strerror", None) or str(err))
-    if scheme(source) in ("http", "https") and ("Input/output" in text or "Invalid data" in text):
+    mp4 = urlsplit(source).path.lower().endswith((".mp4", ".mov", ".m4v", ".3gp"))
+    if (
+        not live
+        and mp4
+        and scheme(source) in ("http", "https")
+        and ("Input/output" in text or "Invalid data" in text)
+    ):
         return (
             f"{text} (an MP4 whose index is at the end needs a server that answers range requests; "
             "or remux it with `-movflags +faststart`)"
@@ -150,12 +160,29 @@ Decoded = tuple[int | None, Callable[[], tuple[torch.Tensor, str, ColorSpec]]]
 
 @dataclass
 class Opened:
-    """An opened source: its decoded frames, time base and frame rate (None: unknown), how to close it."""
+    """An opened source: its decoded frames, time base and frame rate (None: unknown), how to close
+    it, and whether it turned out to be live (None: as its URL says)."""
 
     frames: Iterator[Decoded]
     time_base: float
     rate: float | None
     close: Callable[[], None]
+    live: bool | None = None
+    no_timestamps: bool = False  # the format has none of its own (MJPEG, raw H.264): frames are numbered
+
+
+def has_no_timestamps(container: av.container.InputContainer) -> bool:
+    """Whether the container format carries no timestamps (FFmpeg numbers its frames at a guessed rate)."""
+    import av
+
+    no_timestamps: int = av.format.Flags.no_timestamps.value  # type: ignore[assignment]
+    return bool(container.format.flags & no_timestamps)
+
+
+def looks_live(container: av.container.InputContainer) -> bool:
+    """An http(s) source with no duration, in a streaming format (MJPEG, HLS, FLV, TS): a camera."""
+    names = set((container.format.name or "").split(","))
+    return container.duration is None and bool(names & LIVE_HTTP_FORMATS)
 
 
 def is_source_error(err: BaseException) -> bool:
@@ -207,14 +234,22 @@ class CameraSource(threading.Thread):
         self.decode_errors = 0
         self.last_error = ""
         self.analytics_fps = cam.analytics_fps
+        self.live = cam.is_live  # http(s) without `live:` is settled when it opens
+        self.local_file = scheme(cam.source) in (None, "file")
         self._sampler = Sampler(cam.analytics_fps)
         self._clock = MediaClock()
         self._index = 0
         self._rotation_seen: int | None = None
+        self._anomaly_log: dict[str, tuple[float, int]] = {}  # kind -> (last logged, not logged since)
 
     @property
     def timestamp_jumps(self) -> int:
         return self._clock.discontinuities
+
+    @property
+    def media_time(self) -> float:
+        """Seconds of video decoded so far (the camera's media time)."""
+        return self._clock.t or 0.0
 
     def _set_state(self, state: CameraState) -> None:
         if state != self.state:
@@ -229,7 +264,7 @@ class CameraSource(threading.Thread):
 
     def _run(self) -> None:
         backoff = self.cam.reconnect_initial_seconds
-        failed = 0  # plays in a row that gave no frame (a recording gives up after FILE_OPEN_ATTEMPTS)
+        failed = 0  # plays in a row that ended in an error without a frame (or, for recordings, at all)
         while not self.stop_event.is_set():
             decoded_before = self.frames_decoded
             try:
@@ -238,23 +273,23 @@ class CameraSource(threading.Thread):
                     break
                 if self.frames_decoded == decoded_before:
                     raise SourceError("no frame could be decoded", camera_id=self.cam.id, reason="no_frames")
-                if ended and not self.cam.loop and not self.cam.is_live:
+                if ended and not self.cam.loop and not self.live:
                     self._set_state(CameraState.FINISHED)
                     return
-                if self.cam.is_live:
+                if self.live:
                     raise SourceError("stream ended", camera_id=self.cam.id, reason="ended")
                 backoff, failed = self.cam.reconnect_initial_seconds, 0
             except Exception as err:  # a camera never takes the others down: log, count, retry
                 if self.stop_event.is_set():
                     break
-                if self.frames_decoded > decoded_before:  # it was streaming: reconnect soon
+                if self.live and self.frames_decoded > decoded_before:  # it was streaming: reconnect soon
                     backoff, failed = self.cam.reconnect_initial_seconds, 0
                 else:
                     failed += 1
                 self._count_error(err)
-                if not self.cam.is_live and failed >= FILE_OPEN_ATTEMPTS:
+                if self.local_file and failed >= FILE_OPEN_ATTEMPTS:
                     log.error(
-                        "camera %s: %s; gave up after %d attempts (a recording, not a live stream)",
+                        "camera %s: %s; gave up after %d attempts (a file, not a live stream)",
                         self.cam.id,
                         self.last_error,
                         failed,
@@ -277,9 +312,18 @@ class CameraSource(threading.Thread):
             self.on_error(self.cam.id, getattr(err, "reason", type(err).__name__))
 
     def _anomaly(self, kind: Anomaly, detail: str) -> None:
-        log.warning("camera %s: %s", self.cam.id, detail)
+        """Count a decode error or timestamp jump; log the first, then at most one line (with how many
+        more there were) every ``ANOMALY_LOG_EVERY_S``: a lossy feed must not flood the log."""
         if self.on_anomaly:
             self.on_anomaly(self.cam.id, kind)
+        now = time.monotonic()
+        last, unlogged = self._anomaly_log.get(kind, (float("-inf"), 0))
+        if now - last < ANOMALY_LOG_EVERY_S:
+            self._anomaly_log[kind] = (last, unlogged + 1)
+            return
+        more = f" ({unlogged} more like it in the last {now - last:.0f} s)" if unlogged else ""
+        log.warning("camera %s: %s%s", self.cam.id, detail, more)
+        self._anomaly_log[kind] = (now, 0)
 
     def _open(self) -> Opened:
         """Open the source with PyAV and decode it on the CPU."""
@@ -287,7 +331,16 @@ class CameraSource(threading.Thread):
         stream = container.streams.video[0]
         tb = float(stream.time_base) if stream.time_base else 1.0 / 90_000
         rate = float(stream.average_rate) if stream.average_rate else None
-        return Opened(self._decode(container, stream), tb, rate, container.close)
+        live = self._live_of(container)
+        return Opened(
+            self._decode(container, stream), tb, rate, container.close, live, has_no_timestamps(container)
+        )
+
+    def _live_of(self, container: av.container.InputContainer) -> bool | None:
+        """For an http(s) source with no ``live:`` setting, whether the opened stream is a camera's."""
+        if self.cam.live is None and scheme(self.cam.source) in ("http", "https"):
+            return looks_live(container)
+        return None
 
     def _decode(self, container: av.container.InputContainer, stream: av.VideoStream) -> Iterator[Decoded]:
         """Every frame of the stream, decoded by PyAV (FFmpeg, threaded); RGB only when asked.
@@ -381,74 +434,82 @@ class CameraSource(threading.Thread):
             self._sampler.period = 1.0 / fps
 
     def _play_once(self) -> bool:
-        """Play the source once. Returns whether it reached its end (a file whose rest cannot be read
-        counts as ending there); False when stopped. Raises on a live stream's error."""
+        """Play the source once. Returns whether it reached its end (a recording that cannot be read
+        further, or whose frames fail, counts as ending there); False when stopped. Raises on a live
+        stream's error, and when nothing at all could be played."""
         opened = self._open()
-        self._clock.restart()
-        rate = opened.rate
-        period = 1.0 / (rate or DEFAULT_RATE)
-        self._cap_rate(rate)
-        paced = self.cam.realtime and not self.cam.is_live
-        block = not (self.cam.realtime or self.cam.is_live)
+        if opened.live is not None and opened.live != self.live:
+            self.live = opened.live
+            log.info("camera %s: %s", self.cam.id, "a live stream" if self.live else "a recording")
+        self._clock.restart(keep_time_away=self.live)
+        period = 1.0 / (opened.rate or DEFAULT_RATE)
+        self._cap_rate(opened.rate)
+        self._set_state(CameraState.UP)
+        decoded_before = self.frames_decoded
         try:
-            self._set_state(CameraState.UP)
-            pace_t = pace_wall = 0.0
-            first = True
-            frames = opened.frames
-            while True:
-                try:
-                    raw_pts, convert = next(frames)
-                except StopIteration:
-                    return True
-                except Exception as err:
-                    if self.cam.is_live or self.stop_event.is_set():
-                        raise
-                    if first:  # nothing could be read at all: an error of this play, not an early end
-                        why = describe_error(err, source=self.cam.source)
-                        raise SourceError(
-                            f"cannot read {redact(self.cam.source)}: {why}",
-                            camera_id=self.cam.id,
-                            reason="read",
-                        ) from err
-                    self._count_error(err)
-                    log.warning(
-                        "camera %s: the file cannot be read past %.1f s (%s): treated as its end",
-                        self.cam.id,
-                        self._clock.t or 0.0,
-                        self.last_error,
-                    )
-                    return True
-                if self.stop_event.is_set():
-                    return False
-                now = time.monotonic()
-                jumps = self._clock.discontinuities
-                t = self._clock(
-                    None if raw_pts is None else raw_pts * opened.time_base, period_s=period, wall_s=now
-                )
-                if self._clock.discontinuities != jumps:
-                    self._anomaly("timestamp_jump", f"timestamps jumped; media time goes on from {t:.2f} s")
-                self.frames_decoded += 1
-                self._index += 1
-                if self.on_decoded:
-                    self.on_decoded(self.cam.id, 1)
-                if paced:
-                    if first:
-                        pace_t, pace_wall = t, now
-                    delay = (t - pace_t) - (now - pace_wall)
-                    if delay > 0 and self.stop_event.wait(delay):
-                        return False
-                first = False
-                if not self._sampler.take(t):
-                    continue  # unsampled frames skip colour conversion and inference
-                data, pixel_format, color = convert()  # before the decoder reuses the frame's buffer
-                wall = time.time() if self.cam.is_live else self.wall_anchor + t
-                f = Frame(self.cam.id, data, t, self._index - 1, wall, pixel_format, color)  # type: ignore[arg-type]
-                while not self.emit(f, block):
-                    if not block:
-                        self.frames_dropped += 1
-                        break
-                    if self.stop_event.is_set():
-                        return False
-                self.frames_sampled += 1
+            return self._frames(opened, period)
+        except Exception as err:
+            if self.stop_event.is_set() or isinstance(err, SourceError):
+                raise
+            if self.live:
+                why = describe_error(err, source=self.cam.source, live=True)
+                raise SourceError(f"stream lost: {why}", camera_id=self.cam.id, reason="read") from err
+            if self.frames_decoded == decoded_before:  # nothing could be played: an error of this play
+                why = describe_error(err, source=self.cam.source)
+                raise SourceError(
+                    f"cannot read {redact(self.cam.source)}: {why}", camera_id=self.cam.id, reason="read"
+                ) from err
+            self._count_error(err)
+            log.warning(
+                "camera %s: the recording cannot be played past %.1f s (%s): treated as its end",
+                self.cam.id,
+                self._clock.t or 0.0,
+                self.last_error,
+            )
+            return True
         finally:
             opened.close()
+
+    def _frames(self, opened: Opened, period: float) -> bool:
+        """Decode, time, pace, sample and emit every frame of one play (see ``_play_once``)."""
+        paced = self.cam.realtime and not self.live
+        block = not (self.cam.realtime or self.live)
+        pace_t = pace_wall = 0.0
+        first = True
+        for raw_pts, convert in opened.frames:
+            if self.stop_event.is_set():
+                return False
+            now = time.monotonic()
+            jumps = self._clock.discontinuities
+            # a live stream without timestamps of its own (MJPEG over HTTP) is timed by the wall clock
+            if self.live and (raw_pts is None or opened.no_timestamps):
+                pts: float | None = now
+            else:
+                pts = None if raw_pts is None else raw_pts * opened.time_base
+            t = self._clock(pts, period_s=period, wall_s=now)
+            if self._clock.discontinuities != jumps:
+                self._anomaly("timestamp_jump", f"timestamps jumped; media time goes on from {t:.2f} s")
+            self.frames_decoded += 1
+            self._index += 1
+            if self.on_decoded:
+                self.on_decoded(self.cam.id, 1)
+            if paced:
+                if first:
+                    pace_t, pace_wall = t, now
+                delay = (t - pace_t) - (now - pace_wall)
+                if delay > 0 and self.stop_event.wait(delay):
+                    return False
+            first = False
+            if not self._sampler.take(t):
+                continue  # unsampled frames skip colour conversion and inference
+            data, pixel_format, color = convert()  # before the decoder reuses the frame's buffer
+            wall = time.time() if self.live else self.wall_anchor + t
+            f = Frame(self.cam.id, data, t, self._index - 1, wall, pixel_format, color)  # type: ignore[arg-type]
+            while not self.emit(f, block):
+                if not block:
+                    self.frames_dropped += 1
+                    break
+                if self.stop_event.is_set():
+                    return False
+            self.frames_sampled += 1
+        return True

@@ -1,5 +1,5 @@
-"""NVDEC decoding: PyNvVideoCodec decodes on the GPU. Live cameras are demuxed by PyAV (its RTSP
-timeouts and TCP transport); files by PyNvVideoCodec's own demuxer (no PyAV needed).
+"""NVDEC decoding: PyNvVideoCodec decodes on the GPU. Network sources are demuxed by PyAV (its RTSP
+timeouts and TCP transport, http); local files by PyNvVideoCodec's own demuxer (no PyAV needed).
 
 Every frame is decoded; a sampled frame's NV12 surface becomes a torch CUDA tensor through DLPack
 (no host copy) and is cloned at once, because the decoder reuses its frame pool on the next call.
@@ -62,12 +62,14 @@ class NvdecCameraSource(CameraSource):
         self.nvc = load_nvc()
 
     def _open(self) -> Opened:
-        if self.cam.is_live:
+        if "://" in self.cam.source:  # cameras and recordings over a network: PyAV's demuxer
             container = open_container(self.cam)
             stream = container.streams.video[0]
             tb = float(stream.time_base) if stream.time_base else 1.0 / 90000
             rate = float(stream.average_rate) if stream.average_rate else None
-            return Opened(self._decode(container, stream), tb, rate, container.close)
+            return Opened(
+                self._decode(container, stream), tb, rate, container.close, self._live_of(container)
+            )
         return self._open_file()
 
     def _decoder(self, codec: Any) -> Any:
