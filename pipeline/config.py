@@ -49,6 +49,18 @@ def _segments_cross(p1: Point, p2: Point, q1: Point, q2: Point) -> bool:
     return on(q1, q2, p1, d1) or on(q1, q2, p2, d2) or on(p1, p2, q1, d3) or on(p1, p2, q2, d4)
 
 
+def distinct_corners(points: list[Point]) -> list[Point]:
+    """The polygon without repeated corners: a point listed twice in a row, or the first point
+    repeated at the end to close the ring (as GeoJSON writes polygons)."""
+    out: list[Point] = []
+    for p in points:
+        if not out or tuple(p) != tuple(out[-1]):
+            out.append(p)
+    while len(out) > 1 and tuple(out[0]) == tuple(out[-1]):
+        out.pop()
+    return out
+
+
 def polygon_problem(points: list[Point]) -> str | None:
     """Why a polygon cannot be a zone (no area, or edges that cross), or None if it can."""
     n = len(points)
@@ -92,9 +104,13 @@ class ZoneConfig(Strict):
                 raise ValueError(f"normalized polygon point ({x}, {y}) is outside 0..1")
             if x < 0 or y < 0:
                 raise ValueError(f"polygon point ({x}, {y}) is negative; expected pixel coordinates >= 0")
-        problem = polygon_problem(self.polygon)
+        corners = distinct_corners(self.polygon)
+        if len(corners) < 3:
+            raise ValueError(f"polygon has {len(corners)} distinct corners; a zone needs at least 3")
+        problem = polygon_problem(corners)
         if problem:
             raise ValueError(f"polygon {problem}")
+        self.polygon = corners
         return self
 
 

@@ -8,19 +8,27 @@ from urllib.parse import urlsplit
 
 # Streams a camera pushes in real time: never paced here, never "finished", reconnected for ever.
 LIVE_SCHEMES = frozenset({"rtsp", "rtsps", "rtmp", "rtmps", "rtp", "srt", "udp", "tcp"})
+# Schemes where the edge may listen for a camera that pushes to it (udp://@:1234, srt://:9000?mode=listener)
+LISTENER_SCHEMES = frozenset({"udp", "rtp", "srt", "tcp"})
 # Recorded footage fetched over a network: paced at its frame rate like a local file.
 RECORDED_SCHEMES = frozenset({"http", "https", "ftp", "sftp", "file"})
 
-_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)(?P<user>[^/@\s:]*):(?P<pw>[^/@\s]*)@")
+# user info runs to the last '@' before the path, as FFmpeg reads it: a password may hold an '@'
+_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)(?P<userinfo>[^/\s'\"]*)@")
 _SECRET_PARAM = re.compile(
     r"(?P<key>(?:password|passwd|pwd|pass|token|secret|api_?key|auth)=)(?P<value>[^&;\s'\"]+)", re.I
 )
 
 
+def _hide_password(m: re.Match[str]) -> str:
+    user, colon, _ = m["userinfo"].partition(":")
+    return f"{m['scheme']}{user}:***@" if colon else m[0]
+
+
 def redact(text: str) -> str:
     """``text`` with the password of every URL in it (``rtsp://user:secret@host``) and secret query
     parameters (``password=``, ``token=`` ...) replaced by ``***``."""
-    text = _USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}:***@", text)
+    text = _USERINFO.sub(_hide_password, text)
     return _SECRET_PARAM.sub(lambda m: f"{m['key']}***", text)
 
 
@@ -54,7 +62,7 @@ def check_source(source: str) -> str:
         port = parts.port
     except ValueError as err:
         raise ValueError(f"{redact(source)!r} is not a valid URL: {err}") from None
-    if not parts.hostname:
+    if not parts.hostname and s not in LISTENER_SCHEMES:
         raise ValueError(f"{redact(source)!r} has no host; expected {s}://HOST[:PORT]/PATH")
     if port == 0:
         raise ValueError(f"{redact(source)!r}: port 0 is not a port")

@@ -83,6 +83,8 @@ def test_bad_configs_name_the_field(path: str, value: object, expect: str) -> No
         ("rtsps://10.0.0.5/stream1", True),
         ("srt://10.0.0.5:9000", True),
         ("udp://239.0.0.1:1234", True),
+        ("udp://@:1234", True),  # the edge listens; the camera pushes to it
+        ("srt://:9000?mode=listener", True),
         ("http://10.0.0.5/clip.mp4", False),
         ("https://archive.example/clip.mp4", False),
         ("/data/clip.mp4", False),
@@ -93,6 +95,14 @@ def test_what_is_live_follows_the_url_scheme(source: str, live: bool) -> None:
     assert cfg.cameras[1].is_live is live
     forced = parse_config(with_change("cameras.1", {"id": "c", "source": source, "live": not live}))
     assert forced.cameras[1].is_live is (not live)  # `live:` overrides the scheme
+
+
+def test_a_closed_ring_and_repeated_corners_are_one_polygon() -> None:
+    ring = [[0, 0], [100, 0], [100, 100], [100, 100], [0, 100], [0, 0]]  # GeoJSON closes its rings
+    cfg = parse_config(with_change("cameras.0.zones.0.polygon", ring))
+    assert cfg.cameras[0].zones[0].polygon == [(0, 0), (100, 0), (100, 100), (0, 100)]
+    with pytest.raises(ConfigError, match="polygon has 2 distinct corners; a zone needs at least 3"):
+        parse_config(with_change("cameras.0.zones.0.polygon", [[0, 0], [5, 5], [5, 5], [0, 0]]))
 
 
 def test_a_password_in_a_camera_url_is_never_printed_in_a_config_error() -> None:

@@ -27,6 +27,9 @@ from pipeline.urls import RedactingFilter, redact
         ("https://host/clip.mp4?token=abc.def&x=1", "https://host/clip.mp4?token=***&x=1"),
         ("rtsp://10.0.0.5/stream1", "rtsp://10.0.0.5/stream1"),  # nothing to hide: unchanged
         ("rtsp://user@10.0.0.5/stream1", "rtsp://user@10.0.0.5/stream1"),  # a user name alone is no secret
+        ("rtsp://admin:p@ss@10.0.0.5/stream", "rtsp://admin:***@10.0.0.5/stream"),  # '@' in a password
+        ("rtsp://john@corp.com:pw@10.0.0.5/x", "rtsp://john@corp.com:***@10.0.0.5/x"),  # '@' in a user
+        ("'rtsp://a:b@h:554' and rtsp://c:d@h2/y", "'rtsp://a:***@h:554' and rtsp://c:***@h2/y"),
     ],
 )
 def test_redact(text: str, shown: str) -> None:
