@@ -10,19 +10,23 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
-from .errors import ConfigError, SafeCityError, StorageError
+from .errors import ConfigError, SafeCityError, SourceError, StorageError
 from .process import settle_heap
 
 log = logging.getLogger("safecity")
 
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+# signals this process was started ignoring (`nohup` ignores SIGHUP, a shell's `&` SIGINT): left so
+_INHERITED_IGNORED = frozenset(s for s in STOP_SIGNALS if signal.getsignal(s) is signal.SIG_IGN)
 
 
 class Interrupted(BaseException):
-    """A stop signal during start-up (imports, model load): nothing runs yet, so the process ends."""
+    """A stop signal before a command runs its own stop handling (start-up: imports, model load; or a
+    command that has none): the process ends at once."""
 
     def __init__(self, signum: int) -> None:
         super().__init__(signum)
@@ -41,14 +45,19 @@ def _setup_logging(verbose: bool) -> None:
         handler.addFilter(RedactingFilter())
 
 
+def _install_handler(handler: Callable[[int, object], None]) -> None:
+    for sig in STOP_SIGNALS:
+        if sig not in _INHERITED_IGNORED:
+            signal.signal(sig, handler)
+
+
 def _install_startup_signals() -> None:
     """Until a command is running, a stop signal ends the process with a one-line message."""
 
     def handler(signum: int, _frame: object) -> None:
         raise Interrupted(signum)
 
-    for sig in STOP_SIGNALS:
-        signal.signal(sig, handler)
+    _install_handler(handler)
 
 
 def _install_stop_signals(stop: threading.Event) -> None:
@@ -59,8 +68,7 @@ def _install_stop_signals(stop: threading.Event) -> None:
         log.warning("%s: stopping", signal.Signals(signum).name)
         stop.set()
 
-    for sig in STOP_SIGNALS:
-        signal.signal(sig, handler)
+    _install_handler(handler)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -88,6 +96,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     Console(stderr=True, width=120).print(summary_table(runner, stats))
     if runner.error is not None:
         raise runner.error
+    if all(c.state == "failed" for c in stats.cameras.values()):
+        raise SourceError("no camera could be read (each was tried 3 times; see the warnings above)")
     return 0
 
 
@@ -235,8 +245,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(
             f"== running the pipeline on {len(cfg.cameras)} cameras for {cfg.duration_seconds} s", flush=True
         )
-        env = dict(os.environ)
-        rc = subprocess.call([sys.executable, "-m", "pipeline.cli", "run", str(config_path)], env=env)
+        edge = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "run", str(config_path)])
+
+        def forward(signum: int, _frame: object) -> None:  # the edge stops cleanly, then we show what came
+            edge.send_signal(signal.SIGTERM)
+
+        _install_handler(forward)
+        rc = edge.wait()
         if rc != 0:
             return rc
     finally:
@@ -384,6 +399,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     _install_startup_signals()  # first: a Ctrl-C while modules and models load is a clean exit too
+    args: argparse.Namespace | None = None
     try:
         os.environ.setdefault("YOLO_OFFLINE", "1")
         parser = build_parser()
@@ -398,7 +414,8 @@ def main(argv: list[str] | None = None) -> int:
         _setup_logging(args.verbose)
         return _run_command(args)
     except Interrupted as stop:
-        print(f"interrupted ({signal.Signals(stop.signum).name}) while starting", file=sys.stderr)
+        starting = " while starting" if getattr(args, "cmd", None) in ("run", "sink") else ""
+        print(f"interrupted ({signal.Signals(stop.signum).name}){starting}", file=sys.stderr)
         return 128 + stop.signum
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -1,8 +1,11 @@
-"""Whether each camera keeps up: analysed at (nearly) its rate and losing no sampled frames.
+"""Whether each camera keeps up: decoded in real time, and losing none of its sampled frames.
 
-A server given more cameras than it can analyse does not fail, it falls behind: frames are dropped
-at the muxer and cameras are analysed below their configured rate. This says so per camera (a
-gauge, the status line, a log line when it changes) instead of leaving it to be noticed later.
+A server given more cameras than it can handle does not fail, it falls behind: sampled frames are
+dropped at the muxer (inference cannot take them all), or decoding itself runs slower than the video
+(a live camera's data backs up, a recording plays slow). This says so per camera (a gauge, the status
+line, a log line when it changes) instead of leaving it to be noticed later. A camera that sends
+fewer frames than configured, or none for a while, is not behind: only what the server fails to do
+with what it was given counts.
 """
 
 from __future__ import annotations
@@ -10,35 +13,44 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
+NOT_RUNNING = "not running"
+
 
 @dataclass
 class CameraLoad:
     """What one camera did up to now (running totals), and whether it can be judged."""
 
-    target_fps: float
+    media_s: float  # its media time: how much video has been decoded
     analysed: int
     dropped: int
-    steady: bool  # up and paced (live or realtime): a rate is expected of it
+    steady: bool  # up, and paced (live, or a recording in real time): real time is expected of it
 
 
 @dataclass
 class _History:
-    samples: deque[tuple[float, int, int]] = field(default_factory=deque)
+    samples: deque[tuple[float, float, int, int]] = field(default_factory=deque)
     behind: bool = False
 
 
 class KeepUpWatch:
     """``update(now, loads)`` -> {camera: (behind now, why)} for the cameras whose verdict changed.
 
-    Behind: over the last ``window_s`` of steady running, analysed below ``min_ratio`` of its rate,
-    or more than ``max_drop_ratio`` of its sampled frames dropped."""
+    Behind, over the last ``window_s`` of steady running: at least ``min_drops`` sampled frames
+    dropped and more than ``max_drop_ratio`` of them, or less than ``min_ratio`` seconds of video
+    decoded per second. A camera that stops running is no longer behind (why: ``NOT_RUNNING``)."""
 
     def __init__(
-        self, *, window_s: float = 5.0, min_ratio: float = 0.8, max_drop_ratio: float = 0.01
+        self,
+        *,
+        window_s: float = 5.0,
+        min_ratio: float = 0.8,
+        max_drop_ratio: float = 0.01,
+        min_drops: int = 3,
     ) -> None:
         self.window_s = window_s
         self.min_ratio = min_ratio
         self.max_drop_ratio = max_drop_ratio
+        self.min_drops = min_drops
         self._cams: dict[str, _History] = {}
 
     def behind(self) -> list[str]:
@@ -52,26 +64,27 @@ class KeepUpWatch:
                 h.samples.clear()
                 if h.behind:
                     h.behind = False
-                    changed[cid] = (False, "not running")
+                    changed[cid] = (False, NOT_RUNNING)
                 continue
-            h.samples.append((now, load.analysed, load.dropped))
+            h.samples.append((now, load.media_s, load.analysed, load.dropped))
             while len(h.samples) > 2 and now - h.samples[1][0] >= self.window_s:
                 h.samples.popleft()
-            t0, analysed0, dropped0 = h.samples[0]
+            t0, media0, analysed0, dropped0 = h.samples[0]
             span = now - t0
             if span < self.window_s:
                 continue
-            analysed, dropped = load.analysed - analysed0, load.dropped - dropped0
-            rate = analysed / span
-            drop_ratio = dropped / max(analysed + dropped, 1)
-            behind = rate < self.min_ratio * load.target_fps or drop_ratio > self.max_drop_ratio
+            dropped = load.dropped - dropped0
+            sampled = load.analysed - analysed0 + dropped
+            speed = (load.media_s - media0) / span
+            drops = dropped >= self.min_drops and dropped > self.max_drop_ratio * sampled
+            behind = drops or speed < self.min_ratio
             if behind != h.behind:
                 h.behind = behind
-                why = (
-                    f"analysed {rate:.1f}/s of {load.target_fps:g}/s, {drop_ratio:.0%} of sampled frames "
-                    f"dropped over {span:.0f} s"
+                changed[cid] = (
+                    behind,
+                    f"{dropped} of {sampled} sampled frames dropped, video decoded at {speed:.2f}x real time "
+                    f"over {span:.0f} s",
                 )
-                changed[cid] = (behind, why)
         for cid in set(self._cams) - set(loads):
             del self._cams[cid]
         return changed

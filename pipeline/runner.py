@@ -28,7 +28,7 @@ from .events.publish import Publisher
 from .events.transport import Sender
 from .failpoints import failpoint
 from .metrics import Metrics
-from .overload import CameraLoad, KeepUpWatch
+from .overload import NOT_RUNNING, CameraLoad, KeepUpWatch
 from .sources import CameraState, Muxer, choose_decoder, make_source
 from .sources.cpu import DONE_STATES, Anomaly
 from .stage import Supervisor, join_all
@@ -108,9 +108,18 @@ class Runner:
         try:
             curve = sender_curve(cfg)
             self.detector = detector or create_detector(cfg)
-        except BaseException:
+            try:
+                self._wire(cfg, curve)
+            except BaseException:
+                if detector is None:
+                    self.detector.close()
+                raise
+        except BaseException:  # what was opened is closed: the outbox (and its lock) is free again
             self.outbox.close()
             raise
+
+    def _wire(self, cfg: Config, curve: tuple[bytes, bytes, bytes] | None) -> None:
+        """The muxer, analytics, sender, sources, publisher and stage threads (nothing started)."""
         self.mux = Muxer(
             max_batch_size=cfg.batching.max_batch_size,
             timeout_ms=cfg.batching.timeout_ms,
@@ -158,7 +167,6 @@ class Runner:
             outbox=self.outbox,
             model=self.detector.info,
             metrics=self.metrics,
-            supervisor=self.supervisor,
             notify=self.sender.notify,
             on_committed=self._on_committed,
             max_held_events=cfg.sink.max_held_events,
@@ -323,8 +331,8 @@ class Runner:
         loads = {}
         for s in self.sources:
             c = self.stats.cameras[s.cam.id]
-            steady = s.state == CameraState.UP and (s.cam.is_live or s.cam.realtime)
-            loads[s.cam.id] = CameraLoad(s.analytics_fps, c.analysed, c.dropped, steady)
+            steady = s.state == CameraState.UP and (s.live or s.cam.realtime)
+            loads[s.cam.id] = CameraLoad(s.media_time, c.analysed, c.dropped, steady)
         changed = self.keep_up.update(time.monotonic(), loads)
         for cid, (behind, _) in changed.items():
             self.stats.cameras[cid].behind = behind
@@ -339,7 +347,7 @@ class Runner:
                 len(self.sources),
                 "; ".join(ups[:5]) + (f" and {len(ups) - 5} more" if len(ups) > 5 else ""),
             )
-        downs = [cid for cid, (b, _) in changed.items() if not b]
+        downs = [cid for cid, (b, why) in changed.items() if not b and why != NOT_RUNNING]
         if downs:
             log.info("cameras keeping up again: %s", ", ".join(downs[:10]))
 
@@ -382,6 +390,7 @@ class Runner:
             + " | ".join(cams)
             + more
             + f" | batch={avg:.1f} q={self.mux.qsize()} incidents={s.incidents} outbox={self.sender.pending}"
+            + ("" if self.sender.connected else " (sink not connected)")
             + (f" | {behind}/{len(s.cameras)} cameras behind" if behind else "")
             + (f" | OUTBOX NOT WRITABLE, {held} held" if not self.publisher.writable else "")
         )

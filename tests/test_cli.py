@@ -355,3 +355,42 @@ def test_an_unresolvable_sink_host_is_said_loudly(
     with caplog.at_level(logging.ERROR):
         Runner(cfg).run(duration_s=1.0)
     assert "the sink's host 'no-such-sink.invalid' does not resolve" in caplog.text
+
+
+def test_a_runner_that_fails_to_build_frees_its_outbox(tmp_path: Path, clips: list[Path]) -> None:
+    from pipeline.errors import BackendUnavailableError
+
+    cfg = load_config(edge_config(tmp_path, clips[0]))
+    cfg.decoder = "nvdec"  # asked for by name, and this machine has no GPU
+    cfg.device = "cpu"
+    with pytest.raises(BackendUnavailableError):
+        Runner(cfg)
+    cfg.decoder = "auto"
+    Runner(cfg).stop()  # the outbox is free for the next one (it used to stay locked)
+
+
+def test_a_run_in_which_every_camera_failed_is_exit_1(cli: Cli, tmp_path: Path, clips: list[Path]) -> None:
+    cfg = edge_config(tmp_path, tmp_path / "missing.mp4", drain_seconds=0)
+    cfg.write_text(cfg.read_text().replace("loop: true", "loop: true\n  reconnect_initial_seconds: 0.05"))
+    rc, _, err = cli("run", str(cfg), "--quiet")
+    assert rc == 1 and err.strip().splitlines()[-1].startswith("error: no camera could be read"), err
+
+
+@pytest.mark.slow
+def test_an_edge_started_with_nohup_survives_the_hangup(tmp_path: Path, clips: list[Path]) -> None:
+    def ignore_hangup() -> None:  # what nohup does before it starts the program
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pipeline.cli", "run", str(edge_config(tmp_path, clips[0], drain_seconds=0))],
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=ignore_hangup,
+    )
+    wait_for_line(proc, "good up")
+    proc.send_signal(signal.SIGHUP)
+    time.sleep(1.0)
+    assert proc.poll() is None, "a hangup stopped an edge started with nohup"
+    proc.send_signal(signal.SIGTERM)
+    rc, err = finish(proc)
+    assert rc == 0 and "SIGHUP" not in err and "SIGTERM: stopping" in err

@@ -25,7 +25,6 @@ from ..config import Config
 from ..detect.base import DetectorInfo
 from ..metrics import Metrics
 from ..registry import sha256_bytes
-from ..stage import Supervisor
 from ..types import Frame, Incident
 from .outbox import Outbox
 from .schema import build_event
@@ -62,7 +61,6 @@ class Publisher:
         outbox: Outbox,
         model: DetectorInfo,
         metrics: Metrics,
-        supervisor: Supervisor,
         notify: Callable[[], None],
         on_committed: Callable[[list[Incident]], None],
         max_held_events: int = 10_000,
@@ -74,7 +72,6 @@ class Publisher:
         self.outbox = outbox
         self.model = model
         self.metrics = metrics
-        self.supervisor = supervisor
         self.notify = notify
         self.on_committed = on_committed
         self.max_held_events = max_held_events
@@ -93,9 +90,17 @@ class Publisher:
         self._unlogged_loss = 0
         metrics.outbox_writable.set(1)
 
-    def submit(self, frame: Frame, incidents: list[Incident]) -> bool:
-        """Hand a frame's incident steps over (backpressure when the stage is behind)."""
-        return self.supervisor.put(self.queue, (frame, incidents))
+    def submit(self, frame: Frame, incidents: list[Incident]) -> None:
+        """Hand a frame's incident steps over, waiting while the stage is behind: they are never
+        dropped while it runs (it drains its queue before it ends, a stop included). Only if the
+        stage has died are they counted as lost."""
+        while not self.done.is_set():
+            try:
+                self.queue.put((frame, incidents), timeout=0.1)
+                return
+            except queue.Full:
+                continue
+        self._lose(len(incidents))
 
     def loop(self, upstream_done: threading.Event) -> None:
         while True:

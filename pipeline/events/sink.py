@@ -354,7 +354,7 @@ class Sink:
         except BaseException:
             rollback(db)
             raise
-        if not self.storing:
+        if not self.storing and commit.accepted:  # an empty commit (a HELLO) proves nothing
             self.storing = True
             self.metrics.store_ok.set(1)
             log.warning("storing events in %s again", self.db_path)

@@ -14,6 +14,7 @@ a NACKed event goes to the outbox's dead-letter table instead of being retried f
 from __future__ import annotations
 
 import collections
+import contextlib
 import json
 import logging
 import os
@@ -152,7 +153,8 @@ class Sender(threading.Thread):
         self._drain_deadline = time.monotonic() + drain_s
         self._stopping.set()
         self.notify()
-        self.join(timeout=drain_s + 5.0)
+        if self.ident is not None:  # started
+            self.join(timeout=drain_s + 5.0)
 
     def _socket(self, ctx: zmq.Context) -> zmq.Socket:
         sock = ctx.socket(zmq.DEALER)
@@ -180,71 +182,76 @@ class Sender(threading.Thread):
 
     def _run(self) -> None:
         warn_if_unresolvable(self.endpoint)
-        outbox = Outbox(self.outbox_path)
-        # Losing a "delivered" mark in a power cut only means a resend the sink deduplicates.
-        outbox.conn.execute("PRAGMA synchronous=NORMAL")
-        ctx: zmq.Context = zmq.Context.instance()
-        sock = self._socket(ctx)
-        monitor = sock.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED)
-        sock.connect(self.endpoint)
-        poller = zmq.Poller()
-        poller.register(sock, zmq.POLLIN)
-        poller.register(monitor, zmq.POLLIN)
+        with contextlib.ExitStack() as cleanup:  # whatever was set up is closed, on any error too
+            outbox = Outbox(self.outbox_path)
+            cleanup.callback(outbox.close)
+            # Losing a "delivered" mark in a power cut only means a resend the sink deduplicates.
+            outbox.conn.execute("PRAGMA synchronous=NORMAL")
+            ctx: zmq.Context = zmq.Context.instance()
+            sock = self._socket(ctx)
+            cleanup.callback(sock.close, linger=0)
+            monitor = sock.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED)
+            cleanup.callback(monitor.close, linger=0)
+            cleanup.callback(sock.disable_monitor)
+            sock.connect(self.endpoint)
+            poller = zmq.Poller()
+            poller.register(sock, zmq.POLLIN)
+            poller.register(monitor, zmq.POLLIN)
+            with self._pipe_lock:
+                self._wake_r, self._wake_w = os.pipe()
+                os.set_blocking(self._wake_r, False)
+                os.set_blocking(self._wake_w, False)
+            cleanup.callback(self._close_wake_pipe)
+            poller.register(self._wake_r, zmq.POLLIN)
+            self._loop(outbox, sock, monitor, poller)
+
+    def _close_wake_pipe(self) -> None:
         with self._pipe_lock:
-            self._wake_r, self._wake_w = os.pipe()
-            os.set_blocking(self._wake_r, False)
-            os.set_blocking(self._wake_w, False)
-        poller.register(self._wake_r, zmq.POLLIN)
+            os.close(self._wake_r)
+            os.close(self._wake_w)
+            self._wake_r = self._wake_w = -1
+
+    def _loop(self, outbox: Outbox, sock: zmq.Socket, monitor: zmq.Socket, poller: zmq.Poller) -> None:
         last_seq = 0
         last_gauges = last_scan = 0.0
         last_prune = time.monotonic() - PRUNE_EVERY_S + 30.0
-        try:
-            while True:
-                now = time.monotonic()
-                if self._stopping.is_set():
-                    if now >= self._drain_deadline:
-                        break
-                    if not self.in_flight and not self._to_send and outbox.count_pending() == 0:
-                        self.pending = 0
-                        break
-                room = self.max_in_flight - len(self.in_flight)
-                if room > 0 and self.in_flight_bytes < self.max_in_flight_bytes:
-                    last_seq = self._load(outbox, last_seq, room, now)
-                if now - last_scan >= RESEND_SCAN_S:
-                    last_scan = now
-                    self._queue_resends(now)
-                self._send(sock, now)
-                delivered: list[int] = []
-                # idle, it still listens: the sink's snapshot requests and the connection's events
-                idle = not self.in_flight and not self._stopping.is_set()
-                for s, _ in poller.poll(IDLE_POLL_MS if idle else 20 if self.in_flight else 0):
-                    if s is monitor:
-                        self._on_monitor(monitor)
-                    elif s is sock:
-                        self._drain_replies(sock, outbox, delivered)
-                    else:
-                        self._drain_wake_pipe()
-                self._mark_delivered(outbox, delivered)
-                self.acked += len(delivered)
-                self.pending = max(self.pending - len(delivered), 0)
-                if now - last_gauges > 0.5:
-                    last_gauges = now
-                    self.pending = outbox.count_pending()
-                    if self.metrics:
-                        self.metrics.outbox_pending.set(self.pending)
-                        self.metrics.outbox_oldest_age.set(outbox.oldest_pending_age())
-                if now - last_prune > PRUNE_EVERY_S and not self._mark_failing:
-                    last_prune = now
-                    self._prune(outbox)
-        finally:
-            sock.disable_monitor()
-            monitor.close(linger=0)
-            sock.close(linger=0)
-            outbox.close()
-            with self._pipe_lock:
-                os.close(self._wake_r)
-                os.close(self._wake_w)
-                self._wake_r = self._wake_w = -1
+        while True:
+            now = time.monotonic()
+            if self._stopping.is_set():
+                if now >= self._drain_deadline:
+                    break
+                if not self.in_flight and not self._to_send and outbox.count_pending() == 0:
+                    self.pending = 0
+                    break
+            room = self.max_in_flight - len(self.in_flight)
+            if room > 0 and self.in_flight_bytes < self.max_in_flight_bytes:
+                last_seq = self._load(outbox, last_seq, room, now)
+            if now - last_scan >= RESEND_SCAN_S:
+                last_scan = now
+                self._queue_resends(now)
+            self._send(sock, now)
+            delivered: list[int] = []
+            # idle, it still listens: the sink's snapshot requests and the connection's events
+            idle = not self.in_flight and not self._stopping.is_set()
+            for s, _ in poller.poll(IDLE_POLL_MS if idle else 20 if self.in_flight else 0):
+                if s is monitor:
+                    self._on_monitor(monitor)
+                elif s is sock:
+                    self._drain_replies(sock, outbox, delivered)
+                else:
+                    self._drain_wake_pipe()
+            self._mark_delivered(outbox, delivered)
+            self.acked += len(delivered)
+            self.pending = max(self.pending - len(delivered), 0)
+            if now - last_gauges > 0.5:
+                last_gauges = now
+                self.pending = outbox.count_pending()
+                if self.metrics:
+                    self.metrics.outbox_pending.set(self.pending)
+                    self.metrics.outbox_oldest_age.set(outbox.oldest_pending_age())
+            if now - last_prune > PRUNE_EVERY_S and not self._mark_failing:
+                last_prune = now
+                self._prune(outbox)
 
     def _prune(self, outbox: Outbox) -> None:
         try:
