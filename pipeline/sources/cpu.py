@@ -407,8 +407,9 @@ class CameraSource(threading.Thread):
             self._rotation_seen = degrees
             return 0
         if degrees != self._rotation_seen and (degrees or self._rotation_seen is not None):
-            log.info(
-                "camera %s: frames are rotated %d degrees for display; analysed as shown",
+            log.warning(  # once per change: zones must be drawn on the frame as shown
+                "camera %s: its frames carry a %d degree display rotation: analysed rotated, as players show "
+                "them (draw zones on the rotated frame)",
                 self.cam.id,
                 degrees,
             )
