@@ -44,6 +44,12 @@ class Metrics:
             ["camera"],
             registry=r,
         )
+        self.camera_decoder = Gauge(
+            "safecity_camera_decoder",
+            "1 for the decoder a camera uses: nvdec, or pyav (a stream NVDEC cannot decode falls back to it)",
+            ["camera", "decoder"],
+            registry=r,
+        )
         self.camera_behind = Gauge(
             "safecity_camera_behind",
             "1 while the camera is analysed well below its rate or loses frames: this server cannot keep up",

@@ -169,7 +169,7 @@ def letterbox_frames(
 ) -> tuple[torch.Tensor, list[Letterbox]]:
     """``letterbox_batch`` for Frames of any pixel format."""
     specs = [f.color if f.pixel_format == "nv12" else None for f in frames]
-    return letterbox_batch([f.data for f in frames], size=size, dtype=dtype, rect=rect, nv12=specs)
+    return letterbox_batch([f.pixels() for f in frames], size=size, dtype=dtype, rect=rect, nv12=specs)
 
 
 def boxes_to_frame(xyxy: torch.Tensor, lb: Letterbox) -> torch.Tensor:

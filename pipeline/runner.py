@@ -159,6 +159,8 @@ class Runner:
                 on_decoded=self._on_decoded,
                 on_error=self._on_error,
                 on_anomaly=self._on_anomaly,
+                fallback=cfg.decoder == "auto",
+                on_decoder=self._on_decoder,
             )
             for cam in cfg.cameras
         ]
@@ -191,6 +193,7 @@ class Runner:
         self._decoded = {c.id: self.metrics.frames_decoded.labels(camera=c.id) for c in cfg.cameras}
         self._analysed = {c.id: self.metrics.frames_analysed.labels(camera=c.id) for c in cfg.cameras}
         for cam in cfg.cameras:
+            self.metrics.camera_decoder.labels(camera=cam.id, decoder=self.decoder).set(1)
             self.metrics.camera_up.labels(camera=cam.id).set(0)
             self.metrics.camera_behind.labels(camera=cam.id).set(0)
 
@@ -223,6 +226,11 @@ class Runner:
         self.metrics.camera_errors.labels(camera=camera_id).inc()
         with self._lock:
             self.stats.cameras[camera_id].errors += 1
+
+    def _on_decoder(self, camera_id: str, decoder: str) -> None:
+        """A camera NVDEC cannot decode went to PyAV."""
+        self.metrics.camera_decoder.remove(camera_id, self.decoder)
+        self.metrics.camera_decoder.labels(camera=camera_id, decoder=decoder).set(1)
 
     def _on_anomaly(self, camera_id: str, kind: Anomaly) -> None:
         c = self.stats.cameras[camera_id]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -36,6 +36,8 @@ class Frame:
     pixel_format: PixelFormat = "rgb24"
     color: ColorSpec = ColorSpec()
     decoded_at: float = field(default_factory=time.monotonic)  # time.monotonic() when it was decoded
+    # a CUDA event recorded on the camera's stream after the copy that made ``data`` (None on the CPU)
+    ready: Any = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         d = self.data
@@ -55,13 +57,22 @@ class Frame:
     def width(self) -> int:
         return int(self.data.shape[1])
 
+    def pixels(self) -> torch.Tensor:
+        """``data``, safe to read on the current CUDA stream: it waits for the camera stream's copy, and
+        the allocator keeps the memory until this stream is done with it. Read frames through this."""
+        if self.ready is not None:
+            stream = torch.cuda.current_stream(self.data.device)
+            stream.wait_event(self.ready)
+            self.data.record_stream(stream)
+        return self.data
+
     def rgb(self) -> torch.Tensor:
         """(H, W, 3) uint8 RGB on the frame's device (converted from NV12 if need be)."""
         if self.pixel_format == "rgb24":
-            return self.data
+            return self.pixels()
         from .preprocess import nv12_to_rgb
 
-        rgb = nv12_to_rgb(self.data[None], color=self.color)[0]
+        rgb = nv12_to_rgb(self.pixels()[None], color=self.color)[0]
         return rgb.round_().clamp_(0, 255).to(torch.uint8).permute(1, 2, 0).contiguous()
 
 

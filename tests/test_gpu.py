@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from pipeline.config import CameraConfig, parse_config
+from pipeline.sources.cpu import Pixels
 
 from .conftest import REPO, free_port
 
@@ -30,26 +31,36 @@ def ref() -> dict:
     return json.loads((REF / "reference.json").read_text())
 
 
-def nvdec_frames(path: Path, count: int) -> list[torch.Tensor]:
-    """The first ``count`` frames of a file as NVDEC NV12 tensors, through the pipeline's own source."""
+def nvdec_pixels(path: Path, count: int) -> list[Pixels]:
+    """The first ``count`` frames of a file as NVDEC gives them through the pipeline's own source:
+    NV12 CUDA tensors copied on the camera's stream, with the colour spec the source read."""
     from pipeline.sources.nvdec import NvdecCameraSource
 
     cam = CameraConfig(id="t", source=str(path))
     src = NvdecCameraSource(
-        cam, device=torch.device("cuda:0"), emit=lambda f, b: True, stop_event=threading.Event()
+        cam,
+        device=torch.device("cuda:0"),
+        fallback=False,
+        emit=lambda f, b: True,
+        stop_event=threading.Event(),
     )
     opened = src._open()
     out = []
     try:
         for _, convert in opened.frames:
-            data, fmt, _ = convert()
-            assert fmt == "nv12" and data.is_cuda
-            out.append(data)
+            px = convert()
+            assert px.pixel_format == "nv12" and px.data.is_cuda and px.ready is not None
+            out.append(px)
             if len(out) == count:
                 break
     finally:
         opened.close()
+    torch.cuda.synchronize()
     return out
+
+
+def nvdec_frames(path: Path, count: int) -> list[torch.Tensor]:
+    return [px.data for px in nvdec_pixels(path, count)]
 
 
 def block_means(nv12: torch.Tensor, block: int) -> np.ndarray:
@@ -92,10 +103,15 @@ def test_gpu_detections_match_the_cpu_path(ref: dict, clip: str) -> None:
     )
     assert det.info.backend == "torch-fp16"
     wanted = {d["index"]: np.asarray(d["boxes"]).reshape(-1, 6) for d in ref[clip]["detections"]}
-    frames = nvdec_frames(REF / clip, max(wanted) + 1)
-    h = frames[0].shape[0] * 2 // 3
-    spec = color_spec(None, None, h)  # the sample clips are untagged
-    batch = FrameBatch([Frame("c", frames[i], 0.0, i, 0.0, "nv12", spec) for i in sorted(wanted)])
+    pixels = nvdec_pixels(REF / clip, max(wanted) + 1)
+    h = pixels[0].data.shape[0] * 2 // 3
+    assert pixels[0].color == color_spec(None, None, h)  # the sample clips are untagged: PyAV's defaults
+    batch = FrameBatch(
+        [
+            Frame("c", pixels[i].data, 0.0, i, 0.0, "nv12", pixels[i].color, ready=pixels[i].ready)
+            for i in sorted(wanted)
+        ]
+    )
     compared = 0
     for d, i in zip(det.detect(batch), sorted(wanted), strict=True):
         for box in wanted[i][wanted[i][:, 4] > 0.5]:

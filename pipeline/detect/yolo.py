@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from abc import abstractmethod
 from dataclasses import dataclass
 
 import torch
 
 from ..preprocess import Letterbox, letterbox_frames
-from ..types import Detections, FrameBatch
+from ..types import Detections, Frame, FrameBatch
 from .base import Detector
 from .decode import decode_yolo
 
@@ -42,13 +43,13 @@ class YoloDetector(Detector):
         On a GPU this runs on its own CUDA stream; ``run`` waits for it with an event, so
         preprocessing of the next batch overlaps inference of this one.
         """
-        stream = self._prep_stream()
+        stream = self._cuda_stream("_prep_stream")
         ctx = torch.cuda.stream(stream) if stream is not None else contextlib.nullcontext()
         out: list[Prepared] = []
         step = self.static_batch or len(batch)
         with ctx:
             for i in range(0, len(batch), step):
-                frames = batch.frames[i : i + step]
+                frames = [self._on_device(f) for f in batch.frames[i : i + step]]
                 images, lbs = letterbox_frames(frames, size=self.imgsz, rect=self.rect)
                 images = images.to(self.device, self.input_dtype, non_blocking=True)
                 n = len(frames)
@@ -63,32 +64,46 @@ class YoloDetector(Detector):
         return out
 
     def run(self, prepared: list[Prepared]) -> list[Detections]:
+        """Inference, decode and NMS on a CUDA stream of their own (on a GPU): not the default stream,
+        which other work (a camera's decoder given stream 0, snapshots) may use."""
         out: list[Detections] = []
         self.batches_run += 1
-        for p in prepared:
-            if p.ready is not None:
-                current = torch.cuda.current_stream(self.device)
-                current.wait_event(p.ready)
-                p.images.record_stream(current)  # the allocator must not reuse it while inference reads it
-            raw = self.infer(p.images)[: p.count]
-            out += decode_yolo(
-                raw,
-                p.letterboxes,
-                conf_threshold=self.conf_threshold,
-                iou_threshold=self.iou_threshold,
-                max_det=self.max_det,
-                end2end=self.end2end,
-            )
+        stream = self._cuda_stream("_infer_stream")
+        with torch.cuda.stream(stream) if stream is not None else contextlib.nullcontext():
+            for p in prepared:
+                if p.ready is not None:
+                    current = torch.cuda.current_stream(self.device)
+                    current.wait_event(p.ready)
+                    p.images.record_stream(current)  # not reused while inference reads it
+                raw = self.infer(p.images)[: p.count]
+                out += decode_yolo(
+                    raw,
+                    p.letterboxes,
+                    conf_threshold=self.conf_threshold,
+                    iou_threshold=self.iou_threshold,
+                    max_det=self.max_det,
+                    end2end=self.end2end,
+                )
         if self.device.type == "cuda":  # detections come back as one packed float32 (N, 7) copy per chunk
             self.bytes_to_host += sum(len(d) for d in out) * 7 * 4
         return out
 
-    def _prep_stream(self) -> torch.cuda.Stream | None:
+    def _cuda_stream(self, name: str) -> torch.cuda.Stream | None:
+        """This detector's CUDA stream called ``name`` (one for preprocessing, one for inference)."""
         if self.device.type != "cuda":
             return None
-        if getattr(self, "_stream", None) is None:
-            self._stream = torch.cuda.Stream(self.device)
-        return self._stream
+        stream = getattr(self, name, None)
+        if stream is None:
+            stream = torch.cuda.Stream(self.device)
+            setattr(self, name, stream)
+        return stream
+
+    def _on_device(self, frame: Frame) -> Frame:
+        """A frame decoded on the CPU (PyAV) is uploaded as it is, 8-bit, so that the conversion and
+        resize run on the model's device too."""
+        if self.device.type == "cuda" and frame.data.device.type == "cpu":
+            return dataclasses.replace(frame, data=frame.data.to(self.device))
+        return frame
 
 
 @dataclass

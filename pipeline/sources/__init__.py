@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -28,9 +29,21 @@ def choose_decoder(decoder: str, device: str) -> str:
     return "nvdec" if on_gpu and nvdec_available() else "pyav"
 
 
-def make_source(cam: Any, *, decoder: str, device: str, **kwargs: Any) -> CameraSource:
+def make_source(
+    cam: Any,
+    *,
+    decoder: str,
+    device: str,
+    fallback: bool = True,
+    on_decoder: Callable[[str, str], None] | None = None,
+    **kwargs: Any,
+) -> CameraSource:
+    """A camera's source for the chosen decoder; with NVDEC, ``fallback`` lets a stream it cannot
+    decode go to PyAV (``decoder: auto``), and ``on_decoder`` hears of it."""
     if decoder == "nvdec":
         from .nvdec import NvdecCameraSource
 
-        return NvdecCameraSource(cam, device=torch.device(device), **kwargs)
+        return NvdecCameraSource(
+            cam, device=torch.device(device), fallback=fallback, on_decoder=on_decoder, **kwargs
+        )
     return CameraSource(cam, **kwargs)

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 from urllib.parse import urlsplit
 
 import numpy as np
@@ -24,7 +24,7 @@ import torch
 from ..config import CameraConfig
 from ..errors import SourceError
 from ..preprocess import color_spec
-from ..types import ColorSpec, Frame
+from ..types import ColorSpec, Frame, PixelFormat
 from ..urls import redact, scheme
 from .clock import MediaClock
 from .interrupt import interruptible
@@ -154,8 +154,20 @@ def open_container(cam: CameraConfig) -> av.container.InputContainer:
 
 
 FrameCallback = Callable[[Frame, bool], bool]
-# a decoded frame: its pts (stream time base) and how to get its pixels (tensor, pixel format, colour)
-Decoded = tuple[int | None, Callable[[], tuple[torch.Tensor, str, ColorSpec]]]
+
+
+class Pixels(NamedTuple):
+    """A sampled frame's pixels, copied out of the decoder: the tensor, its format and colour, and on
+    a GPU the event recorded after the copy on the camera's own CUDA stream."""
+
+    data: torch.Tensor
+    pixel_format: PixelFormat
+    color: ColorSpec
+    ready: Any = None
+
+
+# a decoded frame: its pts (stream time base) and how to get its pixels
+Decoded = tuple[int | None, Callable[[], Pixels]]
 
 
 @dataclass
@@ -384,8 +396,10 @@ class CameraSource(threading.Thread):
 
                 def convert(
                     frame: av.VideoFrame = frame, spec: ColorSpec = spec, rotation: int = rotation
-                ) -> tuple[torch.Tensor, str, ColorSpec]:
-                    return torch.from_numpy(rotate_rgb(to_rgb24(frame, spec), rotation)), "rgb24", ColorSpec()
+                ) -> Pixels:
+                    return Pixels(
+                        torch.from_numpy(rotate_rgb(to_rgb24(frame, spec), rotation)), "rgb24", ColorSpec()
+                    )
 
                 yield frame.pts, convert
 
@@ -503,9 +517,11 @@ class CameraSource(threading.Thread):
             first = False
             if not self._sampler.take(t):
                 continue  # unsampled frames skip colour conversion and inference
-            data, pixel_format, color = convert()  # before the decoder reuses the frame's buffer
+            px = convert()  # before the decoder reuses the frame's buffer
             wall = time.time() if self.live else self.wall_anchor + t
-            f = Frame(self.cam.id, data, t, self._index - 1, wall, pixel_format, color)  # type: ignore[arg-type]
+            f = Frame(
+                self.cam.id, px.data, t, self._index - 1, wall, px.pixel_format, px.color, ready=px.ready
+            )
             while not self.emit(f, block):
                 if not block:
                     self.frames_dropped += 1

@@ -2,16 +2,22 @@
 timeouts and TCP transport, http); local files by PyNvVideoCodec's own demuxer (no PyAV needed).
 
 Every frame is decoded; a sampled frame's NV12 surface becomes a torch CUDA tensor through DLPack
-(no host copy) and is cloned at once, because the decoder reuses its frame pool on the next call.
-Colour conversion happens later, batched, in preprocess (with the stream's matrix and range: the
-library's own RGB output assumes limited range).
+(no host copy) and is copied at once, because the decoder reuses its frame pool on the next call.
+Each camera decodes and copies on a CUDA stream of its own (so decoding never waits for inference on
+the default stream), and the copy's event travels with the frame: whoever reads the frame on another
+stream waits for that event (``Frame.pixels``). Colour conversion happens later, batched, in
+preprocess, with the stream's matrix and range (the library's own RGB output assumes limited range).
+
+A stream NVDEC cannot decode (10-bit, 4:2:2 / 4:4:4, a codec other than H.264 and HEVC, or one the
+library itself refuses) is, with ``decoder: auto``, decoded by PyAV on the CPU for that camera (with a
+warning and the camera's ``safecity_camera_decoder`` label); with ``decoder: nvdec`` it is that
+camera's error, and the other cameras go on.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,7 +27,7 @@ import torch
 from ..errors import BackendUnavailableError, SourceError
 from ..preprocess import color_spec
 from ..types import ColorSpec
-from .cpu import CameraSource, Decoded, Opened, open_container
+from .cpu import CameraSource, Decoded, Opened, Pixels, open_container
 
 if TYPE_CHECKING:
     import av
@@ -30,6 +36,7 @@ log = logging.getLogger(__name__)
 
 # PyAV codec name -> (bitstream filter to Annex B, PyNvVideoCodec codec enum member)
 CODECS = {"h264": ("h264_mp4toannexb", "H264"), "hevc": ("hevc_mp4toannexb", "HEVC")}
+NVDEC_PIX_FMTS = frozenset({"yuv420p", "yuvj420p", "nv12"})  # 8-bit 4:2:0: what comes out as NV12
 
 
 def load_nvc() -> Any:
@@ -53,82 +60,202 @@ def nvdec_available() -> bool:
     return True
 
 
-class NvdecCameraSource(CameraSource):
-    """A camera decoded by NVDEC on ``device`` (pacing, sampling and reconnects as for CPU cameras)."""
+def enum_name(value: Any) -> str:
+    """The member name of a PyNvVideoCodec (pybind11) enum value: ``ColorSpace.BT_709`` -> ``BT_709``,
+    ``cudaVideoChromaFormat.420`` -> ``420``. Enums are read by name, never by their integer values,
+    which differ from FFmpeg's codes."""
+    name = getattr(value, "name", None)
+    return str(name if name is not None else value).rsplit(".", 1)[-1]
 
-    def __init__(self, *args: Any, device: torch.device, **kwargs: Any) -> None:
+
+def demuxer_color_spec(colorspace: Any, color_range: Any, height: int) -> ColorSpec:
+    """The colour spec from PyNvVideoCodec's demuxer, whose enums (2.2: ``ColorSpace`` BT_601 = 0,
+    BT_709 = 1, UNSPEC = 2; ``ColorRange`` MPEG = 0, JPEG = 1, UDEF = 2) are not FFmpeg's codes:
+    mapped by member name, and an untagged stream gets exactly the defaults of the PyAV path."""
+    matrix = {"BT_709": 1, "BT_601": 5}.get(enum_name(colorspace))  # as FFmpeg's AVColorSpace
+    full = {"JPEG": 2, "MPEG": 1}.get(enum_name(color_range))  # as FFmpeg's AVColorRange
+    return color_spec(matrix, full, height)
+
+
+def unsupported_format(*, bit_depth: int, chroma: str) -> str | None:
+    """Why NVDEC output would not be NV12 (None if it would): 10-bit streams come out as P016 and 4:4:4
+    as three full planes, which the preprocessing does not take."""
+    if bit_depth != 8:
+        return f"{bit_depth}-bit video (NVDEC gives 16-bit P016; only 8-bit 4:2:0 is taken)"
+    if chroma not in ("420", "YUV420"):
+        return f"{chroma} chroma (only 4:2:0 is taken)"
+    return None
+
+
+class NvdecCameraSource(CameraSource):
+    """A camera decoded by NVDEC on ``device`` (pacing, sampling and reconnects as for CPU cameras).
+
+    ``fallback``: a stream NVDEC cannot decode is decoded by PyAV instead (``decoder: auto``); else it
+    is an error of this camera (``decoder: nvdec``). ``on_decoder(camera_id, decoder)`` is told which
+    decoder the camera uses."""
+
+    def __init__(
+        self,
+        *args: Any,
+        device: torch.device,
+        fallback: bool = True,
+        on_decoder: Callable[[str, str], None] | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.device = device
+        self.fallback = fallback
+        self.on_decoder = on_decoder
+        self.decoder = "nvdec"
         self.nvc = load_nvc()
+        self._unsupported: str | None = None  # why NVDEC refused this camera's stream, once it did
+        self._stream: torch.cuda.Stream | None = None
+        self._nv_decoder: tuple[str, Any] | None = None  # (codec, decoder), kept across loops of a file
 
     def _open(self) -> Opened:
-        if "://" in self.cam.source:  # cameras and recordings over a network: PyAV's demuxer
-            container = open_container(self.cam)
-            stream = container.streams.video[0]
-            tb = float(stream.time_base) if stream.time_base else 1.0 / 90000
-            rate = float(stream.average_rate) if stream.average_rate else None
-            return Opened(
-                self._decode(container, stream), tb, rate, container.close, self._live_of(container)
-            )
-        return self._open_file()
+        if self.decoder == "nvdec" and self._unsupported is not None:
+            self._use_pyav(self._unsupported)
+        if self.decoder == "pyav":
+            return super()._open()
+        try:
+            if "://" in self.cam.source:  # cameras and recordings over a network: PyAV's demuxer
+                return self._open_demuxed()
+            return self._open_file()
+        except SourceError as err:
+            if err.reason != "unsupported" or not self.fallback:
+                raise
+            self._use_pyav(str(err))
+            return super()._open()
+
+    def _use_pyav(self, why: str) -> None:
+        if not self.fallback:
+            raise SourceError(why, camera_id=self.cam.id, reason="unsupported")
+        log.warning("camera %s: %s; decoding it with PyAV on the CPU instead", self.cam.id, why)
+        self.decoder = "pyav"
+        if self.on_decoder:
+            self.on_decoder(self.cam.id, "pyav")
+
+    def _refuse(self, why: str) -> SourceError:
+        """NVDEC cannot take this stream: remembered, so the next open goes to PyAV (or fails again)."""
+        self._unsupported = f"NVDEC cannot decode this stream: {why}"
+        return SourceError(self._unsupported, camera_id=self.cam.id, reason="unsupported")
+
+    def _cuda_stream(self) -> torch.cuda.Stream:
+        if self._stream is None:
+            torch.cuda.set_device(self.device)
+            self._stream = torch.cuda.Stream(self.device)
+        return self._stream
 
     def _decoder(self, codec: Any) -> Any:
-        torch.cuda.set_device(self.device)
+        """An NVDEC decoder for ``codec`` on this camera's CUDA stream; the one of the last play when
+        the codec is the same (a looped file reuses it: no create and destroy per loop)."""
+        key = enum_name(codec)
+        if self._nv_decoder is not None and self._nv_decoder[0] == key:
+            return self._nv_decoder[1]
+        stream = self._cuda_stream()
         try:
-            return self.nvc.CreateDecoder(
+            decoder = self.nvc.CreateDecoder(
                 gpuid=self.device.index or 0,
                 codec=codec,
                 cudacontext=0,  # the primary context, which torch uses too
-                cudastream=torch.cuda.current_stream(self.device).cuda_stream,
+                cudastream=stream.cuda_stream,  # not 0: 2.x would then synchronise on the default stream
                 usedevicememory=True,
                 outputColorType=self.nvc.OutputColorType.NATIVE,
             )
-        except self.nvc.PyNvVCException as err:
-            raise SourceError(
-                f"NVDEC cannot decode this stream: {err}", camera_id=self.cam.id, reason="unsupported"
-            ) from err
+        except self._nvc_errors() as err:
+            raise self._refuse(str(err)) from err
+        self._nv_decoder = (key, decoder)
+        return decoder
+
+    def _nvc_errors(self) -> tuple[type[BaseException], ...]:
+        """PyNvVideoCodec's exceptions: ``PyNvVCExceptionUnsupported`` does not derive from
+        ``PyNvVCException``, so both are caught wherever the library is called."""
+        names = ("PyNvVCException", "PyNvVCExceptionUnsupported")
+        return tuple(getattr(self.nvc, n) for n in names if isinstance(getattr(self.nvc, n, None), type))
+
+    def _decode_packet(self, decoder: Any, packet: Any) -> list[Any]:
+        """Decode one packet (the real decoder is created inside the first ``Decode``: an unsupported
+        stream is found here too)."""
+        errors = self._nvc_errors()
+        try:
+            return list(decoder.Decode(packet))
+        except errors as err:
+            self._nv_decoder = None  # not reused after an error
+            if type(err).__name__.endswith("Unsupported"):
+                raise self._refuse(str(err)) from err
+            raise SourceError(f"NVDEC: {err}", camera_id=self.cam.id, reason="decode") from err
+
+    def _flush(self, decoder: Any) -> list[Any]:
+        """The frames the decoder still holds at the end of a play (an empty packet flushes it)."""
+        flush = self.nvc.PacketData()
+        flush.bsl = 0
+        return self._decode_packet(decoder, flush)
 
     def _open_file(self) -> Opened:
-        """A file through PyNvVideoCodec's demuxer; pts come from the frame count and frame rate."""
+        """A local file through PyNvVideoCodec's demuxer; pts come from the frame count and frame rate."""
         nvc = self.nvc
         if not Path(self.cam.source).is_file():
             raise SourceError(f"file not found: {self.cam.source}", camera_id=self.cam.id, reason="not_found")
         try:
             dmx = nvc.CreateDemuxer(filename=self.cam.source)
-        except nvc.PyNvVCException as err:
+        except self._nvc_errors() as err:
             raise SourceError(
                 f"cannot open {self.cam.source}: {err}", camera_id=self.cam.id, reason="open"
             ) from err
-        try:
-            spec = color_spec(int(dmx.ColorSpace()), int(dmx.ColorRange()), int(dmx.Height()))
-        except (TypeError, ValueError, AttributeError):
-            spec = color_spec(None, None, int(dmx.Height()))
+        why = unsupported_format(bit_depth=int(dmx.BitDepth()), chroma=enum_name(dmx.ChromaFormat()))
+        if why is not None:
+            raise self._refuse(why)
+        spec = demuxer_color_spec(dmx.ColorSpace(), dmx.ColorRange(), int(dmx.Height()))
         decoder = self._decoder(dmx.GetNvCodecId())
 
         def frames() -> Iterator[Decoded]:
             for packet in dmx:
-                for frame in decoder.Decode(packet):
-                    yield None, functools.partial(self._to_tensor, frame, spec)
+                for frame in self._decode_packet(decoder, packet):
+                    yield None, self._copier(frame, spec)
+            for frame in self._flush(decoder):
+                yield None, self._copier(frame, spec)
 
         return Opened(frames(), 1.0, float(dmx.FrameRate() or 25.0), lambda: None)
 
-    def _decode(self, container: av.container.InputContainer, stream: av.VideoStream) -> Iterator[Decoded]:
-        """PyAV's packets, made Annex B, into NVDEC."""
+    def _open_demuxed(self) -> Opened:
+        container = open_container(self.cam)
+        try:
+            stream = container.streams.video[0]
+            tb = float(stream.time_base) if stream.time_base else 1.0 / 90000
+            rate = float(stream.average_rate) if stream.average_rate else None
+            frames = self._nvdec_frames(container, stream)
+        except BaseException:
+            container.close()
+            raise
+        return Opened(frames, tb, rate, container.close, self._live_of(container))
+
+    def _nvdec_frames(
+        self, container: av.container.InputContainer, stream: av.VideoStream
+    ) -> Iterator[Decoded]:
+        """PyAV's packets, made Annex B, into NVDEC (checked at once: the generator starts later)."""
         from av.bitstream import BitStreamFilterContext
 
-        nvc = self.nvc
         name = stream.codec_context.name
         if name not in CODECS:
-            raise SourceError(
-                f"NVDEC path takes H.264 or HEVC, the stream is {name}",
-                camera_id=self.cam.id,
-                reason="unsupported",
-            )
-        bsf_name, codec = CODECS[name]
+            raise self._refuse(f"{name} (NVDEC takes H.264 and HEVC here)")
         cc = stream.codec_context
+        if (cc.pix_fmt or "") not in NVDEC_PIX_FMTS:
+            raise self._refuse(f"pixel format {cc.pix_fmt} (only 8-bit 4:2:0 is taken)")
+        bsf_name, codec = CODECS[name]
         spec = color_spec(cc.colorspace, cc.color_range, cc.height, cc.pix_fmt or "")
-        decoder = self._decoder(getattr(nvc.cudaVideoCodec, codec))
+        decoder = self._decoder(getattr(self.nvc.cudaVideoCodec, codec))
         bsf = BitStreamFilterContext(bsf_name, in_stream=stream)
+        return self._annexb_frames(container, stream, bsf, decoder, spec)
+
+    def _annexb_frames(
+        self,
+        container: av.container.InputContainer,
+        stream: av.VideoStream,
+        bsf: Any,
+        decoder: Any,
+        spec: ColorSpec,
+    ) -> Iterator[Decoded]:
+        nvc = self.nvc
 
         def frames_of(packet: av.Packet | None) -> Iterator[Decoded]:
             for annexb in bsf.filter(packet):
@@ -138,19 +265,27 @@ class NvdecCameraSource(CameraSource):
                 pkt.bsl = data.size
                 if annexb.pts is not None:
                     pkt.pts = annexb.pts
-                for frame in decoder.Decode(pkt):
-                    yield frame.getPTS(), functools.partial(self._to_tensor, frame, spec)
+                for frame in self._decode_packet(decoder, pkt):
+                    yield frame.getPTS(), self._copier(frame, spec)
 
         for packet in container.demux(stream):
             if packet.size == 0:
                 continue
             yield from frames_of(packet)
-        yield from frames_of(None)  # drain the filter; the decoder flushes on an empty packet
-        flush = nvc.PacketData()
-        flush.bsl = 0
-        for frame in decoder.Decode(flush):
-            yield frame.getPTS(), functools.partial(self._to_tensor, frame, spec)
+        yield from frames_of(None)  # drain the filter, then the decoder
+        for frame in self._flush(decoder):
+            yield frame.getPTS(), self._copier(frame, spec)
 
-    def _to_tensor(self, frame: Any, spec: ColorSpec) -> tuple[torch.Tensor, str, ColorSpec]:
-        nv12 = torch.from_dlpack(frame)  # (H * 3 // 2, W) uint8 on the GPU, aliasing the frame pool
-        return nv12.clone(), "nv12", spec
+    def _copier(self, frame: Any, spec: ColorSpec) -> Callable[[], Pixels]:
+        return lambda: self._copy(frame, spec)
+
+    def _copy(self, frame: Any, spec: ColorSpec) -> Pixels:
+        """The frame's NV12 surface copied out of the decoder's pool, on this camera's stream; the
+        event recorded after the copy is what readers on other streams wait for."""
+        stream = self._cuda_stream()
+        with torch.cuda.stream(stream):
+            nv12 = torch.from_dlpack(frame)  # (H * 3 // 2, W) uint8, aliasing the pool; waits for the decode
+            copy = nv12.clone()
+            ready = torch.cuda.Event()
+            ready.record(stream)
+        return Pixels(copy, "nv12", spec, ready)
