@@ -169,3 +169,52 @@ def test_device_selection() -> None:
         assert resolve_device("auto") == "cpu"
         with pytest.raises(BackendUnavailableError, match="no CUDA GPU"):
             resolve_device("cuda:0")
+
+
+def test_the_tensorrt_profile_covers_the_batches_sent_at_the_models_square(tiny_onnx: Path) -> None:
+    """The profile is for square imgsz inputs up to the muxer's largest batch (it was fixed at 32 while
+    the GPU benchmark batches 64), on the model's own input name; with TensorRT frames are
+    letterboxed to that square, never to a rect canvas such as 288x640 outside the profile."""
+    from pipeline.detect.onnx_backend import read_onnx_metadata, tensorrt_options, uses_rect_canvas
+
+    _, input_name = read_onnx_metadata(tiny_onnx)
+    opts = tensorrt_options(device_id=0, input_name=input_name, imgsz=320, max_batch=64, cache="/c")
+    assert opts["trt_profile_max_shapes"] == f"{input_name}:64x3x320x320"
+    assert opts["trt_profile_min_shapes"] == f"{input_name}:1x3x320x320"
+    assert opts["trt_profile_opt_shapes"] == f"{input_name}:32x3x320x320"
+    dynamic = ["batch", 3, "height", "width"]
+    assert uses_rect_canvas(dynamic, tensorrt=False) and not uses_rect_canvas(dynamic, tensorrt=True)
+    assert not uses_rect_canvas([1, 3, 640, 640], tensorrt=False)
+
+
+def test_the_detector_takes_the_muxers_largest_batch(tiny_onnx: Path) -> None:
+    from pipeline.config import parse_config
+    from pipeline.detect import create_detector
+
+    cfg = parse_config(
+        {
+            "device": "cpu",
+            "cameras": [{"id": "c", "source": "a.mp4"}],
+            "model": {"path": str(tiny_onnx)},
+            "batching": {"max_batch_size": 48},
+        }
+    )
+    assert create_detector(cfg).max_batch == 48  # type: ignore[attr-defined]
+
+
+def test_an_onnx_runtime_without_cuda_names_the_cuda_versions(tiny_onnx: Path) -> None:
+    from pipeline.errors import BackendUnavailableError
+
+    with pytest.raises(BackendUnavailableError) as err:
+        OnnxDetector(
+            tiny_onnx,
+            name="t",
+            imgsz=320,
+            conf_threshold=0.25,
+            iou_threshold=0.7,
+            max_det=100,
+            device="cuda:0",
+        )
+    message = str(err.value)
+    assert "has no CUDA provider" in message and f"has CUDA {torch.version.cuda}" in message
+    assert "onnxruntime" in message and "built for" in message

@@ -51,7 +51,12 @@ def create_detector(cfg: Config) -> Detector:
         from .onnx_backend import OnnxDetector
 
         return OnnxDetector(
-            path, threads=m.threads, device=_onnx_device(cfg.device), tensorrt=m.tensorrt, **common
+            path,
+            threads=m.threads,
+            device=_onnx_device(cfg.device),
+            tensorrt=m.tensorrt,
+            max_batch=cfg.batching.max_batch_size,
+            **common,
         )
     from .torch_backend import TorchDetector
 

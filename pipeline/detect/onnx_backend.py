@@ -18,14 +18,57 @@ from .yolo import YoloDetector
 log = logging.getLogger(__name__)
 
 
-def read_onnx_metadata(path: Path) -> dict[str, str]:
+def read_onnx_metadata(path: Path) -> tuple[dict[str, str], str]:
+    """The model's metadata (Ultralytics writes names, imgsz ...) and the name of its input."""
     import onnx
 
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as err:  # onnx raises several types for a bad file
         raise ModelError(f"{path}: not a readable ONNX model: {err}") from err
-    return {p.key: p.value for p in model.metadata_props}
+    inputs = [i.name for i in model.graph.input]
+    if not inputs:
+        raise ModelError(f"{path}: the model has no input")
+    return {p.key: p.value for p in model.metadata_props}, inputs[0]
+
+
+def tensorrt_options(
+    *, device_id: int, input_name: str, imgsz: int, max_batch: int, cache: str
+) -> dict[str, Any]:
+    """The TensorRT provider's options: fp16, engines cached, and one optimisation profile of square
+    ``imgsz`` inputs from batch 1 to ``max_batch`` (the muxer's largest batch). Inputs are always
+    letterboxed to that square with TensorRT: a rect canvas (say 288x640) would fall outside the
+    profile and make TensorRT build a new engine, or fail."""
+    shape = f"3x{imgsz}x{imgsz}"
+    return {
+        "device_id": device_id,
+        "trt_fp16_enable": True,
+        "trt_engine_cache_enable": True,
+        "trt_engine_cache_path": cache,
+        "trt_timing_cache_enable": True,
+        "trt_profile_min_shapes": f"{input_name}:1x{shape}",
+        "trt_profile_opt_shapes": f"{input_name}:{max(1, max_batch // 2)}x{shape}",
+        "trt_profile_max_shapes": f"{input_name}:{max_batch}x{shape}",
+    }
+
+
+def uses_rect_canvas(input_shape: Any, *, tensorrt: bool) -> bool:
+    """A model with dynamic height and width gets the smallest stride-multiple canvas (Ultralytics'
+    rect); with TensorRT always the square its optimisation profile is built for."""
+    return not tensorrt and not all(isinstance(d, int) for d in input_shape[2:])
+
+
+def cuda_versions(ort: Any) -> str:
+    """What ONNX Runtime was built for and what torch has, for an error that says why CUDA failed."""
+    try:
+        from onnxruntime.capi import build_and_package_info as info
+
+        cuda = getattr(info, "cuda_version", None)
+        built = f"CUDA {cuda}" if cuda else f"the CPU only (package {getattr(info, 'package_name', '?')})"
+    except ImportError:
+        built = "CUDA ?"
+    torch_cuda = f"torch {torch.__version__} has CUDA {torch.version.cuda}"
+    return f"onnxruntime {ort.__version__} built for {built}; {torch_cuda}"
 
 
 def parse_class_names(raw: Any, path: Path) -> tuple[str, ...]:
@@ -52,6 +95,7 @@ class OnnxDetector(YoloDetector):
         device: str = "cpu",
         tensorrt: bool = False,
         engine_cache: Path | None = None,
+        max_batch: int = 32,
     ) -> None:
         try:
             import onnxruntime as ort
@@ -61,7 +105,8 @@ class OnnxDetector(YoloDetector):
             ) from err
         if not path.is_file():
             raise ModelError(f"model file not found: {path} (fetch it with: safecity models fetch NAME)")
-        meta = read_onnx_metadata(path)
+        meta, self.input_name = read_onnx_metadata(path)
+        self.max_batch = max_batch
         self.class_names = parse_class_names(meta.get("names"), path)
         meta_imgsz = ast.literal_eval(meta.get("imgsz", "[640, 640]"))
         self.imgsz = imgsz or int(meta_imgsz[0])
@@ -74,12 +119,13 @@ class OnnxDetector(YoloDetector):
         providers = self._providers(ort, path, tensorrt, engine_cache)
         self.session = ort.InferenceSession(str(path), sess_options=opts, providers=providers)
         if self.device.type == "cuda" and "CUDAExecutionProvider" not in self.session.get_providers():
-            raise BackendUnavailableError(f"ONNX Runtime did not start its CUDA provider for {path}")
+            raise BackendUnavailableError(
+                f"ONNX Runtime could not start its CUDA provider for {path} ({cuda_versions(ort)}): the "
+                "CUDA major versions must match (pip install the onnxruntime-gpu build for torch's CUDA)"
+            )
         inp = self.session.get_inputs()[0]
-        self.input_name = inp.name
         self.output_name = self.session.get_outputs()[0].name
-        # dynamic height and width: letterbox to the smallest canvas, as Ultralytics does (rect)
-        self.rect = not all(isinstance(d, int) for d in inp.shape[2:])
+        self.rect = uses_rect_canvas(inp.shape, tensorrt=tensorrt)
         self.static_batch = inp.shape[0] if isinstance(inp.shape[0], int) else None
         self.input_dtype = torch.float16 if "float16" in inp.type else torch.float32
         self.info = DetectorInfo(
@@ -100,7 +146,7 @@ class OnnxDetector(YoloDetector):
         if "CUDAExecutionProvider" not in available:
             raise BackendUnavailableError(
                 f"device {self.device} asked for, but ONNX Runtime has no CUDA provider "
-                f"(available: {available}); install onnxruntime-gpu, not onnxruntime"
+                f"(available: {available}; {cuda_versions(ort)}); install onnxruntime-gpu, not onnxruntime"
             )
         dev = self.device.index or 0
         providers: list[Any] = []
@@ -110,22 +156,14 @@ class OnnxDetector(YoloDetector):
                     "model.tensorrt asked for, but ONNX Runtime has no TensorRT provider"
                 )
             cache = str(engine_cache or path.parent / "trt-cache")
-            shape = f"{self.imgsz}x{self.imgsz}"
-            providers.append(
-                (
-                    "TensorrtExecutionProvider",
-                    {
-                        "device_id": dev,
-                        "trt_fp16_enable": True,
-                        "trt_engine_cache_enable": True,
-                        "trt_engine_cache_path": cache,
-                        "trt_timing_cache_enable": True,
-                        "trt_profile_min_shapes": f"images:1x3x{shape}",
-                        "trt_profile_opt_shapes": f"images:8x3x{shape}",
-                        "trt_profile_max_shapes": f"images:32x3x{shape}",
-                    },
-                )
+            options = tensorrt_options(
+                device_id=dev,
+                input_name=self.input_name,
+                imgsz=self.imgsz,
+                max_batch=self.max_batch,
+                cache=cache,
             )
+            providers.append(("TensorrtExecutionProvider", options))
         providers.append(("CUDAExecutionProvider", {"device_id": dev}))
         return providers
 
