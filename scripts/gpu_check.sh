@@ -5,15 +5,20 @@
 #    (model, real and 1080p H.264/HEVC clips, CPU-path references into data/gpu; wheels into .whl)
 # 2. On the GPU machine, from the repository root, with data/gpu and .whl beside the code:
 #    OUT=/some/dir bash scripts/gpu_check.sh
-#    It installs the carried wheels, runs the GPU tests (FAIL_WITHOUT_CUDA=1: no GPU is a failure),
-#    then the GPU benchmark (streams sustained, NVDEC fps, inference fps, memory, latency), and
-#    leaves 7 files in $OUT: environment.txt (with a probe of PyNvVideoCodec's objects),
-#    gpu-tests.log, gpu-bench.log, gpu.json, gpu.md, gpu.png and dmon.txt (nvidia-smi dmon).
-#    About 4 minutes; each step has its own time limit, under 7 minutes in all.
+#    First a preflight (Python, driver, the driver's video libraries, one frame decoded by NVDEC),
+#    then the GPU tests (FAIL_WITHOUT_CUDA=1: no GPU is a failure), then the GPU benchmark (streams
+#    sustained, NVDEC fps, inference fps, memory, latency). If NVDEC cannot be reached (the driver's
+#    video libraries are missing in a sandbox, say) the check goes on without it: the NVDEC tests are
+#    skipped with that reason and the benchmark decodes with PyAV on the CPU cores, feeding GPU
+#    preprocessing, inference and JPEG; environment.txt and gpu.md say so. Files left in $OUT:
+#    environment.txt (preflight, versions, a probe of PyNvVideoCodec's objects), gpu-tests.log,
+#    gpu-bench.log, gpu.json, gpu.md, gpu.png (rewritten after every level: a kill keeps what was
+#    measured) and dmon.txt (nvidia-smi dmon). Each step has its own time limit, under 7 minutes in all.
 #
-# REHEARSE=1 runs the same steps on a CPU machine (in the project's venv): the GPU tests are skipped
-# instead of failing and the benchmark runs with --device cpu on one and two streams, so the script,
-# the benchmark and its reports are checked end to end before device time is spent.
+# REHEARSE=1 runs the same steps on a CPU machine (PYTHON=.venv/bin/python: the project's venv): the
+# preflight runs and reports, the GPU tests are skipped instead of failing and the benchmark runs with
+# --device cpu on one and two streams, so the script, the benchmark and its reports are checked end to
+# end before device time is spent.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-$PWD/benchmarks/results/gpu}
@@ -27,39 +32,65 @@ if [ ! -f "$SAFECITY_GPU_REF/reference.json" ]; then
   echo "no $SAFECITY_GPU_REF/reference.json: run scripts/gpu_prepare.py on a CPU machine first" >&2
   exit 2
 fi
+: > "$OUT/environment.txt"
+log() { tee -a "$OUT/environment.txt"; }
+
+echo "== preflight" | log
+{ date -u; $PY -V; echo "carried wheels: $(ls .whl 2>/dev/null | tr '\n' ' ')"; } 2>&1 | log
 if [ "$REHEARSE" = 1 ]; then
   export FAIL_WITHOUT_CUDA=0 PYTHONPATH=$PWD
   BENCH_ARGS=(--device cpu --h264-streams 1,2 --hevc-streams 1,2 --seconds 6 --batch 4)
-  { date -u; echo "REHEARSAL on $(nproc) CPU cores, no GPU"; $PY -c 'import torch; print("torch", torch.__version__)'; } \
-    2>&1 | tee "$OUT/environment.txt"
+  echo "REHEARSAL on $(nproc) CPU cores, no GPU" | log
 else
   export FAIL_WITHOUT_CUDA=1
   BENCH_ARGS=(--seconds 10)
   if ls .whl/*.whl >/dev/null 2>&1; then
     $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
-      || { echo "installing the carried wheels failed" >&2; exit 2; }
+      || { echo "installing the carried wheels failed (are they for $($PY -V)?)" | log; exit 2; }
     export PYTHONPATH=/tmp/site:$PWD
   else
     export PYTHONPATH=$PWD
   fi
-  { date -u; nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv; $PY -c \
-    'import torch, PyNvVideoCodec as n; print("torch", torch.__version__, "cuda", torch.version.cuda); print("PyNvVideoCodec", getattr(n, "__version__", "?"))'; } \
-    2>&1 | tee "$OUT/environment.txt"
-  # what PyNvVideoCodec's objects offer, so a failing call below can be mended from this run's output
-  timeout 60 $PY - "$SAFECITY_GPU_REF/bikes.mp4" >> "$OUT/environment.txt" 2>&1 <<'PROBE'
-import sys, torch, PyNvVideoCodec as nvc
+  nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv 2>&1 | log
+fi
+# the driver's libraries NVDEC needs (PyNvVideoCodec dlopens libnvidia-encode at import, libnvcuvid to decode)
+for lib in libcuda.so.1 libnvcuvid.so.1 libnvidia-encode.so.1; do
+  $PY -c "import ctypes, sys; ctypes.CDLL(sys.argv[1])" "$lib" 2>/dev/null \
+    && echo "$lib: loads" || echo "$lib: cannot be loaded"
+done 2>&1 | log
+ldconfig -p 2>/dev/null | grep -E "libnvcuvid|libnvidia-encode" | log
+# one frame decoded by NVDEC, and what PyNvVideoCodec's objects offer (so a failing call can be mended)
+timeout 90 $PY - "$SAFECITY_GPU_REF/bikes.mp4" > "$OUT/nvdec-probe.txt" 2>&1 <<'PROBE'
+import sys, torch
+print("torch", torch.__version__, "cuda", torch.version.cuda, "gpu", torch.cuda.is_available())
+import PyNvVideoCodec as nvc
+print("PyNvVideoCodec", getattr(nvc, "__version__", "?"))
 dmx = nvc.CreateDemuxer(filename=sys.argv[1])
 print("demuxer:", [m for m in dir(dmx) if not m.startswith("_")])
-dec = nvc.CreateDecoder(gpuid=0, codec=dmx.GetNvCodecId(), cudacontext=0, cudastream=0, usedevicememory=True)
+print("stream:", dmx.Width(), "x", dmx.Height(), "bit depth", dmx.BitDepth(), "chroma", dmx.ChromaFormat(),
+      "colorspace", dmx.ColorSpace(), "range", dmx.ColorRange(), "fps", dmx.FrameRate())
+stream = torch.cuda.Stream()
+dec = nvc.CreateDecoder(gpuid=0, codec=dmx.GetNvCodecId(), cudacontext=0, cudastream=stream.cuda_stream,
+                        usedevicememory=True)
 frame = next(f for p in dmx for f in dec.Decode(p))
 print("frame:", type(frame).__name__, [m for m in dir(frame) if not m.startswith("_")])
-t = torch.from_dlpack(frame)
-print("dlpack:", tuple(t.shape), t.dtype, t.device, "colorspace", dmx.ColorSpace(), "range", dmx.ColorRange())
+with torch.cuda.stream(stream):
+    t = torch.from_dlpack(frame)
+print("dlpack:", tuple(t.shape), t.dtype, t.device)
+print("NVDEC OK")
 PROBE
+cat "$OUT/nvdec-probe.txt" >> "$OUT/environment.txt"
+if grep -q "^NVDEC OK" "$OUT/nvdec-probe.txt"; then
+  echo "NVDEC: reachable, one frame decoded" | log
+else
+  export SAFECITY_NO_NVDEC=1  # the NVDEC tests skip with this reason; the benchmark decodes with PyAV
+  BENCH_ARGS+=(--decoder pyav)
+  echo "NVDEC: NOT reachable here (see above): going on without it, decoding with PyAV on $(nproc) cores" | log
 fi
+rm -f "$OUT/nvdec-probe.txt"
 
 # per-test limit where pytest-timeout is installed: a hung decoder fails its test, not the whole run
-TEST_ARGS=(-q -p no:cacheprovider --tb=short -m needs_cuda)
+TEST_ARGS=(-q -p no:cacheprovider --tb=short -m needs_cuda -rs)
 $PY -c 'import pytest_timeout' 2>/dev/null && TEST_ARGS+=(--timeout 60)
 DMON=
 if [ "$REHEARSE" != 1 ] && command -v nvidia-smi >/dev/null; then
@@ -68,9 +99,11 @@ if [ "$REHEARSE" != 1 ] && command -v nvidia-smi >/dev/null; then
 fi
 
 status=0
+echo "== GPU tests"
 timeout 150 $PY -m pytest "${TEST_ARGS[@]}" tests/test_gpu.py 2>&1 | tee "$OUT/gpu-tests.log"
 [ "${PIPESTATUS[0]}" = 0 ] || status=1
-timeout 240 $PY -m benchmarks.gpu --ref "$SAFECITY_GPU_REF" --out "$OUT" "${BENCH_ARGS[@]}" 2>&1 | tee "$OUT/gpu-bench.log"
+echo "== GPU benchmark"
+timeout 260 $PY -m benchmarks.gpu --ref "$SAFECITY_GPU_REF" --out "$OUT" "${BENCH_ARGS[@]}" 2>&1 | tee "$OUT/gpu-bench.log"
 [ "${PIPESTATUS[0]}" = 0 ] || status=1
 if [ -n "$DMON" ]; then
   kill "$DMON" 2>/dev/null

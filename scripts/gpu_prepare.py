@@ -57,6 +57,25 @@ def block_means(nv12: np.ndarray) -> np.ndarray:
     return np.concatenate([y.ravel(), uv.ravel()]).astype(np.float32)
 
 
+def ten_bit_clip(path: Path) -> Path:
+    """A short 10-bit HEVC clip (Main 10): NVDEC would give P016, so the pipeline decodes it with PyAV."""
+    if path.is_file():
+        return path
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx265", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 640, 360, "yuv420p10le"
+        stream.options = {"preset": "ultrafast", "x265-params": "log-level=error"}
+        rng = np.random.default_rng(1)
+        for i in range(50):
+            img = np.full((360, 640, 3), 90, np.uint8)
+            img[100:200, (i * 8) % 560 : (i * 8) % 560 + 80] = rng.integers(0, 255, 3, dtype=np.uint8)
+            for pkt in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                out.mux(pkt)
+        for pkt in stream.encode():
+            out.mux(pkt)
+    return path
+
+
 def main() -> int:
     OUT.mkdir(parents=True, exist_ok=True)
     clips = dict(fetch_samples())
@@ -93,6 +112,7 @@ def main() -> int:
         np.save(OUT / f"{name}.nv12stats.npy", np.stack(stats))
         refs[name] = {"detections": dets, "block": BLOCK, "frames": REF_FRAMES}
     (OUT / "reference.json").write_text(json.dumps(refs))
+    ten_bit_clip(OUT / "hevc_10bit.mp4")
     WHEELS.mkdir(exist_ok=True)
     for stale in WHEELS.glob("*.whl"):
         stale.unlink()
