@@ -76,21 +76,44 @@ class Demuxer:
         return cudaVideoCodec.H264
 
     def __iter__(self) -> Iterator[PacketData]:
-        return iter([PacketData() for _ in range(3)])
+        packets = [PacketData() for _ in range(3)]
+        for p in packets:
+            p.bsl = 100
+        return iter(packets)
 
 
 class Decoder:
-    def __init__(self, refuse: Exception | None) -> None:
-        self.refuse = refuse
+    """Decodes each packet into one stand-in frame (or raises what ``script`` says for that call)."""
+
+    def __init__(self, script: dict[int, Exception]) -> None:
+        self.script = script
+        self.calls = 0
 
     def Decode(self, packet: PacketData) -> list[Any]:  # noqa: N802
-        if self.refuse is not None:
-            raise self.refuse
-        return []
+        self.calls += 1
+        err = self.script.get(self.calls) or self.script.get(0)
+        if err is not None:
+            raise err
+        return [] if packet.bsl == 0 else [SimpleNamespace(getPTS=lambda: 0)]
 
 
-def module(*, stream: dict[str, Any] | None = None, decode_error: Exception | None = None) -> SimpleNamespace:
-    """A PyNvVideoCodec whose demuxer reports ``stream`` and whose decoder raises ``decode_error``."""
+def module(
+    *,
+    stream: dict[str, Any] | None = None,
+    decode_error: Exception | None = None,
+    decode_script: dict[int, Exception] | None = None,
+    decoders: list[Decoder] | None = None,
+) -> SimpleNamespace:
+    """A PyNvVideoCodec whose demuxer reports ``stream`` and whose decoders raise ``decode_error`` on
+    every call, or per ``decode_script`` (call number -> exception); each decoder made is appended
+    to ``decoders``."""
+    made = decoders if decoders is not None else []
+    script = decode_script or ({0: decode_error} if decode_error is not None else {})
+
+    def create_decoder(**kwargs: Any) -> Decoder:
+        made.append(Decoder(dict(script)))
+        return made[-1]
+
     return SimpleNamespace(
         ColorSpace=ColorSpace,
         ColorRange=ColorRange,
@@ -100,5 +123,5 @@ def module(*, stream: dict[str, Any] | None = None, decode_error: Exception | No
         PyNvVCExceptionUnsupported=PyNvVCExceptionUnsupported,
         PacketData=PacketData,
         CreateDemuxer=lambda filename: Demuxer(stream or {}),
-        CreateDecoder=lambda **kwargs: Decoder(decode_error),
+        CreateDecoder=create_decoder,
     )

@@ -18,7 +18,7 @@ import torch
 from pipeline.config import CameraConfig
 from pipeline.preprocess import color_spec
 from pipeline.sources import nvdec
-from pipeline.sources.cpu import CameraState
+from pipeline.sources.cpu import CameraState, Pixels
 from pipeline.types import ColorSpec, Frame
 
 from . import nvc_standin as nvc
@@ -123,3 +123,68 @@ def test_a_decoder_that_refuses_the_stream_in_decode_is_caught_and_falls_back(
     src, frames, told = run_nvdec_source(clips[0], monkeypatch, fallback=True, decode_error=refusal)
     assert src.errors == 1 and src.decoder == "pyav" and told == [("cam", "pyav")]
     assert src.state == CameraState.FINISHED and len(frames) == 10
+
+
+@pytest.fixture
+def frames_on_the_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The stand-in decoder's frames are copied out as small CPU images (there is no GPU to copy on)."""
+
+    def copy(self: nvdec.NvdecCameraSource, frame: Any, spec: ColorSpec) -> Pixels:
+        return Pixels(torch.zeros((4, 6, 3), dtype=torch.uint8), "rgb24", ColorSpec())
+
+    monkeypatch.setattr(nvdec.NvdecCameraSource, "_copy", copy)
+
+
+def run_for(src: nvdec.NvdecCameraSource, seconds: float) -> None:
+    src.start()
+    src.join(seconds)
+    src.stop_event.set()
+    src.join(5)
+    assert not src.is_alive()
+
+
+def standin_source(
+    clip: Path, monkeypatch: pytest.MonkeyPatch, *, loop: bool, **standin: Any
+) -> nvdec.NvdecCameraSource:
+    monkeypatch.setattr(nvdec, "load_nvc", lambda: nvc.module(**standin))
+    cam = CameraConfig(id="cam", source=str(clip), loop=loop, realtime=False, reconnect_initial_seconds=0.05)
+    src = nvdec.NvdecCameraSource(
+        cam, device=torch.device("cuda:0"), emit=lambda f, b: True, stop_event=threading.Event()
+    )
+    monkeypatch.setattr(src, "_cuda_stream", lambda: SimpleNamespace(cuda_stream=0))
+    return src
+
+
+def test_a_looped_file_reuses_its_decoder_after_each_clean_end(
+    clips: list[Path], monkeypatch: pytest.MonkeyPatch, frames_on_the_cpu: None
+) -> None:
+    made: list[nvc.Decoder] = []
+    src = standin_source(clips[0], monkeypatch, loop=True, decoders=made)
+    run_for(src, 0.5)
+    assert src.frames_decoded > 20  # many loops of the 3 packets
+    assert len(made) == 1  # one decoder for all of them, flushed at each end
+
+
+def test_a_decoder_that_failed_is_not_reused_and_a_late_refusal_is_no_fallback(
+    clips: list[Path], monkeypatch: pytest.MonkeyPatch, frames_on_the_cpu: None
+) -> None:
+    """'Unsupported' from a decoder that has already given frames is a damaged stream, not a stream
+    NVDEC cannot decode: the play ends there, NVDEC keeps the camera, and the failed decoder is dropped."""
+    made: list[nvc.Decoder] = []
+    refusal = nvc.PyNvVCExceptionUnsupported("Resolution not supported")  # e.g. a garbage SPS mid-stream
+    src = standin_source(clips[0], monkeypatch, loop=False, decoders=made, decode_script={2: refusal})
+    run_for(src, 5.0)
+    assert src.decoder == "nvdec" and src.state == CameraState.FINISHED and src.errors == 1
+    assert src.frames_decoded == 1 and len(made) == 1 and src._nv_decoder is None
+
+
+def test_with_no_pyav_the_fallback_is_a_clear_error(
+    clips: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "av", None)  # a GPU server with NVDEC and no PyAV
+    src = standin_source(clips[0], monkeypatch, loop=False, stream={"bit_depth": 10})
+    with pytest.raises(Exception) as err:
+        src._use_pyav("NVDEC cannot decode this stream: 10-bit video")
+    assert "PyAV is not installed to decode it on the CPU" in str(err.value) and src.decoder == "nvdec"

@@ -464,12 +464,16 @@ class CameraSource(threading.Thread):
         try:
             return self._frames(opened, period)
         except Exception as err:
-            if self.stop_event.is_set() or isinstance(err, SourceError):
+            if self.stop_event.is_set():
                 raise
             if self.live:
+                if isinstance(err, SourceError):
+                    raise
                 why = describe_error(err, source=self.cam.source, live=True)
                 raise SourceError(f"stream lost: {why}", camera_id=self.cam.id, reason="read") from err
             if self.frames_decoded == decoded_before:  # nothing could be played: an error of this play
+                if isinstance(err, SourceError):
+                    raise
                 why = describe_error(err, source=self.cam.source)
                 raise SourceError(
                     f"cannot read {redact(self.cam.source)}: {why}", camera_id=self.cam.id, reason="read"

@@ -110,7 +110,10 @@ class NvdecCameraSource(CameraSource):
         self.nvc = load_nvc()
         self._unsupported: str | None = None  # why NVDEC refused this camera's stream, once it did
         self._stream: torch.cuda.Stream | None = None
-        self._nv_decoder: tuple[str, Any] | None = None  # (codec, decoder), kept across loops of a file
+        # (codec, decoder) of the last play, reused by the next only when that play ended in a flush
+        self._nv_decoder: tuple[str, Any] | None = None
+        self._flushed = False
+        self._frames_this_play = 0
 
     def _open(self) -> Opened:
         if self.decoder == "nvdec" and self._unsupported is not None:
@@ -130,6 +133,14 @@ class NvdecCameraSource(CameraSource):
     def _use_pyav(self, why: str) -> None:
         if not self.fallback:
             raise SourceError(why, camera_id=self.cam.id, reason="unsupported")
+        try:
+            import av  # noqa: F401 - GPU servers may have NVDEC and no PyAV
+        except ImportError:
+            raise SourceError(
+                f"{why}, and PyAV is not installed to decode it on the CPU",
+                camera_id=self.cam.id,
+                reason="unsupported",
+            ) from None
         log.warning("camera %s: %s; decoding it with PyAV on the CPU instead", self.cam.id, why)
         self.decoder = "pyav"
         if self.on_decoder:
@@ -141,6 +152,8 @@ class NvdecCameraSource(CameraSource):
         return SourceError(self._unsupported, camera_id=self.cam.id, reason="unsupported")
 
     def _cuda_stream(self) -> torch.cuda.Stream:
+        """The camera's stream, from torch's pool of low-priority streams (shared by cameras when
+        there are more than 32 of them; preprocessing and inference use high-priority ones)."""
         if self._stream is None:
             torch.cuda.set_device(self.device)
             self._stream = torch.cuda.Stream(self.device)
@@ -150,7 +163,9 @@ class NvdecCameraSource(CameraSource):
         """An NVDEC decoder for ``codec`` on this camera's CUDA stream; the one of the last play when
         the codec is the same (a looped file reuses it: no create and destroy per loop)."""
         key = enum_name(codec)
-        if self._nv_decoder is not None and self._nv_decoder[0] == key:
+        self._frames_this_play = 0
+        reusable, self._flushed = self._flushed, False
+        if reusable and self._nv_decoder is not None and self._nv_decoder[0] == key:
             return self._nv_decoder[1]
         stream = self._cuda_stream()
         try:
@@ -178,18 +193,23 @@ class NvdecCameraSource(CameraSource):
         stream is found here too)."""
         errors = self._nvc_errors()
         try:
-            return list(decoder.Decode(packet))
+            frames = list(decoder.Decode(packet))
         except errors as err:
             self._nv_decoder = None  # not reused after an error
-            if type(err).__name__.endswith("Unsupported"):
+            # refused before its first frame: NVDEC cannot take the stream; later, a damaged one
+            if type(err).__name__.endswith("Unsupported") and self._frames_this_play == 0:
                 raise self._refuse(str(err)) from err
             raise SourceError(f"NVDEC: {err}", camera_id=self.cam.id, reason="decode") from err
+        self._frames_this_play += len(frames)
+        return frames
 
     def _flush(self, decoder: Any) -> list[Any]:
         """The frames the decoder still holds at the end of a play (an empty packet flushes it)."""
         flush = self.nvc.PacketData()
         flush.bsl = 0
-        return self._decode_packet(decoder, flush)
+        frames = self._decode_packet(decoder, flush)
+        self._flushed = True  # a clean end: the next play may reuse the decoder
+        return frames
 
     def _open_file(self) -> Opened:
         """A local file through PyNvVideoCodec's demuxer; pts come from the frame count and frame rate."""
@@ -215,7 +235,8 @@ class NvdecCameraSource(CameraSource):
             for frame in self._flush(decoder):
                 yield None, self._copier(frame, spec)
 
-        return Opened(frames(), 1.0, float(dmx.FrameRate() or 25.0), lambda: None)
+        rate = float(dmx.FrameRate() or 0.0)  # avg num/den: NaN for 0/0 (a raw stream)
+        return Opened(frames(), 1.0, rate if rate > 0 else None, lambda: None)
 
     def _open_demuxed(self) -> Opened:
         container = open_container(self.cam)
@@ -239,7 +260,7 @@ class NvdecCameraSource(CameraSource):
         if name not in CODECS:
             raise self._refuse(f"{name} (NVDEC takes H.264 and HEVC here)")
         cc = stream.codec_context
-        if (cc.pix_fmt or "") not in NVDEC_PIX_FMTS:
+        if cc.pix_fmt is not None and cc.pix_fmt not in NVDEC_PIX_FMTS:  # unknown: NVDEC may still take it
             raise self._refuse(f"pixel format {cc.pix_fmt} (only 8-bit 4:2:0 is taken)")
         bsf_name, codec = CODECS[name]
         spec = color_spec(cc.colorspace, cc.color_range, cc.height, cc.pix_fmt or "")
@@ -256,8 +277,10 @@ class NvdecCameraSource(CameraSource):
         spec: ColorSpec,
     ) -> Iterator[Decoded]:
         nvc = self.nvc
+        timed = True  # packets without pts (some raw streams): frames go untimed, one period each
 
         def frames_of(packet: av.Packet | None) -> Iterator[Decoded]:
+            nonlocal timed
             for annexb in bsf.filter(packet):
                 data = np.frombuffer(memoryview(annexb), dtype=np.uint8)  # kept alive until Decode returns
                 pkt = nvc.PacketData()
@@ -265,8 +288,10 @@ class NvdecCameraSource(CameraSource):
                 pkt.bsl = data.size
                 if annexb.pts is not None:
                     pkt.pts = annexb.pts
+                else:
+                    timed = False
                 for frame in self._decode_packet(decoder, pkt):
-                    yield frame.getPTS(), self._copier(frame, spec)
+                    yield (frame.getPTS() if timed else None), self._copier(frame, spec)
 
         for packet in container.demux(stream):
             if packet.size == 0:
@@ -274,7 +299,7 @@ class NvdecCameraSource(CameraSource):
             yield from frames_of(packet)
         yield from frames_of(None)  # drain the filter, then the decoder
         for frame in self._flush(decoder):
-            yield frame.getPTS(), self._copier(frame, spec)
+            yield (frame.getPTS() if timed else None), self._copier(frame, spec)
 
     def _copier(self, frame: Any, spec: ColorSpec) -> Callable[[], Pixels]:
         return lambda: self._copy(frame, spec)
