@@ -177,7 +177,8 @@ def test_the_tensorrt_profile_covers_the_batches_sent_at_the_models_square(tiny_
     letterboxed to that square, never to a rect canvas such as 288x640 outside the profile."""
     from pipeline.detect.onnx_backend import read_onnx_metadata, tensorrt_options, uses_rect_canvas
 
-    _, input_name = read_onnx_metadata(tiny_onnx)
+    _, input_name, dynamic = read_onnx_metadata(tiny_onnx)
+    assert dynamic  # exported with dynamic batch, height and width
     opts = tensorrt_options(device_id=0, input_name=input_name, imgsz=320, max_batch=64, cache="/c")
     assert opts["trt_profile_max_shapes"] == f"{input_name}:64x3x320x320"
     assert opts["trt_profile_min_shapes"] == f"{input_name}:1x3x320x320"
@@ -185,6 +186,10 @@ def test_the_tensorrt_profile_covers_the_batches_sent_at_the_models_square(tiny_
     dynamic = ["batch", 3, "height", "width"]
     assert uses_rect_canvas(dynamic, tensorrt=False) and not uses_rect_canvas(dynamic, tensorrt=True)
     assert not uses_rect_canvas([1, 3, 640, 640], tensorrt=False)
+    static = tensorrt_options(
+        device_id=0, input_name="images", imgsz=640, max_batch=8, cache="/c", dynamic=False
+    )
+    assert not any(k.startswith("trt_profile") for k in static)  # a static export keeps its own shape
 
 
 def test_the_detector_takes_the_muxers_largest_batch(tiny_onnx: Path) -> None:

@@ -18,38 +18,42 @@ from .yolo import YoloDetector
 log = logging.getLogger(__name__)
 
 
-def read_onnx_metadata(path: Path) -> tuple[dict[str, str], str]:
-    """The model's metadata (Ultralytics writes names, imgsz ...) and the name of its input."""
+def read_onnx_metadata(path: Path) -> tuple[dict[str, str], str, bool]:
+    """The model's metadata (Ultralytics writes names, imgsz ...), the name of its input, and whether
+    that input has symbolic (dynamic) dimensions."""
     import onnx
 
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as err:  # onnx raises several types for a bad file
         raise ModelError(f"{path}: not a readable ONNX model: {err}") from err
-    inputs = [i.name for i in model.graph.input]
-    if not inputs:
+    if not model.graph.input:
         raise ModelError(f"{path}: the model has no input")
-    return {p.key: p.value for p in model.metadata_props}, inputs[0]
+    first = model.graph.input[0]
+    dynamic = any(d.dim_param or not d.dim_value for d in first.type.tensor_type.shape.dim)
+    return {p.key: p.value for p in model.metadata_props}, first.name, dynamic
 
 
 def tensorrt_options(
-    *, device_id: int, input_name: str, imgsz: int, max_batch: int, cache: str
+    *, device_id: int, input_name: str, imgsz: int, max_batch: int, cache: str, dynamic: bool = True
 ) -> dict[str, Any]:
     """The TensorRT provider's options: fp16, engines cached, and one optimisation profile of square
     ``imgsz`` inputs from batch 1 to ``max_batch`` (the muxer's largest batch). Inputs are always
     letterboxed to that square with TensorRT: a rect canvas (say 288x640) would fall outside the
     profile and make TensorRT build a new engine, or fail."""
     shape = f"3x{imgsz}x{imgsz}"
-    return {
+    options: dict[str, Any] = {
         "device_id": device_id,
         "trt_fp16_enable": True,
         "trt_engine_cache_enable": True,
         "trt_engine_cache_path": cache,
         "trt_timing_cache_enable": True,
-        "trt_profile_min_shapes": f"{input_name}:1x{shape}",
-        "trt_profile_opt_shapes": f"{input_name}:{max(1, max_batch // 2)}x{shape}",
-        "trt_profile_max_shapes": f"{input_name}:{max_batch}x{shape}",
     }
+    if dynamic:  # a static export has its one shape; a profile there could only disagree with it
+        options["trt_profile_min_shapes"] = f"{input_name}:1x{shape}"
+        options["trt_profile_opt_shapes"] = f"{input_name}:{max(1, max_batch // 2)}x{shape}"
+        options["trt_profile_max_shapes"] = f"{input_name}:{max_batch}x{shape}"
+    return options
 
 
 def uses_rect_canvas(input_shape: Any, *, tensorrt: bool) -> bool:
@@ -105,7 +109,7 @@ class OnnxDetector(YoloDetector):
             ) from err
         if not path.is_file():
             raise ModelError(f"model file not found: {path} (fetch it with: safecity models fetch NAME)")
-        meta, self.input_name = read_onnx_metadata(path)
+        meta, self.input_name, self.dynamic_input = read_onnx_metadata(path)
         self.max_batch = max_batch
         self.class_names = parse_class_names(meta.get("names"), path)
         meta_imgsz = ast.literal_eval(meta.get("imgsz", "[640, 640]"))
@@ -118,10 +122,16 @@ class OnnxDetector(YoloDetector):
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         providers = self._providers(ort, path, tensorrt, engine_cache)
         self.session = ort.InferenceSession(str(path), sess_options=opts, providers=providers)
-        if self.device.type == "cuda" and "CUDAExecutionProvider" not in self.session.get_providers():
+        started = self.session.get_providers()
+        if self.device.type == "cuda" and "CUDAExecutionProvider" not in started:
             raise BackendUnavailableError(
                 f"ONNX Runtime could not start its CUDA provider for {path} ({cuda_versions(ort)}): the "
                 "CUDA major versions must match (pip install the onnxruntime-gpu build for torch's CUDA)"
+            )
+        if tensorrt and "TensorrtExecutionProvider" not in started:  # asked for by name: never a fallback
+            raise BackendUnavailableError(
+                f"ONNX Runtime could not start its TensorRT provider for {path} (is TensorRT 10's "
+                f"libnvinfer installed?); started: {started}"
             )
         inp = self.session.get_inputs()[0]
         self.output_name = self.session.get_outputs()[0].name
@@ -136,6 +146,11 @@ class OnnxDetector(YoloDetector):
             backend="onnxruntime-tensorrt" if tensorrt else "onnxruntime",
             device=device,
         )
+        if (
+            self.device.type == "cuda"
+        ):  # build TensorRT's engine (or CUDA's kernels) now, not on a camera's batch
+            warm = torch.zeros((self.static_batch or 1, 3, self.imgsz, self.imgsz), device=self.device)
+            self.infer(warm)
 
     def _providers(self, ort: Any, path: Path, tensorrt: bool, engine_cache: Path | None) -> list[Any]:
         if self.device.type != "cuda":

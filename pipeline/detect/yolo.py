@@ -89,12 +89,13 @@ class YoloDetector(Detector):
         return out
 
     def _cuda_stream(self, name: str) -> torch.cuda.Stream | None:
-        """This detector's CUDA stream called ``name`` (one for preprocessing, one for inference)."""
+        """This detector's CUDA stream called ``name`` (one for preprocessing, one for inference): from
+        torch's high-priority pool, apart from the low-priority streams the cameras decode on."""
         if self.device.type != "cuda":
             return None
         stream = getattr(self, name, None)
         if stream is None:
-            stream = torch.cuda.Stream(self.device)
+            stream = torch.cuda.Stream(self.device, priority=-1)
             setattr(self, name, stream)
         return stream
 
