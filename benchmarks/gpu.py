@@ -37,27 +37,45 @@ def decode_alone(clip: Path, *, streams: int, seconds: float, gpu: bool) -> floa
     """Frames per second that ``streams`` decoders in as many threads reach, each on its own copy of the
     clip: PyNvVideoCodec's demuxer and decoder (one per thread, flushed and reused at each loop, as the
     pipeline does), or PyAV on the CPU (the rehearsal, or a machine where NVDEC cannot be reached)."""
-    stop = time.monotonic() + seconds
     counts = [0] * streams
+    passed = [False] * streams
+    started = threading.Barrier(streams + 1, timeout=120)  # the clock starts when every decoder has a frame
+    go = threading.Event()
+    stop = [float("inf")]
+
+    def count(k: int, n: int) -> bool:
+        """Count frames once the clock runs; a thread's first frames wait there for all the others."""
+        if not passed[k]:
+            passed[k] = True
+            started.wait()
+            go.wait()
+            return True
+        counts[k] += n
+        return time.monotonic() < stop[0]
 
     def worker(k: int) -> None:
+        try:
+            decode(k)
+        except BaseException:
+            started.abort()  # the others and the clock do not wait for this one for ever
+            raise
+
+    def decode(k: int) -> None:
         if not gpu:
             import av
 
-            while time.monotonic() < stop:
+            while True:
                 with av.open(str(clip)) as container:
                     for _ in container.decode(video=0):
-                        counts[k] += 1
-                        if time.monotonic() >= stop:
+                        if not count(k, 1):
                             return
-            return
         from pipeline.sources.nvdec import load_nvc
 
         nvc = load_nvc()
         torch.cuda.set_device(0)
         stream = torch.cuda.Stream()
         dec = None
-        while time.monotonic() < stop:
+        while True:
             dmx = nvc.CreateDemuxer(filename=str(clip))
             if dec is None:
                 dec = nvc.CreateDecoder(
@@ -68,19 +86,22 @@ def decode_alone(clip: Path, *, streams: int, seconds: float, gpu: bool) -> floa
                     usedevicememory=True,
                 )
             for packet in dmx:
-                counts[k] += len(dec.Decode(packet))
-                if time.monotonic() >= stop:
+                frames = len(dec.Decode(packet))
+                if frames and not count(k, frames):
                     return
             flush = nvc.PacketData()
             flush.bsl = 0
-            counts[k] += len(dec.Decode(flush))
+            count(k, len(dec.Decode(flush)))
 
-    t0 = time.monotonic()
-    threads = [threading.Thread(target=worker, args=(k,)) for k in range(streams)]
+    threads = [threading.Thread(target=worker, args=(k,), daemon=True) for k in range(streams)]
     for t in threads:
         t.start()
+    started.wait()
+    t0 = time.monotonic()
+    stop[0] = t0 + seconds
+    go.set()
     for t in threads:
-        t.join()
+        t.join(seconds + 30)
     return sum(counts) / (time.monotonic() - t0)
 
 
@@ -105,6 +126,41 @@ def inference_alone(model: Path, *, batch: int, seconds: float, device: str) -> 
         n += batch
     _sync(device)
     return n / (time.perf_counter() - t0)
+
+
+def stages_alone(*, batch: int, seconds: float, device: str) -> dict[str, float]:
+    """What the GPU does per frame without any decoder: NV12 1080p frames (made on the device) through
+    the pipeline's letterbox + colour conversion, and JPEG encoding of one frame (nvJPEG on a GPU)."""
+    from torchvision.io import encode_jpeg
+
+    from pipeline.preprocess import letterbox_batch
+    from pipeline.types import ColorSpec
+
+    spec = ColorSpec("bt709", False)
+    frames = [torch.randint(16, 235, (1620, 1920), dtype=torch.uint8, device=device) for _ in range(batch)]
+    rgb = torch.randint(0, 255, (3, 1080, 1920), dtype=torch.uint8, device=device)
+    out: dict[str, float] = {}
+    for name, work, per in (
+        ("preprocess_fps", lambda: letterbox_batch(frames, size=640, nv12=[spec] * batch), batch),
+        ("jpeg_fps", lambda: encode_jpeg(rgb, quality=85), 1),
+    ):
+        work()
+        _sync(device)
+        n, t0 = 0, time.perf_counter()
+        while time.perf_counter() - t0 < seconds:
+            work()
+            n += per
+        _sync(device)
+        out[name] = round(n / (time.perf_counter() - t0), 1)
+    return out
+
+
+def have_pyav() -> bool:
+    try:
+        import av  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def pipeline_run(
@@ -155,7 +211,13 @@ def pipeline_run(
         torch.cuda.reset_peak_memory_stats()
     runner = Runner(cfg, metrics=metrics)
     runner.start()
-    time.sleep(min(5.0, seconds / 3))  # warm-up: decoders open, first batches
+    # warm-up: every decoder open and past its first frame (created lazily, 288 of them take a while),
+    # then a second to settle; a camera that started late would otherwise look too slow
+    t_start = time.monotonic()
+    while time.monotonic() - t_start < 30 and any(c.decoded == 0 for c in runner.stats.cameras.values()):
+        time.sleep(0.1)
+    warmup = time.monotonic() - t_start
+    time.sleep(1.0)
     s0 = {k: (c.decoded, c.analysed, c.dropped) for k, c in runner.stats.cameras.items()}
     det = runner.detector
     b0, n0 = getattr(det, "bytes_to_host", 0), getattr(det, "batches_run", 0)
@@ -164,6 +226,10 @@ def pipeline_run(
     time.sleep(seconds)
     elapsed = time.monotonic() - t0
     s1 = {k: (c.decoded, c.analysed, c.dropped) for k, c in runner.stats.cameras.items()}
+    used_gib = None
+    if gpu:  # the whole device: NVDEC surfaces, decoder pools and contexts are not torch's allocations
+        free, total = torch.cuda.mem_get_info()
+        used_gib = round((total - free) / 2**30, 2)
     b1, n1 = getattr(det, "bytes_to_host", 0), getattr(det, "batches_run", 0)
     p95 = _histogram_quantile(metrics, "safecity_frame_latency_seconds", 0.95)
     runner.request_stop()
@@ -180,6 +246,8 @@ def pipeline_run(
         "dropped_fraction": round(dropped / max(analysed + dropped, 1), 4),
         "frame_latency_p95_seconds": p95,
         "gpu_memory_peak_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2) if gpu else None,
+        "gpu_memory_used_gib": used_gib,
+        "warmup_seconds": round(warmup, 1),
         "device_to_host_bytes_per_batch": round((b1 - b0) / max(n1 - n0, 1), 1),
         "latency_samples": (metrics.registry.get_sample_value("safecity_frame_latency_seconds_count") or 0)
         - lat0,
@@ -257,7 +325,13 @@ def main(argv: list[str] | None = None) -> int:
     report["inference_alone_fps"] = round(
         inference_alone(model, batch=args.batch, seconds=5, device=device), 1
     )
+    report.update(stages_alone(batch=args.batch, seconds=3, device=device))
     save()
+    if not nvdec and not have_pyav():
+        report["no_decoder"] = "neither NVDEC nor PyAV on this machine: only the stages above were measured"
+        save()
+        print(json.dumps(report, indent=2))
+        return 0
     with tempfile.TemporaryDirectory() as tmpdir:
         for codec, levels in (("h264", args.h264_streams), ("hevc", args.hevc_streams)):
             clip = ref / f"cctv1080_{codec}.mp4"
@@ -313,9 +387,13 @@ def _write_markdown(report: dict[str, Any], path: Path) -> None:
         "",
         f"Model {report['model']}, batch {report['batch']}, "
         f"{report['analytics_fps_per_stream']} analysed fps "
-        f"per stream; inference alone {report.get('inference_alone_fps', '-')} frames/s.",
+        f"per stream; inference alone {report.get('inference_alone_fps', '-')} frames/s; NV12 1080p "
+        f"letterbox + colour conversion {report.get('preprocess_fps', '-')} frames/s; JPEG encoding of a "
+        f"1080p frame {report.get('jpeg_fps', '-')}/s.",
         "",
     ]
+    if report.get("no_decoder"):
+        lines += [f"**{report['no_decoder']}.**", ""]
     if report.get("nvdec_unavailable"):
         lines += [
             "**NVDEC could not be reached on this machine: frames were decoded by PyAV on the CPU.**",
@@ -338,15 +416,16 @@ def _write_markdown(report: dict[str, Any], path: Path) -> None:
                 else "pipeline flat out: not measured yet."
             ),
             "",
-            "| streams | decode fps | slowest stream fps | analysed fps | dropped | p95 latency s | GPU GiB "
-            "| D2H bytes/batch | sustained |",
+            "| streams | decode fps | slowest stream fps | analysed fps | dropped | p95 latency s "
+            "| GPU GiB (torch / device) | D2H bytes/batch | sustained |",
             "|---:|---:|---:|---:|---:|---:|---:|---:|:-:|",
         ]
         for lv in r["levels"]:
             lines.append(
                 f"| {lv['streams']} | {lv['decode_fps']} | {lv['slowest_stream_fps']} | {lv['analysed_fps']} "
                 f"| {lv['dropped_fraction']:.2%} | {lv['frame_latency_p95_seconds']} | "
-                f"{lv['gpu_memory_peak_gib'] if lv['gpu_memory_peak_gib'] is not None else '-'} | "
+                f"{lv['gpu_memory_peak_gib'] if lv['gpu_memory_peak_gib'] is not None else '-'} / "
+                f"{lv.get('gpu_memory_used_gib') if lv.get('gpu_memory_used_gib') is not None else '-'} | "
                 f"{lv['device_to_host_bytes_per_batch']} | "
                 f"{'yes' if lv['sustained'] else 'no'} |"
             )

@@ -4,6 +4,7 @@ scripts/gpu_prepare.py into $SAFECITY_GPU_REF (default data/gpu)."""
 
 from __future__ import annotations
 
+import importlib
 import itertools
 import json
 import os
@@ -23,10 +24,22 @@ from .conftest import REPO, free_port
 
 pytestmark = pytest.mark.needs_cuda
 REF = Path(os.environ.get("SAFECITY_GPU_REF", REPO / "data" / "gpu"))
+
+
+def _importable(name: str) -> bool:
+    try:
+        importlib.import_module(name)
+    except ImportError:
+        return False
+    return True
+
+
 NO_NVDEC = os.environ.get("SAFECITY_NO_NVDEC") == "1"  # set by gpu_check.sh when its preflight found none
 needs_nvdec = pytest.mark.skipif(
     NO_NVDEC, reason="NVDEC is not reachable on this machine (gpu_check preflight)"
 )
+HAVE_PYAV = _importable("av")  # the GPU machine has none (it cannot be carried)
+needs_pyav = pytest.mark.skipif(not HAVE_PYAV, reason="PyAV is not installed on this machine")
 
 
 @pytest.fixture(scope="module")
@@ -124,6 +137,8 @@ def test_gpu_detections_match_the_cpu_path(ref: dict, clip: str) -> None:
     assert det.info.backend == "torch-fp16"
     wanted = {d["index"]: np.asarray(d["boxes"]).reshape(-1, 6) for d in ref[clip]["detections"]}
     if NO_NVDEC:  # PyAV frames: the detector uploads them and preprocesses on the GPU
+        if not HAVE_PYAV:
+            pytest.skip("neither NVDEC nor PyAV on this machine: no frames to detect on")
         pixels = pyav_pixels(REF / clip, max(wanted) + 1)
     else:
         pixels = nvdec_pixels(REF / clip, max(wanted) + 1)
@@ -166,6 +181,8 @@ def test_auto_picks_the_gpu_backends() -> None:
 
 
 def test_corrupt_and_vanished_streams_leave_the_others_running(tmp_path: Path) -> None:
+    if NO_NVDEC and not HAVE_PYAV:
+        pytest.skip("neither NVDEC nor PyAV on this machine")
     from pipeline.runner import Runner
 
     good = REF / "cctv1080_h264.mp4"
@@ -221,6 +238,7 @@ def test_corrupt_and_vanished_streams_leave_the_others_running(tmp_path: Path) -
 
 
 @needs_nvdec
+@needs_pyav
 def test_a_10_bit_camera_goes_to_pyav_and_the_others_stay_on_nvdec(tmp_path: Path) -> None:
     """decoder: auto. A 10-bit HEVC camera (NVDEC would give P016) is decoded by PyAV, with its metric
     label; the 8-bit camera beside it stays on NVDEC; both are analysed."""
