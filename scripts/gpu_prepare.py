@@ -57,6 +57,30 @@ def block_means(nv12: np.ndarray) -> np.ndarray:
     return np.concatenate([y.ravel(), uv.ravel()]).astype(np.float32)
 
 
+def slim_wheel(wheel: Path, *, drop: tuple[str, ...]) -> None:
+    """Rewrite a wheel without the members whose path holds one of ``drop`` (PyNvVideoCodec's wheel
+    carries 17 MB of tutorials and FFmpeg's source, which nothing imports), with its RECORD to match:
+    more room in the 64 MiB a GPU call may carry."""
+    import base64
+    import hashlib
+    import zipfile
+
+    slim = wheel.with_suffix(".slim")
+    with zipfile.ZipFile(wheel) as src, zipfile.ZipFile(slim, "w", zipfile.ZIP_DEFLATED) as dst:
+        record_name = next(n for n in src.namelist() if n.endswith(".dist-info/RECORD"))
+        lines = []
+        for info in src.infolist():
+            if info.filename == record_name or any(d in info.filename for d in drop):
+                continue
+            data = src.read(info)
+            dst.writestr(info, data)
+            digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+            lines.append(f"{info.filename},sha256={digest},{len(data)}")
+        lines.append(f"{record_name},,")
+        dst.writestr(record_name, "\n".join(lines) + "\n")
+    slim.replace(wheel)
+
+
 def ten_bit_clip(path: Path) -> Path:
     """A short 10-bit HEVC clip (Main 10): NVDEC would give P016, so the pipeline decodes it with PyAV."""
     if path.is_file():
@@ -143,6 +167,8 @@ def main() -> int:
         *GPU_WHEELS,
     ]
     subprocess.run(cmd, check=True)
+    for wheel in WHEELS.glob("pynvvideocodec-*.whl"):
+        slim_wheel(wheel, drop=("samples/", ".data/data/external/"))
     size = sum(f.stat().st_size for f in [*OUT.iterdir(), *WHEELS.iterdir()]) / 2**20
     print(f"prepared {OUT} and {WHEELS}: {size:.1f} MiB to carry (the limit is 64 MiB with the tree)")
     return 0
