@@ -20,6 +20,7 @@ demo: setup
 # the model for the real-model tests is fetched (and reused) first; YOLO_OFFLINE keeps Ultralytics off the network
 test: setup
 	YOLO_OFFLINE=1 $(VENV)/bin/safecity models fetch fall-yolov8 >/dev/null
+	YOLO_OFFLINE=1 $(VENV)/bin/safecity models fetch yolov3-tiny-coco >/dev/null
 	YOLO_OFFLINE=1 $(VENV)/bin/safecity footage samples >/dev/null
 	YOLO_OFFLINE=1 $(PY) -m pytest -q
 

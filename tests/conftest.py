@@ -17,6 +17,7 @@ from .util import free_port  # noqa: E402, F401 - the tests import it from here
 REPO = Path(__file__).resolve().parent.parent
 DATA = Path(os.environ.get("SAFECITY_DATA", REPO / "data"))
 FALL_MODEL = DATA / "models" / "fall-yolov8" / "fall-yolov8.onnx"
+COCO_DIR = DATA / "models" / "yolov3-tiny-coco"
 FOOTAGE = DATA / "footage"
 
 
@@ -89,6 +90,15 @@ def fall_model() -> Path:
     if not FALL_MODEL.is_file():
         pytest.skip(f"real model not fetched ({FALL_MODEL}); run `safecity models fetch fall-yolov8`")
     return FALL_MODEL
+
+
+@pytest.fixture(scope="session")
+def coco_model() -> Path:
+    """The COCO-80 YOLOv3-tiny (its ONNX export; cfg, weights and names beside it)."""
+    path = COCO_DIR / "yolov3-tiny-coco.onnx"
+    if not path.is_file():
+        pytest.skip(f"COCO model not fetched ({path}); run `safecity models fetch yolov3-tiny-coco`")
+    return path
 
 
 @pytest.fixture(scope="session")

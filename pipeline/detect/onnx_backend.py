@@ -13,6 +13,8 @@ import torch
 
 from ..errors import BackendUnavailableError, ModelError
 from .base import DetectorInfo
+from .darknet import FAMILY as FAMILY_V3
+from .decode_yolov3 import heads_from_metadata, yolov3_predictions
 from .yolo import YoloDetector
 
 log = logging.getLogger(__name__)
@@ -134,7 +136,12 @@ class OnnxDetector(YoloDetector):
                 f"libnvinfer installed?); started: {started}"
             )
         inp = self.session.get_inputs()[0]
-        self.output_name = self.session.get_outputs()[0].name
+        self.output_names = [o.name for o in self.session.get_outputs()]
+        self.family = meta.get("family", "yolov8")
+        if self.family == FAMILY_V3:
+            self.anchor_heads = heads_from_metadata(meta.get("heads", "[]"))
+        elif self.family != "yolov8":
+            raise ModelError(f"{path}: output family {self.family!r} is not one this pipeline decodes")
         self.rect = uses_rect_canvas(inp.shape, tensorrt=tensorrt)
         self.static_batch = inp.shape[0] if isinstance(inp.shape[0], int) else None
         self.input_dtype = torch.float16 if "float16" in inp.type else torch.float32
@@ -183,20 +190,29 @@ class OnnxDetector(YoloDetector):
         return providers
 
     def infer(self, images: torch.Tensor) -> torch.Tensor:
+        outputs = self.infer_outputs(images)
+        if self.family == FAMILY_V3:  # anchor heads -> the shared (B, 4 + nc, N) layout
+            return yolov3_predictions(outputs, self.anchor_heads)
+        return outputs[0]
+
+    def infer_outputs(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """Every output of the model, as it gives them, on the model's device."""
         x = images.to(self.input_dtype).contiguous()
         if self.device.type != "cuda":
-            (out,) = self.session.run([self.output_name], {self.input_name: x.cpu().numpy()})
-            return torch.from_numpy(np.asarray(out))
-        # IOBinding: ONNX Runtime reads the torch tensor where it lies and writes its output on the GPU
+            outs = self.session.run(self.output_names, {self.input_name: x.cpu().numpy()})
+            return [torch.from_numpy(np.asarray(o)) for o in outs]
+        # IOBinding: ONNX Runtime reads the torch tensor where it lies and writes its outputs on the GPU
         io = self.session.io_binding()
         np_dtype = np.float16 if self.input_dtype == torch.float16 else np.float32
-        io.bind_input(self.input_name, "cuda", self.device.index or 0, np_dtype, tuple(x.shape), x.data_ptr())
-        io.bind_output(self.output_name, "cuda", self.device.index or 0)
+        dev = self.device.index or 0
+        io.bind_input(self.input_name, "cuda", dev, np_dtype, tuple(x.shape), x.data_ptr())
+        for name in self.output_names:
+            io.bind_output(name, "cuda", dev)
         torch.cuda.current_stream(
             self.device
         ).synchronize()  # x is ready before ONNX Runtime's stream reads it
         self.session.run_with_iobinding(io)
-        out = io.get_outputs()[0]
-        if hasattr(out, "__dlpack__"):
-            return torch.from_dlpack(out)
-        return torch.from_numpy(io.copy_outputs_to_cpu()[0]).to(self.device)
+        outs = io.get_outputs()
+        if all(hasattr(o, "__dlpack__") for o in outs):
+            return [torch.from_dlpack(o) for o in outs]
+        return [torch.from_numpy(o).to(self.device) for o in io.copy_outputs_to_cpu()]
