@@ -16,6 +16,7 @@ camera's error, and the other cameras go on.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -108,6 +109,12 @@ class NvdecCameraSource(CameraSource):
         self.on_decoder = on_decoder
         self.decoder = "nvdec"
         self.nvc = load_nvc()
+        # PyNvVCExceptionUnsupported does not derive from PyNvVCException: both are caught wherever
+        # the library is called (looked up once: Decode runs for every packet)
+        names = ("PyNvVCException", "PyNvVCExceptionUnsupported")
+        self._errors: tuple[type[BaseException], ...] = tuple(
+            getattr(self.nvc, n) for n in names if isinstance(getattr(self.nvc, n, None), type)
+        )
         self._unsupported: str | None = None  # why NVDEC refused this camera's stream, once it did
         self._stream: torch.cuda.Stream | None = None
         # (codec, decoder) of the last play, reused by the next only when that play ended in a flush
@@ -177,24 +184,17 @@ class NvdecCameraSource(CameraSource):
                 usedevicememory=True,
                 outputColorType=self.nvc.OutputColorType.NATIVE,
             )
-        except self._nvc_errors() as err:
+        except self._errors as err:
             raise self._refuse(str(err)) from err
         self._nv_decoder = (key, decoder)
         return decoder
 
-    def _nvc_errors(self) -> tuple[type[BaseException], ...]:
-        """PyNvVideoCodec's exceptions: ``PyNvVCExceptionUnsupported`` does not derive from
-        ``PyNvVCException``, so both are caught wherever the library is called."""
-        names = ("PyNvVCException", "PyNvVCExceptionUnsupported")
-        return tuple(getattr(self.nvc, n) for n in names if isinstance(getattr(self.nvc, n, None), type))
-
     def _decode_packet(self, decoder: Any, packet: Any) -> list[Any]:
         """Decode one packet (the real decoder is created inside the first ``Decode``: an unsupported
         stream is found here too)."""
-        errors = self._nvc_errors()
         try:
             frames = list(decoder.Decode(packet))
-        except errors as err:
+        except self._errors as err:
             self._nv_decoder = None  # not reused after an error
             # refused before its first frame: NVDEC cannot take the stream; later, a damaged one
             if type(err).__name__.endswith("Unsupported") and self._frames_this_play == 0:
@@ -218,7 +218,7 @@ class NvdecCameraSource(CameraSource):
             raise SourceError(f"file not found: {self.cam.source}", camera_id=self.cam.id, reason="not_found")
         try:
             dmx = nvc.CreateDemuxer(filename=self.cam.source)
-        except self._nvc_errors() as err:
+        except self._errors as err:
             raise SourceError(
                 f"cannot open {self.cam.source}: {err}", camera_id=self.cam.id, reason="open"
             ) from err
@@ -231,9 +231,9 @@ class NvdecCameraSource(CameraSource):
         def frames() -> Iterator[Decoded]:
             for packet in dmx:
                 for frame in self._decode_packet(decoder, packet):
-                    yield None, self._copier(frame, spec)
+                    yield None, functools.partial(self._copy, frame, spec)
             for frame in self._flush(decoder):
-                yield None, self._copier(frame, spec)
+                yield None, functools.partial(self._copy, frame, spec)
 
         rate = float(dmx.FrameRate() or 0.0)  # avg num/den: NaN for 0/0 (a raw stream)
         return Opened(frames(), 1.0, rate if rate > 0 else None, lambda: None)
@@ -291,7 +291,7 @@ class NvdecCameraSource(CameraSource):
                 else:
                     timed = False
                 for frame in self._decode_packet(decoder, pkt):
-                    yield (frame.getPTS() if timed else None), self._copier(frame, spec)
+                    yield (frame.getPTS() if timed else None), functools.partial(self._copy, frame, spec)
 
         for packet in container.demux(stream):
             if packet.size == 0:
@@ -299,10 +299,7 @@ class NvdecCameraSource(CameraSource):
             yield from frames_of(packet)
         yield from frames_of(None)  # drain the filter, then the decoder
         for frame in self._flush(decoder):
-            yield (frame.getPTS() if timed else None), self._copier(frame, spec)
-
-    def _copier(self, frame: Any, spec: ColorSpec) -> Callable[[], Pixels]:
-        return lambda: self._copy(frame, spec)
+            yield (frame.getPTS() if timed else None), functools.partial(self._copy, frame, spec)
 
     def _copy(self, frame: Any, spec: ColorSpec) -> Pixels:
         """The frame's NV12 surface copied out of the decoder's pool, on this camera's stream; the
