@@ -217,9 +217,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     config_path = Path(args.config or REPO_ROOT / "configs" / "demo.yaml")
     cfg = load_config(config_path)
-    print("== fetching model and footage (reused when present)", flush=True)
-    if cfg.model.name:
-        print(f"model {cfg.model.name}: {fetch_model(cfg.model.name)}", flush=True)
+    print("== fetching models and footage (reused when present)", flush=True)
+    for m in cfg.models:
+        if m.name:
+            print(f"model {m.name}: {fetch_model(m.name)}", flush=True)
     for name, p in fetch_samples().items():
         print(f"footage {name}: {p}", flush=True)
     run_dir = data_dir() / "demo"

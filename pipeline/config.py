@@ -164,6 +164,9 @@ class CameraConfig(Strict):
     schedule: list[str] = Field(
         default_factory=list, description="local times when this camera reports incidents; empty: always"
     )
+    models: list[str] | None = Field(
+        default=None, description="ids of the detectors this camera's frames go through (default: all)"
+    )
     reconnect_initial_seconds: Annotated[float, Field(gt=0, le=60)] = 1.0
     reconnect_max_seconds: Annotated[float, Field(gt=0, le=600)] = 30.0
     open_timeout_seconds: Annotated[float, Field(gt=0, le=120)] = 10.0
@@ -200,7 +203,14 @@ class CameraConfig(Strict):
         return is_live_source(self.source) if self.live is None else self.live
 
 
+ROLE_NAME = r"^[a-z][a-z0-9_]{0,31}$"
+IDENT = r"^[A-Za-z0-9_.\-]+$"
+
+
 class ModelConfig(Strict):
+    id: Annotated[str, Field(min_length=1, max_length=64, pattern=IDENT)] | None = Field(
+        default=None, description="what cameras call this detector (default: its name, or its file's stem)"
+    )
     name: str | None = Field(default=None, description="a model of the manifest (models/manifest.yaml)")
     path: Path | None = Field(
         default=None,
@@ -217,6 +227,10 @@ class ModelConfig(Strict):
     scripted_detections: Path | None = Field(
         default=None, description="JSONL of detections (backend: scripted)"
     )
+    roles: dict[Annotated[str, Field(pattern=ROLE_NAME)], list[str]] | None = Field(
+        default=None,
+        description="role -> this model's class names (default: the manifest's, else the common COCO names)",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> ModelConfig:
@@ -227,7 +241,14 @@ class ModelConfig(Strict):
             raise ValueError(
                 "give exactly one of model.name (from the manifest) or model.path (an .onnx file)"
             )
+        if self.id is None:
+            self.id = self.name or (self.path.stem if self.path else "scripted")
         return self
+
+    @property
+    def key(self) -> str:
+        assert self.id is not None  # set by the validator
+        return self.id
 
 
 class BatchingConfig(Strict):
@@ -256,7 +277,9 @@ class RuleConfig(Strict):
     """What every rule has: hysteresis, lifecycle timing, severity and a schedule."""
 
     enabled: bool = True
-    confirm_frames: Annotated[int, Field(ge=1, le=1000)] = 3
+    confirm_seconds: Annotated[float, Field(ge=0, le=600)] = Field(
+        default=0.4, description="how long a condition holds without a break before an incident starts"
+    )
     clear_seconds: Annotated[float, Field(gt=0, le=3600)] = 3.0
     update_seconds: Annotated[float, Field(gt=0, le=3600)] = 10.0
     cooldown_seconds: Annotated[float, Field(ge=0, le=86_400)] = 30.0
@@ -268,29 +291,50 @@ class RuleConfig(Strict):
     def _check_schedule(cls, v: list[str]) -> list[str]:
         return [check_time_range(s) for s in v]
 
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed(cls, data: object) -> object:
+        if isinstance(data, dict):
+            if "confirm_frames" in data:
+                raise ValueError(
+                    "confirm_frames was replaced by confirm_seconds (media seconds, the same at any "
+                    "analytics_fps): at 5 fps, confirm_frames 3 is confirm_seconds 0.4"
+                )
+            if "fallen_aspect" in data:
+                raise ValueError("fallen_aspect moved to rules.fallen_aspect (one setting for every rule)")
+        return data
+
 
 class EncroachmentConfig(RuleConfig):
-    roles: list[str] = ["person", "vehicle"]
+    roles: list[Annotated[str, Field(pattern=ROLE_NAME)]] = ["person", "vehicle"]
     dwell_seconds: Annotated[float, Field(gt=0, le=86_400)] = 30.0
     stationary_speed_px_s: Annotated[float, Field(gt=0)] = 40.0
 
 
 class StrayAnimalConfig(RuleConfig):
-    roles: list[str] = ["animal"]
+    roles: list[Annotated[str, Field(pattern=ROLE_NAME)]] = ["animal"]
     dwell_seconds: Annotated[float, Field(gt=0, le=86_400)] = 10.0
     severity: Literal["low", "medium", "high", "critical"] = "medium"
 
 
 class AccidentConfig(RuleConfig):
-    confirm_frames: Annotated[int, Field(ge=1, le=1000)] = 2
     overlap_iou: Annotated[float, Field(gt=0, lt=1)] = 0.05
     window_seconds: Annotated[float, Field(gt=0, le=60)] = 2.0
     moving_speed_px_s: Annotated[float, Field(gt=0)] = 80.0
     stopped_speed_px_s: Annotated[float, Field(gt=0)] = 15.0
     stopped_seconds: Annotated[float, Field(gt=0, le=600)] = 2.0
     fallen_seconds: Annotated[float, Field(gt=0, le=600)] = 3.0
-    fallen_aspect: Annotated[float, Field(gt=0)] = 1.3
     severity: Literal["low", "medium", "high", "critical"] = "critical"
+    confirm_seconds: Annotated[float, Field(ge=0, le=600)] = 0.2
+
+    @model_validator(mode="after")
+    def _check_speeds(self) -> AccidentConfig:
+        if self.stopped_speed_px_s >= self.moving_speed_px_s:
+            raise ValueError(
+                f"stopped_speed_px_s ({self.stopped_speed_px_s}) must be below moving_speed_px_s "
+                f"({self.moving_speed_px_s})"
+            )
+        return self
 
 
 class AssaultConfig(RuleConfig):
@@ -298,12 +342,11 @@ class AssaultConfig(RuleConfig):
     relative_speed_heights_s: Annotated[float, Field(gt=0, le=100)] = 1.0
     sustain_seconds: Annotated[float, Field(gt=0, le=600)] = 2.0
     down_seconds: Annotated[float, Field(gt=0, le=600)] = 3.0
-    fallen_aspect: Annotated[float, Field(gt=0)] = 1.3
     severity: Literal["low", "medium", "high", "critical"] = "high"
 
 
 class TheftConfig(RuleConfig):
-    confirm_frames: Annotated[int, Field(ge=1, le=1000)] = 2
+    confirm_seconds: Annotated[float, Field(ge=0, le=600)] = 0.2
     owner_seconds: Annotated[float, Field(gt=0, le=600)] = 2.0
     owner_distance_heights: Annotated[float, Field(gt=0, le=20)] = 0.8
     release_distance_heights: Annotated[float, Field(gt=0, le=50)] = 2.5
@@ -313,6 +356,12 @@ class TheftConfig(RuleConfig):
 
 
 class RulesConfig(Strict):
+    """One section per rule (the registry in ``analytics/rules`` pairs them), and what they share."""
+
+    fallen_aspect: Annotated[float, Field(gt=0, le=10)] = Field(
+        default=1.3,
+        description="a person box this many times wider than tall is lying, where no posture model says",
+    )
     encroachment: EncroachmentConfig = EncroachmentConfig()
     stray_animal: StrayAnimalConfig = StrayAnimalConfig()
     accident: AccidentConfig = AccidentConfig()
@@ -320,7 +369,11 @@ class RulesConfig(Strict):
     theft: TheftConfig = TheftConfig()
 
 
-DEFAULT_ROLES: dict[str, list[str]] = {
+# Roles of common class names: for a model given by path with no ``roles`` (the manifest gives its
+# models' roles). COCO's names, Darknet's spellings of them, and the fall model's.
+DEFAULT_MODELS = ("yolov3-tiny-coco", "fall-yolov8")  # objects of 80 COCO classes, and people's posture
+
+COMMON_CLASS_ROLES: dict[str, list[str]] = {
     "person": ["person", "Normal", "Fall"],
     "vehicle": ["car", "bus", "truck", "motorcycle", "motorbike", "bicycle"],  # Darknet's COCO says motorbike
     "two_wheeler": ["motorcycle", "motorbike", "bicycle"],
@@ -396,9 +449,13 @@ class Config(Strict):
         default="auto", description="auto: NVDEC when the device is a GPU and PyNvVideoCodec works, else PyAV"
     )
     cameras: Annotated[list[CameraConfig], Field(min_length=1, max_length=2048)]
-    model: ModelConfig
-    roles: dict[str, list[str]] = Field(
-        default_factory=lambda: {k: list(v) for k, v in DEFAULT_ROLES.items()}
+    model: ModelConfig | None = Field(default=None, description="one detector: short for models: [...]")
+    models: Annotated[list[ModelConfig], Field(min_length=1, max_length=16)] = Field(
+        default_factory=lambda: [ModelConfig(name=n) for n in DEFAULT_MODELS],
+        description="the detectors every batch goes through; their detections of one object are merged",
+    )
+    merge_iou: Annotated[float, Field(gt=0, lt=1)] = Field(
+        default=0.5, description="boxes of two detectors that overlap this much (IoU) are one object"
     )
     batching: BatchingConfig = BatchingConfig()
     tracker: TrackerConfig = TrackerConfig()
@@ -408,23 +465,62 @@ class Config(Strict):
     duration_seconds: Annotated[float, Field(gt=0)] | None = None
     status_interval_seconds: Annotated[float, Field(gt=0, le=3600)] = 1.0
 
+    @model_validator(mode="before")
+    @classmethod
+    def _one_way_to_say_models(cls, data: object) -> object:
+        if isinstance(data, dict):
+            if "roles" in data:
+                raise ValueError(
+                    "roles moved into each model: models: [{name: ..., roles: {ROLE: [CLASS, ...]}}] "
+                    "(the manifest gives the roles of its models)"
+                )
+            if data.get("model") is not None and data.get("models") is not None:
+                raise ValueError("give model (one detector) or models (a list), not both")
+            if data.get("model") is not None:
+                data = {**data, "models": [data["model"]], "model": None}
+        return data
+
     @model_validator(mode="after")
     def _check(self) -> Config:
         ids = [c.id for c in self.cameras]
         dupes = sorted({i for i in ids if ids.count(i) > 1})
         if dupes:
             raise ValueError(f"camera ids must be unique, repeated: {dupes}")
-        for role in self.rules.encroachment.roles:
-            if role not in self.roles:
+        model_ids = [m.key for m in self.models]
+        dupes = sorted({i for i in model_ids if model_ids.count(i) > 1})
+        if dupes:
+            raise ValueError(f"model ids must be unique, repeated: {dupes} (give each an id)")
+        scripted = [m.key for m in self.models if m.backend == "scripted"]
+        if scripted and len(self.models) > 1:
+            raise ValueError(f"model {scripted[0]!r}: a scripted detector runs alone, not beside others")
+        for cam in self.cameras:
+            unknown = [m for m in cam.models or [] if m not in model_ids]
+            if unknown:
                 raise ValueError(
-                    f"rules.encroachment.roles names {role!r}, expected one of {sorted(self.roles)}"
+                    f"camera {cam.id}: models names {unknown[0]!r}, expected some of {model_ids}"
+                )
+        t = self.tracker
+        for m in self.models:
+            if m.backend != "scripted" and m.conf_threshold >= t.high_threshold:
+                raise ValueError(
+                    f"model {m.key}: conf_threshold {m.conf_threshold} is not below tracker.high_threshold "
+                    f"{t.high_threshold}: the tracker's second association (detections between "
+                    f"low_threshold {t.low_threshold} and high_threshold, which keep tracks through "
+                    "occlusion) would never see one; lower the model's threshold or raise the tracker's"
                 )
         return self
 
+    def camera_models(self, cam: CameraConfig) -> list[str]:
+        """The ids of the detectors that run on a camera's frames."""
+        return list(cam.models) if cam.models else [m.key for m in self.models]
 
-def _format_error(err: ValidationError, source: str) -> str:
+
+def _format_error(err: ValidationError, source: str, *, one_model: bool = False) -> str:
+    """``one_model``: the config said ``model:`` (the shorthand), so its errors say ``model.``."""
     first = err.errors()[0]
     loc = ".".join(str(p) for p in first["loc"]) or "<root>"
+    if one_model and loc.startswith("models.0"):
+        loc = "model" + loc.removeprefix("models.0")
     value = first.get("input")
     shown = redact(repr(value)) if not isinstance(value, dict) else "{...}"
     if len(shown) > 80:
@@ -440,7 +536,8 @@ def parse_config(data: object, *, source: str = "config") -> Config:
     try:
         return Config.model_validate(data)
     except ValidationError as err:
-        raise ConfigError(_format_error(err, source)) from None
+        one_model = data.get("model") is not None and data.get("models") is None
+        raise ConfigError(_format_error(err, source, one_model=one_model)) from None
 
 
 def load_config(path: str | Path) -> Config:
@@ -459,8 +556,9 @@ def load_config(path: str | Path) -> Config:
     for cam in cfg.cameras:
         if "://" not in cam.source and not Path(cam.source).is_absolute():
             cam.source = str(base / cam.source)
-    if cfg.model.path is not None and not cfg.model.path.is_absolute():
-        cfg.model.path = base / cfg.model.path
-    if cfg.model.scripted_detections is not None and not cfg.model.scripted_detections.is_absolute():
-        cfg.model.scripted_detections = base / cfg.model.scripted_detections
+    for m in cfg.models:
+        if m.path is not None and not m.path.is_absolute():
+            m.path = base / m.path
+        if m.scripted_detections is not None and not m.scripted_detections.is_absolute():
+            m.scripted_detections = base / m.scripted_detections
     return cfg

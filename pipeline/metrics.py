@@ -69,6 +69,19 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+        self.model_latency = Histogram(
+            "safecity_model_latency_seconds",
+            "Inference, decode and NMS time per batch, per detector",
+            ["model"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.model_detections = Counter(
+            "safecity_model_detections_total",
+            "Detections per detector, before merging",
+            ["model"],
+            registry=r,
+        )
         self.end_to_end_latency = Histogram(
             "safecity_frame_latency_seconds",
             "From frame decode to analytics done",

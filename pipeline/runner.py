@@ -19,8 +19,9 @@ from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from .analytics.camera import CameraAnalytics
+from .analytics.rules import check_roles
 from .config import Config
-from .detect import Detector, create_detector
+from .detect import Detector, as_set, create_detectors
 from .devices import resolve_device
 from .errors import StageError
 from .events.outbox import Outbox
@@ -107,8 +108,13 @@ class Runner:
         self.outbox = Outbox(cfg.sink.outbox, lock=True)  # before the model: a bad path fails fast
         try:
             curve = sender_curve(cfg)
-            self.detector = detector or create_detector(cfg)
+            self.detector = (
+                as_set(cfg, detector, metrics=self.metrics)
+                if detector is not None
+                else create_detectors(cfg, metrics=self.metrics)
+            )
             try:
+                check_roles(cfg.rules, {r for roles in self.detector.label_roles.values() for r in roles})
                 self._wire(cfg, curve)
             except BaseException:
                 if detector is None:
@@ -125,8 +131,11 @@ class Runner:
             timeout_ms=cfg.batching.timeout_ms,
             queue_frames=cfg.batching.queue_frames,
         )
-        names = self.detector.info.class_names
-        self.per_camera = {c.id: CameraAnalytics(cfg, i, names) for i, c in enumerate(cfg.cameras)}
+        d = self.detector
+        self.per_camera = {
+            c.id: CameraAnalytics(cfg, i, d.info.class_names, roles=d.label_roles, model_names=d.model_tags)
+            for i, c in enumerate(cfg.cameras)
+        }
         self.sender = Sender(
             curve=curve,
             outbox_path=cfg.sink.outbox,
@@ -143,8 +152,9 @@ class Runner:
         self.device = resolve_device(cfg.device)
         self.decoder = choose_decoder(cfg.decoder, self.device)
         log.info(
-            "decode: %s; detect: %s on %s",
+            "decode: %s; detect: %s (%s on %s)",
             self.decoder,
+            ", ".join(self.detector.model_tags),
             self.detector.info.backend,
             self.detector.info.device,
         )

@@ -7,7 +7,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .config import TrackerConfig
-from .types import Detections, Track
+from .types import DOWN, NO_VERDICT, Detections, Track
+
+VERDICT_KEEP_S = 1.0  # a posture verdict holds this long on frames where no posture model saw the object
 
 
 def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -50,6 +52,22 @@ class _TrackState:
     last_t: float
     hits: int = 1
     class_votes: dict[int, float] = field(default_factory=dict)
+    down: int = NO_VERDICT
+    down_conf: float = 0.0
+    down_t: float = float("-inf")
+    sources: int = 0
+
+    def observe(self, dets: Detections, d: int, t: float) -> None:
+        """What the detection ``d`` says besides its box: its posture verdict and its detectors."""
+        assert dets.down is not None and dets.down_conf is not None and dets.sources is not None
+        if dets.down[d] != NO_VERDICT:
+            self.down, self.down_conf, self.down_t = int(dets.down[d]), float(dets.down_conf[d]), t
+        self.sources = int(dets.sources[d])
+
+    def verdict(self, t: float) -> bool | None:
+        if self.down == NO_VERDICT or t - self.down_t > VERDICT_KEEP_S:
+            return None
+        return self.down == DOWN
 
     def predicted(self, t: float) -> np.ndarray:
         return self.xyxy + self.velocity * (t - self.last_t)
@@ -67,9 +85,12 @@ class _TrackState:
 class Tracker:
     """Tracks objects of one camera. ``update(detections, t)`` returns the confirmed tracks seen at t."""
 
-    def __init__(self, cfg: TrackerConfig, class_names: tuple[str, ...]) -> None:
+    def __init__(
+        self, cfg: TrackerConfig, class_names: tuple[str, ...], model_names: tuple[str, ...] = ()
+    ) -> None:
         self.cfg = cfg
         self.class_names = class_names
+        self.model_names = model_names  # bit i of a detection's ``sources`` is model_names[i]
         self.tracks: list[_TrackState] = []
         self._next_id = 1
 
@@ -114,6 +135,7 @@ class Tracker:
                 used_hi.add(int(np.nonzero(hi_idx == best)[0][0]))
         for tr, d in matched:
             tr.update(dets.xyxy[d].copy(), float(dets.confidence[d]), int(dets.class_id[d]), t)
+            tr.observe(dets, d, t)
         # new tracks from unmatched confident detections
         for c, di in enumerate(hi_idx):
             if c not in used_hi and float(dets.confidence[di]) >= cfg.new_track_threshold:
@@ -129,11 +151,25 @@ class Tracker:
                         class_votes={cls: float(dets.confidence[di])},
                     )
                 )
+                self.tracks[-1].observe(dets, int(di), t)
                 self._next_id += 1
         # forget tracks lost for too long: state stays bounded over long runs
         self.tracks = [tr for tr in self.tracks if t - tr.last_t <= cfg.max_lost_seconds]
         return [
-            Track(tr.track_id, tr.xyxy.copy(), tr.confidence, tr.class_id, self._label(tr.class_id), tr.hits)
+            Track(
+                tr.track_id,
+                tr.xyxy.copy(),
+                tr.confidence,
+                tr.class_id,
+                self._label(tr.class_id),
+                tr.hits,
+                down=tr.verdict(t),
+                down_confidence=tr.down_conf,
+                models=self._models(tr.sources),
+            )
             for tr in self.tracks
             if tr.last_t == t and tr.hits >= 2
         ]
+
+    def _models(self, sources: int) -> tuple[str, ...]:
+        return tuple(name for i, name in enumerate(self.model_names) if sources >> i & 1)

@@ -106,34 +106,59 @@ class FrameBatch:
         return f"FrameBatch(n={len(self.frames)}, device={self.device}, [{shapes}])"
 
 
+NO_VERDICT, UPRIGHT, DOWN = -1, 0, 1
+
+
 @dataclass
 class Detections:
-    """Detections of one frame, in that frame's pixels: xyxy (N, 4), confidence (N,), class_id (N,)."""
+    """Detections of one frame, in that frame's pixels: xyxy (N, 4), confidence (N,), class_id (N,).
+
+    After several detectors are merged (``detect/merge.py``) each row may also carry a posture verdict
+    (``down``: NO_VERDICT, UPRIGHT or DOWN, with ``down_conf``) and ``sources``, a bit per detector of
+    the set whose detections made it (bit i: the i-th model). One detector alone leaves them unset.
+    """
 
     xyxy: np.ndarray
     confidence: np.ndarray
     class_id: np.ndarray
+    down: np.ndarray | None = None
+    down_conf: np.ndarray | None = None
+    sources: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.xyxy = np.asarray(self.xyxy, dtype=np.float32).reshape(-1, 4)
         self.confidence = np.asarray(self.confidence, dtype=np.float32).reshape(-1)
         self.class_id = np.asarray(self.class_id, dtype=np.int64).reshape(-1)
         n = len(self.xyxy)
-        if len(self.confidence) != n or len(self.class_id) != n:
+        self.down = np.full(n, NO_VERDICT, np.int8) if self.down is None else np.asarray(self.down, np.int8)
+        self.down_conf = (
+            np.zeros(n, np.float32) if self.down_conf is None else np.asarray(self.down_conf, np.float32)
+        )
+        self.sources = np.ones(n, np.int64) if self.sources is None else np.asarray(self.sources, np.int64)
+        lengths = {len(a) for a in (self.confidence, self.class_id, self.down, self.down_conf, self.sources)}
+        if lengths != {n}:
             raise ValueError(
                 f"Detections: xyxy has {n} rows but confidence {len(self.confidence)}, "
-                f"class_id {len(self.class_id)}"
+                f"class_id {len(self.class_id)}, down {len(self.down)}, sources {len(self.sources)}"
             )
 
     @classmethod
     def empty(cls) -> Detections:
         return cls(np.zeros((0, 4)), np.zeros(0), np.zeros(0))
 
+    @classmethod
+    def concat(cls, parts: list[Detections]) -> Detections:
+        if not parts:
+            return cls.empty()
+        return cls(*(np.concatenate([getattr(p, k) for p in parts]) for k in cls.FIELDS))
+
+    FIELDS = ("xyxy", "confidence", "class_id", "down", "down_conf", "sources")
+
     def __len__(self) -> int:
         return len(self.xyxy)
 
     def __getitem__(self, index: np.ndarray | slice) -> Detections:
-        return Detections(self.xyxy[index], self.confidence[index], self.class_id[index])
+        return Detections(*(getattr(self, k)[index] for k in self.FIELDS))
 
     def __repr__(self) -> str:
         return f"Detections(n={len(self)})"
@@ -149,6 +174,9 @@ class Track:
     class_id: int
     label: str
     age_frames: int = 1
+    down: bool | None = None  # a posture model's verdict on this object (None: no model gave one)
+    down_confidence: float = 0.0  # that model's confidence in its verdict
+    models: tuple[str, ...] = ()  # "name@version" of the detectors whose detections made it
 
     @property
     def bottom_centre(self) -> tuple[float, float]:
@@ -165,6 +193,8 @@ class TrackedObject:
     label: str
     confidence: float
     bbox_xyxy: tuple[float, float, float, float]
+    down: bool | None = None  # lying (posture model or box shape) where the object is a person
+    models: tuple[str, ...] = ()
 
 
 @dataclass

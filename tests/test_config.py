@@ -35,7 +35,7 @@ def test_good_config_and_defaults() -> None:
     assert cfg.cameras[0].analytics_fps == 5.0
     assert cfg.cameras[1].is_live and not cfg.cameras[0].is_live
     assert cfg.batching.max_batch_size == 8
-    assert "Normal" in cfg.roles["person"]
+    assert [m.key for m in cfg.models] == [cfg.models[0].name] and cfg.model is None
 
 
 @pytest.mark.parametrize(

@@ -66,16 +66,19 @@ def test_cli_run_with_tiny_yolo_reaches_a_real_sink(
             }
             for i, p in enumerate(clips)
         ],
-        model={"path": str(tiny_onnx), "conf_threshold": 0.5},
+        model={
+            "path": str(tiny_onnx),
+            "conf_threshold": 0.3,
+            "roles": {"anything": [str(i) for i in range(80)]},
+        },
         rules={
             "encroachment": {
                 "dwell_seconds": 0.5,
-                "confirm_frames": 2,
+                "confirm_seconds": 0.2,
                 "update_seconds": 1,
                 "roles": ["anything"],
             }
         },
-        roles={"anything": [str(i) for i in range(80)]},
         sink={
             "endpoint": f"tcp://127.0.0.1:{port}",
             "outbox": str(tmp_path / "outbox.sqlite"),
@@ -182,7 +185,7 @@ def test_incident_flows_through_real_stages_with_scripted_detections(
             rules={
                 "encroachment": {
                     "dwell_seconds": 0.5,
-                    "confirm_frames": 3,
+                    "confirm_seconds": 0.4,
                     "clear_seconds": 0.3,
                     "update_seconds": 0.5,
                 }
@@ -296,7 +299,7 @@ def test_real_model_on_real_footage_reports_an_incident(tmp_path: Path, fall_mod
                 }
             ],
             model={"path": str(fall_model)},
-            rules={"encroachment": {"dwell_seconds": 2, "confirm_frames": 3}},
+            rules={"encroachment": {"dwell_seconds": 2, "confirm_seconds": 0.4}},
             sink={
                 "endpoint": f"tcp://127.0.0.1:{port}",
                 "outbox": str(tmp_path / "outbox.sqlite"),
@@ -470,7 +473,7 @@ def test_an_incidents_times_agree_across_its_events_and_follow_the_video(
             rules={
                 "encroachment": {
                     "dwell_seconds": 0.2,
-                    "confirm_frames": 1,
+                    "confirm_seconds": 0,
                     "clear_seconds": 0.2,
                     "update_seconds": 0.2,
                     "cooldown_seconds": 0,

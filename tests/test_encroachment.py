@@ -2,28 +2,46 @@ import numpy as np
 import pytest
 
 from pipeline.analytics import EncroachmentRule, Zone
+from pipeline.analytics.memory import TrackMemory
 from pipeline.analytics.zones import bottom_centres
 from pipeline.config import EncroachmentConfig, ZoneConfig
-from pipeline.types import Track
+from pipeline.types import Incident, Track
 
 ZONE = Zone(ZoneConfig(name="footpath", polygon=[(0, 100), (200, 100), (200, 200), (0, 200)]))
 
 
-def rule(**kw: object) -> EncroachmentRule:
-    cfg = EncroachmentConfig(
-        dwell_seconds=2.0, confirm_frames=3, clear_seconds=1.0, update_seconds=3.0, cooldown_seconds=5.0, **kw
-    )  # type: ignore[arg-type]
-    return EncroachmentRule(cfg, camera_id="cam", zones=[ZONE], labels={"person", "car"})
+class Bench:
+    """The encroachment rule with the track memory it reads, as ``CameraAnalytics`` runs it."""
+
+    def __init__(self, **kw: object) -> None:
+        cfg = EncroachmentConfig(
+            dwell_seconds=2.0,
+            confirm_seconds=0.4,
+            clear_seconds=1.0,
+            update_seconds=3.0,
+            cooldown_seconds=5.0,
+            **kw,
+        )  # type: ignore[arg-type]
+        self.rule = EncroachmentRule(cfg, camera_id="cam", zones=[ZONE])
+        self.memory = TrackMemory({"person": ["person"], "vehicle": ["car"]})
+
+    def update(self, tracks: list[Track], t: float) -> list[Incident]:
+        infos = self.memory.update(tracks, t)
+        return self.rule.lifecycle.update(self.rule.evaluate(infos, t, 640, 480, {ZONE.name}), t)
+
+
+def rule(**kw: object) -> Bench:
+    return Bench(**kw)
 
 
 def person(tid: int, x: float, y: float, label: str = "person") -> Track:
     return Track(tid, np.array([x - 10, y - 40, x + 10, y], np.float32), 0.8, 0, label)
 
 
-def run(r: EncroachmentRule, script: list[tuple[float, list[Track]]]):
+def run(r: Bench, script: list[tuple[float, list[Track]]]):
     out = []
     for t, tracks in script:
-        out += [(t, i.status) for i in r.update(tracks, t=t, frame_w=640, frame_h=480)]
+        out += [(t, i.status) for i in r.update(tracks, t)]
     return out
 
 
@@ -55,14 +73,14 @@ def test_start_update_end_and_cooldown() -> None:
     script += [(t, [person(3, 60, 150)]) for t in frames(16, 20)]
     events = run(r, script)
     statuses = [s for _, s in events]
-    assert statuses[0] == "start" and events[0][0] == pytest.approx(2.0, abs=1 / FPS)
+    assert statuses[0] == "start" and events[0][0] == pytest.approx(2.4, abs=1 / FPS)  # dwell + confirm
     assert statuses.count("start") == 2  # the third visit, after cooldown; not the second
     assert statuses[1:3] == ["update", "end"]  # an update every update_seconds while it lasts
-    assert events[1][0] == pytest.approx(5.0, abs=1 / FPS)
+    assert events[1][0] == pytest.approx(5.4, abs=1 / FPS)
     end_t = [t for t, s in events if s == "end"][0]
     assert end_t == pytest.approx(7.8 + 1.0, abs=1 / FPS)  # last seen + clear_seconds
     second_start = [t for t, s in events if s == "start"][1]
-    assert second_start == pytest.approx(18.0, abs=1 / FPS)
+    assert second_start == pytest.approx(18.4, abs=1 / FPS)
 
 
 def test_moving_objects_and_objects_outside_are_not_encroachment() -> None:
@@ -82,15 +100,19 @@ def test_track_id_switch_mid_incident_does_not_duplicate() -> None:
     assert "end" not in [s for _, s in events]
 
 
-def test_confirm_frames_hysteresis() -> None:
+def test_confirmation_hysteresis() -> None:
     r = rule()
-    r.cfg.confirm_frames = 20  # 20 sampled frames at 5 fps = 4 s, longer than the 2 s dwell
-    events = run(r, [(t, [person(1, 50, 150)]) for t in frames(0, 6)])
-    assert events[0][1] == "start" and events[0][0] == pytest.approx(3.8, abs=1 / FPS)
+    r.rule.cfg.confirm_seconds = 4.0  # after the 2 s dwell, 4 s more of it without a break
+    script = [(t, [person(1, 50, 150)]) for t in frames(0, 4)]
+    script += [(t, [person(1, 50 + 100 * (t - 4), 150)]) for t in frames(4, 4.6)]  # steps off, moving
+    script += [(t, [person(1, 110, 150)]) for t in frames(4.6, 12)]
+    events = run(r, script)
+    # the dwell starts again when it stands still (about 5.6 s: speed over 1.5 s falls under 40 px/s)
+    assert events[0][1] == "start" and 11.0 <= events[0][0] <= 12.0, events
 
 
 def test_state_for_gone_tracks_is_dropped() -> None:
     r = rule()
     for k in range(500):
-        r.update([person(k, 50, 150)], t=k * 0.2, frame_w=640, frame_h=480)
-    assert len(r.state["footpath"].tracks) == 1
+        r.update([person(k, 50 + (k % 7) * 60, 150)], k * 0.2)
+    assert len(r.rule.dwell.since) <= 11  # the grace of 2 s: 10 frames

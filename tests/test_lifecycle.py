@@ -24,7 +24,7 @@ def run(lc: Lifecycle, script: list[tuple[float, dict[str, list[int]]]]) -> list
 
 
 def test_confirm_update_end_cooldown() -> None:
-    cfg = RuleConfig(confirm_frames=3, clear_seconds=1.0, update_seconds=2.0, cooldown_seconds=3.0)
+    cfg = RuleConfig(confirm_seconds=0.4, clear_seconds=1.0, update_seconds=2.0, cooldown_seconds=3.0)
     lc = Lifecycle(cfg, type="assault", camera_id="c")
     frames = [round(k * 0.2, 1) for k in range(80)]
     script = []
@@ -46,7 +46,7 @@ def test_confirm_update_end_cooldown() -> None:
 
 def test_keys_are_forgotten_when_idle() -> None:
     lc = Lifecycle(
-        RuleConfig(confirm_frames=1, clear_seconds=0.5, cooldown_seconds=0.0), type="x", camera_id="c"
+        RuleConfig(confirm_seconds=0, clear_seconds=0.5, cooldown_seconds=0.0), type="x", camera_id="c"
     )
     for k in range(1000):
         lc.update({f"pair:{k}": Active([info(k)])}, k * 0.2)
@@ -101,9 +101,10 @@ def test_long_run_state_stays_flat() -> None:
     labels = ["person", "car", "person", "handbag", "dog", "motorcycle"]
 
     def state_size(ca: CameraAnalytics) -> int:
-        n = len(ca.memory.tracks) + sum(len(s.tracks) for s in ca.encroachment.state.values())
+        n = len(ca.memory.tracks)
         for r in ca.rules:
             n += len(r.lifecycle.keys) + sum(len(v) for v in vars(r).values() if isinstance(v, dict))
+            n += len(r.dwell.since) if hasattr(r, "dwell") else 0
         return n
 
     sizes = []

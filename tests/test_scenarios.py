@@ -2,7 +2,8 @@
 
 Each file gives zones, rule overrides, tracks as keyframes ``[t, centre_x, bottom_y, width, height]``
 (linear in between, absent outside their first and last keyframe, with an optional oscillation
-``jitter``) and the incidents expected, with the time their ``start`` is emitted. A scenario passes
+``jitter`` and an optional ``posture``: ``[[t, upright | down], ...]``, a posture model's verdict
+from each t on) and the incidents expected, with the time their ``start`` is emitted. A scenario passes
 when exactly those incidents start, each within one analysed frame of its time.
 """
 
@@ -43,7 +44,18 @@ def box_at(track: dict[str, Any], t: float) -> np.ndarray | None:
     return np.array([cx - w / 2, by - h, cx + w / 2, by], np.float32)
 
 
-def run_scenario(data: dict[str, Any]) -> list[Incident]:
+def posture_at(track: dict[str, Any], t: float) -> bool | None:
+    verdict = None
+    for since, what in track.get("posture", []):
+        if t >= since - 1e-9:
+            verdict = what == "down"
+    return verdict
+
+
+def run_scenario(
+    data: dict[str, Any], rules: dict[str, Any] | None = None, *, fps: float = FPS
+) -> list[Incident]:
+    """The incident steps of a scenario (``rules``: overrides on top of the file's), analysed at ``fps``."""
     cfg = parse_config(
         {
             "cameras": [
@@ -55,19 +67,27 @@ def run_scenario(data: dict[str, Any]) -> list[Incident]:
                 }
             ],
             "model": {"backend": "scripted", "scripted_detections": "unused.jsonl"},
-            "rules": data.get("rules", {}),
+            "rules": merged_rules(data.get("rules", {}), rules or {}),
         }
     )
     ca = CameraAnalytics(cfg, 0, ())
     out: list[Incident] = []
-    for k in range(int(data["duration"] * FPS) + 1):
-        t = round(k / FPS, 3)
+    for k in range(int(data["duration"] * fps) + 1):
+        t = round(k / fps, 3)
         tracks = []
         for tr in data["tracks"]:
             box = box_at(tr, t)
             if box is not None:
-                tracks.append(Track(tr["id"], box, tr.get("confidence", 0.8), 0, tr["label"]))
+                conf = tr.get("confidence", 0.8)
+                tracks.append(Track(tr["id"], box, conf, 0, tr["label"], down=posture_at(tr, t)))
         out += ca.analyse_tracks(tracks, t=t, wall_time=NOON + t, frame_w=1280, frame_h=720)
+    return out
+
+
+def merged_rules(base: dict[str, Any], more: dict[str, Any]) -> dict[str, Any]:
+    out = {k: dict(v) if isinstance(v, dict) else v for k, v in base.items()}
+    for k, v in more.items():
+        out[k] = {**out.get(k, {}), **v} if isinstance(v, dict) else v
     return out
 
 

@@ -22,7 +22,16 @@ def incident(**kw: object) -> Incident:
         started_at=10.0,
         emitted_at=13.0,
         ended_at=None,
-        objects=[TrackedObject(4, "person", 0.81, (1.0, 2.0, 30.0, 80.0))],
+        objects=[
+            TrackedObject(
+                4,
+                "person",
+                0.81,
+                (1.0, 2.0, 30.0, 80.0),
+                down=False,
+                models=("yolov3-tiny-coco@3", "fall-yolov8@8.4"),
+            )
+        ],
         confidence=0.81,
     )
     base.update(kw)
@@ -59,14 +68,27 @@ def test_uuid7_format_and_order() -> None:
 def test_built_event_is_valid_and_carries_the_fields() -> None:
     e = event()
     validate_event(e)
-    assert e["schema"] == "iccc.incident/1.0"
+    assert e["schema"] == "iccc.incident/1.1"
     assert e["started_at"].endswith("Z") and e["location"]["coordinates"] == [72.8, 19.0]
     assert e["objects"][0] == {
         "track_id": 4,
         "label": "person",
         "confidence": 0.81,
         "bbox": [1.0, 2.0, 30.0, 80.0],
+        "down": False,
+        "models": ["yolov3-tiny-coco@3", "fall-yolov8@8.4"],
     }
+    # every detector that made an object, the first as "model"
+    assert e["models"] == [
+        {"name": "yolov3-tiny-coco", "version": "3"},
+        {"name": "fall-yolov8", "version": "8.4"},
+    ]
+    assert e["model"] == e["models"][0]
+    # a 1.0 event (no models) is still valid
+    for o in e["objects"]:
+        del o["down"], o["models"]
+    del e["models"]
+    validate_event(e)
     assert e["frame"]["width"] == 640 and e["evidence"]["content_type"] == "image/jpeg"
     json.dumps(load_schema())
 

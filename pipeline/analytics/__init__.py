@@ -1,6 +1,6 @@
-"""Zones and lines per camera, and one small stateful rule per incident type."""
+"""Zones and lines per camera, the shared track memory, and the incident rules (``rules/``)."""
 
-from .encroachment import EncroachmentRule
+from .rules import EncroachmentRule
 from .zones import Zone
 
 __all__ = ["EncroachmentRule", "Zone"]

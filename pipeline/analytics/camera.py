@@ -7,12 +7,11 @@ import time
 
 import numpy as np
 
-from ..config import Config, RuleConfig
+from ..config import COMMON_CLASS_ROLES, Config, RuleConfig
 from ..track import Tracker
 from ..types import Detections, Incident, Track
-from .encroachment import EncroachmentRule
 from .memory import TrackMemory
-from .rules import AccidentRule, AssaultRule, Rule, StrayAnimalRule, TheftRule
+from .rules import Rule, build_rules
 from .zones import GroundPlane, Line, Zone, bottom_centres
 
 log = logging.getLogger(__name__)
@@ -35,13 +34,29 @@ def in_schedule(schedule: list[str], wall_time: float) -> bool:
 
 
 class CameraAnalytics:
-    def __init__(self, cfg: Config, cam_index: int, class_names: tuple[str, ...]) -> None:
+    """``roles``: class name -> roles of the loaded detectors (default: the common COCO names');
+    ``model_names``: the set's detectors, bit by bit of a detection's ``sources``."""
+
+    def __init__(
+        self,
+        cfg: Config,
+        cam_index: int,
+        class_names: tuple[str, ...] = (),
+        *,
+        roles: dict[str, frozenset[str]] | None = None,
+        model_names: tuple[str, ...] = (),
+    ) -> None:
         cam = cfg.cameras[cam_index]
         self.cam = cam
-        self.tracker = Tracker(cfg.tracker, class_names)
+        self.tracker = Tracker(cfg.tracker, class_names, model_names)
         self.lines = [Line(ln) for ln in cam.lines]
+        by_role: dict[str, list[str]] = {}
+        for label, rs in (roles or {}).items():
+            for r in rs:
+                by_role.setdefault(r, []).append(label)
         self.memory = TrackMemory(
-            cfg.roles,
+            by_role if roles is not None else COMMON_CLASS_ROLES,
+            fallen_aspect=cfg.rules.fallen_aspect,
             forget_seconds=max(cfg.tracker.max_lost_seconds * 2, 5.0),
             lines=self.lines,
             ground=GroundPlane(cam.ground_plane) if cam.ground_plane else None,
@@ -51,17 +66,7 @@ class CameraAnalytics:
         self._wall_offsets: dict[str, float] = {}  # open incident -> its Unix time offset
         self.zone_schedules = {z.name: z.schedule for z in cam.zones}
         self.masks = [z for z in self.zones if "mask" in z.kinds]
-        r = cfg.rules
-        labels = {lbl for role in r.encroachment.roles for lbl in cfg.roles.get(role, [])}
-        self.encroachment = EncroachmentRule(
-            r.encroachment, camera_id=cam.id, zones=self.zones, labels=labels
-        )
-        self.rules: list[Rule] = [
-            StrayAnimalRule(r.stray_animal, camera_id=cam.id, zones=self.zones),
-            AccidentRule(r.accident, camera_id=cam.id, zones=self.zones),
-            AssaultRule(r.assault, camera_id=cam.id, zones=self.zones),
-            TheftRule(r.theft, camera_id=cam.id, zones=self.zones),
-        ]
+        self.rules: list[Rule] = build_rules(cfg.rules, camera_id=cam.id, zones=self.zones)
 
     def analyse(
         self, dets: Detections, *, t: float, wall_time: float, frame_w: int, frame_h: int
@@ -101,10 +106,6 @@ class CameraAnalytics:
         infos = self.memory.update(tracks, t)
         open_zones = {name for name, sched in self.zone_schedules.items() if in_schedule(sched, wall_time)}
         out: list[Incident] = []
-        if self._on(self.encroachment.cfg, wall_time):
-            out += self.encroachment.update(
-                tracks, t=t, frame_w=frame_w, frame_h=frame_h, open_zones=open_zones
-            )
         for rule in self.rules:
             if not rule.cfg.enabled:
                 continue

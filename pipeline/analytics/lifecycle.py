@@ -1,7 +1,9 @@
-"""One incident per occurrence: confirm over N frames, start, update, end, cooldown.
+"""One incident per occurrence: confirm, start, update, end, cooldown.
 
 A rule reports, every analysed frame, which keys (a zone, a pair of tracks, the camera...) are
-active and with which objects. ``Lifecycle`` turns that into start / update / end steps.
+active and with which objects. ``Lifecycle`` turns that into start / update / end steps. A key
+starts an incident once it has been active without a break for ``confirm_seconds`` of media time
+(the same time at any ``analytics_fps``).
 """
 
 from __future__ import annotations
@@ -9,9 +11,6 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
-
-import numpy as np
 
 from ..config import RuleConfig
 from ..types import Incident, TrackedObject
@@ -30,7 +29,7 @@ class Active:
 
 @dataclass
 class _KeyState:
-    streak: int = 0
+    active_since: float | None = None  # start of the current unbroken run of active frames
     incident: Incident | None = None
     last_active_t: float = 0.0
     last_update_t: float = 0.0
@@ -51,25 +50,27 @@ class Lifecycle:
             st = self.keys.setdefault(key, _KeyState())
             a = active.get(key)
             if a is not None and a.objects:
-                st.streak += 1
+                if st.active_since is None:
+                    st.active_since = t
                 st.last_active_t = t
                 out += self._active(st, a, t)
             else:
-                st.streak = 0
+                st.active_since = None
                 if st.incident is not None and t - st.last_active_t >= self.cfg.clear_seconds:
                     end = _step(st.incident, "end", t)
                     end.ended_at = st.last_active_t
                     out.append(end)
                     st.incident = None
                     st.cooldown_until = t + self.cfg.cooldown_seconds
-            if st.incident is None and st.streak == 0 and t >= st.cooldown_until:
+            if st.incident is None and st.active_since is None and t >= st.cooldown_until:
                 del self.keys[key]  # nothing to remember: memory stays flat
         return out
 
     def _active(self, st: _KeyState, a: Active, t: float) -> list[Incident]:
         ids = frozenset(o.track_id for o in a.objects)
         if st.incident is None:
-            if st.streak < self.cfg.confirm_frames or t < st.cooldown_until:
+            assert st.active_since is not None
+            if t - st.active_since < self.cfg.confirm_seconds - 1e-9 or t < st.cooldown_until:
                 return []
             st.incident = Incident(
                 incident_id=str(uuid.uuid4()),
@@ -96,19 +97,22 @@ class Lifecycle:
         return []
 
 
-class _Tracked(Protocol):
-    track_id: int
-    label: str
-    confidence: float
-    xyxy: np.ndarray
-
-
-def objects(infos: Sequence[_Tracked]) -> list[TrackedObject]:
-    """The objects of an incident (tracks or track infos), as the event reports them."""
+def objects(infos: Sequence[TrackInfo]) -> list[TrackedObject]:
+    """The objects of an incident, as the event reports them."""
     out = []
     for i in infos:
         x1, y1, x2, y2 = (round(float(v), 1) for v in i.xyxy)
-        out.append(TrackedObject(i.track_id, i.label, round(float(i.confidence), 4), (x1, y1, x2, y2)))
+        person = i.has("person") or i.has("fallen_person")
+        out.append(
+            TrackedObject(
+                i.track_id,
+                i.label,
+                round(float(i.confidence), 4),
+                (x1, y1, x2, y2),
+                down=i.down if person else None,
+                models=i.models,
+            )
+        )
     return out
 
 

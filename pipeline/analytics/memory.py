@@ -1,7 +1,12 @@
-"""Track state that rules share: per track, its recent positions, speeds, size and roles.
+"""Track state that rules share: per track, its recent positions, speeds, size, roles and posture.
 
 Positions are box bottom-centres in pixels. State of a track not seen for ``forget_seconds`` is
 dropped, so memory stays flat however long the run.
+
+Posture: a person is *down* when a model says so (the fall model's verdict on the merged person,
+or a class with the ``fallen_person`` role), else when its box is ``fallen_aspect`` times wider
+than tall. A person *went down* (``down_since``) only when it was seen upright before: an object that
+looks like a lying person from the first frame it is seen (clothes, a bag, debris) never did.
 """
 
 from __future__ import annotations
@@ -37,6 +42,10 @@ class TrackInfo:
     first_seen: float
     last_seen: float
     continues: int | None = None  # the track this one most likely is, after a tracker ID switch
+    down: bool = False  # lying now (see the module's docstring)
+    upright_at: float | None = None  # the last time it was seen upright
+    down_since: float | None = None  # when it went down after being seen upright; None if it did not
+    models: tuple[str, ...] = ()  # the detectors whose detections made this object this frame
     crossings: deque[tuple[float, str, int]] = field(
         default_factory=lambda: deque(maxlen=16)
     )  # t, line, +1/-1
@@ -76,12 +85,25 @@ class TrackInfo:
     def has(self, role: str) -> bool:
         return role in self.roles
 
+    def observe_posture(self, down: bool, t: float) -> None:
+        if not down:
+            self.upright_at, self.down_since = t, None
+        elif not self.down and self.upright_at is not None:
+            self.down_since = t
+        self.down = down
+
+
+def _kind(roles: frozenset[str]) -> frozenset[str]:
+    """Roles that say what an object is, not how it lies (an ID switch may change the posture)."""
+    return roles - {"fallen_person"}
+
 
 class TrackMemory:
     def __init__(
         self,
         roles: dict[str, list[str]],
         *,
+        fallen_aspect: float = 1.3,
         forget_seconds: float = 5.0,
         lines: list[Line] | None = None,
         ground: GroundPlane | None = None,
@@ -95,20 +117,30 @@ class TrackMemory:
             for label in labels:
                 self.roles_by_label[label] = self.roles_by_label.get(label, frozenset()) | {role}
         self.forget_seconds = forget_seconds
+        self.fallen_aspect = fallen_aspect
         self.tracks: dict[int, TrackInfo] = {}
 
     def _lost_near(
         self, x: float, y: float, roles: frozenset[str], t: float, height: float
     ) -> TrackInfo | None:
-        """A track of the same roles that vanished in the last 2 s next to (x, y), if any."""
-        best, best_d = None, max(30.0, 0.5 * height)
+        """A track of the same kind that vanished in the last 2 s next to (x, y), if any: within half the
+        taller box's height (a person who falls: the standing box's feet to the lying box's bottom)."""
+        best, best_d = None, float("inf")
         for info in self.tracks.values():
-            if info.roles != roles or info.last_seen >= t or t - info.last_seen > 2.0 or not info.history:
+            if _kind(info.roles) != _kind(roles) or info.last_seen >= t or t - info.last_seen > 2.0:
                 continue
             d = float(np.hypot(x - info.point[0], y - info.point[1]))
-            if d <= best_d:
+            if d <= max(30.0, 0.6 * max(height, info.height)) and d < best_d:
                 best, best_d = info, d
         return best
+
+    def _is_down(self, tr: Track, roles: frozenset[str]) -> bool:
+        if tr.down is not None:
+            return tr.down
+        if "fallen_person" in roles:
+            return True
+        x1, y1, x2, y2 = (float(v) for v in tr.xyxy)
+        return "person" in roles and (x2 - x1) >= self.fallen_aspect * max(y2 - y1, 1.0)
 
     def update(self, tracks: list[Track], t: float) -> list[TrackInfo]:
         """Record this frame's tracks; returns their infos (tracks of earlier frames are kept a while)."""
@@ -126,6 +158,8 @@ class TrackMemory:
                     info.continues, info.first_seen = lost.track_id, lost.first_seen
                     info.history.extend(lost.history)
                     info.speeds.extend(lost.speeds)
+                    info.down, info.upright_at, info.down_since = lost.down, lost.upright_at, lost.down_since
+                    del self.tracks[lost.track_id]  # one object, one continuation
             elif info.history:
                 pt, px, py = info.history[-1]
                 if t > pt:
@@ -137,6 +171,8 @@ class TrackMemory:
                         info.crossings.append((t, line.name, way))
             info.label, info.roles = tr.label, self.roles_by_label.get(tr.label, frozenset())
             info.xyxy, info.confidence, info.last_seen = tr.xyxy, tr.confidence, t
+            info.models = tr.models
+            info.observe_posture(self._is_down(tr, info.roles), t)
             info.history.append((t, x, y))
             if self.ground is not None:
                 wx, wy = self.ground.to_world(np.array([[x, y]]))[0]

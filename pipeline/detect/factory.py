@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from typing import TypedDict
 
-from ..config import Config
+from ..config import Config, ModelConfig
 from ..devices import resolve_device
+from ..metrics import Metrics
 from .base import Detector
+from .detector_set import DetectorSet, SetMember
+from .roles import role_map
 
 
 class ModelSettings(TypedDict):
@@ -30,8 +33,43 @@ def _onnx_device(asked: str) -> str:
     return device
 
 
-def create_detector(cfg: Config) -> Detector:
-    m = cfg.model
+def create_detectors(cfg: Config, *, metrics: Metrics | None = None) -> DetectorSet:
+    """Every detector of ``models:``, as one set (a detector that fails to load closes the others)."""
+    members: list[SetMember] = []
+    try:
+        for m in cfg.models:
+            det = create_detector(cfg, m)
+            members.append(SetMember(m.key, det, {}))
+            members[-1].roles = role_map(m, det.info.class_names)
+    except BaseException:
+        for member in members:
+            member.detector.close()
+        raise
+    return detector_set(cfg, members, metrics=metrics)
+
+
+def detector_set(cfg: Config, members: list[SetMember], *, metrics: Metrics | None = None) -> DetectorSet:
+    return DetectorSet(
+        members,
+        camera_models={c.id: cfg.camera_models(c) for c in cfg.cameras if c.models},
+        merge_iou=cfg.merge_iou,
+        metrics=metrics,
+    )
+
+
+def as_set(cfg: Config, detector: Detector, *, metrics: Metrics | None = None) -> DetectorSet:
+    """A detector built elsewhere (tests, benchmarks) as the set of the config's first model."""
+    if isinstance(detector, DetectorSet):
+        return detector
+    m = cfg.models[0]
+    return detector_set(
+        cfg, [SetMember(m.key, detector, role_map(m, detector.info.class_names))], metrics=metrics
+    )
+
+
+def create_detector(cfg: Config, m: ModelConfig | None = None) -> Detector:
+    """One detector: ``m``, or the config's first model."""
+    m = m or cfg.models[0]
     if m.backend == "scripted":
         from .scripted import ScriptedDetector
 

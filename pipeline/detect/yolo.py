@@ -37,48 +37,53 @@ class YoloDetector(Detector):
     def detect(self, batch: FrameBatch) -> list[Detections]:
         return self.run(self.prepare(batch))
 
-    def prepare(self, batch: FrameBatch) -> list[Prepared]:
-        """Letterbox (and convert NV12) on the frames' device, in chunks of the model's batch.
+    def canvas_key(self) -> tuple[object, ...]:
+        """Detectors with the same key letterbox a batch identically: the set does it once for them."""
+        return (self.imgsz, self.rect, str(self.device), self.input_dtype)
+
+    def prepare(self, batch: FrameBatch) -> Prepared:
+        """Letterbox (and convert NV12) on the frames' device.
 
         On a GPU this runs on its own CUDA stream; ``run`` waits for it with an event, so
         preprocessing of the next batch overlaps inference of this one.
         """
         stream = self._cuda_stream("_prep_stream")
-        ctx = torch.cuda.stream(stream) if stream is not None else contextlib.nullcontext()
-        out: list[Prepared] = []
-        step = self.static_batch or len(batch)
-        with ctx:
-            for i in range(0, len(batch), step):
-                frames = [self._on_device(f) for f in batch.frames[i : i + step]]
-                images, lbs = letterbox_frames(frames, size=self.imgsz, rect=self.rect)
-                images = images.to(self.device, self.input_dtype, non_blocking=True)
-                n = len(frames)
-                if self.static_batch and n < self.static_batch:
-                    pad = images.new_zeros((self.static_batch - n, *images.shape[1:]))
-                    images = torch.cat([images, pad])
-                event = None
-                if stream is not None:
-                    event = torch.cuda.Event()
-                    event.record(stream)
-                out.append(Prepared(images, lbs, n, event))
-        return out
+        with torch.cuda.stream(stream) if stream is not None else contextlib.nullcontext():
+            frames = [self._on_device(f) for f in batch.frames]
+            images, lbs = letterbox_frames(frames, size=self.imgsz, rect=self.rect)
+            images = images.to(self.device, self.input_dtype, non_blocking=True)
+            event = None
+            if stream is not None:
+                event = torch.cuda.Event()
+                event.record(stream)
+        return Prepared(images, lbs, event)
 
-    def run(self, prepared: list[Prepared]) -> list[Detections]:
-        """Inference, decode and NMS on a CUDA stream of their own (on a GPU): not the default stream,
-        which other work (a camera's decoder given stream 0, snapshots) may use."""
+    def run(self, prepared: Prepared) -> list[Detections]:
+        """Inference, decode and NMS of the prepared frames (its ``rows`` where given), in chunks of the
+        model's batch, on a CUDA stream of their own (on a GPU): not the default stream, which other
+        work (a camera's decoder given stream 0, snapshots) may use."""
         out: list[Detections] = []
         self.batches_run += 1
         stream = self._cuda_stream("_infer_stream")
         with torch.cuda.stream(stream) if stream is not None else contextlib.nullcontext():
-            for p in prepared:
-                if p.ready is not None:
-                    current = torch.cuda.current_stream(self.device)
-                    current.wait_event(p.ready)
-                    p.images.record_stream(current)  # not reused while inference reads it
-                raw = self.infer(p.images)[: p.count]
+            images, lbs = prepared.images, prepared.letterboxes
+            if prepared.ready is not None:
+                current = torch.cuda.current_stream(self.device)
+                current.wait_event(prepared.ready)
+                images.record_stream(current)  # not reused while inference reads it
+            if prepared.rows is not None:
+                images = images[torch.as_tensor(prepared.rows, device=images.device)]
+                lbs = [lbs[i] for i in prepared.rows]
+            step = self.static_batch or len(lbs) or 1
+            for i in range(0, len(lbs), step):
+                chunk = images[i : i + step]
+                n = len(chunk)
+                if self.static_batch and n < self.static_batch:
+                    chunk = torch.cat([chunk, chunk.new_zeros((self.static_batch - n, *chunk.shape[1:]))])
+                raw = self.infer(chunk)[:n]
                 out += decode_yolo(
                     raw,
-                    p.letterboxes,
+                    lbs[i : i + step],
                     conf_threshold=self.conf_threshold,
                     iou_threshold=self.iou_threshold,
                     max_det=self.max_det,
@@ -109,7 +114,7 @@ class YoloDetector(Detector):
 
 @dataclass
 class Prepared:
-    images: torch.Tensor
+    images: torch.Tensor  # (B, 3, H, W), one row per frame of the batch
     letterboxes: list[Letterbox]
-    count: int  # real frames; the rest is padding for a static batch
     ready: torch.cuda.Event | None
+    rows: list[int] | None = None  # the frames a detector runs on (cameras choose detectors); None: all

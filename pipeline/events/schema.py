@@ -17,7 +17,7 @@ if TYPE_CHECKING:  # the sink needs no torch
     from ..types import Incident
 
 SCHEMA_MAJOR = 1
-SCHEMA_VERSION = f"iccc.incident/{SCHEMA_MAJOR}.0"
+SCHEMA_VERSION = f"iccc.incident/{SCHEMA_MAJOR}.1"  # 1.1: models, objects[].models and .down
 MAX_OBJECTS = 64  # the most confident objects of an incident; object_count says how many there were
 
 
@@ -92,8 +92,12 @@ def build_event(
 ) -> dict[str, Any]:
     """The event for one incident step, without ``seq`` (the outbox assigns it when it commits).
 
-    ``wall_offset`` maps the camera's media time to Unix time (wall = media + offset).
+    ``wall_offset`` maps the camera's media time to Unix time (wall = media + offset). ``models``
+    lists every detector whose detections made one of the objects (``name@version`` on the objects);
+    ``model`` is the first of them (``model_name`` / ``model_version`` where no object says).
     """
+    tags = list(dict.fromkeys(tag for o in inc.objects for tag in o.models))
+    models = [dict(zip(("name", "version"), tag.rsplit("@", 1), strict=True)) for tag in tags if "@" in tag]
     return {
         "schema": SCHEMA_VERSION,
         "event_id": uuid7(),
@@ -110,12 +114,20 @@ def build_event(
         "emitted_at": rfc3339(inc.emitted_at + wall_offset),
         "confidence": round(float(inc.confidence), 4),
         "objects": [
-            {"track_id": o.track_id, "label": o.label, "confidence": o.confidence, "bbox": list(o.bbox_xyxy)}
+            {
+                "track_id": o.track_id,
+                "label": o.label,
+                "confidence": o.confidence,
+                "bbox": list(o.bbox_xyxy),
+                "down": o.down,
+                "models": list(o.models),
+            }
             for o in sorted(inc.objects, key=lambda o: -o.confidence)[:MAX_OBJECTS]
         ],
         "object_count": len(inc.objects),
         "frame": {"width": frame_w, "height": frame_h, "index": inc.frame_index},
-        "model": {"name": model_name, "version": model_version},
+        "model": models[0] if models else {"name": model_name, "version": model_version},
+        "models": models or [{"name": model_name, "version": model_version}],
         "evidence": None
         if snapshot_sha256 is None
         else {

@@ -1,0 +1,138 @@
+"""The detectors a pipeline runs, as one: each batch letterboxed once per canvas, run through every
+detector its cameras chose, and each frame's detections merged (``merge.py``)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, replace
+from typing import Any
+
+from ..metrics import Metrics
+from ..types import Detections, FrameBatch
+from .base import Detector, DetectorInfo
+from .merge import Member, merge
+from .roles import LabelRoles, label_roles
+from .yolo import Prepared, YoloDetector
+
+
+@dataclass
+class SetMember:
+    key: str  # the model's id in the config
+    detector: Detector
+    roles: dict[str, list[str]]  # role -> its class names
+
+    @property
+    def tag(self) -> str:
+        """``name@version``: how events name the detector."""
+        return f"{self.detector.info.name}@{self.detector.info.version}"
+
+
+class DetectorSet(Detector):
+    def __init__(
+        self,
+        members: list[SetMember],
+        *,
+        camera_models: dict[str, list[str]] | None = None,
+        merge_iou: float = 0.5,
+        metrics: Metrics | None = None,
+    ) -> None:
+        if not members:
+            raise ValueError("a detector set needs at least one detector")
+        self.members = members
+        self.merge_iou = merge_iou
+        self.metrics = metrics
+        index = {m.key: i for i, m in enumerate(members)}
+        # camera -> the members it runs; a camera not named runs them all
+        self.camera_members = {cam: {index[k] for k in keys} for cam, keys in (camera_models or {}).items()}
+        self.merge_members: list[Member] = []
+        names: list[str] = []
+        for i, m in enumerate(members):
+            classes = m.detector.info.class_names
+            per_class = tuple(frozenset(r for r, cs in m.roles.items() if c in cs) for c in classes)
+            self.merge_members.append(Member(i, len(names), per_class))
+            names += classes
+        self.label_roles: LabelRoles = label_roles(m.roles for m in members)
+        self.model_tags = tuple(m.tag for m in members)
+        first = members[0].detector.info
+        self.info = DetectorInfo(
+            name="+".join(m.detector.info.name for m in members),
+            version="+".join(m.detector.info.version for m in members),
+            class_names=tuple(names),
+            imgsz=max(m.detector.info.imgsz for m in members),
+            backend=first.backend,
+            device=first.device,
+        )
+        self._latency = [metrics.model_latency.labels(model=m.key) for m in members] if metrics else []
+        self._count = [metrics.model_detections.labels(model=m.key) for m in members] if metrics else []
+
+    def _uses(self, camera_id: str, member: int) -> bool:
+        chosen = self.camera_members.get(camera_id)
+        return chosen is None or member in chosen
+
+    def _groups(self) -> dict[tuple[object, ...], list[int]]:
+        """Members that letterbox alike, by canvas; a detector of another kind is a group of its own."""
+        groups: dict[tuple[object, ...], list[int]] = {}
+        for i, m in enumerate(self.members):
+            key = m.detector.canvas_key() if isinstance(m.detector, YoloDetector) else ("own", i)
+            groups.setdefault(key, []).append(i)
+        return groups
+
+    def prepare(self, batch: FrameBatch) -> SetPrepared:
+        """Per canvas: the batch's frames its members need, letterboxed once, and which of them each
+        member runs on (the cameras that chose it)."""
+        groups = []
+        for members in self._groups().values():
+            frames = [
+                j for j, f in enumerate(batch.frames) if any(self._uses(f.camera_id, i) for i in members)
+            ]
+            if not frames:
+                continue
+            runs = []
+            for i in members:
+                rows = [k for k, j in enumerate(frames) if self._uses(batch.frames[j].camera_id, i)]
+                if rows:
+                    runs.append((i, rows))
+            sub = FrameBatch([batch.frames[j] for j in frames])
+            groups.append(GroupPrepared(frames, runs, self.members[members[0]].detector.prepare(sub)))
+        return SetPrepared(len(batch), groups)
+
+    def run(self, prepared: SetPrepared) -> list[Detections]:
+        per_frame: list[list[tuple[Member, Detections]]] = [[] for _ in range(prepared.count)]
+        for g in prepared.groups:
+            for i, rows in g.runs:
+                det = self.members[i].detector
+                t0 = time.perf_counter()
+                if isinstance(g.prepared, Prepared):
+                    every = len(rows) == len(g.frames)
+                    dets = det.run(g.prepared if every else replace(g.prepared, rows=rows))
+                else:  # a detector of another kind prepared its own frames: keep the rows it needs
+                    dets = det.run(g.prepared)
+                    dets = [dets[k] for k in rows]
+                if self._latency:
+                    self._latency[i].observe(time.perf_counter() - t0)
+                    self._count[i].inc(sum(len(d) for d in dets))
+                for k, d in zip(rows, dets, strict=True):
+                    per_frame[g.frames[k]].append((self.merge_members[i], d))
+        if len(self.members) == 1:  # nothing to merge: the detector's own classes and boxes
+            return [parts[0][1] if parts else Detections.empty() for parts in per_frame]
+        return [merge(parts, self.merge_iou) for parts in per_frame]
+
+    def detect(self, batch: FrameBatch) -> list[Detections]:
+        return self.run(self.prepare(batch))
+
+    def close(self) -> None:
+        for m in self.members:
+            m.detector.close()
+
+
+@dataclass
+class GroupPrepared:
+    frames: list[int]  # the batch's frames this canvas letterboxed
+    runs: list[tuple[int, list[int]]]  # member -> the rows of ``frames`` it runs on
+    prepared: Any
+
+
+@dataclass
+class SetPrepared:
+    count: int  # frames in the batch
+    groups: list[GroupPrepared]

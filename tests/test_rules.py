@@ -1,0 +1,200 @@
+"""The rules as one family: the registry against the config, a case that must not fire for every
+threshold, confirmation in seconds, roles checked at load, and person-down as a change."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import yaml
+
+from pipeline.analytics.memory import TrackMemory
+from pipeline.analytics.rules import RULES, check_roles
+from pipeline.config import COMMON_CLASS_ROLES, RulesConfig, parse_config
+from pipeline.errors import ConfigError
+from pipeline.types import Track
+
+from .test_scenarios import run_scenario
+
+SCENARIOS = Path(__file__).parent / "scenarios"
+
+
+def scenario(name: str) -> dict[str, Any]:
+    return yaml.safe_load((SCENARIOS / f"{name}.yaml").read_text())
+
+
+def starts(
+    data: dict[str, Any], rules: dict[str, Any] | None = None, fps: float = 5
+) -> list[tuple[str, float]]:
+    return [
+        (i.type, round(i.emitted_at, 2)) for i in run_scenario(data, rules, fps=fps) if i.status == "start"
+    ]
+
+
+def test_registry_pairs_every_rule_with_its_config_section() -> None:
+    sections = {k: f.annotation for k, f in RulesConfig.model_fields.items() if k != "fallen_aspect"}
+    assert {r.type: r.config for r in RULES} == sections
+    assert len({r.type for r in RULES}) == len(RULES)
+
+
+# Each positive scenario, with one threshold moved just past what the scenario shows: must not fire.
+# The collision cases keep the car stopped for less than stopped_seconds (only the collision branch).
+ONLY_COLLISION = {"stopped_seconds": 20}
+THRESHOLDS = [
+    ("stray_cow_on_road", {}, {"stray_animal": {"dwell_seconds": 21}}),
+    ("vendor_encroaching_footpath", {}, {"encroachment": {"dwell_seconds": 21}}),
+    ("vendor_encroaching_footpath", {}, {"encroachment": {"stationary_speed_px_s": 0.01}}),
+    ("collision", {"accident": ONLY_COLLISION}, {"accident": {**ONLY_COLLISION, "overlap_iou": 0.9}}),
+    ("collision", {"accident": ONLY_COLLISION}, {"accident": {**ONLY_COLLISION, "moving_speed_px_s": 600}}),
+    ("collision", {"accident": ONLY_COLLISION}, {"accident": {**ONLY_COLLISION, "window_seconds": 0.1}}),
+    ("sudden_stop_on_road", {}, {"accident": {"stopped_seconds": 9}}),
+    ("sudden_stop_on_road", {}, {"accident": {"moving_speed_px_s": 250}}),
+    ("sudden_stop_on_road", {}, {"accident": {"stopped_speed_px_s": 0.01}}),
+    ("person_down_on_road", {}, {"accident": {"fallen_seconds": 10}}),
+    ("person_down_on_road", {}, {"fallen_aspect": 5.0, "accident": {"confirm_seconds": 9}}),
+    ("person_falls_id_switch", {}, {"fallen_aspect": 5.0}),
+    ("fight", {}, {"assault": {"relative_speed_heights_s": 5}}),
+    ("fight", {}, {"assault": {"distance_heights": 0.2}}),
+    ("fight", {}, {"assault": {"sustain_seconds": 11}}),
+    ("knocked_down", {}, {"assault": {"down_seconds": 11}}),
+    ("knocked_down", {}, {"assault": {"distance_heights": 0.1}}),
+    ("bag_snatch", {}, {"theft": {"owner_seconds": 11}}),
+    ("bag_snatch", {}, {"theft": {"owner_distance_heights": 0.1}}),
+    ("bag_snatch", {}, {"theft": {"release_distance_heights": 20}}),
+    ("bag_snatch", {}, {"theft": {"fast_speed_heights_s": 3}}),
+    ("removed_from_protected_zone", {}, {"theft": {"protected_seconds": 12}}),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "base", "moved"), THRESHOLDS, ids=[f"{n}-{k}" for k, (n, *_) in enumerate(THRESHOLDS)]
+)
+def test_threshold_past_the_scenario_does_not_fire(
+    name: str, base: dict[str, Any], moved: dict[str, Any]
+) -> None:
+    data = scenario(name)
+    assert starts(data, base), f"{name} fires with {base or 'its own settings'}"
+    assert starts(data, moved) == []
+
+
+def test_every_threshold_has_a_case() -> None:
+    """Every numeric threshold of every rule is moved by some case above (lifecycle timing aside)."""
+    lifecycle = {"confirm_seconds", "clear_seconds", "update_seconds", "cooldown_seconds"}
+    moved = {(rule, k) for _, _, r in THRESHOLDS for rule, v in r.items() if isinstance(v, dict) for k in v}
+    for r in RULES:
+        for field, info in r.config.model_fields.items():
+            if info.annotation in (float, int) and field not in lifecycle:
+                assert (r.type, field) in moved, f"no case moves rules.{r.type}.{field}"
+
+
+@pytest.mark.parametrize(
+    "name", ["stray_cow_on_road", "collision", "fight", "bag_snatch", "person_down_on_road"]
+)
+def test_confirmation_takes_the_same_time_at_any_analytics_rate(name: str) -> None:
+    data = scenario(name)
+    at5, at10 = starts(data, fps=5), starts(data, fps=10)
+    assert [k for k, _ in at5] == [k for k, _ in at10]
+    for (_, a), (_, b) in zip(at5, at10, strict=True):
+        assert abs(a - b) <= 0.2 + 1e-6, (at5, at10)  # within one frame at 5 fps
+
+
+def test_confirm_frames_is_refused_with_its_replacement_named() -> None:
+    with pytest.raises(ConfigError, match="confirm_frames was replaced by confirm_seconds"):
+        parse_config(
+            {
+                "cameras": [{"id": "c", "source": "x.mp4"}],
+                "model": {"backend": "scripted", "scripted_detections": "x.jsonl"},
+                "rules": {"stray_animal": {"confirm_frames": 3}},
+            }
+        )
+
+
+PROVIDED = {"person", "vehicle", "two_wheeler", "animal", "bag", "fallen_person"}
+
+
+def test_a_rule_role_no_model_provides_is_an_error() -> None:
+    rules = RulesConfig.model_validate({"stray_animal": {"roles": ["animals"]}})
+    with pytest.raises(ConfigError, match=r"rules.stray_animal.roles names 'animals', which no loaded model"):
+        check_roles(rules, PROVIDED)
+    check_roles(RulesConfig.model_validate({"stray_animal": {"roles": ["animal"]}}), PROVIDED)
+    # the fall model alone provides no animal: the default stray-animal rule only warns
+    check_roles(RulesConfig(), {"person", "fallen_person"})
+    with pytest.raises(ConfigError, match="encroachment.roles names 'vehicle'"):
+        check_roles(RulesConfig.model_validate({"encroachment": {"roles": ["vehicle"]}}), {"person"})
+
+
+def test_a_role_name_that_is_not_a_word_is_refused_at_parse() -> None:
+    with pytest.raises(ConfigError, match=r"rules.encroachment.roles.0"):
+        parse_config(
+            {
+                "cameras": [{"id": "c", "source": "x.mp4"}],
+                "model": {"backend": "scripted", "scripted_detections": "x.jsonl"},
+                "rules": {"encroachment": {"roles": ["Person Vehicle"]}},
+            }
+        )
+
+
+def _box(cx: float, by: float, w: float, h: float) -> np.ndarray:
+    return np.array([cx - w / 2, by - h, cx + w / 2, by], np.float32)
+
+
+def test_went_down_needs_an_upright_sighting_before() -> None:
+    mem = TrackMemory(COMMON_CLASS_ROLES)
+    # track 1: lying from the first frame; track 2: upright, then lying (the posture model's verdict)
+    for k in range(20):
+        t = k * 0.2
+        down2 = k >= 10
+        infos = mem.update(
+            [
+                Track(1, _box(200, 500, 170, 60), 0.8, 0, "person"),
+                Track(2, _box(600, 500, 60, 170), 0.8, 0, "person", down=down2),
+            ],
+            t,
+        )
+    lying, fell = infos
+    assert lying.down and lying.down_since is None
+    assert fell.down and fell.down_since == pytest.approx(2.0)
+    # getting up clears it
+    (_, up) = mem.update(
+        [
+            Track(1, _box(200, 500, 170, 60), 0.8, 0, "person"),
+            Track(2, _box(600, 500, 60, 170), 0.8, 0, "person", down=False),
+        ],
+        4.2,
+    )
+    assert not up.down and up.down_since is None and up.upright_at == pytest.approx(4.2)
+
+
+def test_a_config_with_a_camera_naming_an_unknown_model_is_refused() -> None:
+    with pytest.raises(ConfigError, match="camera c: models names 'coco', expected some of"):
+        parse_config(
+            {
+                "cameras": [{"id": "c", "source": "x.mp4", "models": ["coco"]}],
+                "models": [{"name": "yolov3-tiny-coco"}, {"name": "fall-yolov8"}],
+            }
+        )
+
+
+def test_tracker_thresholds_are_checked_against_the_models() -> None:
+    base = {"cameras": [{"id": "c", "source": "x.mp4"}]}
+    parse_config({**base, "models": [{"name": "fall-yolov8", "conf_threshold": 0.4}]})
+    with pytest.raises(
+        ConfigError, match=r"model fall-yolov8: conf_threshold 0.5 is not below tracker.high_threshold"
+    ):
+        parse_config({**base, "models": [{"name": "fall-yolov8", "conf_threshold": 0.5}]})
+    parse_config(
+        {
+            **base,
+            "models": [{"name": "fall-yolov8", "conf_threshold": 0.5}],
+            "tracker": {"high_threshold": 0.6},
+        }
+    )
+
+
+def test_default_models_are_the_coco_and_fall_detectors() -> None:
+    cfg = parse_config({"cameras": [{"id": "c", "source": "x.mp4"}]})
+    assert [m.key for m in cfg.models] == ["yolov3-tiny-coco", "fall-yolov8"]
+    with pytest.raises(ConfigError, match="roles moved into each model"):
+        parse_config({"cameras": [{"id": "c", "source": "x.mp4"}], "roles": {"person": ["person"]}})
