@@ -102,6 +102,17 @@ def coco_model() -> Path:
 
 
 @pytest.fixture(scope="session")
+def vtest() -> Path:
+    """OpenCV's vtest.avi (768x576, 10 fps, people on a campus path, a parked van and car)."""
+    path = FOOTAGE / "vtest.avi"
+    if not path.is_file():
+        if os.environ.get("SAFECITY_CI") == "1":
+            pytest.fail(f"{path} not fetched: CI fetches it (safecity footage samples, with apt)")
+        pytest.skip(f"{path} not fetched (safecity footage samples gets it where apt-get can)")
+    return path
+
+
+@pytest.fixture(scope="session")
 def samples() -> dict[str, Path]:
     out = {n: FOOTAGE / n for n in ("bikes.mp4", "carphone_pristine.mp4")}
     if not all(p.is_file() for p in out.values()):

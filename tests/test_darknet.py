@@ -5,7 +5,6 @@ anchor decoding against a slow reference written from the paper's formulas, and 
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 
 import av
@@ -22,8 +21,6 @@ from pipeline.preprocess import color_spec, letterbox_batch
 from pipeline.registry import load_manifest
 from pipeline.sources.cpu import to_rgb24
 from pipeline.types import Frame, FrameBatch
-
-from .conftest import FOOTAGE
 
 MASKS = load_manifest()["yolov3-tiny-coco"]["masks"]
 TOLERANCE = 1e-3  # raw head outputs span about +-20: float32 sums in another order differ by ~3e-4
@@ -197,12 +194,7 @@ def test_the_second_heads_anchors_are_those_the_weights_were_trained_with(
 
 
 @pytest.mark.slow
-def test_the_coco_model_sees_people_and_the_parked_vehicles_on_vtest(coco_model: Path) -> None:
-    vtest = FOOTAGE / "vtest.avi"
-    if not vtest.is_file():
-        if os.environ.get("SAFECITY_CI") == "1":
-            pytest.fail(f"{vtest} not fetched: CI fetches it (safecity footage samples, with apt)")
-        pytest.skip(f"{vtest} not fetched (safecity footage samples gets it where apt-get can)")
+def test_the_coco_model_sees_people_and_the_parked_vehicles_on_vtest(coco_model: Path, vtest: Path) -> None:
     det = OnnxDetector(
         coco_model, name="coco", imgsz=None, conf_threshold=0.3, iou_threshold=0.45, max_det=100
     )
