@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -153,9 +155,6 @@ def cmd_sink(args: argparse.Namespace) -> int:
 
 
 def cmd_events(args: argparse.Namespace) -> int:
-    import json
-    import sqlite3
-
     from .events.outbox import check_kind, describe_db_error
     from .events.sink import format_event
 
@@ -267,8 +266,31 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print("  " + line)
     print(f"== {len(received)} incident events received (sink store: {db})")
     if received:
-        print(f"   to look at them and their snapshots: safecity events --db {db} [--snapshot SHA256]")
+        saved = save_start_snapshots(db, run_dir / "snapshots")
+        print(f"== snapshots of the {len(saved)} incidents that started (objects and zone drawn on them):")
+        for p in saved:
+            print(f"   {p}")
+        print(f"   all events and snapshots: safecity events --db {db} [--snapshot SHA256]")
     return 0 if received else 1
+
+
+def save_start_snapshots(db_path: Path, out: Path) -> list[Path]:
+    """The snapshot of each incident's start event in a sink store, as TYPE-CAMERA-N.jpg files."""
+    out.mkdir(parents=True, exist_ok=True)
+    for old in out.glob("*.jpg"):
+        old.unlink()
+    saved = []
+    with sqlite3.connect(db_path) as db:
+        rows = db.execute(
+            "SELECT e.body, s.jpeg FROM events e JOIN snapshots s ON s.sha256 = e.snapshot_sha256 "
+            "WHERE e.status = 'start' ORDER BY e.received_at, e.seq"
+        ).fetchall()
+    for n, (body, jpeg) in enumerate(rows, 1):
+        event = json.loads(body)
+        p = out / f"{event['type']}-{event['camera_id']}-{n}.jpg"
+        p.write_bytes(jpeg)
+        saved.append(p)
+    return saved
 
 
 def cmd_models(args: argparse.Namespace) -> int:

@@ -251,6 +251,19 @@ class ModelConfig(Strict):
         return self.id
 
 
+class MergeConfig(Strict):
+    """How the detections of several detectors on one frame become one object per real thing."""
+
+    iou: Annotated[float, Field(gt=0, lt=1)] = Field(
+        default=0.5, description="boxes of two detectors that overlap this much (IoU) are one object"
+    )
+    lone_posture_conf: Annotated[float, Field(ge=0, le=1)] = Field(
+        default=0.6,
+        description="a posture model's person that no object detector saw is kept only at this confidence "
+        "(a heap of clothes read as a fallen person is dropped; a lying person the other missed is kept)",
+    )
+
+
 class BatchingConfig(Strict):
     max_batch_size: Annotated[int, Field(ge=1, le=256)] = 8
     timeout_ms: Annotated[float, Field(gt=0, le=10_000)] = 40.0
@@ -454,9 +467,7 @@ class Config(Strict):
         default_factory=lambda: [ModelConfig(name=n) for n in DEFAULT_MODELS],
         description="the detectors every batch goes through; their detections of one object are merged",
     )
-    merge_iou: Annotated[float, Field(gt=0, lt=1)] = Field(
-        default=0.5, description="boxes of two detectors that overlap this much (IoU) are one object"
-    )
+    merge: MergeConfig = MergeConfig()
     batching: BatchingConfig = BatchingConfig()
     tracker: TrackerConfig = TrackerConfig()
     rules: RulesConfig = RulesConfig()

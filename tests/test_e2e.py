@@ -227,6 +227,13 @@ def test_incident_flows_through_real_stages_with_scripted_detections(
     assert hashlib.sha256(jpeg).hexdigest() == start["evidence"]["sha256"]
     img = decode_jpeg(torch.frombuffer(bytearray(jpeg), dtype=torch.uint8))
     assert tuple(img.shape) == (3, 240, 320)
+    # the snapshot is annotated: the person's box in the colour of a medium incident (RGB 255, 200, 0)
+    # along its left edge, and the digest of the raw frame beside the JPEG's
+    edge = img[:, 130:215, 100:102].float().mean(dim=(1, 2))
+    assert (edge - torch.tensor([255.0, 200.0, 0.0])).abs().max() < 60, edge
+    assert re.fullmatch(r"[0-9a-f]{64}", start["evidence"]["frame_sha256"])
+    assert start["evidence"]["frame_sha256"] != start["evidence"]["sha256"]
+    assert start["objects"][0]["models"] == ["script@1"] and start["objects"][0]["down"] is False
 
 
 def test_a_dead_camera_is_reported_and_the_others_keep_running(tmp_path: Path, clips: list[Path]) -> None:

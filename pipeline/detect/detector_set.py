@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass, replace
 from typing import Any
 
+from ..config import MergeConfig
 from ..metrics import Metrics
 from ..types import Detections, FrameBatch
 from .base import Detector, DetectorInfo
@@ -33,13 +34,13 @@ class DetectorSet(Detector):
         members: list[SetMember],
         *,
         camera_models: dict[str, list[str]] | None = None,
-        merge_iou: float = 0.5,
+        merge: MergeConfig | None = None,
         metrics: Metrics | None = None,
     ) -> None:
         if not members:
             raise ValueError("a detector set needs at least one detector")
         self.members = members
-        self.merge_iou = merge_iou
+        self.merge = merge or MergeConfig()
         self.metrics = metrics
         index = {m.key: i for i, m in enumerate(members)}
         # camera -> the members it runs; a camera not named runs them all
@@ -115,7 +116,8 @@ class DetectorSet(Detector):
                     per_frame[g.frames[k]].append((self.merge_members[i], d))
         if len(self.members) == 1:  # nothing to merge: the detector's own classes and boxes
             return [parts[0][1] if parts else Detections.empty() for parts in per_frame]
-        return [merge(parts, self.merge_iou) for parts in per_frame]
+        m = self.merge
+        return [merge(parts, m.iou, lone_posture_conf=m.lone_posture_conf) for parts in per_frame]
 
     def detect(self, batch: FrameBatch) -> list[Detections]:
         return self.run(self.prepare(batch))

@@ -52,7 +52,7 @@ def detector_set(cfg: Config, members: list[SetMember], *, metrics: Metrics | No
     return DetectorSet(
         members,
         camera_models={c.id: cfg.camera_models(c) for c in cfg.cameras if c.models},
-        merge_iou=cfg.merge_iou,
+        merge=cfg.merge,
         metrics=metrics,
     )
 

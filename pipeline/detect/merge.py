@@ -6,7 +6,9 @@ Two detections from different detectors are one object when their boxes overlap 
 detector listed first; a detector that gives people's posture (one with a ``fallen_person`` class,
 like the fall model) adds its verdict to the person instead of a second object: down (a
 ``fallen_person`` class) or upright (its other person classes), with that detection's confidence.
-A posture detection no other detector saw stays an object of its own, with its own verdict.
+A posture detection no other detector saw stays an object of its own, with its own verdict, when
+its confidence reaches ``lone_posture_conf`` (or no detector of the set sees people at all): a
+posture model alone reads heaps of clothes as fallen people, an object detector confirms people.
 """
 
 from __future__ import annotations
@@ -44,12 +46,15 @@ class Member:
         return DOWN if "fallen_person" in roles else UPRIGHT
 
 
-def merge(parts: list[tuple[Member, Detections]], merge_iou: float) -> Detections:
+def merge(
+    parts: list[tuple[Member, Detections]], merge_iou: float, *, lone_posture_conf: float = 0.0
+) -> Detections:
     """The set's detections of one frame: class ids in the set's class list, posture and sources set.
 
     Detectors that see objects go first (in the set's order), posture detectors after them, so an
     object's box is an object detector's wherever one saw it."""
     ordered = sorted(parts, key=lambda p: (p[0].posture, p[0].index))
+    sees_people = any(not m.posture and any(r & PERSON_ROLES for r in m.class_roles) for m, _ in parts)
     boxes: list[np.ndarray] = []
     rows: list[list[float]] = []  # conf, class id, down, down conf, sources
     kinds: list[frozenset[str]] = []
@@ -66,6 +71,8 @@ def merge(parts: list[tuple[Member, Detections]], merge_iou: float) -> Detection
                 if o not in taken and kinds[o] & kind and ious[d, o] >= best_iou:
                     best, best_iou = o, float(ious[d, o])
             if best < 0:
+                if member.posture and sees_people and verdict != NO_VERDICT and conf < lone_posture_conf:
+                    continue  # a person only the posture model saw, and not surely
                 boxes.append(dets.xyxy[d])
                 rows.append(
                     [conf, member.class_offset + cls, verdict, conf if verdict != NO_VERDICT else 0.0]

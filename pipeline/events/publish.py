@@ -1,4 +1,9 @@
-"""The publish stage: an analysed frame's incident steps -> snapshot JPEG -> events -> outbox commit.
+"""The publish stage: an analysed frame's incident steps -> snapshot JPEGs -> events -> outbox commit.
+
+Each incident step gets its own snapshot, the frame with that incident drawn on it (``annotate.py``).
+In the event, ``evidence.sha256`` is the digest of that JPEG (what the sink receives and checks) and
+``evidence.frame_sha256`` the digest of the raw decoded frame, before any drawing (its RGB24 pixels,
+row by row), which pins the exact frame for a check against the recording.
 
 It runs on its own thread after analytics. A commit that fails (a full disk, an I/O error) neither
 stops the cameras nor loses the incident at once: the frame's events are held in memory and
@@ -21,11 +26,13 @@ from typing import Any
 import torch
 from torchvision.io import encode_jpeg
 
+from ..analytics.zones import Zone
 from ..config import Config
 from ..detect.base import DetectorInfo
 from ..metrics import Metrics
 from ..registry import sha256_bytes
 from ..types import Frame, Incident
+from .annotate import annotate
 from .outbox import Outbox
 from .schema import build_event
 from .transport import SNAPSHOT_LIMIT_BYTES
@@ -78,6 +85,7 @@ class Publisher:
         self.max_held_bytes = max_held_bytes
         self.retry_s = retry_s
         self.locations = {c.id: c.location for c in cfg.cameras}
+        self.zones = {c.id: [Zone(z) for z in c.zones] for c in cfg.cameras}
         self.queue: queue.Queue[tuple[Frame, list[Incident]]] = queue.Queue(maxsize=queue_frames)
         self.done = threading.Event()
         self.held: deque[_Group] = deque()
@@ -125,12 +133,17 @@ class Publisher:
             log.error("%d incident events could not be written to the outbox before the run ended: lost", n)
 
     def _events(self, frame: Frame, incidents: list[Incident]) -> _Group:
-        snapshot = snapshot_jpeg(
-            frame.rgb().permute(2, 0, 1).contiguous(), quality=self.cfg.sink.snapshot_quality
-        )
-        digest = sha256_bytes(snapshot)
+        rgb = frame.rgb().cpu().numpy()
+        frame_digest = sha256_bytes(rgb.tobytes())
         events: list[tuple[dict[str, Any], bytes | None]] = []
+        size = 0
         for inc in incidents:
+            drawn = annotate(rgb, inc, self.zones.get(frame.camera_id, []), wall_time=frame.wall_time)
+            snapshot = snapshot_jpeg(
+                torch.from_numpy(drawn).permute(2, 0, 1).contiguous(), quality=self.cfg.sink.snapshot_quality
+            )
+            digest = sha256_bytes(snapshot)
+            size += len(snapshot)
             inc.frame_index = frame.frame_index
             event = build_event(
                 inc,
@@ -143,9 +156,10 @@ class Publisher:
                 wall_offset=inc.wall_offset,
                 snapshot_sha256=digest,
                 snapshot_bytes=len(snapshot),
+                frame_sha256=frame_digest,
             )
             events.append((event, snapshot))
-        return events, incidents, len(snapshot) + EVENT_OVERHEAD_BYTES * len(events)
+        return events, incidents, size + EVENT_OVERHEAD_BYTES * len(events)
 
     def _hold(self, group: _Group) -> None:
         self.held.append(group)

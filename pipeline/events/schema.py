@@ -17,7 +17,9 @@ if TYPE_CHECKING:  # the sink needs no torch
     from ..types import Incident
 
 SCHEMA_MAJOR = 1
-SCHEMA_VERSION = f"iccc.incident/{SCHEMA_MAJOR}.1"  # 1.1: models, objects[].models and .down
+SCHEMA_VERSION = (
+    f"iccc.incident/{SCHEMA_MAJOR}.1"  # 1.1: models, objects[].models and .down, evidence.frame_sha256
+)
 MAX_OBJECTS = 64  # the most confident objects of an incident; object_count says how many there were
 
 
@@ -89,6 +91,7 @@ def build_event(
     wall_offset: float,
     snapshot_sha256: str | None,
     snapshot_bytes: int = 0,
+    frame_sha256: str | None = None,
 ) -> dict[str, Any]:
     """The event for one incident step, without ``seq`` (the outbox assigns it when it commits).
 
@@ -135,6 +138,7 @@ def build_event(
             "sha256": snapshot_sha256,
             "content_type": "image/jpeg",
             "bytes": snapshot_bytes,
+            **({"frame_sha256": frame_sha256} if frame_sha256 else {}),
         },
         "details": dict(inc.details),
     }
