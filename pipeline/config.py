@@ -255,7 +255,7 @@ class MergeConfig(Strict):
     """How the detections of several detectors on one frame become one object per real thing."""
 
     iou: Annotated[float, Field(gt=0, lt=1)] = Field(
-        default=0.5, description="boxes of two detectors that overlap this much (IoU) are one object"
+        default=0.4, description="boxes of two detectors that overlap this much (IoU) are one object"
     )
     lone_posture_conf: Annotated[float, Field(ge=0, le=1)] = Field(
         default=0.6,
