@@ -219,8 +219,14 @@ def pipeline_run(
     warmup = time.monotonic() - t_start
     time.sleep(1.0)
     s0 = {k: (c.decoded, c.analysed, c.dropped) for k, c in runner.stats.cameras.items()}
-    det = runner.detector
-    b0, n0 = getattr(det, "bytes_to_host", 0), getattr(det, "batches_run", 0)
+    dets = [m.detector for m in runner.detector.members]
+
+    def moved() -> tuple[int, int]:  # device -> host bytes and batches, over the set's detectors
+        return sum(getattr(d, "bytes_to_host", 0) for d in dets), max(
+            getattr(d, "batches_run", 0) for d in dets
+        )
+
+    b0, n0 = moved()
     lat0 = metrics.registry.get_sample_value("safecity_frame_latency_seconds_count") or 0
     t0 = time.monotonic()
     time.sleep(seconds)
@@ -230,7 +236,7 @@ def pipeline_run(
     if gpu:  # the whole device: NVDEC surfaces, decoder pools and contexts are not torch's allocations
         free, total = torch.cuda.mem_get_info()
         used_gib = round((total - free) / 2**30, 2)
-    b1, n1 = getattr(det, "bytes_to_host", 0), getattr(det, "batches_run", 0)
+    b1, n1 = moved()
     p95 = _histogram_quantile(metrics, "safecity_frame_latency_seconds", 0.95)
     runner.request_stop()
     runner.stop()

@@ -37,6 +37,7 @@ from pipeline.footage import generate_clips  # noqa: E402
 from pipeline.preprocess import letterbox_batch  # noqa: E402
 from pipeline.registry import data_dir, fetch_model  # noqa: E402
 from pipeline.runner import Runner  # noqa: E402
+from pipeline.types import Frame, FrameBatch  # noqa: E402
 
 console = Console(stderr=True)
 
@@ -86,8 +87,9 @@ def bench_pipeline(model: Path, clips: list[Path], *, fps: float, imgsz: int, ba
     sink = Sink(bind=cfg.sink.endpoint, db_path=tmp / "sink.sqlite")
     threading.Thread(target=sink.serve, args=(stop,), daemon=True).start()
     runner = Runner(cfg)
-    warm = letterbox_batch([torch.zeros(64, 64, 3, dtype=torch.uint8)], size=imgsz)[0]
-    runner.detector.infer(warm)  # type: ignore[attr-defined]
+    runner.detector.detect(
+        FrameBatch([Frame("warm-up", torch.zeros(64, 64, 3, dtype=torch.uint8), 0.0, 0, 0.0)])
+    )
     t0 = time.perf_counter()
     stats = runner.run(None)
     elapsed = time.perf_counter() - t0

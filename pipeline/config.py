@@ -164,7 +164,7 @@ class CameraConfig(Strict):
     schedule: list[str] = Field(
         default_factory=list, description="local times when this camera reports incidents; empty: always"
     )
-    models: list[str] | None = Field(
+    models: Annotated[list[str], Field(min_length=1)] | None = Field(
         default=None, description="ids of the detectors this camera's frames go through (default: all)"
     )
     reconnect_initial_seconds: Annotated[float, Field(gt=0, le=60)] = 1.0

@@ -114,7 +114,7 @@ class Runner:
                 else create_detectors(cfg, metrics=self.metrics)
             )
             try:
-                check_roles(cfg.rules, {r for roles in self.detector.label_roles.values() for r in roles})
+                self._check_roles(cfg)
                 self._wire(cfg, curve)
             except BaseException:
                 if detector is None:
@@ -123,6 +123,14 @@ class Runner:
         except BaseException:  # what was opened is closed: the outbox (and its lock) is free again
             self.outbox.close()
             raise
+
+    def _check_roles(self, cfg: Config) -> None:
+        """The rules' roles against what the loaded models provide, and per camera that chose some."""
+        roles = {m.key: {r for r, classes in m.roles.items() if classes} for m in self.detector.members}
+        check_roles(cfg.rules, set().union(*roles.values()))
+        for cam in cfg.cameras:
+            if cam.models:
+                check_roles(cfg.rules, set().union(*(roles.get(k, set()) for k in cam.models)), camera=cam.id)
 
     def _wire(self, cfg: Config, curve: tuple[bytes, bytes, bytes] | None) -> None:
         """The muxer, analytics, sender, sources, publisher and stage threads (nothing started)."""

@@ -146,12 +146,6 @@ class Detections:
     def empty(cls) -> Detections:
         return cls(np.zeros((0, 4)), np.zeros(0), np.zeros(0))
 
-    @classmethod
-    def concat(cls, parts: list[Detections]) -> Detections:
-        if not parts:
-            return cls.empty()
-        return cls(*(np.concatenate([getattr(p, k) for p in parts]) for k in cls.FIELDS))
-
     FIELDS = ("xyxy", "confidence", "class_id", "down", "down_conf", "sources")
 
     def __len__(self) -> int:

@@ -16,7 +16,7 @@ from pipeline.detect.roles import role_map
 from pipeline.errors import ConfigError
 from pipeline.metrics import Metrics
 from pipeline.track import Tracker, iou_matrix
-from pipeline.types import DOWN, NO_VERDICT, UPRIGHT, Detections, Frame, FrameBatch
+from pipeline.types import DOWN, NO_VERDICT, UPRIGHT, Detections, Frame, FrameBatch, Track
 
 from .test_darknet import real_frames
 
@@ -51,6 +51,15 @@ def test_a_person_seen_by_both_is_one_object_with_the_fall_verdict() -> None:
     assert len(merge([(FALL, fall), (COCO, coco)], 0.5, lone_posture_conf=0.65)) == 2
     assert len(merge([(FALL, fall), (COCO, coco)], 0.5, lone_posture_conf=0.6)) == 3
     assert len(merge([(FALL, fall)], 0.5, lone_posture_conf=0.99)) == 2  # nothing else sees people: all kept
+
+
+def test_a_posture_models_two_boxes_on_one_person_are_one_verdict() -> None:
+    """The fall model may give one person a Normal and a Fall box: one object, the surer verdict."""
+    coco = dets((100, 100, 140, 220, 0.9, 0))
+    fall = dets((101, 100, 141, 220, 0.8, 0), (100, 102, 140, 222, 0.7, 1))
+    out = merge([(COCO, coco), (FALL, fall)], 0.4)
+    assert len(out) == 1 and out.down.tolist() == [UPRIGHT] and out.sources.tolist() == [0b11]
+    assert len(merge([(FALL, fall)], 0.4)) == 1  # a camera that runs only the fall model: the same
 
 
 def test_merge_needs_overlap_and_the_same_kind() -> None:
@@ -212,9 +221,12 @@ def test_tracks_keep_their_ids_on_vtest(coco_model: Path, fall_model: Path, vtes
                 under = [
                     tr for tr in tracks if tr.xyxy[0] <= x <= tr.xyxy[2] and tr.xyxy[1] <= y <= tr.xyxy[3]
                 ]
-                centre = lambda tr: np.hypot(
-                    (tr.xyxy[0] + tr.xyxy[2]) / 2 - x, (tr.xyxy[1] + tr.xyxy[3]) / 2 - y
-                )  # noqa: E731
+
+                def centre(tr: Track, x: float = x, y: float = y) -> float:
+                    return float(
+                        np.hypot((tr.xyxy[0] + tr.xyxy[2]) / 2 - x, (tr.xyxy[1] + tr.xyxy[3]) / 2 - y)
+                    )
+
                 seen[name].append(min(under, key=centre).track_id if under else None)
     ids = {name: [i for i in v if i is not None] for name, v in seen.items()}
     switches = {name: sum(a != b for a, b in zip(v, v[1:], strict=False)) for name, v in ids.items()}

@@ -198,3 +198,36 @@ def test_default_models_are_the_coco_and_fall_detectors() -> None:
     assert [m.key for m in cfg.models] == ["yolov3-tiny-coco", "fall-yolov8"]
     with pytest.raises(ConfigError, match="roles moved into each model"):
         parse_config({"cameras": [{"id": "c", "source": "x.mp4"}], "roles": {"person": ["person"]}})
+
+
+def test_one_frame_that_reads_upright_does_not_make_a_fall() -> None:
+    """A heap whose box reads upright for one frame (or a verdict that flickers once) never stood."""
+    mem = TrackMemory(COMMON_CLASS_ROLES)
+    for k in range(30):
+        t = k * 0.2
+        box = _box(300, 500, 40, 60) if k == 4 else _box(300, 500, 90, 40)  # one frame taller than wide
+        (heap,) = mem.update([Track(1, box, 0.8, 0, "person")], t)
+    assert heap.down and not heap.stood and heap.down_since is None
+
+
+def test_a_continuation_never_takes_a_track_this_frame_shows() -> None:
+    mem = TrackMemory(COMMON_CLASS_ROLES)
+    standing = _box(600, 500, 60, 170)
+    for k in range(10):  # person 1 stands, then falls at 1.0 s
+        mem.update([Track(1, standing if k < 5 else _box(640, 500, 170, 60), 0.8, 0, "person")], k * 0.2)
+    # 2.0 s: person 1 missed for a frame, a helper (track 2) appears next to where it lay
+    (helper,) = mem.update([Track(2, _box(660, 500, 60, 170), 0.8, 0, "person")], 2.0)
+    assert helper.continues == 1
+    # 2.2 s: person 1 is back (listed first), the helper too: neither takes the other over
+    back, helper = mem.update(
+        [
+            Track(1, _box(640, 500, 170, 60), 0.8, 0, "person"),
+            Track(2, _box(660, 500, 60, 170), 0.8, 0, "person"),
+        ],
+        2.2,
+    )
+    assert back.continues is None and back.down_since == pytest.approx(1.0)
+    assert 2 in mem.tracks and len(helper.history) > 1
+    # a third track near the lost one: 1 was continued already, so it is continued only once
+    (other,) = mem.update([Track(3, _box(640, 500, 170, 60), 0.8, 0, "person")], 2.4)
+    assert other.continues != 1

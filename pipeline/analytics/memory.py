@@ -6,7 +6,9 @@ dropped, so memory stays flat however long the run.
 Posture: a person is *down* when a model says so (the fall model's verdict on the merged person,
 or a class with the ``fallen_person`` role), else when its box is ``fallen_aspect`` times wider
 than tall. A person *went down* (``down_since``) only when it was seen upright before: an object that
-looks like a lying person from the first frame it is seen (clothes, a bag, debris) never did.
+looks like a lying person from the first frame it is seen (clothes, a bag, debris) never did. Seen
+upright means upright over at least ``UPRIGHT_SECONDS`` (one frame that reads upright is not enough:
+a heap's box or a posture verdict may flicker once).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from ..types import Track
 from .zones import GroundPlane, Line
 
 HISTORY = 64
+UPRIGHT_SECONDS = 0.4  # how long a person must be seen upright before going down counts as a fall
 
 
 def window_speed(points: deque[tuple[float, float, float]], window_s: float) -> float:
@@ -44,7 +47,10 @@ class TrackInfo:
     continues: int | None = None  # the track this one most likely is, after a tracker ID switch
     down: bool = False  # lying now (see the module's docstring)
     upright_at: float | None = None  # the last time it was seen upright
-    down_since: float | None = None  # when it went down after being seen upright; None if it did not
+    upright_from: float | None = None  # start of the current (or last) run of upright frames
+    stood: bool = False  # was seen upright over UPRIGHT_SECONDS at some time
+    down_since: float | None = None  # when it went down after it stood; None if it did not
+    continued_by: int | None = None  # the track that took this one's history over (an ID switch)
     models: tuple[str, ...] = ()  # the detectors whose detections made this object this frame
     crossings: deque[tuple[float, str, int]] = field(
         default_factory=lambda: deque(maxlen=16)
@@ -87,8 +93,11 @@ class TrackInfo:
 
     def observe_posture(self, down: bool, t: float) -> None:
         if not down:
+            if self.down or self.upright_from is None:
+                self.upright_from = t
             self.upright_at, self.down_since = t, None
-        elif not self.down and self.upright_at is not None:
+            self.stood = self.stood or t - self.upright_from >= UPRIGHT_SECONDS - 1e-9
+        elif not self.down and self.stood:
             self.down_since = t
         self.down = down
 
@@ -121,13 +130,20 @@ class TrackMemory:
         self.tracks: dict[int, TrackInfo] = {}
 
     def _lost_near(
-        self, x: float, y: float, roles: frozenset[str], t: float, height: float
+        self, x: float, y: float, roles: frozenset[str], t: float, height: float, present: set[int]
     ) -> TrackInfo | None:
-        """A track of the same kind that vanished in the last 2 s next to (x, y), if any: within half the
-        taller box's height (a person who falls: the standing box's feet to the lying box's bottom)."""
+        """A track of the same kind that vanished in the last 2 s next to (x, y), if any: within 0.6 of
+        the taller box's height (a person who falls: the standing box's feet to the lying box's bottom).
+        Not one this frame shows (``present``), nor one another track already continues."""
         best, best_d = None, float("inf")
         for info in self.tracks.values():
-            if _kind(info.roles) != _kind(roles) or info.last_seen >= t or t - info.last_seen > 2.0:
+            if (
+                _kind(info.roles) != _kind(roles)
+                or info.last_seen >= t
+                or t - info.last_seen > 2.0
+                or info.track_id in present
+                or info.continued_by is not None
+            ):
                 continue
             d = float(np.hypot(x - info.point[0], y - info.point[1]))
             if d <= max(30.0, 0.6 * max(height, info.height)) and d < best_d:
@@ -145,6 +161,7 @@ class TrackMemory:
     def update(self, tracks: list[Track], t: float) -> list[TrackInfo]:
         """Record this frame's tracks; returns their infos (tracks of earlier frames are kept a while)."""
         out = []
+        present = {tr.track_id for tr in tracks}
         for tr in tracks:
             x, y = tr.bottom_centre
             info = self.tracks.get(tr.track_id)
@@ -153,13 +170,14 @@ class TrackMemory:
                 info = self.tracks[tr.track_id] = TrackInfo(
                     tr.track_id, tr.label, roles, tr.xyxy, tr.confidence, t, t
                 )
-                lost = self._lost_near(x, y, roles, t, float(tr.xyxy[3] - tr.xyxy[1]))
+                lost = self._lost_near(x, y, roles, t, float(tr.xyxy[3] - tr.xyxy[1]), present)
                 if lost is not None:  # an ID switch: carry the object's history over
+                    lost.continued_by = tr.track_id  # one object, one continuation
                     info.continues, info.first_seen = lost.track_id, lost.first_seen
                     info.history.extend(lost.history)
                     info.speeds.extend(lost.speeds)
-                    info.down, info.upright_at, info.down_since = lost.down, lost.upright_at, lost.down_since
-                    del self.tracks[lost.track_id]  # one object, one continuation
+                    info.down, info.down_since, info.stood = lost.down, lost.down_since, lost.stood
+                    info.upright_at, info.upright_from = lost.upright_at, lost.upright_from
             elif info.history:
                 pt, px, py = info.history[-1]
                 if t > pt:

@@ -114,7 +114,9 @@ class DetectorSet(Detector):
                     self._count[i].inc(sum(len(d) for d in dets))
                 for k, d in zip(rows, dets, strict=True):
                     per_frame[g.frames[k]].append((self.merge_members[i], d))
-        if len(self.members) == 1:  # nothing to merge: the detector's own classes and boxes
+        if (
+            len(self.members) == 1 and not self.merge_members[0].posture
+        ):  # one object detector: as it gives them
             return [parts[0][1] if parts else Detections.empty() for parts in per_frame]
         m = self.merge
         return [merge(parts, m.iou, lone_posture_conf=m.lone_posture_conf) for parts in per_frame]

@@ -62,9 +62,8 @@ def as_set(cfg: Config, detector: Detector, *, metrics: Metrics | None = None) -
     if isinstance(detector, DetectorSet):
         return detector
     m = cfg.models[0]
-    return detector_set(
-        cfg, [SetMember(m.key, detector, role_map(m, detector.info.class_names))], metrics=metrics
-    )
+    member = SetMember(m.key, detector, role_map(m, detector.info.class_names))
+    return DetectorSet([member], merge=cfg.merge, metrics=metrics)  # it runs on every camera
 
 
 def create_detector(cfg: Config, m: ModelConfig | None = None) -> Detector:

@@ -2,8 +2,9 @@
 
 Two detections from different detectors are one object when their boxes overlap (IoU at least
 ``merge_iou``) and they say the same kind of thing (their roles meet, posture aside: ``person`` and
-``fallen_person`` are both a person). The object keeps the box, class and confidence of the
-detector listed first; a detector that gives people's posture (one with a ``fallen_person`` class,
+``fallen_person`` are both a person). The object keeps the box, class and confidence of the object
+detector (the first of the set's order that saw it; posture detectors come after all of them); a
+detector that gives people's posture (one with a ``fallen_person`` class,
 like the fall model) adds its verdict to the person instead of a second object: down (a
 ``fallen_person`` class) or upright (its other person classes), with that detection's confidence.
 A posture detection no other detector saw stays an object of its own, with its own verdict, when
@@ -59,28 +60,27 @@ def merge(
     rows: list[list[float]] = []  # conf, class id, down, down conf, sources
     kinds: list[frozenset[str]] = []
     for member, dets in ordered:
-        taken: set[int] = set()  # objects this detector already merged into (one detection each)
+        mine: set[int] = set()  # objects this detector made or merged into (one detection each)
         before = len(boxes)  # a detector's own detections are never merged with each other
-        order = np.argsort(-dets.confidence, kind="stable")
-        ious = iou_matrix(dets.xyxy, np.array(boxes, np.float32).reshape(-1, 4))
-        for d in order:
+        for d in np.argsort(-dets.confidence, kind="stable"):
             cls = int(dets.class_id[d])
             kind, verdict, conf = member.kind(cls), member.verdict(cls), float(dets.confidence[d])
-            best, best_iou = -1, merge_iou
-            for o in range(before):
-                if o not in taken and kinds[o] & kind and ious[d, o] >= best_iou:
-                    best, best_iou = o, float(ious[d, o])
-            if best < 0:
+            ious = iou_matrix(dets.xyxy[d : d + 1], np.array(boxes, np.float32).reshape(-1, 4))[0]
+            same = [o for o in range(len(boxes)) if kinds[o] & kind and ious[o] >= merge_iou]
+            free = [o for o in same if o < before and o not in mine]
+            if not free:
+                if member.posture and verdict != NO_VERDICT and any(o in mine for o in same):
+                    continue  # its second box on a person it has a verdict on (a Normal and a Fall)
                 if member.posture and sees_people and verdict != NO_VERDICT and conf < lone_posture_conf:
                     continue  # a person only the posture model saw, and not surely
+                mine.add(len(boxes))
                 boxes.append(dets.xyxy[d])
-                rows.append(
-                    [conf, member.class_offset + cls, verdict, conf if verdict != NO_VERDICT else 0.0]
-                )
-                rows[-1].append(float(1 << member.index))
+                down_conf = conf if verdict != NO_VERDICT else 0.0
+                rows.append([conf, member.class_offset + cls, verdict, down_conf, float(1 << member.index)])
                 kinds.append(kind)
                 continue
-            taken.add(best)
+            best = max(free, key=lambda o: ious[o])
+            mine.add(best)
             row = rows[best]
             row[4] = float(int(row[4]) | 1 << member.index)
             if verdict != NO_VERDICT and (row[2] == NO_VERDICT or conf > row[3]):

@@ -2,8 +2,8 @@
 
 Each incident step gets its own snapshot, the frame with that incident drawn on it (``annotate.py``).
 In the event, ``evidence.sha256`` is the digest of that JPEG (what the sink receives and checks) and
-``evidence.frame_sha256`` the digest of the raw decoded frame, before any drawing (its RGB24 pixels,
-row by row), which pins the exact frame for a check against the recording.
+``evidence.frame_sha256`` the digest of the decoded frame before any drawing (the pipeline's RGB24
+pixels, row by row; NVDEC's NV12 after the colour conversion), which pins the exact frame.
 
 It runs on its own thread after analytics. A commit that fails (a full disk, an I/O error) neither
 stops the cameras nor loses the incident at once: the frame's events are held in memory and

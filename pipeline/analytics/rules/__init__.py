@@ -24,24 +24,26 @@ RULES: tuple[type[Rule], ...] = (EncroachmentRule, StrayAnimalRule, AccidentRule
 log = logging.getLogger(__name__)
 
 
-def check_roles(rules: RulesConfig, provided: set[str]) -> None:
+def check_roles(rules: RulesConfig, provided: set[str], *, camera: str | None = None) -> None:
     """A rule's ``roles`` that no loaded model provides are an error (a typo like ``animals`` would
     otherwise be a rule that never fires); an enabled rule left at its defaults that none of the
-    models can feed gets a warning."""
+    models can feed gets a warning. ``camera``: the check of one camera that runs some of the
+    models (``provided``: their roles): warnings only."""
+    where = f"camera {camera}: " if camera else ""
     for r in RULES:
         section = getattr(rules, r.type)
         if not section.enabled:
             continue
         wanted = tuple(getattr(section, "roles", r.roles))
         missing = [role for role in wanted if role not in provided]
-        if "roles" in section.model_fields_set and missing:
+        if camera is None and "roles" in section.model_fields_set and missing:
             raise ConfigError(
                 f"rules.{r.type}.roles names {missing[0]!r}, which no loaded model provides "
                 f"(they provide: {', '.join(sorted(provided)) or 'nothing'})"
             )
         if not any(role in provided for role in wanted):
             log.warning(
-                "rule %s cannot fire: none of the loaded models provides %s", r.type, " or ".join(wanted)
+                "%srule %s cannot fire: none of the models provides %s", where, r.type, " or ".join(wanted)
             )
 
 

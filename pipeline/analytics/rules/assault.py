@@ -9,7 +9,7 @@ import numpy as np
 from ...config import AssaultConfig
 from ..lifecycle import Active
 from ..memory import TrackInfo
-from .base import CAMERA, Rule, dist
+from .base import CAMERA, Dwell, Rule, dist
 
 
 class AssaultRule(Rule[AssaultConfig]):
@@ -23,7 +23,9 @@ class AssaultRule(Rule[AssaultConfig]):
     def __init__(self, cfg: AssaultConfig, **kw: object) -> None:
         super().__init__(cfg, **kw)  # type: ignore[arg-type]
         self.pair_since: dict[tuple[int, int], float] = {}
-        self.down_since: dict[int, float] = {}
+        # since when each person down has had others next to them (kept across an ID switch, and
+        # through a gap of up to clear_seconds)
+        self.down_near = Dwell(cfg.clear_seconds)
 
     @staticmethod
     def relative_speed(a: TrackInfo, b: TrackInfo, window_s: float = 1.0) -> float:
@@ -60,20 +62,17 @@ class AssaultRule(Rule[AssaultConfig]):
                 involved[a.track_id], involved[b.track_id] = a, b
                 starts.append(since)
         self.pair_since = {k: v for k, v in self.pair_since.items() if k in seen_pairs}
-        downs: set[int] = set()
         for p in people:
-            if p.down_since is None:  # upright, or lying since first seen (never seen going down)
-                continue
             others = [o for o in upright if dist(o.point, p.point) <= cfg.distance_heights * 1.5 * o.height]
-            if not others:
+            if p.down_since is None or not others:  # upright, never seen going down, or alone
+                self.down_near.reset(CAMERA, p.track_id)
                 continue
-            downs.add(p.track_id)
-            since = self.down_since.setdefault(p.track_id, t)
+            since = self.down_near.hold(CAMERA, p, t)
             if t - since >= cfg.down_seconds:
                 involved[p.track_id] = p
                 involved.update({o.track_id: o for o in others})
                 starts.append(since)
-        self.down_since = {k: v for k, v in self.down_since.items() if k in downs}
+        self.down_near.forget_old(t)
         for f in infos:
             if f.has("fight"):
                 involved[f.track_id] = f

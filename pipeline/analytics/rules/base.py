@@ -50,10 +50,6 @@ class Rule(Generic[C]):
         self.zones = zones
         self.lifecycle = Lifecycle(cfg, type=self.type, camera_id=camera_id)
 
-    def roles_read(self) -> tuple[str, ...]:
-        """The roles this rule looks for (its config's ``roles`` where it has them)."""
-        return tuple(getattr(self.cfg, "roles", self.roles))
-
     def evaluate(
         self, infos: list[TrackInfo], t: float, w: int, h: int, open_zones: set[str]
     ) -> dict[str, Active]:
@@ -78,10 +74,11 @@ class Rule(Generic[C]):
 
 class Dwell:
     """Since when each (zone, track) has held a condition. A track that continues one that vanished
-    (a tracker ID switch, see ``TrackInfo.continues``) takes over its time; keys not held for
-    ``grace_s`` are forgotten, so memory stays flat."""
+    (a tracker ID switch, see ``TrackInfo.continues``) takes over its time; a key not held for more
+    than ``grace_s`` (the rule's ``clear_seconds``) is forgotten: the object, back after that, starts
+    again, and memory stays flat."""
 
-    def __init__(self, grace_s: float = 2.0) -> None:
+    def __init__(self, grace_s: float) -> None:
         self.grace_s = grace_s
         self.since: dict[tuple[str, int], float] = {}
         self.last: dict[tuple[str, int], float] = {}
@@ -89,7 +86,8 @@ class Dwell:
     def hold(self, zone: str, info: TrackInfo, t: float) -> float:
         key = (zone, info.track_id)
         if key not in self.since and info.continues is not None:
-            inherited = self.since.get((zone, info.continues))
+            inherited = self.since.pop((zone, info.continues), None)  # taken over once
+            self.last.pop((zone, info.continues), None)
             if inherited is not None:
                 self.since[key] = inherited
         self.last[key] = t

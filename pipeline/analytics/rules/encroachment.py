@@ -23,7 +23,7 @@ class EncroachmentRule(Rule[EncroachmentConfig]):
 
     def __init__(self, cfg: EncroachmentConfig, **kw: object) -> None:
         super().__init__(cfg, **kw)  # type: ignore[arg-type]
-        self.dwell = Dwell()
+        self.dwell = Dwell(cfg.clear_seconds)  # an absence up to clear_seconds (an occlusion) keeps the dwell
 
     def evaluate(
         self, infos: list[TrackInfo], t: float, w: int, h: int, open_zones: set[str]
