@@ -40,7 +40,7 @@ class _Labels:
 
     def put(self, text: str, colour: tuple[int, int, int], spots: list[tuple[int, int]]) -> None:
         """At the first of ``spots`` (bottom-left corners) where it overlaps nothing already placed (else
-        the first), kept inside the image, its scale shrunk to fit the width."""
+        where it overlaps least), kept inside the image, its scale shrunk to fit the width."""
         import cv2
 
         h, w = self.img.shape[:2]
@@ -54,8 +54,7 @@ class _Labels:
             x = int(min(max(x, 0), max(w - tw - 4, 0)))
             y = int(min(max(y, th + base + 2), h - 1))
             rects.append((x, y - th - base - 2, x + tw + 4, y))
-        free = [r for r in rects if not any(_overlap(r, p) for p in self.placed)]
-        x0, y0, x1, y1 = (free or rects)[0]
+        x0, y0, x1, y1 = min(rects, key=lambda r: sum(_overlap(r, p) for p in self.placed))
         self.placed.append((x0, y0, x1, y1))
         cv2.rectangle(self.img, (x0, y0), (x1, y1), colour, -1)
         cv2.putText(
@@ -70,8 +69,9 @@ class _Labels:
         )
 
 
-def _overlap(a: Rect, b: Rect) -> bool:
-    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+def _overlap(a: Rect, b: Rect) -> int:
+    """The area two rectangles share (0: none)."""
+    return max(0, min(a[2], b[2]) - max(a[0], b[0])) * max(0, min(a[3], b[3]) - max(a[1], b[1]))
 
 
 def annotate(rgb: np.ndarray, inc: Incident, zones: list[Zone], *, wall_time: float) -> np.ndarray:
@@ -93,7 +93,7 @@ def annotate(rgb: np.ndarray, inc: Incident, zones: list[Zone], *, wall_time: fl
             poly = np.round(z.polygon_px(w, h)).astype(np.int32)
             cv2.polylines(img, [poly], True, ZONE_RGB, thick, cv2.LINE_AA)
             top = poly[np.argmin(poly[:, 1])]
-            zone_names.append((z.name, int(top[0]), int(top[1])))
+            zone_names.append((z.name, int(top[0]), int(top[1]), int(poly[:, 1].max())))
     for o in inc.objects:
         x1, y1, x2, y2 = (round(v) for v in o.bbox_xyxy)
         box = DOWN_RGB if o.down else colour
@@ -101,10 +101,10 @@ def annotate(rgb: np.ndarray, inc: Incident, zones: list[Zone], *, wall_time: fl
         text = f"{o.label} #{o.track_id} {o.confidence:.2f}" + (" DOWN" if o.down else "")
         tall = round(30 * scale)  # above the box, under it, inside its top
         labels.put(text, box, [(x1, y1 - 1), (x1, y2 + tall), (x1, y1 + tall)])
-    for name, x, y in zone_names:  # just inside its highest corner, or above it
+    for name, x, y, bottom in zone_names:  # inside its highest corner, above it, or under the zone
         labels.put(
             f"zone {name}",
             (150, 130, 0),
-            [(x, y + round(28 * scale)), (x, y - 2), (x, y + round(56 * scale))],
+            [(x, y + round(28 * scale)), (x, y - 2), (x, bottom + round(30 * scale))],
         )
     return img
