@@ -299,7 +299,7 @@ def cmd_models(args: argparse.Namespace) -> int:
     if args.action == "list":
         for name, e in load_manifest().items():
             have = "fetched" if onnx_path(name).is_file() else "not fetched"
-            print(f"{name:14} {e.get('licence', '?'):12} {have:12} {e.get('description', '')}")
+            print(f"{name:18} {e.get('licence', '?')[:24]:24} {have:12} {e.get('description', '')}")
         return 0
     path = fetch_model(
         args.name,

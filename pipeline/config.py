@@ -237,6 +237,8 @@ class ModelConfig(Strict):
         if self.backend == "scripted":
             if self.scripted_detections is None:
                 raise ValueError("backend 'scripted' needs scripted_detections (a JSONL file)")
+            if self.name is not None or self.path is not None:
+                raise ValueError("backend 'scripted' replays its file: give it no name or path")
         elif (self.name is None) == (self.path is None):
             raise ValueError(
                 "give exactly one of model.name (from the manifest) or model.path (an .onnx file)"
@@ -319,13 +321,16 @@ class RuleConfig(Strict):
 
 
 class EncroachmentConfig(RuleConfig):
-    roles: list[Annotated[str, Field(pattern=ROLE_NAME)]] = ["person", "vehicle"]
+    roles: Annotated[list[Annotated[str, Field(pattern=ROLE_NAME)]], Field(min_length=1)] = [
+        "person",
+        "vehicle",
+    ]
     dwell_seconds: Annotated[float, Field(gt=0, le=86_400)] = 30.0
     stationary_speed_px_s: Annotated[float, Field(gt=0)] = 40.0
 
 
 class StrayAnimalConfig(RuleConfig):
-    roles: list[Annotated[str, Field(pattern=ROLE_NAME)]] = ["animal"]
+    roles: Annotated[list[Annotated[str, Field(pattern=ROLE_NAME)]], Field(min_length=1)] = ["animal"]
     dwell_seconds: Annotated[float, Field(gt=0, le=86_400)] = 10.0
     severity: Literal["low", "medium", "high", "critical"] = "medium"
 

@@ -19,9 +19,10 @@ from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from .analytics.camera import CameraAnalytics
-from .analytics.rules import check_roles
+from .analytics.rules import check_loaded_roles
 from .config import Config
 from .detect import Detector, as_set, create_detectors
+from .detect.factory import check_model_names
 from .devices import resolve_device
 from .errors import StageError
 from .events.outbox import Outbox
@@ -105,6 +106,7 @@ class Runner:
         self.supervisor = Supervisor(self.stop_event)
         self.stats = RunStats(cameras={c.id: CameraStats() for c in cfg.cameras})
         self._lock = threading.Lock()
+        check_model_names(cfg)  # a misspelt model is a config error, before anything is opened
         self.outbox = Outbox(cfg.sink.outbox, lock=True)  # before the model: a bad path fails fast
         try:
             curve = sender_curve(cfg)
@@ -114,7 +116,7 @@ class Runner:
                 else create_detectors(cfg, metrics=self.metrics)
             )
             try:
-                self._check_roles(cfg)
+                check_loaded_roles(cfg, {m.key: m.roles for m in self.detector.members})
                 self._wire(cfg, curve)
             except BaseException:
                 if detector is None:
@@ -123,14 +125,6 @@ class Runner:
         except BaseException:  # what was opened is closed: the outbox (and its lock) is free again
             self.outbox.close()
             raise
-
-    def _check_roles(self, cfg: Config) -> None:
-        """The rules' roles against what the loaded models provide, and per camera that chose some."""
-        roles = {m.key: {r for r, classes in m.roles.items() if classes} for m in self.detector.members}
-        check_roles(cfg.rules, set().union(*roles.values()))
-        for cam in cfg.cameras:
-            if cam.models:
-                check_roles(cfg.rules, set().union(*(roles.get(k, set()) for k in cam.models)), camera=cam.id)
 
     def _wire(self, cfg: Config, curve: tuple[bytes, bytes, bytes] | None) -> None:
         """The muxer, analytics, sender, sources, publisher and stage threads (nothing started)."""

@@ -231,3 +231,45 @@ def test_a_continuation_never_takes_a_track_this_frame_shows() -> None:
     # a third track near the lost one: 1 was continued already, so it is continued only once
     (other,) = mem.update([Track(3, _box(640, 500, 170, 60), 0.8, 0, "person")], 2.4)
     assert other.continues != 1
+
+
+def _cfg(tmp_path: Path, **kw: Any) -> Any:
+    data = {
+        "cameras": [{"id": "c", "source": "x.mp4"}],
+        "sink": {"insecure": True, "outbox": str(tmp_path / "o.sqlite")},
+        **kw,
+    }
+    return parse_config(data)
+
+
+def test_model_names_and_given_roles_are_checked_before_anything_opens(tmp_path: Path) -> None:
+    from pipeline.analytics.rules import check_loaded_roles
+    from pipeline.runner import Runner
+
+    cfg = _cfg(tmp_path, models=[{"name": "yolov3-tiny-coco"}, {"name": "fall-yolo8"}])
+    with pytest.raises(
+        ConfigError, match=r"models\[fall-yolo8\].name: 'fall-yolo8' is not in the manifest .*known: "
+    ):
+        Runner(cfg)
+    assert not (tmp_path / "o.sqlite").exists()  # refused before the outbox was opened
+    cfg = _cfg(tmp_path, models=[{"name": "yolov3-tiny-coco", "roles": {"vehicel": ["car"]}}])
+    with pytest.raises(
+        ConfigError,
+        match=r"models\[yolov3-tiny-coco\].roles: no rule reads role 'vehicel' \(did you mean 'vehicle'\?\)",
+    ):
+        check_loaded_roles(cfg, {"yolov3-tiny-coco": {"vehicel": ["car"]}})
+    with pytest.raises(ConfigError, match=r"rules.encroachment.roles"):
+        _cfg(tmp_path, rules={"encroachment": {"roles": []}})
+
+
+def test_a_bad_scripted_file_names_its_line(tmp_path: Path) -> None:
+    from pipeline.detect.scripted import ScriptedDetector
+    from pipeline.errors import ModelError
+
+    f = tmp_path / "s.jsonl"
+    f.write_text('{"names": ["person"]}\n{"camera": "c", "t": 0, "boxes": []}\n{"camera": "c" "t": 1}\n')
+    with pytest.raises(ModelError, match=r"s.jsonl:3: not a JSON line"):
+        ScriptedDetector(f)
+    f.write_text('{"names": ["person"]}\n{"t": 0, "boxes": []}\n')
+    with pytest.raises(ModelError, match=r"s.jsonl:2: expected \{\"camera\""):
+        ScriptedDetector(f)

@@ -6,6 +6,7 @@ from typing import TypedDict
 
 from ..config import Config, ModelConfig
 from ..devices import resolve_device
+from ..errors import ConfigError
 from ..metrics import Metrics
 from .base import Detector
 from .detector_set import DetectorSet, SetMember
@@ -31,6 +32,19 @@ def _onnx_device(asked: str) -> str:
         if "CUDAExecutionProvider" not in ort.get_available_providers():
             return "cpu"
     return device
+
+
+def check_model_names(cfg: Config) -> None:
+    """Every ``models[].name`` is in the manifest (ConfigError naming it and the known ones)."""
+    from ..registry import load_manifest, manifest_path
+
+    known = load_manifest()
+    for m in cfg.models:
+        if m.name is not None and m.name not in known:
+            raise ConfigError(
+                f"models[{m.key}].name: {m.name!r} is not in the manifest {manifest_path()}; "
+                f"known: {', '.join(known)}"
+            )
 
 
 def create_detectors(cfg: Config, *, metrics: Metrics | None = None) -> DetectorSet:

@@ -24,16 +24,33 @@ class ScriptedDetector(Detector):
     def __init__(self, path: Path) -> None:
         if not path.is_file():
             raise ModelError(f"scripted detections file not found: {path}")
-        lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-        if not lines or "names" not in lines[0]:
+        lines = []
+        for n, line in enumerate(path.read_text().splitlines(), 1):
+            if line.strip():
+                try:
+                    lines.append((n, json.loads(line)))
+                except json.JSONDecodeError as err:
+                    raise ModelError(f"{path}:{n}: not a JSON line: {err.msg} (column {err.colno})") from None
+        if not lines or not isinstance(lines[0][1], dict) or "names" not in lines[0][1]:
             raise ModelError(f'{path}: first line must be {{"names": [...]}}')
-        header = lines[0]
+        header = lines[0][1]
         self.period = float(header.get("period", 0.0))
         self.script: dict[str, tuple[list[float], list[np.ndarray]]] = {}
-        for row in sorted(lines[1:], key=lambda r: (r["camera"], r["t"])):
-            ts, boxes = self.script.setdefault(row["camera"], ([], []))
-            ts.append(float(row["t"]))
-            boxes.append(np.asarray(row["boxes"], dtype=np.float32).reshape(-1, 6))
+        rows = []
+        for n, row in lines[1:]:
+            try:
+                rows.append(
+                    (str(row["camera"]), float(row["t"]), np.asarray(row["boxes"], np.float32).reshape(-1, 6))
+                )
+            except (KeyError, TypeError, ValueError) as err:
+                raise ModelError(
+                    f'{path}:{n}: expected {{"camera": ID, "t": SECONDS, "boxes": '
+                    f"[[x1, y1, x2, y2, conf, class], ...]}} ({type(err).__name__}: {err})"
+                ) from None
+        for camera, t, boxes in sorted(rows, key=lambda r: (r[0], r[1])):
+            ts, per_t = self.script.setdefault(camera, ([], []))
+            ts.append(t)
+            per_t.append(boxes)
         self.info = DetectorInfo(
             name=header.get("model", "scripted"),
             version=str(header.get("version", "1")),

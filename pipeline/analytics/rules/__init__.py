@@ -7,9 +7,10 @@ in ``tests/scenarios``; ``tests/test_rules.py`` checks that the registry and the
 
 from __future__ import annotations
 
+import difflib
 import logging
 
-from ...config import RulesConfig
+from ...config import Config, RulesConfig
 from ...errors import ConfigError
 from ..zones import Zone
 from .accident import AccidentRule
@@ -22,6 +23,14 @@ from .theft import TheftRule
 RULES: tuple[type[Rule], ...] = (EncroachmentRule, StrayAnimalRule, AccidentRule, AssaultRule, TheftRule)
 
 log = logging.getLogger(__name__)
+
+
+def roles_read(rules: RulesConfig) -> set[str]:
+    """Every role some rule reads (posture included), whether the rule is enabled or not."""
+    out = {"fallen_person", "fight"}
+    for r in RULES:
+        out |= set(getattr(getattr(rules, r.type), "roles", r.roles))
+    return out
 
 
 def check_roles(rules: RulesConfig, provided: set[str], *, camera: str | None = None) -> None:
@@ -52,6 +61,31 @@ def build_rules(rules: RulesConfig, *, camera_id: str, zones: list[Zone]) -> lis
     return [r(getattr(rules, r.type), camera_id=camera_id, zones=zones) for r in RULES]
 
 
+def check_loaded_roles(cfg: Config, model_roles: dict[str, dict[str, list[str]]]) -> None:
+    """At load, with the models' role maps (model id -> role -> classes): a role a config gives a
+    model that no rule reads is a typo (``vehicel``); the rules' roles against what the models
+    provide, over all of them and per camera that chose some; a model none of whose classes has a
+    role is a warning."""
+    read = roles_read(cfg.rules)
+    for m in cfg.models:
+        for role in m.roles or {}:
+            if role not in read:
+                near = difflib.get_close_matches(role, sorted(read), n=1)
+                raise ConfigError(
+                    f"models[{m.key}].roles: no rule reads role {role!r}"
+                    + (f" (did you mean {near[0]!r}?)" if near else "")
+                    + f"; the rules read: {', '.join(sorted(read))}"
+                )
+    provided = {key: {r for r, classes in roles.items() if classes} for key, roles in model_roles.items()}
+    for key, roles in provided.items():
+        if not roles:
+            log.warning("model %s: none of its classes has a role: no rule reads its detections", key)
+    check_roles(cfg.rules, set().union(*provided.values()))
+    for cam in cfg.cameras:
+        if cam.models:
+            check_roles(cfg.rules, set().union(*(provided.get(k, set()) for k in cam.models)), camera=cam.id)
+
+
 __all__ = [
     "CAMERA",
     "RULES",
@@ -62,5 +96,7 @@ __all__ = [
     "StrayAnimalRule",
     "TheftRule",
     "build_rules",
+    "check_loaded_roles",
     "check_roles",
+    "roles_read",
 ]
