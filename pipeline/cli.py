@@ -62,11 +62,16 @@ def _install_startup_signals() -> None:
     _install_handler(handler)
 
 
-def _install_stop_signals(stop: threading.Event) -> None:
-    """Once running, SIGINT, SIGTERM and SIGHUP (a closed terminal) stop it cleanly: intake stops,
-    in-flight work finishes, the outbox drains, the summary is printed."""
+def _install_stop_signals(stop: threading.Event, reload: threading.Event | None = None) -> None:
+    """Once running, SIGINT and SIGTERM stop it cleanly: intake stops, in-flight work finishes, the
+    outbox drains, the summary is printed. SIGHUP asks for ``reload`` (the config file read again,
+    its cameras' changes applied), as service managers expect; without ``reload`` it stops too."""
 
     def handler(signum: int, _frame: object) -> None:
+        if signum == signal.SIGHUP and reload is not None:
+            log.warning("SIGHUP: reloading the config file")
+            reload.set()
+            return
         log.warning("%s: stopping", signal.Signals(signum).name)
         stop.set()
 
@@ -76,25 +81,42 @@ def _install_stop_signals(stop: threading.Event) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from .config import load_config
+    from .config import Config, load_config
     from .metrics import Metrics, serve_metrics
     from .report import summary_table
     from .runner import Runner
 
-    cfg = load_config(args.config)
-    if args.metrics_port is not None:
-        cfg.metrics_port = args.metrics_port
-    if args.duration is not None:
-        cfg.duration_seconds = args.duration
+    def config() -> Config:  # the file, with the command line's overrides (again at each reload)
+        cfg = load_config(args.config)
+        if args.metrics_port is not None:
+            cfg.metrics_port = args.metrics_port
+        if args.duration is not None:
+            cfg.duration_seconds = args.duration
+        return cfg
+
+    cfg = config()
     metrics = Metrics()
     if cfg.metrics_port is not None:
         port = serve_metrics(metrics.registry, cfg.metrics_port)
         print(f"metrics on http://127.0.0.1:{port}/metrics", file=sys.stderr, flush=True)
     runner = Runner(cfg, metrics=metrics, status_stream=None if args.quiet else sys.stderr)
+    runner.reload_config = config
+    control = None
+    if args.control:
+        from .control import ControlServer
+
+        token = Path(args.control_token_file) if args.control_token_file else None
+        control = ControlServer(runner, args.control, token_file=token, reload_config=config)
+        runner.serving = True
+        control.start()
+        print(f"control interface on {control.url}", file=sys.stderr, flush=True)
     settle_heap()
-    stop = runner.stop_event
-    _install_stop_signals(stop)
-    stats = runner.run(cfg.duration_seconds)
+    _install_stop_signals(runner.stop_event, runner.reload_requested)
+    try:
+        stats = runner.run(cfg.duration_seconds)
+    finally:
+        if control is not None:
+            control.close()
     Console(stderr=True, width=120).print(summary_table(runner, stats))
     if runner.error is not None:
         raise runner.error
@@ -293,6 +315,67 @@ def save_start_snapshots(db_path: Path, out: Path) -> list[Path]:
     return saved
 
 
+def cmd_cameras(args: argparse.Namespace) -> int:
+    """A thin client of a running edge's control interface."""
+    import yaml
+
+    from .control import read_token, request
+
+    token = read_token(Path(args.token_file)) if args.token_file else None
+    base = args.control.rstrip("/")
+    if not base.startswith(("http://", "https://")):
+        base = f"http://{base}"
+
+    def body_of(path: str) -> object:
+        try:
+            return yaml.safe_load(Path(path).read_text() if path != "-" else sys.stdin.read())
+        except OSError as err:
+            raise ConfigError(f"{path}: cannot read it: {err.strerror}") from None
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{path}: not valid YAML or JSON: {str(err).splitlines()[0]}") from None
+
+    calls = {
+        "health": ("GET", "/health", None),
+        "list": ("GET", "/cameras", None),
+        "add": ("POST", "/cameras", body_of(args.file) if args.action == "add" else None),
+        "patch": ("PATCH", f"/cameras/{args.id}", body_of(args.file) if args.action == "patch" else None),
+        "remove": ("DELETE", f"/cameras/{args.id}", None),
+        "reload": ("POST", "/reload", None),
+    }
+    method, path, body = calls[args.action]
+    code, reply = request(base + path, method, body, token=token)
+    if code >= 400:
+        print(f"error: {(reply or {}).get('error', code)}", file=sys.stderr)
+        return 2 if code == 400 else 1
+    if args.action == "list":
+        for cam in reply["cameras"]:
+            behind = " BEHIND" if cam["behind"] else ""
+            print(
+                f"{cam['id']:20} {cam['state']:9} analysed={cam['analysed']} dropped={cam['dropped']} "
+                f"incidents={cam['incidents']}{behind}  {cam['config'].get('source')}"
+            )
+    else:
+        print(json.dumps(reply, indent=1))
+    return 0
+
+
+def cmd_preview(args: argparse.Namespace) -> int:
+    from rich.progress import Progress
+
+    from .config import load_config
+    from .preview import preview
+
+    cfg = load_config(args.config)
+    out = Path(args.out)
+    with Progress(transient=True) as bar:
+        task = bar.add_task("analysing and drawing", total=args.seconds)
+        frames, cam = preview(
+            cfg, args.camera, out, seconds=args.seconds, progress=lambda t: bar.update(task, completed=t)
+        )
+    print(f"{out}: {frames} frames of camera {cam.id} at {cam.analytics_fps:g} fps, annotated")
+    return 0
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     from .registry import fetch_model, load_manifest, onnx_path
 
@@ -356,6 +439,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--metrics-port", type=int, default=None, help="serve Prometheus metrics (0: any free port)"
     )
     r.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    r.add_argument(
+        "--control",
+        metavar="HOST:PORT",
+        help="serve the control interface (health, cameras changed live), e.g. 127.0.0.1:8089",
+    )
+    r.add_argument(
+        "--control-token-file",
+        metavar="FILE",
+        help="a secret every control request must carry (Authorization: Bearer); needed beyond loopback",
+    )
     r.add_argument("--quiet", action="store_true", help="no per-second status line")
     r.set_defaults(func=cmd_run)
 
@@ -387,6 +480,31 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="fetch model + footage, start a sink, run the demo config")
     d.add_argument("--config", default=None)
     d.set_defaults(func=cmd_demo)
+
+    c = sub.add_parser("cameras", help="a running edge's cameras, through its control interface")
+    c.add_argument("--control", default="127.0.0.1:8089", help="the edge's --control address")
+    c.add_argument("--token-file", help="the edge's --control-token-file")
+    cs = c.add_subparsers(dest="action", required=True)
+    cs.add_parser("health", help="liveness and readiness")
+    cs.add_parser("list", help="each camera: state, counts, source")
+    ca = cs.add_parser("add", help="add a camera (a YAML or JSON file of one camera; - for stdin)")
+    ca.add_argument("file")
+    cp = cs.add_parser("patch", help="change some of a camera's settings (a YAML or JSON file)")
+    cp.add_argument("id")
+    cp.add_argument("file")
+    cr = cs.add_parser("remove", help="remove a camera")
+    cr.add_argument("id")
+    cs.add_parser("reload", help="read the edge's config file again")
+    c.set_defaults(func=cmd_cameras, id=None, file=None)
+
+    pv = sub.add_parser(
+        "preview", help="a camera's video with zones, detections, tracks and rule states drawn on it"
+    )
+    pv.add_argument("config")
+    pv.add_argument("--camera", help="the camera's id (default: the config's first)")
+    pv.add_argument("-o", "--out", default="preview.mp4", help="the MP4 to write")
+    pv.add_argument("--seconds", type=float, default=20.0, help="how much of the video")
+    pv.set_defaults(func=cmd_preview)
 
     m = sub.add_parser("models", help="the model registry")
     m.add_argument("action", choices=["list", "fetch"])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -166,6 +166,11 @@ class CameraConfig(Strict):
     )
     models: Annotated[list[str], Field(min_length=1)] | None = Field(
         default=None, description="ids of the detectors this camera's frames go through (default: all)"
+    )
+    rules: dict[str, Any] | None = Field(
+        default=None,
+        description="this camera's changes to the rules, over the top-level rules: section "
+        "(e.g. {encroachment: {dwell_seconds: 60}})",
     )
     reconnect_initial_seconds: Annotated[float, Field(gt=0, le=60)] = 1.0
     reconnect_max_seconds: Annotated[float, Field(gt=0, le=600)] = 30.0
@@ -515,6 +520,9 @@ class Config(Strict):
                 raise ValueError(
                     f"camera {cam.id}: models names {unknown[0]!r}, expected some of {model_ids}"
                 )
+        for cam in self.cameras:
+            if cam.rules:
+                self.camera_rules(cam)  # raises naming the camera and the field
         t = self.tracker
         for m in self.models:
             if m.backend != "scripted" and m.conf_threshold >= t.high_threshold:
@@ -525,6 +533,24 @@ class Config(Strict):
                     "occlusion) would never see one; lower the model's threshold or raise the tracker's"
                 )
         return self
+
+    def camera_rules(self, cam: CameraConfig) -> RulesConfig:
+        """The rules a camera runs: the top-level ``rules:`` with the camera's ``rules`` over them."""
+        if not cam.rules:
+            return self.rules
+        merged: dict[str, Any] = self.rules.model_dump(exclude_unset=True)
+        for key, value in cam.rules.items():
+            if isinstance(value, dict) and isinstance(merged.get(key), dict):
+                merged[key] = {**merged[key], **value}
+            else:
+                merged[key] = value
+        try:
+            return RulesConfig.model_validate(merged)
+        except ValidationError as err:
+            first = err.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            msg = first["msg"].removeprefix("Value error, ")
+            raise ValueError(f"camera {cam.id}: rules.{where}: {msg}") from None
 
     def camera_models(self, cam: CameraConfig) -> list[str]:
         """The ids of the detectors that run on a camera's frames."""

@@ -10,28 +10,31 @@ is kept as ``error``; ``stop()`` joins everything.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from .analytics.camera import CameraAnalytics
 from .analytics.rules import check_loaded_roles
-from .config import Config
+from .config import CameraConfig, Config
 from .detect import Detector, as_set, create_detectors
 from .detect.factory import check_model_names
 from .devices import resolve_device
-from .errors import StageError
+from .errors import SafeCityError, StageError
 from .events.outbox import Outbox
 from .events.publish import Publisher
 from .events.transport import Sender
 from .failpoints import failpoint
+from .live import Plan, plan
 from .metrics import Metrics
 from .overload import NOT_RUNNING, CameraLoad, KeepUpWatch
-from .sources import CameraState, Muxer, choose_decoder, make_source
+from .sources import CameraSource, CameraState, Muxer, choose_decoder, make_source
 from .sources.cpu import DONE_STATES, Anomaly
 from .stage import Supervisor, join_all
 from .types import Detections, Frame, FrameBatch, Incident
@@ -104,6 +107,12 @@ class Runner:
         self.status_stream = status_stream
         self.stop_event = threading.Event()
         self.supervisor = Supervisor(self.stop_event)
+        self.serving = False  # True with a control interface: the run goes on with no camera left
+        self._change_lock = threading.Lock()  # one live change at a time
+        self._between_batches = threading.Lock()  # held by analytics over a batch
+        self._wall_anchor: float | None = None
+        self.reload_requested = threading.Event()  # SIGHUP: read the config again (``reload_config``)
+        self.reload_config: Callable[[], Config] | None = None
         self.stats = RunStats(cameras={c.id: CameraStats() for c in cfg.cameras})
         self._lock = threading.Lock()
         check_model_names(cfg)  # a misspelt model is a config error, before anything is opened
@@ -133,11 +142,7 @@ class Runner:
             timeout_ms=cfg.batching.timeout_ms,
             queue_frames=cfg.batching.queue_frames,
         )
-        d = self.detector
-        self.per_camera = {
-            c.id: CameraAnalytics(cfg, i, d.info.class_names, roles=d.label_roles, model_names=d.model_tags)
-            for i, c in enumerate(cfg.cameras)
-        }
+        self.per_camera = {c.id: self._analytics_for(c) for c in cfg.cameras}
         self.sender = Sender(
             curve=curve,
             outbox_path=cfg.sink.outbox,
@@ -160,22 +165,8 @@ class Runner:
             self.detector.info.backend,
             self.detector.info.device,
         )
-        self.sources = [
-            make_source(
-                cam,
-                decoder=self.decoder,
-                device=self.device,
-                emit=self._emit,
-                stop_event=self.stop_event,
-                on_state=self._on_state,
-                on_decoded=self._on_decoded,
-                on_error=self._on_error,
-                on_anomaly=self._on_anomaly,
-                fallback=cfg.decoder == "auto",
-                on_decoder=self._on_decoder,
-            )
-            for cam in cfg.cameras
-        ]
+        self._camera_stop: dict[str, threading.Event] = {}  # one per camera: a camera stops alone
+        self.sources = [self._make_source(cam) for cam in cfg.cameras]
         self.publisher = Publisher(
             cfg,
             outbox=self.outbox,
@@ -202,12 +193,122 @@ class Runner:
         ]
         self.incidents: deque[Incident] = deque(maxlen=1000)  # the latest, for callers and tests
         self.keep_up = KeepUpWatch()
-        self._decoded = {c.id: self.metrics.frames_decoded.labels(camera=c.id) for c in cfg.cameras}
-        self._analysed = {c.id: self.metrics.frames_analysed.labels(camera=c.id) for c in cfg.cameras}
+        self._decoded: dict[str, Any] = {}
+        self._analysed: dict[str, Any] = {}
         for cam in cfg.cameras:
-            self.metrics.camera_decoder.labels(camera=cam.id, decoder=self.decoder).set(1)
-            self.metrics.camera_up.labels(camera=cam.id).set(0)
-            self.metrics.camera_behind.labels(camera=cam.id).set(0)
+            self._count_camera(cam.id)
+
+    def _make_source(self, cam: CameraConfig) -> CameraSource:
+        self._camera_stop[cam.id] = stop = threading.Event()
+        if self.stop_event.is_set():
+            stop.set()
+        return make_source(
+            cam,
+            decoder=self.decoder,
+            device=self.device,
+            emit=self._emit,
+            stop_event=stop,
+            on_state=self._on_state,
+            on_decoded=self._on_decoded,
+            on_error=self._on_error,
+            on_anomaly=self._on_anomaly,
+            fallback=self.cfg.decoder == "auto",
+            on_decoder=self._on_decoder,
+        )
+
+    # -- live changes (the control interface, SIGHUP) -------------------------------------
+    def apply(self, new: Config) -> Plan:
+        """Turn the running cameras into ``new``'s (see ``live.py``): between batches, the cameras
+        not named in the plan untouched. ConfigError if anything but the cameras changed."""
+        with self._change_lock:
+            p = plan(self.cfg, new)
+            if p.empty:
+                return p
+            with self._between_batches:
+                for cid in p.removed:
+                    self._drop_camera(cid, "camera_removed")
+                for cam in p.restarted:
+                    self._drop_camera(cam.id, "camera_changed")
+                for cam in p.reconfigured:
+                    self._publish_ended(self.per_camera[cam.id], self.per_camera[cam.id].configure(new, cam))
+                    self.detector.set_camera_models(cam.id, new.camera_models(cam) if cam.models else None)
+                for cam in p.reconfigured + p.rate:
+                    self.publisher.set_camera(cam)
+                    self._sources_by_id()[cam.id].set_rate(cam.analytics_fps)
+                self.cfg = new
+                for cam in p.added + p.restarted:
+                    self._add_camera(cam)
+            log.info("cameras changed: %s", {k: v for k, v in p.summary().items() if v})
+            return p
+
+    def reload(self) -> Plan | None:
+        """Read the config again and apply its cameras' changes; a bad file or a change beyond the
+        cameras is logged and refused whole (the edge goes on as it was)."""
+        if self.reload_config is None:
+            log.error("reload: this edge was not started from a config file")
+            return None
+        try:
+            return self.apply(self.reload_config())
+        except SafeCityError as err:
+            log.error("reload refused, nothing changed: %s", err)
+            return None
+
+    def _sources_by_id(self) -> dict[str, CameraSource]:
+        return {s.cam.id: s for s in self.sources}
+
+    def _add_camera(self, cam: CameraConfig) -> None:
+        self.stats.cameras[cam.id] = CameraStats()
+        self._count_camera(cam.id)
+        self.per_camera[cam.id] = self._analytics_for(cam)
+        self.detector.set_camera_models(cam.id, self.cfg.camera_models(cam) if cam.models else None)
+        self.publisher.set_camera(cam)
+        self.mux.open(cam.id)
+        source = self._make_source(cam)
+        self.sources = [*self.sources, source]  # a new list: other threads iterate the old one safely
+        if self._wall_anchor is not None:  # running: start it now (else start() does)
+            source.wall_anchor = self._wall_anchor
+            source.start()
+
+    def _drop_camera(self, cid: str, reason: str) -> None:
+        """Stop one camera: its thread told to stop (it ends on its own), its queued frames dropped,
+        its open incidents ended with ``reason`` (published without a snapshot), its gauges gone."""
+        source = self._sources_by_id()[cid]
+        self._camera_stop.pop(cid).set()
+        self.sources = [s for s in self.sources if s is not source]
+        self.mux.forget(cid, closed=True)
+        ca = self.per_camera.pop(cid)
+        self._publish_ended(ca, ca.close(reason))
+        self.stats.cameras.pop(cid, None)
+        self.keep_up.forget(cid)
+        self._decoded.pop(cid, None)
+        self._analysed.pop(cid, None)
+        for gauge in (self.metrics.camera_up, self.metrics.camera_behind):
+            with contextlib.suppress(KeyError):
+                gauge.remove(cid)
+        with contextlib.suppress(KeyError):
+            self.metrics.camera_decoder.remove(cid, self.decoder)
+
+    def _publish_ended(self, ca: CameraAnalytics, ended: list[Incident]) -> None:
+        if ended and ca.last is not None:
+            self.publisher.submit(ca.last[2], ended)
+
+    def _analytics_for(self, cam: CameraConfig) -> CameraAnalytics:
+        d = self.detector
+        return CameraAnalytics(
+            self.cfg, cam, d.info.class_names, roles=d.label_roles, model_names=d.model_tags
+        )
+
+    def _count_camera(self, cid: str) -> None:
+        self._decoded[cid] = self.metrics.frames_decoded.labels(camera=cid)
+        self._analysed[cid] = self.metrics.frames_analysed.labels(camera=cid)
+        self.metrics.camera_decoder.labels(camera=cid, decoder=self.decoder).set(1)
+        self.metrics.camera_up.labels(camera=cid).set(0)
+        self.metrics.camera_behind.labels(camera=cid).set(0)
+
+    @property
+    def running(self) -> bool:
+        """Started (and not yet stopped, unless ``stop_event`` says so)."""
+        return self._wall_anchor is not None
 
     @property
     def error(self) -> StageError | None:
@@ -215,37 +316,50 @@ class Runner:
         return self.supervisor.error
 
     # -- callbacks from camera threads ------------------------------------------------------
+    # (a camera removed while running may still call these once or twice as its thread ends: ignored)
     def _emit(self, frame: Frame, block: bool) -> bool:
         ok = self.mux.put(frame, block=block)
-        if not ok and not block:
+        c = self.stats.cameras.get(frame.camera_id)
+        if not ok and not block and c is not None:
             self.metrics.frames_dropped.labels(camera=frame.camera_id).inc()
             with self._lock:
-                self.stats.cameras[frame.camera_id].dropped += 1
+                c.dropped += 1
         return ok
 
     def _on_state(self, camera_id: str, state: CameraState) -> None:
+        c = self.stats.cameras.get(camera_id)
+        if c is None:
+            return
         self.metrics.camera_up.labels(camera=camera_id).set(1 if state == CameraState.UP else 0)
         with self._lock:
-            self.stats.cameras[camera_id].state = state.value
+            c.state = state.value
         if state == CameraState.FAILED:
             self.mux.forget(camera_id)
 
     def _on_decoded(self, camera_id: str, n: int) -> None:
-        self._decoded[camera_id].inc(n)
-        self.stats.cameras[camera_id].decoded += n
+        c, counter = self.stats.cameras.get(camera_id), self._decoded.get(camera_id)
+        if c is not None and counter is not None:
+            counter.inc(n)
+            c.decoded += n
 
     def _on_error(self, camera_id: str, kind: str) -> None:
+        c = self.stats.cameras.get(camera_id)
+        if c is None:
+            return
         self.metrics.camera_errors.labels(camera=camera_id).inc()
         with self._lock:
-            self.stats.cameras[camera_id].errors += 1
+            c.errors += 1
 
     def _on_decoder(self, camera_id: str, decoder: str) -> None:
         """A camera NVDEC cannot decode went to PyAV."""
-        self.metrics.camera_decoder.remove(camera_id, self.decoder)
+        with contextlib.suppress(KeyError):
+            self.metrics.camera_decoder.remove(camera_id, self.decoder)
         self.metrics.camera_decoder.labels(camera=camera_id, decoder=decoder).set(1)
 
     def _on_anomaly(self, camera_id: str, kind: Anomaly) -> None:
-        c = self.stats.cameras[camera_id]
+        c = self.stats.cameras.get(camera_id)
+        if c is None:
+            return
         if kind == "decode_error":
             self.metrics.decode_errors.labels(camera=camera_id).inc()
             c.decode_errors += 1
@@ -255,7 +369,8 @@ class Runner:
 
     # -- stages ---------------------------------------------------------------------------
     def _sources_done(self) -> bool:
-        return all(s.state in DONE_STATES for s in self.sources)
+        """Every camera finished (recordings played out); never while cameras may be added live."""
+        return not self.serving and all(s.state in DONE_STATES for s in self.sources)
 
     def _prepare_loop(self) -> None:
         """Batches from the muxer, preprocessed while the previous batch is in the model."""
@@ -286,8 +401,9 @@ class Runner:
         while (item := self.supervisor.get(self._analytics_q, self._infer_done)) is not None:
             batch, dets = item
             t0 = time.perf_counter()
-            for frame, d in zip(batch.frames, dets, strict=True):
-                self._analyse(frame, d)
+            with self._between_batches:  # live camera changes wait for the batch in hand
+                for frame, d in zip(batch.frames, dets, strict=True):
+                    self._analyse(frame, d)
             self.metrics.stage_latency.labels(stage="analytics").observe(time.perf_counter() - t0)
             with self._lock:
                 self.stats.batches += 1
@@ -295,7 +411,9 @@ class Runner:
                 self.stats.recent_batch_sizes.append(len(batch))
 
     def _analyse(self, frame: Frame, dets: Detections) -> None:
-        ca = self.per_camera[frame.camera_id]
+        ca = self.per_camera.get(frame.camera_id)
+        if ca is None:  # a frame of a camera removed while it was in flight
+            return
         incidents = ca.analyse(
             dets, t=frame.pts_seconds, wall_time=frame.wall_time, frame_w=frame.width, frame_h=frame.height
         )
@@ -312,12 +430,14 @@ class Runner:
             self.metrics.incidents.labels(type=inc.type, status=inc.status).inc()
             with self._lock:
                 self.stats.incidents += 1
-                self.stats.cameras[inc.camera_id].incidents += 1
+                c = self.stats.cameras.get(inc.camera_id)  # None: a camera removed meanwhile
+                if c is not None:
+                    c.incidents += 1
             log.info("incident %s %s camera=%s zone=%s", inc.type, inc.status, inc.camera_id, inc.zone)
 
     # -- lifecycle ------------------------------------------------------------------------
     def start(self) -> None:
-        wall_anchor = time.time()  # media time 0 of every recording is the run's start
+        self._wall_anchor = wall_anchor = time.time()  # media time 0 of every recording is the run's start
         self.stats.started = time.monotonic()
         self.sender.start()
         for t in self._stages:
@@ -328,6 +448,8 @@ class Runner:
 
     def request_stop(self) -> None:
         self.stop_event.set()
+        for stop in list(self._camera_stop.values()):
+            stop.set()
 
     def wait(self, duration_s: float | None = None) -> None:
         """Block until the duration passes, a stop is requested (or a stage failed), or all sources
@@ -341,6 +463,9 @@ class Runner:
             if deadline is not None and time.monotonic() >= deadline:
                 break
             self.stop_event.wait(0.05)
+            if self.reload_requested.is_set():
+                self.reload_requested.clear()
+                self.reload()
             if time.monotonic() >= next_status:
                 next_status += interval
                 self._check_keep_up()
@@ -350,12 +475,17 @@ class Runner:
     def _check_keep_up(self) -> None:
         loads = {}
         for s in self.sources:
-            c = self.stats.cameras[s.cam.id]
+            c = self.stats.cameras.get(s.cam.id)
+            if c is None:
+                continue
             steady = s.state == CameraState.UP and (s.live or s.cam.realtime)
             loads[s.cam.id] = CameraLoad(s.media_time, c.analysed, c.dropped, steady)
         changed = self.keep_up.update(time.monotonic(), loads)
         for cid, (behind, _) in changed.items():
-            self.stats.cameras[cid].behind = behind
+            c = self.stats.cameras.get(cid)
+            if c is None:
+                continue
+            c.behind = behind
             self.metrics.camera_behind.labels(camera=cid).set(1 if behind else 0)
         ups = [f"{cid} ({why})" for cid, (b, why) in changed.items() if b]
         if ups:
@@ -375,7 +505,7 @@ class Runner:
         """Stop intake, finish in-flight batches, drain the outbox for a bounded time, join everything."""
         if self.stats.stopped is None:
             self.stats.stopped = time.monotonic()
-        self.stop_event.set()
+        self.request_stop()
         for s in join_all(list(self.sources), timeout_s=CAMERA_STOP_S):
             log.warning("camera thread %s did not stop within %.0f s", s.name, CAMERA_STOP_S)
         for t in join_all(self._stages, timeout_s=STAGE_STOP_S):

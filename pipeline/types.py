@@ -76,6 +76,16 @@ class Frame:
         return rgb.round_().clamp_(0, 255).to(torch.uint8).permute(1, 2, 0).contiguous()
 
 
+@dataclass(frozen=True)
+class FrameSize:
+    """What events need of a camera's frame when there is no frame to show (its last one's size)."""
+
+    camera_id: str
+    width: int
+    height: int
+    index: int = 0
+
+
 @dataclass
 class FrameBatch:
     """Frames of several cameras analysed together.

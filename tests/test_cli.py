@@ -245,20 +245,20 @@ def test_ctrl_c_while_starting_is_a_clean_exit_130(tmp_path: Path, clips: list[P
 
 
 @pytest.mark.slow
-def test_sighup_stops_a_running_edge_cleanly_with_its_summary(tmp_path: Path, clips: list[Path]) -> None:
-    """A closed terminal stops the edge like SIGTERM. Beside the good camera, one whose URL carries a
-    password (and whose server is not there): the password is never printed."""
+def test_sigterm_stops_a_running_edge_cleanly_with_its_summary(tmp_path: Path, clips: list[Path]) -> None:
+    """SIGTERM stops the edge cleanly (SIGHUP reloads its config: tests/test_live.py). Beside the good
+    camera, one whose URL carries a password (and whose server is not there): never printed."""
     cfg = edge_config(tmp_path, clips[0], drain_seconds=0)
     secret = f"rtsp://admin:s3cret-pw@127.0.0.1:{free_port()}/Streaming/Channels/101"
     cfg.write_text(cfg.read_text().replace("cameras:\n", f"cameras:\n- id: locked\n  source: {secret}\n"))
     proc = start_edge(cfg)
     lines = wait_for_line(proc, "good up")  # the status line: it is running
     time.sleep(1.5)  # the locked camera fails and retries meanwhile
-    proc.send_signal(signal.SIGHUP)
+    proc.send_signal(signal.SIGTERM)
     rc, err = finish(proc)
     err = "".join(lines) + err
     assert rc == 0, err
-    assert "SIGHUP: stopping" in err and "safecity run:" in err and "Traceback" not in err
+    assert "SIGTERM: stopping" in err and "safecity run:" in err and "Traceback" not in err
     assert "camera locked: cannot open rtsp://admin:***@127.0.0.1" in err and "s3cret" not in err
 
 

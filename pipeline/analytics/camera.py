@@ -7,9 +7,9 @@ import time
 
 import numpy as np
 
-from ..config import COMMON_CLASS_ROLES, Config, RuleConfig
+from ..config import COMMON_CLASS_ROLES, CameraConfig, Config, RuleConfig
 from ..track import Tracker
-from ..types import Detections, Incident, Track
+from ..types import Detections, FrameSize, Incident, Track
 from .memory import TrackMemory
 from .rules import Rule, build_rules
 from .zones import GroundPlane, Line, Zone, bottom_centres
@@ -40,33 +40,55 @@ class CameraAnalytics:
     def __init__(
         self,
         cfg: Config,
-        cam_index: int,
+        cam: int | CameraConfig,
         class_names: tuple[str, ...] = (),
         *,
         roles: dict[str, frozenset[str]] | None = None,
         model_names: tuple[str, ...] = (),
     ) -> None:
-        cam = cfg.cameras[cam_index]
-        self.cam = cam
         self.tracker = Tracker(cfg.tracker, class_names, model_names)
-        self.lines = [Line(ln) for ln in cam.lines]
         by_role: dict[str, list[str]] = {}
         for label, rs in (roles or {}).items():
             for r in rs:
                 by_role.setdefault(r, []).append(label)
+        self.roles = by_role if roles is not None else COMMON_CLASS_ROLES
+        self.last: tuple[float, float, FrameSize] | None = (
+            None  # media time, Unix time, size of the last frame
+        )
+        self._wall_offsets: dict[str, float] = {}  # open incident -> its Unix time offset
+        self.configure(cfg, cfg.cameras[cam] if isinstance(cam, int) else cam)
+
+    def configure(self, cfg: Config, cam: CameraConfig) -> list[Incident]:
+        """(Re)build what depends on the camera's settings: zones, lines, schedules, rules, track
+        memory. The tracker goes on (track ids stay). A change ends the open incidents (reason
+        ``camera_changed``): they are returned, to be published."""
+        ended = self.close("camera_changed") if hasattr(self, "rules") else []
+        self.cam = cam
+        rules = cfg.camera_rules(cam)
+        self.lines = [Line(ln) for ln in cam.lines]
         self.memory = TrackMemory(
-            by_role if roles is not None else COMMON_CLASS_ROLES,
-            fallen_aspect=cfg.rules.fallen_aspect,
+            self.roles,
+            fallen_aspect=rules.fallen_aspect,
             forget_seconds=max(cfg.tracker.max_lost_seconds * 2, 5.0),
             lines=self.lines,
             ground=GroundPlane(cam.ground_plane) if cam.ground_plane else None,
         )
         self.zones = [Zone(z) for z in cam.zones]
         self._frame_size: tuple[int, int] | None = None
-        self._wall_offsets: dict[str, float] = {}  # open incident -> its Unix time offset
         self.zone_schedules = {z.name: z.schedule for z in cam.zones}
         self.masks = [z for z in self.zones if "mask" in z.kinds]
-        self.rules: list[Rule] = build_rules(cfg.rules, camera_id=cam.id, zones=self.zones)
+        self.rules: list[Rule] = build_rules(rules, camera_id=cam.id, zones=self.zones)
+        return ended
+
+    def close(self, reason: str) -> list[Incident]:
+        """End every open incident of this camera at its last analysed frame (``details.end_reason``)."""
+        if self.last is None:
+            return []
+        t, wall, _ = self.last
+        out = [inc for rule in self.rules for inc in rule.lifecycle.close(t, reason)]
+        for inc in out:
+            inc.wall_offset = self._wall_offsets.pop(inc.incident_id, wall - t)
+        return out
 
     def analyse(
         self, dets: Detections, *, t: float, wall_time: float, frame_w: int, frame_h: int
@@ -96,6 +118,7 @@ class CameraAnalytics:
         self, tracks: list[Track], *, t: float, wall_time: float, frame_w: int, frame_h: int
     ) -> list[Incident]:
         self._check_frame(frame_w, frame_h)
+        self.last = (t, wall_time, FrameSize(self.cam.id, frame_w, frame_h))
         if self.masks and tracks:
             points = bottom_centres(np.array([tr.xyxy for tr in tracks]))
             masked = np.zeros(len(tracks), bool)

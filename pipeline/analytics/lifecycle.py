@@ -66,6 +66,18 @@ class Lifecycle:
                 del self.keys[key]  # nothing to remember: memory stays flat
         return out
 
+    def close(self, t: float, reason: str) -> list[Incident]:
+        """End every open incident now (``details.end_reason``: why), e.g. its camera was removed."""
+        out = []
+        for st in self.keys.values():
+            if st.incident is not None:
+                end = _step(st.incident, "end", t)
+                end.ended_at = st.last_active_t
+                end.details["end_reason"] = reason
+                out.append(end)
+        self.keys.clear()
+        return out
+
     def _active(self, st: _KeyState, a: Active, t: float) -> list[Incident]:
         ids = frozenset(o.track_id for o in a.objects)
         if st.incident is None:

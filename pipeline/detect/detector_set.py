@@ -66,6 +66,17 @@ class DetectorSet(Detector):
         self._latency = [metrics.model_latency.labels(model=m.key) for m in members] if metrics else []
         self._count = [metrics.model_detections.labels(model=m.key) for m in members] if metrics else []
 
+    def set_camera_models(self, camera_id: str, keys: list[str] | None) -> None:
+        """A camera's detectors, changed while running (None: all). Replaces the mapping whole: the
+        preprocess thread reads it without a lock."""
+        index = {m.key: i for i, m in enumerate(self.members)}
+        chosen = dict(self.camera_members)
+        if keys is None:
+            chosen.pop(camera_id, None)
+        else:
+            chosen[camera_id] = {index[k] for k in keys}
+        self.camera_members = chosen
+
     def _uses(self, camera_id: str, member: int) -> bool:
         chosen = self.camera_members.get(camera_id)
         return chosen is None or member in chosen

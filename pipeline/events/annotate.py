@@ -31,7 +31,7 @@ def _rgb(bgr: tuple[int, int, int]) -> tuple[int, int, int]:
 Rect = tuple[int, int, int, int]
 
 
-class _Labels:
+class Labels:
     """White text on filled boxes, placed so that no two overlap where it can be helped."""
 
     def __init__(self, img: np.ndarray, scale: float) -> None:
@@ -83,7 +83,7 @@ def annotate(rgb: np.ndarray, inc: Incident, zones: list[Zone], *, wall_time: fl
     scale = max(0.4, min(h, w) / 900)
     thick = max(2, round(min(h, w) / 360))
     colour = _rgb(SEVERITY_BGR.get(inc.severity, (0, 200, 255)))
-    labels = _Labels(img, scale)
+    labels = Labels(img, scale)
     when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(wall_time))
     caption = f"{inc.type.replace('_', ' ').upper()} {inc.status} ({inc.severity}) | {inc.camera_id} | {when}"
     labels.put(caption, (30, 30, 30), [(0, h - 1)])

@@ -27,11 +27,11 @@ import torch
 from torchvision.io import encode_jpeg
 
 from ..analytics.zones import Zone
-from ..config import Config
+from ..config import CameraConfig, Config
 from ..detect.base import DetectorInfo
 from ..metrics import Metrics
 from ..registry import sha256_bytes
-from ..types import Frame, Incident
+from ..types import Frame, FrameSize, Incident
 from .annotate import annotate
 from .outbox import Outbox
 from .schema import build_event
@@ -86,7 +86,7 @@ class Publisher:
         self.retry_s = retry_s
         self.locations = {c.id: c.location for c in cfg.cameras}
         self.zones = {c.id: [Zone(z) for z in c.zones] for c in cfg.cameras}
-        self.queue: queue.Queue[tuple[Frame, list[Incident]]] = queue.Queue(maxsize=queue_frames)
+        self.queue: queue.Queue[tuple[Frame | FrameSize, list[Incident]]] = queue.Queue(maxsize=queue_frames)
         self.done = threading.Event()
         self.held: deque[_Group] = deque()
         self.held_events = 0
@@ -98,10 +98,11 @@ class Publisher:
         self._unlogged_loss = 0
         metrics.outbox_writable.set(1)
 
-    def submit(self, frame: Frame, incidents: list[Incident]) -> None:
+    def submit(self, frame: Frame | FrameSize, incidents: list[Incident]) -> None:
         """Hand a frame's incident steps over, waiting while the stage is behind: they are never
         dropped while it runs (it drains its queue before it ends, a stop included). Only if the
-        stage has died are they counted as lost."""
+        stage has died are they counted as lost. Steps with no frame to show (a camera removed or
+        changed ends its incidents) come with the camera's ``FrameSize`` and get no snapshot."""
         while not self.done.is_set():
             try:
                 self.queue.put((frame, incidents), timeout=0.1)
@@ -132,7 +133,9 @@ class Publisher:
             self._lose(n)
             log.error("%d incident events could not be written to the outbox before the run ended: lost", n)
 
-    def _events(self, frame: Frame, incidents: list[Incident]) -> _Group:
+    def _events(self, frame: Frame | FrameSize, incidents: list[Incident]) -> _Group:
+        if isinstance(frame, FrameSize):
+            return self._frameless_events(frame, incidents)
         rgb = frame.rgb().cpu().numpy()
         frame_digest = sha256_bytes(rgb.tobytes())
         events: list[tuple[dict[str, Any], bytes | None]] = []
@@ -160,6 +163,29 @@ class Publisher:
             )
             events.append((event, snapshot))
         return events, incidents, size + EVENT_OVERHEAD_BYTES * len(events)
+
+    def _frameless_events(self, size: FrameSize, incidents: list[Incident]) -> _Group:
+        events: list[tuple[dict[str, Any], bytes | None]] = []
+        for inc in incidents:
+            inc.frame_index = size.index
+            event = build_event(
+                inc,
+                source=self.cfg.edge_id,
+                location=self.locations.get(size.camera_id),
+                frame_w=size.width,
+                frame_h=size.height,
+                model_name=self.model.name,
+                model_version=self.model.version,
+                wall_offset=inc.wall_offset,
+                snapshot_sha256=None,
+            )
+            events.append((event, None))
+        return events, incidents, EVENT_OVERHEAD_BYTES * len(events)
+
+    def set_camera(self, cam: CameraConfig) -> None:
+        """A camera added or changed while running: its location and zones for the events."""
+        self.locations[cam.id] = cam.location
+        self.zones[cam.id] = [Zone(z) for z in cam.zones]
 
     def _hold(self, group: _Group) -> None:
         self.held.append(group)

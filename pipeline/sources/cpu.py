@@ -249,6 +249,7 @@ class CameraSource(threading.Thread):
         self.live = cam.is_live  # http(s) without `live:` is settled when it opens
         self.local_file = scheme(cam.source) in (None, "file")
         self._sampler = Sampler(cam.analytics_fps)
+        self._stream_rate: float | None = None
         self._clock = MediaClock()
         self._index = 0
         self._rotation_seen: int | None = None
@@ -430,10 +431,22 @@ class CameraSource(threading.Thread):
         self._rotation_seen = degrees
         return degrees
 
+    def set_rate(self, fps: float) -> None:
+        """A new analytics rate while running (the control interface): from the next frame on, capped
+        to the stream's rate as at open."""
+        if fps == self.cam.analytics_fps:
+            return
+        self.cam = self.cam.model_copy(update={"analytics_fps": fps})
+        self.analytics_fps = fps
+        self._sampler.period = 1.0 / fps
+        if self._stream_rate is not None:
+            self._cap_rate(self._stream_rate)
+
     def _cap_rate(self, rate: float | None) -> None:
         """Analyse at most every frame: a rate above the stream's is capped to it (with a warning)."""
         if rate is None or rate <= 0:
             return
+        self._stream_rate = rate
         fps = min(self.cam.analytics_fps, rate)
         if fps != self.analytics_fps:
             if fps < self.cam.analytics_fps:

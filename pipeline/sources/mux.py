@@ -35,6 +35,7 @@ class Muxer:
         self._count = 0
         self._cond = threading.Condition()
         self.dropped = 0
+        self._closed: set[str] = set()  # cameras removed while running: their late frames are refused
 
     def _limit(self) -> int:
         if self.camera_frames is not None:
@@ -45,6 +46,8 @@ class Muxer:
         """Queue a frame. Live cameras don't block (a full queue of their own drops the frame and
         counts it); recordings analysed as fast as possible wait up to ``timeout_s`` for room."""
         with self._cond:
+            if frame.camera_id in self._closed:
+                return False
             q = self._queues.get(frame.camera_id)
             if q is None:
                 q = self._queues[frame.camera_id] = deque()
@@ -66,13 +69,21 @@ class Muxer:
     def qsize(self) -> int:
         return self._count
 
-    def forget(self, camera_id: str) -> None:
-        """A camera that has stopped for good: its queued frames are dropped, its share freed."""
+    def forget(self, camera_id: str, *, closed: bool = False) -> None:
+        """A camera that has stopped for good: its queued frames are dropped, its share freed;
+        ``closed`` (removed while running): frames it still sends are refused until ``open``."""
         with self._cond:
+            if closed:
+                self._closed.add(camera_id)
             q = self._queues.pop(camera_id, None)
             if q:
                 self._count -= len(q)
             self._cond.notify_all()
+
+    def open(self, camera_id: str) -> None:
+        """A camera added (again) while running."""
+        with self._cond:
+            self._closed.discard(camera_id)
 
     def _take(self, out: list[Frame]) -> None:
         """Fill ``out`` up to the batch size, one frame per camera in turn, carrying on from the

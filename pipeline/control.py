@@ -1,0 +1,282 @@
+"""The control interface of a running edge: health, and cameras changed live (HTTP + JSON).
+
+    GET    /health           liveness and readiness (200 ready, 503 not), for systemd and Kubernetes
+    GET    /cameras          each camera: its config, state and counts
+    POST   /cameras          add a camera (its config, as under ``cameras:``)
+    PATCH  /cameras/{id}     change some of a camera's settings (zones, rules, schedule, rate ...)
+    DELETE /cameras/{id}     remove a camera (its open incidents end: ``camera_removed``)
+    POST   /reload           read the config file again and apply what changed in its cameras
+
+A change is checked as the config loader checks a file and refused whole with its one-line error
+(400); it is applied between batches, and cameras it does not name never pause. Bound to loopback
+it needs nothing; bound elsewhere every request needs ``Authorization: Bearer TOKEN`` (the token
+file's content). Changes made here are not written back to the config file: a reload returns to it.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import json
+import logging
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .config import Config
+from .errors import ConfigError
+from .live import camera_dicts, with_cameras
+
+if TYPE_CHECKING:
+    from .runner import Runner
+
+log = logging.getLogger(__name__)
+MAX_BODY = 1 << 20
+
+
+def parse_bind(spec: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[::1]:PORT`` for IPv6) -> (host, port); ConfigError saying what is wrong."""
+    host, sep, port = spec.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError(f"--control {spec!r}: expected HOST:PORT, e.g. 127.0.0.1:8089")
+    return host, int(port)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def read_token(path: Path) -> str:
+    try:
+        token = path.read_text().strip()
+    except OSError as err:
+        raise ConfigError(f"--control-token-file {path}: cannot read it: {err.strerror}") from None
+    if len(token) < 16:
+        raise ConfigError(f"--control-token-file {path}: the token is under 16 characters")
+    return token
+
+
+class ControlServer:
+    """Serves the control interface for ``runner`` on its own threads; ``reload_config`` reads the
+    config file again (with the command line's overrides)."""
+
+    def __init__(
+        self,
+        runner: Runner,
+        bind: str,
+        *,
+        token_file: Path | None = None,
+        reload_config: Callable[[], Config] | None = None,
+    ) -> None:
+        host, port = parse_bind(bind)
+        if token_file is None and not is_loopback(host):
+            raise ConfigError(
+                f"--control {bind}: bound beyond loopback it needs --control-token-file (a secret shared "
+                "with its clients)"
+            )
+        self.runner = runner
+        self.token = read_token(token_file) if token_file else None
+        self.reload_config = reload_config
+        handler = type("Handler", (_Handler,), {"control": self})
+        self.httpd = ThreadingHTTPServer((host, port), handler)
+        self.httpd.daemon_threads = True
+        self.port = int(self.httpd.server_address[1])
+        self.url = f"http://{host}:{self.port}" if ":" not in host else f"http://[{host}]:{self.port}"
+        self._thread = threading.Thread(target=self.httpd.serve_forever, name="control", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+        log.info("control interface on %s", self.url)
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    # -- what the requests do -------------------------------------------------------------
+    def health(self) -> tuple[int, dict[str, Any]]:
+        r = self.runner
+        states = [c.state for c in list(r.stats.cameras.values())]
+        up = sum(s == "up" for s in states)
+        ready = r.error is None and not r.stop_event.is_set() and r.running
+        body = {
+            "live": r.error is None,
+            "ready": ready,
+            "error": None if r.error is None else str(r.error),
+            "cameras": {"total": len(states), "up": up, "down": len(states) - up},
+            "outbox_writable": r.publisher.writable,
+            "sink_connected": r.sender.connected,
+        }
+        return (200 if ready else 503), body
+
+    def cameras(self) -> list[dict[str, Any]]:
+        r = self.runner
+        out = []
+        for cam in list(r.cfg.cameras):
+            c = r.stats.cameras.get(cam.id)
+            out.append(
+                {
+                    "id": cam.id,
+                    "state": c.state if c else "stopped",
+                    "decoded": c.decoded if c else 0,
+                    "analysed": c.analysed if c else 0,
+                    "dropped": c.dropped if c else 0,
+                    "incidents": c.incidents if c else 0,
+                    "behind": c.behind if c else False,
+                    "config": _redacted(cam.model_dump(mode="json", exclude_unset=True)),
+                }
+            )
+        return out
+
+    def change(
+        self, what: str, edit: Callable[[list[dict[str, Any]]], list[dict[str, Any]]]
+    ) -> dict[str, Any]:
+        """Apply ``edit`` to the running camera list: checked whole, then applied (ConfigError: refused)."""
+        r = self.runner
+        new = with_cameras(r.cfg, edit(camera_dicts(r.cfg)), source=what)
+        return r.apply(new).summary()
+
+    def reload(self) -> dict[str, Any]:
+        if self.reload_config is None:
+            raise ConfigError("POST /reload: this edge was not started from a config file")
+        return self.runner.apply(self.reload_config()).summary()
+
+
+def _patched(cid: str, patch: dict[str, Any]) -> Callable[[list[dict[str, Any]]], list[dict[str, Any]]]:
+    """The camera list with camera ``cid``'s settings in ``patch`` replaced (each key whole)."""
+
+    def edit(cams: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [{**x, **patch} if x["id"] == cid else x for x in cams]
+
+    return edit
+
+
+def _redacted(cam: dict[str, Any]) -> dict[str, Any]:
+    from .urls import redact
+
+    if "source" in cam:
+        cam["source"] = redact(cam["source"])
+    return cam
+
+
+def request(url: str, method: str, body: Any = None, *, token: str | None = None) -> tuple[int, Any]:
+    """One call to a control interface: (HTTP status, decoded JSON body). ``safecity cameras``."""
+    import urllib.error
+    import urllib.request
+
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(url, data=data, method=method)
+    req.add_header("Content-Type", "application/json")
+    if token:
+        req.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return resp.status, json.loads(resp.read() or b"null")
+    except urllib.error.HTTPError as err:
+        raw = err.read()
+        try:
+            return err.code, json.loads(raw or b"null")
+        except json.JSONDecodeError:
+            return err.code, {"error": raw.decode(errors="replace")[:200]}
+    except (urllib.error.URLError, OSError) as err:
+        reason = getattr(err, "reason", err)
+        raise ConfigError(f"cannot reach the control interface at {url}: {reason}") from None
+
+
+class _Handler(BaseHTTPRequestHandler):
+    control: ControlServer
+    server_version = "safecity-control"
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
+        log.debug("control: " + format, *args)
+
+    def _send(self, code: int, body: Any) -> None:
+        data = json.dumps(body, indent=1).encode() + b"\n"
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _authorised(self) -> bool:
+        token = self.control.token
+        if token is None:
+            return True
+        given = self.headers.get("Authorization", "")
+        if hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+            return True
+        self._send(401, {"error": "a valid Authorization: Bearer token is needed"})
+        return False
+
+    def _body(self) -> Any:
+        n = int(self.headers.get("Content-Length") or 0)
+        if n > MAX_BODY:
+            raise ConfigError(f"request body of {n} bytes is over {MAX_BODY}")
+        raw = self.rfile.read(n) if n else b""
+        try:
+            return json.loads(raw or b"null")
+        except json.JSONDecodeError as err:
+            raise ConfigError(f"request body is not JSON: {err.msg} (line {err.lineno})") from None
+
+    def _camera_id(self) -> str | None:
+        parts = self.path.split("?", 1)[0].strip("/").split("/")
+        return parts[1] if len(parts) == 2 and parts[0] == "cameras" and parts[1] else None
+
+    def _route(self, method: str) -> None:
+        if not self._authorised():
+            return
+        path = self.path.split("?", 1)[0].rstrip("/") or "/"
+        c = self.control
+        try:
+            if method == "GET" and path == "/health":
+                self._send(*c.health())
+            elif method == "GET" and path == "/cameras":
+                self._send(200, {"cameras": c.cameras()})
+            elif method == "POST" and path == "/cameras":
+                body = self._body()
+                if not isinstance(body, dict):
+                    raise ConfigError("POST /cameras: the body must be one camera (a JSON object)")
+                self._send(201, c.change("POST /cameras", lambda cams: [*cams, body]))
+            elif method in ("PATCH", "DELETE") and (cid := self._camera_id()) is not None:
+                if cid not in {cam.id for cam in c.runner.cfg.cameras}:
+                    self._send(404, {"error": f"no camera {cid!r}"})
+                elif method == "DELETE":
+                    self._send(
+                        200,
+                        c.change(f"DELETE /cameras/{cid}", lambda cams: [x for x in cams if x["id"] != cid]),
+                    )
+                else:
+                    patch = self._body()
+                    if not isinstance(patch, dict) or "id" in patch:
+                        raise ConfigError(
+                            f"PATCH /cameras/{cid}: the body must be a JSON object of settings (not id)"
+                        )
+                    self._send(200, c.change(f"PATCH /cameras/{cid}", _patched(cid, patch)))
+            elif method == "POST" and path == "/reload":
+                self._send(200, c.reload())
+            else:
+                self._send(404 if method == "GET" else 405, {"error": f"no {method} {path}"})
+        except ConfigError as err:
+            self._send(400, {"error": str(err)})
+        except Exception as err:  # noqa: BLE001 - a request must not take the edge down
+            log.exception("control: %s %s failed", method, path)
+            self._send(500, {"error": f"{type(err).__name__}: {err}"})
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's names
+        self._route("GET")
+
+    def do_POST(self) -> None:  # noqa: N802
+        self._route("POST")
+
+    def do_PATCH(self) -> None:  # noqa: N802
+        self._route("PATCH")
+
+    def do_DELETE(self) -> None:  # noqa: N802
+        self._route("DELETE")

@@ -1,0 +1,251 @@
+"""Cameras changed while the edge runs: through the control interface (real HTTP) and SIGHUP, with
+the untouched cameras' analysis measured across every change."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from pipeline.config import load_config, parse_config
+from pipeline.control import ControlServer, request
+from pipeline.errors import ConfigError
+from pipeline.runner import Runner
+
+from .util import free_port, scripted, wait_until, write_config
+
+ZONE = {"name": "footpath", "polygon": [[0, 150], [320, 150], [320, 240], [0, 240]]}
+FPS = 5
+
+
+def camera(cid: str, clip: Path, **kw: Any) -> dict[str, Any]:
+    return {"id": cid, "source": str(clip), "loop": True, "realtime": True, "analytics_fps": FPS, **kw}
+
+
+def edge(tmp_path: Path, clips: list[Path], cameras: list[dict[str, Any]]) -> Path:
+    # a person stands on camera a's footpath the whole time (the clips loop every 2 s)
+    rows = [
+        {"camera": cid, "t": round(k * 0.1, 2), "boxes": [[100, 120, 140, 220, 0.9, 0]]}
+        for cid in ("a", "b", "d")
+        for k in range(20)
+    ]
+    return write_config(
+        tmp_path / "edge.yaml",
+        cameras=cameras,
+        model={
+            "backend": "scripted",
+            "scripted_detections": str(scripted(tmp_path / "s.jsonl", rows, ["person"], 2.0)),
+        },
+        rules={"encroachment": {"dwell_seconds": 0.5, "confirm_seconds": 0.2, "update_seconds": 60}},
+        sink={
+            "endpoint": f"tcp://127.0.0.1:{free_port()}",
+            "outbox": str(tmp_path / "o.sqlite"),
+            "insecure": True,
+        },
+        status_interval_seconds=0.5,
+    )
+
+
+class Watch:
+    """Samples each camera's analysed count every 50 ms: a camera's longest stall, per window."""
+
+    def __init__(self, runner: Runner) -> None:
+        self.runner = runner
+        self.samples: list[tuple[float, dict[str, int]]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.05):
+            counts = {cid: c.analysed for cid, c in list(self.runner.stats.cameras.items())}
+            self.samples.append((time.monotonic(), counts))
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def rate_and_stall(self, cid: str, t0: float, t1: float) -> tuple[float, float]:
+        pts = [(t, c[cid]) for t, c in self.samples if t0 <= t <= t1 and cid in c]
+        stall, last_change = 0.0, pts[0][0]
+        for (_, n0), (t, n1) in zip(pts, pts[1:], strict=False):
+            if n1 != n0:
+                stall, last_change = max(stall, t - last_change), t
+        stall = max(stall, pts[-1][0] - last_change)
+        return (pts[-1][1] - pts[0][1]) / (pts[-1][0] - pts[0][0]), stall
+
+
+@pytest.mark.slow
+def test_cameras_added_changed_and_removed_live_while_the_others_never_pause(
+    tmp_path: Path, clips: list[Path]
+) -> None:
+    cfg = load_config(
+        edge(
+            tmp_path,
+            clips,
+            [camera("a", clips[0], zones=[ZONE]), camera("b", clips[1]), camera("c", clips[2])],
+        )
+    )
+    runner = Runner(cfg)
+    control = ControlServer(runner, "127.0.0.1:0")
+    runner.serving = True
+    control.start()
+    url = control.url
+    runner.start()
+    watch = Watch(runner)
+    marks: list[tuple[str, float]] = []
+    try:
+        assert wait_until(lambda: all(c.analysed >= 10 for c in runner.stats.cameras.values()), 20)
+        code, health = request(url + "/health", "GET")
+        assert code == 200 and health["ready"] and health["cameras"]["total"] == 3
+        time.sleep(2.0)
+        marks.append(("before", time.monotonic()))
+        # add d; change b's zones and rate; remove c; each refused change leaves everything as it was
+        code, reply = request(url + "/cameras", "POST", camera("d", clips[1], zones=[ZONE]))
+        assert code == 201 and reply["added"] == ["d"], reply
+        time.sleep(2.0)
+        marks.append(("added d", time.monotonic()))
+        code, reply = request(url + "/cameras/b", "PATCH", {"zones": [ZONE], "analytics_fps": 2})
+        assert code == 200 and reply["reconfigured"] == ["b"], reply
+        time.sleep(2.0)
+        marks.append(("changed b", time.monotonic()))
+        code, reply = request(url + "/cameras/c", "DELETE")
+        assert code == 200 and reply["removed"] == ["c"], reply
+        time.sleep(2.0)
+        marks.append(("removed c", time.monotonic()))
+        # refused whole, with the loader's one-line errors
+        code, reply = request(url + "/cameras", "POST", camera("a", clips[0]))
+        expected = parse_config_error(
+            {**yaml.safe_load((tmp_path / "edge.yaml").read_text()), "cameras": [camera("a", clips[0])] * 2}
+        )
+        assert code == 400 and reply["error"] == expected.replace("config:", "POST /cameras:", 1), reply
+        code, reply = request(
+            url + "/cameras/a", "PATCH", {"zones": [{"name": "z", "polygon": [[0, 0], [1, 1]]}]}
+        )
+        assert code == 400 and "PATCH /cameras/a: cameras.0.zones.0.polygon" in reply["error"], reply
+        code, reply = request(url + "/cameras/zz", "DELETE")
+        assert code == 404
+        code, cams = request(url + "/cameras", "GET")
+        assert [c["id"] for c in cams["cameras"]] == ["a", "b", "d"]
+        assert cams["cameras"][1]["config"]["analytics_fps"] == 2
+        time.sleep(1.0)
+        # remove a: its open encroachment ends with the reason
+        assert any(
+            i.type == "encroachment" and i.status == "start" and i.camera_id == "a" for i in runner.incidents
+        )
+        code, _ = request(url + "/cameras/a", "DELETE")
+        assert code == 200
+        assert wait_until(
+            lambda: any(
+                i.camera_id == "a" and i.status == "end" and i.details.get("end_reason") == "camera_removed"
+                for i in runner.incidents
+            ),
+            10,
+        )
+        # d, added live, analyses and raises its own incident
+        assert wait_until(
+            lambda: any(i.camera_id == "d" and i.status == "start" for i in runner.incidents), 10
+        )
+    finally:
+        watch.stop()
+        runner.request_stop()
+        runner.stop()
+        control.close()
+    assert runner.error is None
+    # the untouched camera a, and b outside its own change, never paused: its rate held and no stall
+    # longer than a second (5 fps: a frame every 0.2 s)
+    for (_, t0), (what, t1) in zip(marks, marks[1:], strict=False):
+        rate, stall = watch.rate_and_stall("a", t0, t1)
+        assert rate >= 0.8 * FPS and stall < 1.0, (what, rate, stall)
+        if what != "changed b":
+            rate_b, stall_b = watch.rate_and_stall("b", t0, t1)
+            assert stall_b < 1.0, (what, rate_b, stall_b)
+    rate_b, _ = watch.rate_and_stall("b", marks[-2][1] + 0.5, marks[-1][1])
+    assert 1.5 <= rate_b <= 2.5  # its new rate
+
+
+def parse_config_error(data: dict[str, Any]) -> str:
+    with pytest.raises(ConfigError) as err:
+        parse_config(data)
+    return str(err.value)
+
+
+def test_control_beyond_loopback_needs_a_token(tmp_path: Path, clips: list[Path]) -> None:
+    cfg = load_config(edge(tmp_path, clips, [camera("a", clips[0])]))
+    runner = Runner(cfg)
+    try:
+        with pytest.raises(ConfigError, match="needs --control-token-file"):
+            ControlServer(runner, "0.0.0.0:0")
+        token = tmp_path / "token"
+        token.write_text("correct-horse-battery-staple\n")
+        control = ControlServer(runner, "127.0.0.1:0", token_file=token)
+        control.start()
+        try:
+            assert request(control.url + "/cameras", "GET")[0] == 401
+            assert request(control.url + "/cameras", "GET", token="wrong-token-of-length")[0] == 401
+            code, body = request(control.url + "/cameras", "GET", token="correct-horse-battery-staple")
+            assert code == 200 and body["cameras"][0]["id"] == "a"
+            assert (
+                request(control.url + "/health", "GET", token="correct-horse-battery-staple")[0] == 503
+            )  # not started
+        finally:
+            control.close()
+    finally:
+        runner.stop()
+
+
+@pytest.mark.slow
+def test_sighup_reloads_the_config_file_and_the_thin_client_sees_it(
+    tmp_path: Path, clips: list[Path]
+) -> None:
+    path = edge(tmp_path, clips, [camera("a", clips[0]), camera("b", clips[1])])
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pipeline.cli", "run", str(path), "--control", f"127.0.0.1:{port}", "--quiet"],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        assert wait_until(lambda: request(url + "/health", "GET")[0] == 200, 60, ignore=(ConfigError,))
+        data = yaml.safe_load(path.read_text())
+        data["cameras"] = [camera("a", clips[0]), camera("c", clips[2])]  # b goes, c comes
+        path.write_text(yaml.safe_dump(data))
+        proc.send_signal(signal.SIGHUP)
+        assert wait_until(
+            lambda: [c["id"] for c in request(url + "/cameras", "GET")[1]["cameras"]] == ["a", "c"], 15
+        )
+        out = subprocess.run(
+            [sys.executable, "-m", "pipeline.cli", "cameras", "--control", f"127.0.0.1:{port}", "list"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert out.returncode == 0 and out.stdout.split()[0] == "a" and "\nc " in out.stdout, out
+        # a reload that changes more than cameras is refused whole; the edge goes on
+        data["batching"] = {"max_batch_size": 2}
+        path.write_text(yaml.safe_dump(data))
+        proc.send_signal(signal.SIGHUP)
+        bad = subprocess.run(
+            [sys.executable, "-m", "pipeline.cli", "cameras", "--control", f"127.0.0.1:{port}", "reload"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert (
+            bad.returncode == 2
+            and "only cameras can change while the edge runs; changed: batching" in bad.stderr
+        )
+        assert request(url + "/health", "GET")[0] == 200
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert "SIGHUP: reloading the config file" in err and "reload refused, nothing changed" in err
