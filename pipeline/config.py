@@ -156,6 +156,10 @@ class CameraConfig(Strict):
     )
     loop: bool = False
     realtime: bool = True
+    rtsp_transport: Literal["tcp", "udp"] = Field(
+        default="tcp",
+        description="RTP over the RTSP connection (tcp) or over UDP (lower latency, may lose packets)",
+    )
     analytics_fps: Annotated[float, Field(gt=0, le=60)] = 5.0
     location: tuple[float, float] | None = Field(default=None, description="longitude, latitude (WGS84)")
     zones: list[ZoneConfig] = []

@@ -95,9 +95,21 @@ def rotate_rgb(rgb: np.ndarray, degrees: int) -> np.ndarray:
     return np.ascontiguousarray(np.rot90(rgb, k)) if k else rgb
 
 
+def is_unauthorized(err: BaseException) -> bool:
+    """The server refused the credentials (RTSP/HTTP 401 or 403)."""
+    import av
+
+    kinds = tuple(
+        k for k in (getattr(av.error, n, None) for n in ("HTTPUnauthorizedError", "HTTPForbiddenError")) if k
+    )
+    return isinstance(err, kinds)
+
+
 def describe_error(err: BaseException, *, source: str, live: bool = False) -> str:
     """What went wrong with ``source``, in words an operator can act on (no credentials)."""
     text = redact(getattr(err, "strerror", None) or str(err))
+    if is_unauthorized(err):
+        return f"{text}: the camera refused the user name or password in the URL"
     mp4 = urlsplit(source).path.lower().endswith((".mp4", ".mov", ".m4v", ".3gp"))
     if (
         not live
@@ -121,7 +133,7 @@ def open_container(cam: CameraConfig) -> av.container.InputContainer:
     kind = scheme(cam.source)
     if kind in ("rtsp", "rtsps"):
         options = {
-            "rtsp_transport": "tcp",
+            "rtsp_transport": cam.rtsp_transport,
             "timeout": str(int(cam.read_timeout_seconds * 1e6)),
             "fflags": "nobuffer",
         }
@@ -141,7 +153,8 @@ def open_container(cam: CameraConfig) -> av.container.InputContainer:
                 reason="timeout",
             ) from err
         why = describe_error(err, source=cam.source)
-        raise SourceError(f"cannot open {shown}: {why}", camera_id=cam.id, reason="open") from err
+        reason = "unauthorized" if is_unauthorized(err) else "open"
+        raise SourceError(f"cannot open {shown}: {why}", camera_id=cam.id, reason=reason) from err
     if not container.streams.video:
         kinds: list[str] = sorted({s.type for s in container.streams}) or ["none"]
         container.close()
@@ -309,6 +322,8 @@ class CameraSource(threading.Thread):
                     )
                     self._set_state(CameraState.FAILED)
                     return
+                if getattr(err, "reason", None) == "unauthorized":  # a password is not fixed in a second
+                    backoff = self.cam.reconnect_max_seconds
                 if is_source_error(err):
                     log.warning("camera %s: %s; retrying in %.1fs", self.cam.id, self.last_error, backoff)
                 else:
