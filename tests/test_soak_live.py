@@ -1,0 +1,29 @@
+"""A short soak of a whole edge while its cameras change (benchmarks/soak_live.py runs the long one):
+cameras removed and added through the control interface, an RTSP server restarted, a real sink."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from benchmarks.soak_live import run_soak
+
+from .test_rtsp import gst_available
+
+
+@pytest.mark.slow
+def test_cameras_changing_for_a_while_leak_nothing_and_lose_no_incident(tmp_path: Path) -> None:
+    rtsp = 1 if gst_available() else 0
+    result = run_soak(
+        tmp_path, cameras=5, rtsp=rtsp, seconds=30, change_every=3, restart_every=12, sample_every=2
+    )
+    s = result.summary()
+    assert s["error"] is None, s
+    assert s["camera_changes"] >= 8 and s["rtsp_restarts"] >= rtsp * 2, s
+    assert s["events_committed"] >= 40 and s["events_missing"] == 0, s
+    running = [x for x in result.samples[1:-1]]  # while the cameras run (the first is before any started)
+    # one camera's threads go with it and one comes with the next: the count stays level, so do files
+    assert max(x["threads"] for x in running) - min(x["threads"] for x in running) <= 3, running
+    assert max(x["fds"] for x in running) - min(x["fds"] for x in running) <= 12, running
+    assert result.samples[-1]["threads"] <= result.samples[0]["threads"] + 2, result.samples  # all joined
