@@ -30,6 +30,7 @@ from rich.console import Console  # noqa: E402
 from rich.progress import track  # noqa: E402
 from rich.table import Table  # noqa: E402
 
+from benchmarks.plot import bar_chart  # noqa: E402
 from pipeline.config import parse_config  # noqa: E402
 from pipeline.detect import create_detectors  # noqa: E402
 from pipeline.footage import fetch_vtest  # noqa: E402
@@ -152,19 +153,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _plot(best: dict[str, float], path: Path, *, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 3.5))
-    bars = ax.bar([RUNS[k].split(") ", 1)[1].replace(", ", "\n") for k in RUNS], list(best.values()))
-    ax.bar_label(bars, fmt="%.1f")
-    ax.set_ylabel("frames / s")
-    ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    labels = [RUNS[k].split(") ", 1)[1].replace(", ", "\n") for k in RUNS]
+    bar_chart(labels, list(best.values()), path, title=title, ylabel="frames / s", size=(7, 3.5))
 
 
 if __name__ == "__main__":

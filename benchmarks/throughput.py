@@ -30,6 +30,7 @@ import torch  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
+from benchmarks.plot import bar_chart  # noqa: E402
 from pipeline.config import parse_config  # noqa: E402
 from pipeline.detect.onnx_backend import OnnxDetector  # noqa: E402
 from pipeline.events.sink import Sink  # noqa: E402
@@ -217,21 +218,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _plot(results: dict[str, float], path: Path, *, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    labels = ["ONNX Runtime\nalone", "pipeline", "Ultralytics\ntrack loop"]
     values = [results["onnxruntime_alone_fps"], results["pipeline_fps"], results["ultralytics_track_fps"]]
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    bars = ax.bar(labels, values, color=["#999999", "#1f77b4", "#ff7f0e"])
-    ax.bar_label(bars, fmt="%.1f")
-    ax.set_ylabel("analysed frames / s")
-    ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    labels = ["ONNX Runtime\nalone", "pipeline", "Ultralytics\ntrack loop"]
+    colors = ["#999999", "#1f77b4", "#ff7f0e"]
+    bar_chart(labels, values, path, title=title, ylabel="analysed frames / s", colors=colors)
 
 
 if __name__ == "__main__":

@@ -106,7 +106,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         from .control import ControlServer
 
         token = Path(args.control_token_file) if args.control_token_file else None
-        control = ControlServer(runner, args.control, token_file=token, reload_config=config)
+        base = Path(args.config).resolve().parent
+        control = ControlServer(runner, args.control, token_file=token, reload_config=config, base_dir=base)
         runner.serving = True
         control.start()
         print(f"control interface on {control.url}", file=sys.stderr, flush=True)

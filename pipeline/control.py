@@ -19,6 +19,7 @@ import hmac
 import ipaddress
 import json
 import logging
+import socket
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -75,6 +76,7 @@ class ControlServer:
         *,
         token_file: Path | None = None,
         reload_config: Callable[[], Config] | None = None,
+        base_dir: Path | None = None,
     ) -> None:
         host, port = parse_bind(bind)
         if token_file is None and not is_loopback(host):
@@ -85,8 +87,10 @@ class ControlServer:
         self.runner = runner
         self.token = read_token(token_file) if token_file else None
         self.reload_config = reload_config
+        self.base_dir = base_dir  # relative camera sources are relative to the config file, as at load
         handler = type("Handler", (_Handler,), {"control": self})
-        self.httpd = ThreadingHTTPServer((host, port), handler)
+        family = {"address_family": socket.AF_INET6} if ":" in host else {}
+        self.httpd = type("Server", (ThreadingHTTPServer,), family)((host, port), handler)
         self.httpd.daemon_threads = True
         self.port = int(self.httpd.server_address[1])
         self.url = f"http://{host}:{self.port}" if ":" not in host else f"http://[{host}]:{self.port}"
@@ -138,10 +142,13 @@ class ControlServer:
     def change(
         self, what: str, edit: Callable[[list[dict[str, Any]]], list[dict[str, Any]]]
     ) -> dict[str, Any]:
-        """Apply ``edit`` to the running camera list: checked whole, then applied (ConfigError: refused)."""
-        r = self.runner
-        new = with_cameras(r.cfg, edit(camera_dicts(r.cfg)), source=what)
-        return r.apply(new).summary()
+        """Apply ``edit`` to the running camera list: read, checked whole and applied under the
+        runner's change lock (ConfigError: refused, nothing changed)."""
+
+        def new(cfg: Config) -> Config:
+            return with_cameras(cfg, edit(camera_dicts(cfg)), source=what, base_dir=self.base_dir)
+
+        return self.runner.apply(new).summary()
 
     def reload(self) -> dict[str, Any]:
         if self.reload_config is None:
@@ -193,6 +200,7 @@ def request(url: str, method: str, body: Any = None, *, token: str | None = None
 class _Handler(BaseHTTPRequestHandler):
     control: ControlServer
     server_version = "safecity-control"
+    timeout = 30  # a client that stalls mid-request does not hold a thread for ever
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
         log.debug("control: " + format, *args)
@@ -216,7 +224,10 @@ class _Handler(BaseHTTPRequestHandler):
         return False
 
     def _body(self) -> Any:
-        n = int(self.headers.get("Content-Length") or 0)
+        raw_n = self.headers.get("Content-Length") or "0"
+        if not raw_n.isdigit():
+            raise ConfigError(f"Content-Length {raw_n!r} is not a number of bytes")
+        n = int(raw_n)
         if n > MAX_BODY:
             raise ConfigError(f"request body of {n} bytes is over {MAX_BODY}")
         raw = self.rfile.read(n) if n else b""

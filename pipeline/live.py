@@ -1,31 +1,25 @@
 """Changes to a running edge's cameras: what a new config (a reload, an API call) changes, and how.
 
 Only cameras change while the edge runs. A camera whose source settings changed (URL, live, loop,
-realtime, timeouts) is restarted; one whose analytics changed (zones, lines, ground plane,
-schedule, rules, models) is reconfigured between batches, its decoding untouched (its open
-incidents end with reason ``camera_changed``); a new rate goes to its sampler; a removed camera's
-open incidents end with reason ``camera_removed``. Every other camera goes on untouched.
+realtime, timeouts, RTSP transport: anything but what follows) is restarted; one whose analytics
+changed (zones, lines, ground plane, schedule, rules, models) is reconfigured between batches,
+its decoding untouched (its open incidents end with reason ``camera_changed``); a new rate goes to
+its sampler; a removed camera's open incidents end with reason ``camera_removed``. Every other
+camera goes on untouched.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from .config import CameraConfig, Config, parse_config
 from .errors import ConfigError
 
-# what a camera's decoding thread was started with: a change restarts that camera
-SOURCE_FIELDS = (
-    "source",
-    "live",
-    "loop",
-    "realtime",
-    "reconnect_initial_seconds",
-    "reconnect_max_seconds",
-    "open_timeout_seconds",
-    "read_timeout_seconds",
-)
+# what a change rebuilds a camera's analytics for (its decoding goes on); any other setting (the
+# source, live, loop, realtime, timeouts, rtsp_transport ...) restarts the camera
+ANALYTICS_FIELDS = ("zones", "lines", "ground_plane", "schedule", "rules", "models")
 RATE_FIELDS = ("analytics_fps",)
 INFO_FIELDS = ("location",)  # only what events say
 
@@ -74,19 +68,27 @@ def plan(old: Config, new: Config) -> Plan:
         diff = {k for k in a.keys() | b.keys() if a.get(k) != b.get(k)}
         if not diff:
             continue
-        if diff & set(SOURCE_FIELDS):
+        if diff - set(ANALYTICS_FIELDS) - set(RATE_FIELDS) - set(INFO_FIELDS):
             p.restarted.append(cam)
-        elif diff - set(RATE_FIELDS) - set(INFO_FIELDS):
+        elif diff & set(ANALYTICS_FIELDS):
             p.reconfigured.append(cam)
         else:
             p.rate.append(cam)
     return p
 
 
-def with_cameras(cfg: Config, cameras: list[dict[str, Any]], *, source: str) -> Config:
+def with_cameras(
+    cfg: Config, cameras: list[dict[str, Any]], *, source: str, base_dir: Path | None = None
+) -> Config:
     """``cfg`` with another camera list, checked as the config loader checks a file (the same
-    one-line errors, prefixed with ``source``)."""
+    one-line errors, prefixed with ``source``; relative file sources relative to ``base_dir``)."""
     data = cfg.model_dump(mode="json", exclude_unset=True)
+    if base_dir is not None:
+        cameras = [dict(c) for c in cameras]
+        for c in cameras:
+            src = c.get("source")
+            if isinstance(src, str) and "://" not in src and not Path(src).is_absolute():
+                c["source"] = str(base_dir / src)
     data["cameras"] = cameras
     data.pop("model", None)
     data["models"] = [m.model_dump(mode="json", exclude_unset=True) for m in cfg.models]

@@ -53,10 +53,6 @@ class KeepUpWatch:
         self.min_drops = min_drops
         self._cams: dict[str, _History] = {}
 
-    def forget(self, camera_id: str) -> None:
-        """A camera removed while running."""
-        self._cams.pop(camera_id, None)
-
     def behind(self) -> list[str]:
         return [cid for cid, h in self._cams.items() if h.behind]
 

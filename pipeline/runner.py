@@ -26,7 +26,7 @@ from .config import CameraConfig, Config
 from .detect import Detector, as_set, create_detectors
 from .detect.factory import check_model_names
 from .devices import resolve_device
-from .errors import SafeCityError, StageError
+from .errors import ConfigError, SafeCityError, StageError
 from .events.outbox import Outbox
 from .events.publish import Publisher
 from .events.transport import Sender
@@ -107,8 +107,9 @@ class Runner:
         self.status_stream = status_stream
         self.stop_event = threading.Event()
         self.supervisor = Supervisor(self.stop_event)
-        self.serving = False  # True with a control interface: the run goes on with no camera left
-        self._change_lock = threading.Lock()  # one live change at a time
+        self.serving = False  # True with a control interface: the run goes on when every camera ended
+        self._change_lock = threading.RLock()  # one live change at a time
+        self._changing = False
         self._between_batches = threading.Lock()  # held by analytics over a batch
         self._wall_anchor: float | None = None
         self.reload_requested = threading.Event()  # SIGHUP: read the config again (``reload_config``)
@@ -142,6 +143,9 @@ class Runner:
             timeout_ms=cfg.batching.timeout_ms,
             queue_frames=cfg.batching.queue_frames,
         )
+        self._generations = 0  # sources made so far
+        self._current: dict[str, int] = {}  # camera -> the generation of its running source
+        self._decoder_of: dict[str, str] = {}  # cameras that went from NVDEC to PyAV
         self.per_camera = {c.id: self._analytics_for(c) for c in cfg.cameras}
         self.sender = Sender(
             curve=curve,
@@ -199,45 +203,77 @@ class Runner:
             self._count_camera(cam.id)
 
     def _make_source(self, cam: CameraConfig) -> CameraSource:
-        self._camera_stop[cam.id] = stop = threading.Event()
+        """A camera's source, with a new generation: what an older source of the same id (restarted
+        live, still ending) sends or reports is ignored."""
+        self._generations += 1
+        gen = self._current[cam.id] = self._generations
+        stop = threading.Event()
         if self.stop_event.is_set():
             stop.set()
-        return make_source(
+
+        def current(callback: Callable[..., Any]) -> Callable[..., Any]:
+            def call(*args: Any) -> Any:
+                if self._current.get(cam.id) == gen:
+                    return callback(*args)
+                return False
+
+            return call
+
+        source = make_source(
             cam,
             decoder=self.decoder,
             device=self.device,
-            emit=self._emit,
+            emit=current(self._emit),
             stop_event=stop,
-            on_state=self._on_state,
-            on_decoded=self._on_decoded,
-            on_error=self._on_error,
-            on_anomaly=self._on_anomaly,
+            on_state=current(self._on_state),
+            on_decoded=current(self._on_decoded),
+            on_error=current(self._on_error),
+            on_anomaly=current(self._on_anomaly),
             fallback=self.cfg.decoder == "auto",
-            on_decoder=self._on_decoder,
+            on_decoder=current(self._on_decoder),
+            generation=gen,
         )
+        self._camera_stop[cam.id] = stop
+        return source
 
     # -- live changes (the control interface, SIGHUP) -------------------------------------
-    def apply(self, new: Config) -> Plan:
-        """Turn the running cameras into ``new``'s (see ``live.py``): between batches, the cameras
-        not named in the plan untouched. ConfigError if anything but the cameras changed."""
+    def apply(self, new: Config | Callable[[Config], Config]) -> Plan:
+        """Turn the running cameras into ``new``'s (see ``live.py``), or into what ``new(cfg)``
+        makes of the running config (read and changed under the same lock: two requests at once
+        never undo each other): between batches, the cameras not named in the plan untouched.
+        ConfigError if anything but the cameras changed, or the change does not check out."""
         with self._change_lock:
+            if self.stop_event.is_set():
+                raise ConfigError("the edge is stopping: no camera changes")
+            if callable(new):
+                new = new(self.cfg)
             p = plan(self.cfg, new)
             if p.empty:
                 return p
-            with self._between_batches:
-                for cid in p.removed:
-                    self._drop_camera(cid, "camera_removed")
-                for cam in p.restarted:
-                    self._drop_camera(cam.id, "camera_changed")
-                for cam in p.reconfigured:
-                    self._publish_ended(self.per_camera[cam.id], self.per_camera[cam.id].configure(new, cam))
-                    self.detector.set_camera_models(cam.id, new.camera_models(cam) if cam.models else None)
-                for cam in p.reconfigured + p.rate:
-                    self.publisher.set_camera(cam)
-                    self._sources_by_id()[cam.id].set_rate(cam.analytics_fps)
-                self.cfg = new
-                for cam in p.added + p.restarted:
-                    self._add_camera(cam)
+            check_loaded_roles(new, {m.key: m.roles for m in self.detector.members})
+            added = {cam.id: self._analytics_for(cam, new) for cam in p.added + p.restarted}  # may raise
+            self._changing = True
+            try:
+                with self._between_batches:
+                    for cid in p.removed:
+                        self._drop_camera(cid, "camera_removed")
+                    for cam in p.restarted:
+                        self._drop_camera(cam.id, "camera_changed")
+                    for cam in p.reconfigured:
+                        self._publish_ended(
+                            self.per_camera[cam.id], self.per_camera[cam.id].configure(new, cam)
+                        )
+                        self.detector.set_camera_models(
+                            cam.id, new.camera_models(cam) if cam.models else None
+                        )
+                    for cam in p.reconfigured + p.rate:
+                        self.publisher.set_camera(cam)
+                        self._sources_by_id()[cam.id].set_rate(cam.analytics_fps)
+                    self.cfg = new
+                    for cam in p.added + p.restarted:
+                        self._add_camera(cam, added[cam.id])
+            finally:
+                self._changing = False
             log.info("cameras changed: %s", {k: v for k, v in p.summary().items() if v})
             return p
 
@@ -251,22 +287,24 @@ class Runner:
             return self.apply(self.reload_config())
         except SafeCityError as err:
             log.error("reload refused, nothing changed: %s", err)
-            return None
+        except Exception:  # noqa: BLE001 - a reload must never end the run
+            log.exception("reload failed")
+        return None
 
     def _sources_by_id(self) -> dict[str, CameraSource]:
         return {s.cam.id: s for s in self.sources}
 
-    def _add_camera(self, cam: CameraConfig) -> None:
+    def _add_camera(self, cam: CameraConfig, analytics: CameraAnalytics) -> None:
+        source = self._make_source(cam)
         self.stats.cameras[cam.id] = CameraStats()
         self._count_camera(cam.id)
-        self.per_camera[cam.id] = self._analytics_for(cam)
+        self.per_camera[cam.id] = analytics
         self.detector.set_camera_models(cam.id, self.cfg.camera_models(cam) if cam.models else None)
         self.publisher.set_camera(cam)
         self.mux.open(cam.id)
-        source = self._make_source(cam)
         self.sources = [*self.sources, source]  # a new list: other threads iterate the old one safely
-        if self._wall_anchor is not None:  # running: start it now (else start() does)
-            source.wall_anchor = self._wall_anchor
+        if self._wall_anchor is not None:  # running: start it now (else start() does); a recording
+            source.wall_anchor = time.time()  # added now is dated from now
             source.start()
 
     def _drop_camera(self, cid: str, reason: str) -> None:
@@ -279,23 +317,23 @@ class Runner:
         ca = self.per_camera.pop(cid)
         self._publish_ended(ca, ca.close(reason))
         self.stats.cameras.pop(cid, None)
-        self.keep_up.forget(cid)
+        self._current.pop(cid, None)
         self._decoded.pop(cid, None)
         self._analysed.pop(cid, None)
         for gauge in (self.metrics.camera_up, self.metrics.camera_behind):
             with contextlib.suppress(KeyError):
                 gauge.remove(cid)
         with contextlib.suppress(KeyError):
-            self.metrics.camera_decoder.remove(cid, self.decoder)
+            self.metrics.camera_decoder.remove(cid, self._decoder_of.pop(cid, self.decoder))
 
     def _publish_ended(self, ca: CameraAnalytics, ended: list[Incident]) -> None:
         if ended and ca.last is not None:
             self.publisher.submit(ca.last[2], ended)
 
-    def _analytics_for(self, cam: CameraConfig) -> CameraAnalytics:
+    def _analytics_for(self, cam: CameraConfig, cfg: Config | None = None) -> CameraAnalytics:
         d = self.detector
         return CameraAnalytics(
-            self.cfg, cam, d.info.class_names, roles=d.label_roles, model_names=d.model_tags
+            cfg or self.cfg, cam, d.info.class_names, roles=d.label_roles, model_names=d.model_tags
         )
 
     def _count_camera(self, cid: str) -> None:
@@ -353,7 +391,8 @@ class Runner:
     def _on_decoder(self, camera_id: str, decoder: str) -> None:
         """A camera NVDEC cannot decode went to PyAV."""
         with contextlib.suppress(KeyError):
-            self.metrics.camera_decoder.remove(camera_id, self.decoder)
+            self.metrics.camera_decoder.remove(camera_id, self._decoder_of.get(camera_id, self.decoder))
+        self._decoder_of[camera_id] = decoder
         self.metrics.camera_decoder.labels(camera=camera_id, decoder=decoder).set(1)
 
     def _on_anomaly(self, camera_id: str, kind: Anomaly) -> None:
@@ -369,8 +408,11 @@ class Runner:
 
     # -- stages ---------------------------------------------------------------------------
     def _sources_done(self) -> bool:
-        """Every camera finished (recordings played out); never while cameras may be added live."""
-        return not self.serving and all(s.state in DONE_STATES for s in self.sources)
+        """Every camera finished (recordings played out); never while cameras may be added live, nor
+        in the middle of a change (a camera restarted is briefly absent)."""
+        if self.serving or self._changing:
+            return False
+        return all(s.state in DONE_STATES for s in self.sources)
 
     def _prepare_loop(self) -> None:
         """Batches from the muxer, preprocessed while the previous batch is in the model."""
@@ -412,8 +454,8 @@ class Runner:
 
     def _analyse(self, frame: Frame, dets: Detections) -> None:
         ca = self.per_camera.get(frame.camera_id)
-        if ca is None:  # a frame of a camera removed while it was in flight
-            return
+        if ca is None or frame.generation != self._current.get(frame.camera_id, frame.generation):
+            return  # a frame of a camera removed (or restarted) while it was in flight
         incidents = ca.analyse(
             dets, t=frame.pts_seconds, wall_time=frame.wall_time, frame_w=frame.width, frame_h=frame.height
         )
@@ -437,14 +479,15 @@ class Runner:
 
     # -- lifecycle ------------------------------------------------------------------------
     def start(self) -> None:
-        self._wall_anchor = wall_anchor = time.time()  # media time 0 of every recording is the run's start
-        self.stats.started = time.monotonic()
-        self.sender.start()
-        for t in self._stages:
-            t.start()
-        for s in self.sources:
-            s.wall_anchor = wall_anchor
-            s.start()
+        with self._change_lock:  # a camera added meanwhile is started once, here or by the change
+            self._wall_anchor = wall_anchor = time.time()  # media time 0 of every recording: the start
+            self.stats.started = time.monotonic()
+            self.sender.start()
+            for t in self._stages:
+                t.start()
+            for s in self.sources:
+                s.wall_anchor = wall_anchor
+                s.start()
 
     def request_stop(self) -> None:
         self.stop_event.set()

@@ -38,6 +38,7 @@ class Frame:
     decoded_at: float = field(default_factory=time.monotonic)  # time.monotonic() when it was decoded
     # a CUDA event recorded on the camera's stream after the copy that made ``data`` (None on the CPU)
     ready: Any = field(default=None, repr=False)
+    generation: int = 0  # which start of its camera made it (a camera restarted live gets a new one)
 
     def __post_init__(self) -> None:
         d = self.data

@@ -249,3 +249,36 @@ def test_sighup_reloads_the_config_file_and_the_thin_client_sees_it(
         _, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     assert "SIGHUP: reloading the config file" in err and "reload refused, nothing changed" in err
+
+
+def test_two_changes_at_once_both_take_effect(tmp_path: Path, clips: list[Path]) -> None:
+    """Each request reads, changes and applies the camera list under one lock: neither undoes the other."""
+    runner = Runner(load_config(edge(tmp_path, clips, [camera("a", clips[0])])))
+    control = ControlServer(runner, "127.0.0.1:0")
+    control.start()
+    try:
+        codes: list[int] = []
+        posts = [
+            threading.Thread(
+                target=lambda c=c: codes.append(
+                    request(control.url + "/cameras", "POST", camera(c, clips[1]))[0]
+                )
+            )
+            for c in ("x", "y", "z")
+        ]
+        for t in posts:
+            t.start()
+        for t in posts:
+            t.join(30)
+        assert codes == [201, 201, 201]
+        assert sorted(c.id for c in runner.cfg.cameras) == ["a", "x", "y", "z"]
+        assert sorted(s.cam.id for s in runner.sources) == ["a", "x", "y", "z"]
+        code, reply = request(control.url + "/cameras/a", "PATCH", {"rtsp_transport": "udp"})
+        assert code == 200 and reply["restarted"] == ["a"], reply  # a source setting: the camera restarts
+        bad = request(
+            control.url + "/cameras", "POST", {**camera("w", clips[1]), "source": "relative/missing.mp4"}
+        )
+        assert bad[0] == 201  # accepted: a file source is checked when it opens (and fails that camera only)
+    finally:
+        control.close()
+        runner.stop()

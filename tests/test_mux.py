@@ -113,3 +113,24 @@ def test_batch_takes_cameras_in_turn_and_the_next_batch_starts_with_the_next_cam
     assert b is not None and b.camera_ids == ["a", "b", "c", "a"]
     b = mux.next_batch(wait_s=1)
     assert b is not None and b.camera_ids == ["b", "a", "a"]  # c has nothing left: a fills in
+
+
+def test_a_camera_removed_while_its_thread_waits_for_room_adds_nothing() -> None:
+    """A recording's thread waits in put() for room; the camera is removed meanwhile (which frees room
+    for the others): its frame must not be queued, and the count of queued frames must stay true."""
+    mux = Muxer(max_batch_size=4, timeout_ms=10, queue_frames=4)
+    for cam in ("a", "b"):
+        assert mux.put(frame(cam, 0), block=False) and mux.put(frame(cam, 1), block=False)  # 2 each: full
+    result: list[bool] = []
+    waiter = threading.Thread(target=lambda: result.append(mux.put(frame("a", 2), block=True, timeout_s=2.0)))
+    waiter.start()
+    time.sleep(0.2)
+    mux.forget("a", closed=True)
+    waiter.join(3)
+    assert result == [False] and mux.qsize() == 2
+    batch = mux.next_batch(wait_s=0.5)
+    assert batch is not None and batch.camera_ids == ["b", "b"] and mux.qsize() == 0
+    assert mux.next_batch(wait_s=0.1) is None  # and nothing spins on an empty queue
+    assert not mux.put(frame("a", 3), block=False)  # a closed camera's late frames are refused
+    mux.open("a")
+    assert mux.put(frame("a", 4), block=False)

@@ -134,53 +134,43 @@ class Publisher:
             log.error("%d incident events could not be written to the outbox before the run ended: lost", n)
 
     def _events(self, frame: Frame | FrameSize, incidents: list[Incident]) -> _Group:
-        if isinstance(frame, FrameSize):
-            return self._frameless_events(frame, incidents)
+        if isinstance(frame, FrameSize):  # no frame to show: no snapshot
+            return (
+                [(self._event(inc, frame, None, None), None) for inc in incidents],
+                incidents,
+                EVENT_OVERHEAD_BYTES * len(incidents),
+            )
         rgb = frame.rgb().cpu().numpy()
         frame_digest = sha256_bytes(rgb.tobytes())
+        size = FrameSize(frame.camera_id, frame.width, frame.height, frame.frame_index)
         events: list[tuple[dict[str, Any], bytes | None]] = []
-        size = 0
+        total = 0
         for inc in incidents:
             drawn = annotate(rgb, inc, self.zones.get(frame.camera_id, []), wall_time=frame.wall_time)
             snapshot = snapshot_jpeg(
                 torch.from_numpy(drawn).permute(2, 0, 1).contiguous(), quality=self.cfg.sink.snapshot_quality
             )
-            digest = sha256_bytes(snapshot)
-            size += len(snapshot)
-            inc.frame_index = frame.frame_index
-            event = build_event(
-                inc,
-                source=self.cfg.edge_id,
-                location=self.locations.get(frame.camera_id),
-                frame_w=frame.width,
-                frame_h=frame.height,
-                model_name=self.model.name,
-                model_version=self.model.version,
-                wall_offset=inc.wall_offset,
-                snapshot_sha256=digest,
-                snapshot_bytes=len(snapshot),
-                frame_sha256=frame_digest,
-            )
-            events.append((event, snapshot))
-        return events, incidents, size + EVENT_OVERHEAD_BYTES * len(events)
+            total += len(snapshot)
+            events.append((self._event(inc, size, snapshot, frame_digest), snapshot))
+        return events, incidents, total + EVENT_OVERHEAD_BYTES * len(events)
 
-    def _frameless_events(self, size: FrameSize, incidents: list[Incident]) -> _Group:
-        events: list[tuple[dict[str, Any], bytes | None]] = []
-        for inc in incidents:
-            inc.frame_index = size.index
-            event = build_event(
-                inc,
-                source=self.cfg.edge_id,
-                location=self.locations.get(size.camera_id),
-                frame_w=size.width,
-                frame_h=size.height,
-                model_name=self.model.name,
-                model_version=self.model.version,
-                wall_offset=inc.wall_offset,
-                snapshot_sha256=None,
-            )
-            events.append((event, None))
-        return events, incidents, EVENT_OVERHEAD_BYTES * len(events)
+    def _event(
+        self, inc: Incident, size: FrameSize, snapshot: bytes | None, frame_digest: str | None
+    ) -> dict[str, Any]:
+        inc.frame_index = size.index
+        return build_event(
+            inc,
+            source=self.cfg.edge_id,
+            location=self.locations.get(size.camera_id),
+            frame_w=size.width,
+            frame_h=size.height,
+            model_name=self.model.name,
+            model_version=self.model.version,
+            wall_offset=inc.wall_offset,
+            snapshot_sha256=None if snapshot is None else sha256_bytes(snapshot),
+            snapshot_bytes=0 if snapshot is None else len(snapshot),
+            frame_sha256=frame_digest,
+        )
 
     def set_camera(self, cam: CameraConfig) -> None:
         """A camera added or changed while running: its location and zones for the events."""

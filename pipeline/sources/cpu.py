@@ -241,8 +241,10 @@ class CameraSource(threading.Thread):
         on_error: Callable[[str, str], None] | None = None,
         on_anomaly: Callable[[str, Anomaly], None] | None = None,
         wall_anchor: float | None = None,
+        generation: int = 0,
     ) -> None:
         super().__init__(name=f"camera-{cam.id}", daemon=True)
+        self.generation = generation
         self.cam = cam
         self.emit = emit
         self.stop_event = stop_event
@@ -552,7 +554,15 @@ class CameraSource(threading.Thread):
             px = convert()  # before the decoder reuses the frame's buffer
             wall = time.time() if self.live else self.wall_anchor + t
             f = Frame(
-                self.cam.id, px.data, t, self._index - 1, wall, px.pixel_format, px.color, ready=px.ready
+                self.cam.id,
+                px.data,
+                t,
+                self._index - 1,
+                wall,
+                px.pixel_format,
+                px.color,
+                ready=px.ready,
+                generation=self.generation,
             )
             while not self.emit(f, block):
                 if not block:

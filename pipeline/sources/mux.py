@@ -61,6 +61,8 @@ class Muxer:
                     if left <= 0:
                         return False
                     self._cond.wait(left)
+                    if self._queues.get(frame.camera_id) is not q:  # forgotten while it waited
+                        return False
             q.append(frame)
             self._count += 1
             self._cond.notify_all()
@@ -92,13 +94,17 @@ class Muxer:
         names = list(self._queues)
         n = len(names)
         i = self._turn % n if n else 0
-        while len(out) < self.max_batch_size and self._count:
+        idle = 0  # queues looked at in a row without a frame: a whole round of them ends the loop
+        while len(out) < self.max_batch_size and self._count and idle < n:
             q = self._queues[names[i]]
             i = (i + 1) % n
             if q:
                 out.append(q.popleft())
                 self._count -= 1
                 self._turn = i
+                idle = 0
+            else:
+                idle += 1
         self._cond.notify_all()
 
     def next_batch(self, *, wait_s: float) -> FrameBatch | None:

@@ -33,11 +33,13 @@ def roles_read(rules: RulesConfig) -> set[str]:
     return out
 
 
-def check_roles(rules: RulesConfig, provided: set[str], *, camera: str | None = None) -> None:
+def check_roles(
+    rules: RulesConfig, provided: set[str], *, camera: str | None = None, strict: set[str] | None = None
+) -> None:
     """A rule's ``roles`` that no loaded model provides are an error (a typo like ``animals`` would
     otherwise be a rule that never fires); an enabled rule left at its defaults that none of the
-    models can feed gets a warning. ``camera``: the check of one camera that runs some of the
-    models (``provided``: their roles): warnings only."""
+    models can feed gets a warning. ``camera``: the check of one camera (``provided``: the roles of
+    the models it runs); errors only for the rules in ``strict`` (those whose roles it sets itself)."""
     where = f"camera {camera}: " if camera else ""
     for r in RULES:
         section = getattr(rules, r.type)
@@ -45,9 +47,12 @@ def check_roles(rules: RulesConfig, provided: set[str], *, camera: str | None = 
             continue
         wanted = tuple(getattr(section, "roles", r.roles))
         missing = [role for role in wanted if role not in provided]
-        if camera is None and "roles" in section.model_fields_set and missing:
+        explicit = r.type in strict if strict is not None else "roles" in section.model_fields_set
+        if explicit and missing:
+            field = f"cameras[{camera}].rules" if camera else "rules"
+            models = "model it runs" if camera else "loaded model"
             raise ConfigError(
-                f"rules.{r.type}.roles names {missing[0]!r}, which no loaded model provides "
+                f"{field}.{r.type}.roles names {missing[0]!r}, which no {models} provides "
                 f"(they provide: {', '.join(sorted(provided)) or 'nothing'})"
             )
         if not any(role in provided for role in wanted):
@@ -82,8 +87,13 @@ def check_loaded_roles(cfg: Config, model_roles: dict[str, dict[str, list[str]]]
             log.warning("model %s: none of its classes has a role: no rule reads its detections", key)
     check_roles(cfg.rules, set().union(*provided.values()))
     for cam in cfg.cameras:
-        if cam.models:
-            check_roles(cfg.rules, set().union(*(provided.get(k, set()) for k in cam.models)), camera=cam.id)
+        if cam.models or cam.rules:
+            runs = cam.models or list(provided)
+            own = {t for t, v in (cam.rules or {}).items() if isinstance(v, dict) and "roles" in v}
+            rules = cfg.camera_rules(cam)
+            check_roles(
+                rules, set().union(*(provided.get(k, set()) for k in runs)), camera=cam.id, strict=own
+            )
 
 
 __all__ = [
