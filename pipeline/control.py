@@ -225,7 +225,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _body(self) -> Any:
         raw_n = self.headers.get("Content-Length") or "0"
-        if not raw_n.isdigit():
+        if not (raw_n.isascii() and raw_n.isdigit()):
             raise ConfigError(f"Content-Length {raw_n!r} is not a number of bytes")
         n = int(raw_n)
         if n > MAX_BODY:
@@ -235,6 +235,10 @@ class _Handler(BaseHTTPRequestHandler):
             return json.loads(raw or b"null")
         except json.JSONDecodeError as err:
             raise ConfigError(f"request body is not JSON: {err.msg} (line {err.lineno})") from None
+        except UnicodeDecodeError:
+            raise ConfigError("request body is not UTF-8 JSON") from None
+        except RecursionError:
+            raise ConfigError("request body is nested too deeply") from None
 
     def _camera_id(self) -> str | None:
         parts = self.path.split("?", 1)[0].strip("/").split("/")
@@ -273,9 +277,15 @@ class _Handler(BaseHTTPRequestHandler):
             elif method == "POST" and path == "/reload":
                 self._send(200, c.reload())
             else:
-                self._send(404 if method == "GET" else 405, {"error": f"no {method} {path}"})
+                known = path in ("/health", "/cameras", "/reload") or self._camera_id() is not None
+                self._send(405 if known else 404, {"error": f"no {method} {path}"})
         except ConfigError as err:
             self._send(400, {"error": str(err)})
+        except RecursionError:
+            self._send(400, {"error": "the request is nested too deeply"})
+        except OSError as err:  # the client stalled past the timeout or went away: nothing to answer
+            log.debug("control: %s %s: %s", method, path, err)
+            self.close_connection = True
         except Exception as err:  # noqa: BLE001 - a request must not take the edge down
             log.exception("control: %s %s failed", method, path)
             self._send(500, {"error": f"{type(err).__name__}: {err}"})
@@ -291,3 +301,12 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_DELETE(self) -> None:  # noqa: N802
         self._route("DELETE")
+
+    def do_PUT(self) -> None:  # noqa: N802 - answered (405) in JSON like every other request
+        self._route("PUT")
+
+    def do_OPTIONS(self) -> None:  # noqa: N802
+        self._route("OPTIONS")
+
+    def do_HEAD(self) -> None:  # noqa: N802
+        self._route("HEAD")

@@ -53,6 +53,10 @@ class KeepUpWatch:
         self.min_drops = min_drops
         self._cams: dict[str, _History] = {}
 
+    def reset(self, camera_id: str) -> None:
+        """A camera started anew (restarted live): its history goes (call from the updating thread)."""
+        self._cams.pop(camera_id, None)
+
     def behind(self) -> list[str]:
         return [cid for cid, h in self._cams.items() if h.behind]
 

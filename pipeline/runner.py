@@ -196,7 +196,8 @@ class Runner:
             ),
         ]
         self.incidents: deque[Incident] = deque(maxlen=1000)  # the latest, for callers and tests
-        self.keep_up = KeepUpWatch()
+        self.keep_up = KeepUpWatch()  # read and changed by the main thread only
+        self._keep_up_gen: dict[str, int] = {}
         self._decoded: dict[str, Any] = {}
         self._analysed: dict[str, Any] = {}
         for cam in cfg.cameras:
@@ -250,7 +251,7 @@ class Runner:
             p = plan(self.cfg, new)
             if p.empty:
                 return p
-            check_loaded_roles(new, {m.key: m.roles for m in self.detector.members})
+            check_loaded_roles(new, {m.key: m.roles for m in self.detector.members}, warn=False)
             added = {cam.id: self._analytics_for(cam, new) for cam in p.added + p.restarted}  # may raise
             self._changing = True
             try:
@@ -518,6 +519,9 @@ class Runner:
     def _check_keep_up(self) -> None:
         loads = {}
         for s in self.sources:
+            if self._keep_up_gen.get(s.cam.id) != s.generation:  # a camera (re)started live: anew
+                self._keep_up_gen[s.cam.id] = s.generation
+                self.keep_up.reset(s.cam.id)
             c = self.stats.cameras.get(s.cam.id)
             if c is None:
                 continue

@@ -14,7 +14,8 @@ LISTENER_SCHEMES = frozenset({"udp", "rtp", "srt", "tcp"})
 RECORDED_SCHEMES = frozenset({"http", "https", "ftp", "sftp", "file"})
 
 # user info runs to the last '@' before the path, as FFmpeg reads it: a password may hold an '@'
-_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)(?P<userinfo>[^/\s'\"]*)@")
+# (or a quote: it ends at the '@', never past a '/' or a space)
+_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)(?P<userinfo>[^/\s]*)@")
 _SECRET_PARAM = re.compile(
     r"(?P<key>(?:password|passwd|pwd|pass|token|secret|api_?key|auth)=)(?P<value>[^&;\s'\"]+)", re.I
 )

@@ -282,3 +282,35 @@ def test_two_changes_at_once_both_take_effect(tmp_path: Path, clips: list[Path])
     finally:
         control.close()
         runner.stop()
+
+
+def test_the_control_interface_answers_bad_requests_in_one_line(tmp_path: Path, clips: list[Path]) -> None:
+    import http.client
+
+    runner = Runner(load_config(edge(tmp_path, clips, [camera("a", clips[0])])))
+    control = ControlServer(runner, "127.0.0.1:0")
+    control.start()
+
+    def raw(
+        method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None
+    ) -> tuple[int, str]:
+        conn = http.client.HTTPConnection("127.0.0.1", control.port, timeout=10)
+        conn.putrequest(method, path)
+        for k, v in (headers or {"Content-Length": str(len(body))}).items():
+            conn.putheader(k, v)
+        conn.endheaders(body)
+        r = conn.getresponse()
+        return r.status, r.read().decode()
+
+    try:
+        assert raw("POST", "/cameras", b'{"id": "\xff\xfe"}')[1].count("not UTF-8 JSON") == 1
+        assert raw("POST", "/cameras", b"[" * 100_000)[0] == 400
+        code, body = raw("POST", "/cameras", b"{}", {"Content-Length": "\u00b2".encode().decode("latin-1")})
+        assert code == 400 and "is not a number of bytes" in body
+        code, body = raw("PUT", "/cameras")
+        assert code == 405 and '"error": "no PUT /cameras"' in body
+        assert raw("GET", "/nothing")[0] == 404
+        assert [c.id for c in runner.cfg.cameras] == ["a"]  # nothing changed
+    finally:
+        control.close()
+        runner.stop()

@@ -30,6 +30,8 @@ from pipeline.urls import RedactingFilter, redact
         ("rtsp://admin:p@ss@10.0.0.5/stream", "rtsp://admin:***@10.0.0.5/stream"),  # '@' in a password
         ("rtsp://john@corp.com:pw@10.0.0.5/x", "rtsp://john@corp.com:***@10.0.0.5/x"),  # '@' in a user
         ("'rtsp://a:b@h:554' and rtsp://c:d@h2/y", "'rtsp://a:***@h:554' and rtsp://c:***@h2/y"),
+        ("rtsp://admin:Qu0te'S\"X@h/live", "rtsp://admin:***@h/live"),  # quotes in a password
+        ("{'source': 'rtsp://a:b@h/x'}", "{'source': 'rtsp://a:***@h/x'}"),
     ],
 )
 def test_redact(text: str, shown: str) -> None:

@@ -34,7 +34,12 @@ def roles_read(rules: RulesConfig) -> set[str]:
 
 
 def check_roles(
-    rules: RulesConfig, provided: set[str], *, camera: str | None = None, strict: set[str] | None = None
+    rules: RulesConfig,
+    provided: set[str],
+    *,
+    camera: str | None = None,
+    strict: set[str] | None = None,
+    warn: bool = True,
 ) -> None:
     """A rule's ``roles`` that no loaded model provides are an error (a typo like ``animals`` would
     otherwise be a rule that never fires); an enabled rule left at its defaults that none of the
@@ -55,7 +60,7 @@ def check_roles(
                 f"{field}.{r.type}.roles names {missing[0]!r}, which no {models} provides "
                 f"(they provide: {', '.join(sorted(provided)) or 'nothing'})"
             )
-        if not any(role in provided for role in wanted):
+        if warn and not any(role in provided for role in wanted):
             log.warning(
                 "%srule %s cannot fire: none of the models provides %s", where, r.type, " or ".join(wanted)
             )
@@ -66,7 +71,9 @@ def build_rules(rules: RulesConfig, *, camera_id: str, zones: list[Zone]) -> lis
     return [r(getattr(rules, r.type), camera_id=camera_id, zones=zones) for r in RULES]
 
 
-def check_loaded_roles(cfg: Config, model_roles: dict[str, dict[str, list[str]]]) -> None:
+def check_loaded_roles(
+    cfg: Config, model_roles: dict[str, dict[str, list[str]]], *, warn: bool = True
+) -> None:
     """At load, with the models' role maps (model id -> role -> classes): a role a config gives a
     model that no rule reads is a typo (``vehicel``); the rules' roles against what the models
     provide, over all of them and per camera that chose some; a model none of whose classes has a
@@ -83,17 +90,16 @@ def check_loaded_roles(cfg: Config, model_roles: dict[str, dict[str, list[str]]]
                 )
     provided = {key: {r for r, classes in roles.items() if classes} for key, roles in model_roles.items()}
     for key, roles in provided.items():
-        if not roles:
+        if warn and not roles:
             log.warning("model %s: none of its classes has a role: no rule reads its detections", key)
-    check_roles(cfg.rules, set().union(*provided.values()))
+    check_roles(cfg.rules, set().union(*provided.values()), warn=warn)
     for cam in cfg.cameras:
         if cam.models or cam.rules:
             runs = cam.models or list(provided)
             own = {t for t, v in (cam.rules or {}).items() if isinstance(v, dict) and "roles" in v}
             rules = cfg.camera_rules(cam)
-            check_roles(
-                rules, set().union(*(provided.get(k, set()) for k in runs)), camera=cam.id, strict=own
-            )
+            provides = set().union(*(provided.get(k, set()) for k in runs))
+            check_roles(rules, provides, camera=cam.id, strict=own, warn=warn)
 
 
 __all__ = [
