@@ -6,7 +6,8 @@ gir1.2-gst-rtsp-server-1.0, gstreamer1.0-rtsp, gstreamer1.0-plugins-{base,good,b
 
     /usr/bin/python3 tests/gst_rtsp.py --port 8554 --clip cam.mp4 --codec h264 [--user U --password P]
 
-It prints ``ready rtsp://127.0.0.1:PORT/cam`` once it listens. Each client gets the file from its
+It prints ``ready rtsp://127.0.0.1:PORT/cam`` once it listens. SPS/PPS go in the SDP and again
+before every keyframe, as cameras send them. Each client gets the file from its
 start. The tests stop it (a camera gone), freeze it with SIGSTOP (a stream that stalls
 with its connection open) and start it again on the same port.
 """
@@ -39,7 +40,9 @@ def main() -> int:
     server.set_service(str(args.port))
     factory = GstRtspServer.RTSPMediaFactory()
     parse, pay = ("h264parse", "rtph264pay") if args.codec == "h264" else ("h265parse", "rtph265pay")
-    factory.set_launch(f"( filesrc location={args.clip} ! qtdemux ! {parse} ! {pay} name=pay0 pt=96 )")
+    factory.set_launch(
+        f"( filesrc location={args.clip} ! qtdemux ! {parse} ! {pay} name=pay0 pt=96 config-interval=-1 )"
+    )
     factory.set_shared(False)
     factory.set_protocols(GstRtsp.RTSPLowerTrans.TCP | GstRtsp.RTSPLowerTrans.UDP)
     if args.user:

@@ -105,3 +105,16 @@ def test_the_sampler_itself_recovers_when_time_goes_back() -> None:
     assert not s.take(100.1)
     assert s.take(3.0)  # far behind where it was waiting: take it and wait from here
     assert not s.take(3.1) and s.take(3.2)
+
+
+def test_a_repeated_timestamp_is_no_jump_and_shifts_nothing() -> None:
+    """Some RTSP servers make FFmpeg give the frame before each keyframe the keyframe's timestamp:
+    the pair stays in order, nothing is counted, and the frames after it keep their own timing."""
+    pts = frames(0.0, 60)
+    for k in (26, 52):
+        pts[k - 1] = pts[k]
+    clock = MediaClock()
+    ts = play(clock, pts)
+    assert clock.discontinuities == 0
+    assert all(b > a for a, b in zip(ts, ts[1:], strict=False))
+    assert ts[-1] == pytest.approx(59 * PERIOD) and ts[30] == pytest.approx(30 * PERIOD)

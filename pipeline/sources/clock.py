@@ -5,7 +5,8 @@ stream, the 33-bit MPEG-TS wrap after 26.5 h), jump ahead (a camera's clock rese
 from zero on every reconnect or loop. The sampler, the tracker and the rules need a time that only
 moves forward at the pace of the video, so each decoded frame's timestamp goes through one
 ``MediaClock`` per camera: steps that look like video are kept, anything else is a discontinuity
-that re-anchors the clock one frame period after the last frame, and is counted.
+that re-anchors the clock one frame period after the last frame, and is counted. A frame that
+repeats the previous one's timestamp exactly is placed a quarter period after it, not counted.
 """
 
 from __future__ import annotations
@@ -49,7 +50,11 @@ class MediaClock:
             self._offset = self.t + max(period_s, away) - pts
         else:
             step = pts - self._last_pts
-            if step <= 0 or step > max(wall_s - self._last_wall, 0.0) + self.max_jump_seconds:
+            if abs(step) < 1e-9:  # two frames with one timestamp (a camera that repeats its parameter
+                # sets before each keyframe with the keyframe's time): not a jump; a quarter period on
+                self._last_wall, self.t = wall_s, self.t + period_s / 4
+                return self.t
+            if step < 0 or step > max(wall_s - self._last_wall, 0.0) + self.max_jump_seconds:
                 self.discontinuities += 1
                 self._offset = self.t + period_s - pts
         t = pts + self._offset
