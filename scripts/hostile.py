@@ -1529,7 +1529,9 @@ def sighup(ctx: Ctx, d: Path) -> Result:
     out = p.output()
     notes = [
         "summary printed" if "safecity run:" in out else "NO summary",
-        "ignored SIGHUP (stopped by SIGTERM at 15 s)"
+        "reloaded its config on SIGHUP, ran on (stopped by SIGTERM at 15 s)"
+        if "SIGTERM" in p.done_actions and "SIGHUP: reloading the config file" in out
+        else "ignored SIGHUP (stopped by SIGTERM at 15 s)"
         if "SIGTERM" in p.done_actions
         else f"ended {p.ended - 5:.1f} s after SIGHUP"
         if p.ended
