@@ -40,8 +40,9 @@ def main() -> int:
     server.set_service(str(args.port))
     factory = GstRtspServer.RTSPMediaFactory()
     parse, pay = ("h264parse", "rtph264pay") if args.codec == "h264" else ("h265parse", "rtph265pay")
+    demux = "tsdemux" if args.clip.endswith(".ts") else "qtdemux"  # MPEG-TS: the resolution may change
     factory.set_launch(
-        f"( filesrc location={args.clip} ! qtdemux ! {parse} ! {pay} name=pay0 pt=96 config-interval=-1 )"
+        f"( filesrc location={args.clip} ! {demux} ! {parse} ! {pay} name=pay0 pt=96 config-interval=-1 )"
     )
     factory.set_shared(False)
     factory.set_protocols(GstRtsp.RTSPLowerTrans.TCP | GstRtsp.RTSPLowerTrans.UDP)

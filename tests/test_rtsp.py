@@ -231,3 +231,35 @@ def test_a_camera_survives_its_server_stalling_and_restarting(
 
 def test_the_server_script_is_there_for_ci() -> None:
     assert SERVER.is_file() and shutil.which("python3") is not None
+
+
+@pytest.mark.slow
+def test_a_resolution_change_mid_stream_goes_on_without_a_reconnect(tmp_path: Path) -> None:
+    """An MPEG-TS stream whose picture size changes (320x240, then 416x240 after 4 s): the camera goes
+    on analysing at the new size, with no error and no reconnect."""
+    d = tmp_path / "clips"
+    a = generate_clip(d / "a.ts", width=320, height=240, fps=25, seconds=4.0, gop=25, seed=5)
+    b = generate_clip(d / "b.ts", width=416, height=240, fps=25, seconds=20.0, gop=25, seed=6)
+    both = d / "ab.ts"
+    both.write_bytes(a.read_bytes() + b.read_bytes())
+    server = GstRtsp(both, user=None)
+    runner = edge(tmp_path, [rtsp_camera("cam", server.url(user=None))])
+    widths: list[int] = []
+    runner.start()
+    try:
+
+        def seen() -> bool:
+            last = runner.per_camera["cam"].last
+            if last is not None and (not widths or widths[-1] != last[2].width):
+                widths.append(last[2].width)
+            return widths[-1:] == [416]
+
+        assert wait_until(seen, 30, interval_s=0.1), widths
+        analysed = runner.stats.cameras["cam"].analysed
+        assert wait_until(lambda: runner.stats.cameras["cam"].analysed >= analysed + 10, 10)
+    finally:
+        runner.request_stop()
+        runner.stop()
+        server.stop()
+    assert widths == [320, 416], widths
+    assert runner.stats.cameras["cam"].errors == 0 and runner.error is None
