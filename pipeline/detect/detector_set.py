@@ -42,9 +42,20 @@ class DetectorSet(Detector):
         self.members = members
         self.merge = merge or MergeConfig()
         self.metrics = metrics
-        index = {m.key: i for i, m in enumerate(members)}
+        self._index = {m.key: i for i, m in enumerate(members)}
         # camera -> the members it runs; a camera not named runs them all
-        self.camera_members = {cam: {index[k] for k in keys} for cam, keys in (camera_models or {}).items()}
+        self.camera_members = {
+            cam: {self._index[k] for k in keys} for cam, keys in (camera_models or {}).items()
+        }
+        # members that letterbox alike, by canvas; a detector of another kind is a group of its own
+        self._canvases: list[list[int]] = []
+        by_key: dict[tuple[object, ...], list[int]] = {}
+        for i, m in enumerate(members):
+            key = m.detector.canvas_key() if isinstance(m.detector, YoloDetector) else ("own", i)
+            if key not in by_key:
+                by_key[key] = []
+                self._canvases.append(by_key[key])
+            by_key[key].append(i)
         self.merge_members: list[Member] = []
         names: list[str] = []
         for i, m in enumerate(members):
@@ -69,31 +80,22 @@ class DetectorSet(Detector):
     def set_camera_models(self, camera_id: str, keys: list[str] | None) -> None:
         """A camera's detectors, changed while running (None: all). Replaces the mapping whole: the
         preprocess thread reads it without a lock."""
-        index = {m.key: i for i, m in enumerate(self.members)}
         chosen = dict(self.camera_members)
         if keys is None:
             chosen.pop(camera_id, None)
         else:
-            chosen[camera_id] = {index[k] for k in keys}
+            chosen[camera_id] = {self._index[k] for k in keys}
         self.camera_members = chosen
 
     def _uses(self, camera_id: str, member: int) -> bool:
         chosen = self.camera_members.get(camera_id)
         return chosen is None or member in chosen
 
-    def _groups(self) -> dict[tuple[object, ...], list[int]]:
-        """Members that letterbox alike, by canvas; a detector of another kind is a group of its own."""
-        groups: dict[tuple[object, ...], list[int]] = {}
-        for i, m in enumerate(self.members):
-            key = m.detector.canvas_key() if isinstance(m.detector, YoloDetector) else ("own", i)
-            groups.setdefault(key, []).append(i)
-        return groups
-
     def prepare(self, batch: FrameBatch) -> SetPrepared:
         """Per canvas: the batch's frames its members need, letterboxed once, and which of them each
         member runs on (the cameras that chose it)."""
         groups = []
-        for members in self._groups().values():
+        for members in self._canvases:
             frames = [
                 j for j, f in enumerate(batch.frames) if any(self._uses(f.camera_id, i) for i in members)
             ]
