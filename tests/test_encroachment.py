@@ -5,6 +5,7 @@ from pipeline.analytics import EncroachmentRule, Zone
 from pipeline.analytics.memory import TrackMemory
 from pipeline.analytics.zones import bottom_centres
 from pipeline.config import EncroachmentConfig, ZoneConfig
+from pipeline.detect.roles import label_roles
 from pipeline.types import Incident, Track
 
 ZONE = Zone(ZoneConfig(name="footpath", polygon=[(0, 100), (200, 100), (200, 200), (0, 200)]))
@@ -23,7 +24,7 @@ class Bench:
             **kw,
         )  # type: ignore[arg-type]
         self.rule = EncroachmentRule(cfg, camera_id="cam", zones=[ZONE])
-        self.memory = TrackMemory({"person": ["person"], "vehicle": ["car"]})
+        self.memory = TrackMemory(label_roles([{"person": ["person"], "vehicle": ["car"]}]))
 
     def update(self, tracks: list[Track], t: float) -> list[Incident]:
         infos = self.memory.update(tracks, t)

@@ -8,6 +8,7 @@ import pytest
 from pipeline.analytics.memory import TrackMemory
 from pipeline.analytics.zones import GroundPlane, Line
 from pipeline.config import GroundPlaneConfig, LineConfig, parse_config
+from pipeline.detect.roles import label_roles
 from pipeline.errors import ConfigError
 from pipeline.types import Track
 
@@ -70,7 +71,7 @@ def test_memory_records_crossings_and_ground_speed() -> None:
             image=[(0, 0), (1000, 0), (1000, 1000), (0, 1000)], world=[(0, 0), (10, 0), (10, 10), (0, 10)]
         )
     )  # 100 px per metre
-    mem = TrackMemory({"vehicle": ["car"]}, lines=[LINE], ground=gp, frame_size=(1000, 1000))
+    mem = TrackMemory(label_roles([{"vehicle": ["car"]}]), lines=[LINE], ground=gp, frame_size=(1000, 1000))
     for k in range(10):  # a car driving up the image at 500 px/s = 5 m/s = 18 km/h
         y = 300 - 100 * k
         (info,) = mem.update([Track(1, np.array([280, y - 50, 320, y], np.float32), 0.9, 0, "car")], k * 0.2)

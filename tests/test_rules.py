@@ -12,7 +12,8 @@ import yaml
 
 from pipeline.analytics.memory import TrackMemory
 from pipeline.analytics.rules import RULES, check_roles
-from pipeline.config import COMMON_CLASS_ROLES, RulesConfig, parse_config
+from pipeline.config import RulesConfig, parse_config
+from pipeline.detect.roles import common_label_roles
 from pipeline.errors import ConfigError
 from pipeline.types import Track
 
@@ -141,7 +142,7 @@ def _box(cx: float, by: float, w: float, h: float) -> np.ndarray:
 
 
 def test_went_down_needs_an_upright_sighting_before() -> None:
-    mem = TrackMemory(COMMON_CLASS_ROLES)
+    mem = TrackMemory(common_label_roles())
     # track 1: lying from the first frame; track 2: upright, then lying (the posture model's verdict)
     for k in range(20):
         t = k * 0.2
@@ -202,7 +203,7 @@ def test_default_models_are_the_coco_and_fall_detectors() -> None:
 
 def test_one_frame_that_reads_upright_does_not_make_a_fall() -> None:
     """A heap whose box reads upright for one frame (or a verdict that flickers once) never stood."""
-    mem = TrackMemory(COMMON_CLASS_ROLES)
+    mem = TrackMemory(common_label_roles())
     for k in range(30):
         t = k * 0.2
         box = _box(300, 500, 40, 60) if k == 4 else _box(300, 500, 90, 40)  # one frame taller than wide
@@ -211,7 +212,7 @@ def test_one_frame_that_reads_upright_does_not_make_a_fall() -> None:
 
 
 def test_a_continuation_never_takes_a_track_this_frame_shows() -> None:
-    mem = TrackMemory(COMMON_CLASS_ROLES)
+    mem = TrackMemory(common_label_roles())
     standing = _box(600, 500, 60, 170)
     for k in range(10):  # person 1 stands, then falls at 1.0 s
         mem.update([Track(1, standing if k < 5 else _box(640, 500, 170, 60), 0.8, 0, "person")], k * 0.2)

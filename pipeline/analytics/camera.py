@@ -7,7 +7,8 @@ import time
 
 import numpy as np
 
-from ..config import COMMON_CLASS_ROLES, CameraConfig, Config, RuleConfig
+from ..config import CameraConfig, Config, RuleConfig
+from ..detect.roles import common_label_roles
 from ..track import Tracker
 from ..types import Detections, FrameSize, Incident, Track
 from .memory import TrackMemory
@@ -47,11 +48,7 @@ class CameraAnalytics:
         model_names: tuple[str, ...] = (),
     ) -> None:
         self.tracker = Tracker(cfg.tracker, class_names, model_names)
-        by_role: dict[str, list[str]] = {}
-        for label, rs in (roles or {}).items():
-            for r in rs:
-                by_role.setdefault(r, []).append(label)
-        self.roles = by_role if roles is not None else COMMON_CLASS_ROLES
+        self.roles = roles if roles is not None else common_label_roles()
         self.last: tuple[float, float, FrameSize] | None = (
             None  # media time, Unix time, size of the last frame
         )

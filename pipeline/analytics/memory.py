@@ -14,6 +14,7 @@ a heap's box or a posture verdict may flicker once).
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -110,7 +111,7 @@ def _kind(roles: frozenset[str]) -> frozenset[str]:
 class TrackMemory:
     def __init__(
         self,
-        roles: dict[str, list[str]],
+        roles_by_label: Mapping[str, frozenset[str]],
         *,
         fallen_aspect: float = 1.3,
         forget_seconds: float = 5.0,
@@ -121,10 +122,7 @@ class TrackMemory:
         self.lines = lines or []
         self.ground = ground
         self.frame_size = frame_size
-        self.roles_by_label: dict[str, frozenset[str]] = {}
-        for role, labels in roles.items():
-            for label in labels:
-                self.roles_by_label[label] = self.roles_by_label.get(label, frozenset()) | {role}
+        self.roles_by_label = roles_by_label  # class name -> its roles (detect/roles.py)
         self.forget_seconds = forget_seconds
         self.fallen_aspect = fallen_aspect
         self.tracks: dict[int, TrackInfo] = {}
