@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 os.environ.setdefault("YOLO_OFFLINE", "1")
 os.environ.setdefault("YOLO_AUTOINSTALL", "false")
@@ -101,14 +101,20 @@ def coco_model() -> Path:
     return path
 
 
+def unavailable(what: str, how: str) -> NoReturn:
+    """A test's real dependency is missing: skipped here, failed in CI (``SAFECITY_CI=1``), where
+    ``.ci/run`` provides it (``how``: what gets it)."""
+    if os.environ.get("SAFECITY_CI") == "1":
+        pytest.fail(f"{what}: CI gets it ({how})")
+    pytest.skip(f"{what} ({how})")
+
+
 @pytest.fixture(scope="session")
 def vtest() -> Path:
     """OpenCV's vtest.avi (768x576, 10 fps, people on a campus path, a parked van and car)."""
     path = FOOTAGE / "vtest.avi"
     if not path.is_file():
-        if os.environ.get("SAFECITY_CI") == "1":
-            pytest.fail(f"{path} not fetched: CI fetches it (safecity footage samples, with apt)")
-        pytest.skip(f"{path} not fetched (safecity footage samples gets it where apt-get can)")
+        unavailable(f"{path} not fetched", "safecity footage samples, with apt-get")
     return path
 
 

@@ -5,7 +5,6 @@ stream that stalls with its connection open, wrong credentials; and the password
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import signal
 import subprocess
@@ -20,6 +19,7 @@ from pipeline.footage import generate_clip
 from pipeline.metrics import Metrics
 from pipeline.runner import Runner
 
+from .conftest import unavailable
 from .util import free_port, scripted, wait_until, write_config
 
 SYSTEM_PYTHON = "/usr/bin/python3"
@@ -37,10 +37,7 @@ def gst_available() -> bool:
 @pytest.fixture(scope="module", autouse=True)
 def _gstreamer() -> None:
     if not gst_available():
-        why = "GStreamer's RTSP server is not installed (python3-gi, gir1.2-gst-rtsp-server-1.0 ...)"
-        if os.environ.get("SAFECITY_CI") == "1":
-            pytest.fail(f"{why}: .ci/run installs it")
-        pytest.skip(why)
+        unavailable("GStreamer's RTSP server is not installed", "python3-gi, gir1.2-gst-rtsp-server-1.0 ...")
 
 
 @pytest.fixture(scope="module")
