@@ -121,12 +121,16 @@ class Scene:
         """The dwell timers the rules are counting, next to their tracks."""
         boxes = {tid: info.xyxy for tid, info in self.ca.memory.tracks.items() if info.last_seen == t}
         for rule in self.ca.rules:
-            for (_zone, tid), since in getattr(rule, "dwell", Dwell(0)).since.items():
+            dwell = getattr(rule, "dwell", None)  # the rules that count a dwell time
+            if not isinstance(dwell, Dwell):
+                continue
+            need = getattr(rule.cfg, "dwell_seconds", 0.0)
+            for (_zone, tid), since in dwell.since.items():
                 if tid in boxes:
                     x1, _, _, y2 = (round(float(v)) for v in boxes[tid])
-                    need = getattr(rule.cfg, "dwell_seconds", 0.0)
-                    text = f"dwell {t - since:.1f}/{need:g} s"
-                    labels.put(text, (90, 60, 0), [(x1, y2 + 36), (x1, y2 + 54)])
+                    labels.put(
+                        f"dwell {t - since:.1f}/{need:g} s", (90, 60, 0), [(x1, y2 + 36), (x1, y2 + 54)]
+                    )
 
 
 def _dark(rgb: tuple[int, int, int]) -> tuple[int, int, int]:
