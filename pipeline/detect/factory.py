@@ -59,10 +59,6 @@ def create_detectors(cfg: Config, *, metrics: Metrics | None = None) -> Detector
         for member in members:
             member.detector.close()
         raise
-    return detector_set(cfg, members, metrics=metrics)
-
-
-def detector_set(cfg: Config, members: list[SetMember], *, metrics: Metrics | None = None) -> DetectorSet:
     return DetectorSet(
         members,
         camera_models={c.id: cfg.camera_models(c) for c in cfg.cameras if c.models},

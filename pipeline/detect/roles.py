@@ -8,13 +8,10 @@ model's classes: a typo is an error at load, not a rule that never fires.
 from __future__ import annotations
 
 import difflib
-import logging
 from collections.abc import Iterable, Mapping
 
 from ..config import COMMON_CLASS_ROLES, ModelConfig
 from ..errors import ConfigError
-
-log = logging.getLogger(__name__)
 
 LabelRoles = dict[str, frozenset[str]]  # class name -> its roles
 
