@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -213,13 +214,40 @@ def cmd_events(args: argparse.Namespace) -> int:
             out.write_bytes(jpeg)
             print(f"{out} ({len(jpeg)} B)")
             return 0
+        if args.clip:
+            return _write_clip(db, db_path, args.clip.lower(), args.out)
         recent = db.execute(
             "SELECT body FROM events ORDER BY received_at DESC, seq DESC LIMIT ?", (args.last,)
         ).fetchall()
         for (body,) in reversed(recent):
             event = json.loads(body)
-            sha = (event.get("evidence") or {}).get("sha256")
-            print(format_event(event) + (f" sha256={sha[:16]}" if sha else ""))
+            evidence = event.get("evidence") or {}
+            sha, clip = evidence.get("sha256"), (evidence.get("clip") or {}).get("sha256")
+            print(
+                format_event(event)
+                + (f" sha256={sha[:16]}" if sha else "")
+                + (f" clip={clip[:16]}" if clip else "")
+            )
+    return 0
+
+
+def _write_clip(db: sqlite3.Connection, db_path: Path, prefix: str, out: str | None) -> int:
+    """``safecity events --clip SHA256``: copy an incident's evidence clip out of the sink's store."""
+    from .events.clip_store import SUFFIX, clips_dir
+
+    found = sorted(clips_dir(db_path).glob(f"{prefix}*{SUFFIX}")) if prefix.isalnum() else []
+    if len(found) != 1:
+        wanted = db.execute(
+            "SELECT COUNT(*) FROM clip_wanted WHERE sha256 LIKE ?", (prefix + "%",)
+        ).fetchone()
+        why = (
+            "is ambiguous" if found else "is still being fetched from its edge" if wanted[0] else "is unknown"
+        )
+        print(f"clip {prefix} {why}", file=sys.stderr)
+        return 1
+    dest = Path(out or found[0].name)
+    shutil.copyfile(found[0], dest)
+    print(f"{dest} ({dest.stat().st_size} B)")
     return 0
 
 
@@ -465,11 +493,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.set_defaults(func=cmd_sink)
 
-    e = sub.add_parser("events", help="what a sink stored: recent events, or one incident's snapshot")
+    e = sub.add_parser("events", help="what a sink stored: recent events, or one incident's snapshot or clip")
     e.add_argument("--db", default="events.sqlite")
     e.add_argument("--last", type=int, default=20, help="show the last N events")
     e.add_argument("--snapshot", metavar="SHA256", help="write this snapshot's JPEG (a prefix will do)")
-    e.add_argument("-o", "--out", default=None, help="where to write the snapshot (default: <sha256>.jpg)")
+    e.add_argument("--clip", metavar="SHA256", help="copy this evidence clip's MP4 (a prefix will do)")
+    e.add_argument(
+        "-o", "--out", default=None, help="where to write the snapshot or clip (default: <sha256>.jpg/.mp4)"
+    )
     e.set_defaults(func=cmd_events)
 
     k = sub.add_parser("keys", help="Curve keypairs for the sink and the edges")

@@ -469,6 +469,29 @@ class SinkConfig(Strict):
         return check_endpoint(v)
 
 
+class ClipsConfig(Strict):
+    """Evidence clips: each camera keeps its recent packets; an incident's clip is remuxed from them."""
+
+    enabled: bool = Field(default=True, description="keep each camera's packets and send a clip per incident")
+    pre_roll_seconds: Annotated[float, Field(ge=0, le=120)] = Field(
+        default=5.0, description="video before the incident's start (from the keyframe at or before it)"
+    )
+    post_roll_seconds: Annotated[float, Field(ge=0, le=600)] = Field(
+        default=20.0, description="video after the incident's start"
+    )
+    buffer_max_mb: Annotated[float, Field(gt=0, le=4096)] = Field(
+        default=64.0, description="each camera's packets kept in memory, at most (MiB)"
+    )
+    store_max_mb: Annotated[float, Field(gt=0, le=10_000_000)] = Field(
+        default=4096.0, description="clips kept on disk beside the outbox, at most (MiB); the oldest go first"
+    )
+
+    @property
+    def buffer_seconds(self) -> float:
+        """How far back each camera's ring reaches: the clip's span and a long GOP's worth."""
+        return self.pre_roll_seconds + self.post_roll_seconds + 15.0
+
+
 class Config(Strict):
     edge_id: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")] = "edge-1"
     device: Annotated[str, Field(pattern=r"^(auto|cpu|cuda(:\d+)?)$")] = "auto"
@@ -486,6 +509,7 @@ class Config(Strict):
     tracker: TrackerConfig = TrackerConfig()
     rules: RulesConfig = RulesConfig()
     sink: SinkConfig = SinkConfig()
+    clips: ClipsConfig = ClipsConfig()
     metrics_port: Annotated[int, Field(ge=0, le=65535)] | None = None
     duration_seconds: Annotated[float, Field(gt=0)] | None = None
     status_interval_seconds: Annotated[float, Field(gt=0, le=3600)] = 1.0

@@ -144,6 +144,18 @@ class Metrics:
         self.outbox_oldest_age = Gauge(
             "safecity_outbox_oldest_pending_age_seconds", "Age of the oldest unacknowledged event", registry=r
         )
+        self.clips = Counter(
+            "safecity_clips_total",
+            "Evidence clips written (result=written) or not (failed: no video kept, or the write failed)",
+            ["result"],
+            registry=r,
+        )
+        self.clip_buffer_bytes = Gauge(
+            "safecity_clip_buffer_bytes", "Compressed video the cameras keep in memory for clips", registry=r
+        )
+        self.clip_bytes_served = Counter(
+            "safecity_clip_bytes_served_total", "Bytes of evidence clips sent to the sink", registry=r
+        )
 
 
 def serve_metrics(registry: CollectorRegistry, port: int, addr: str = "0.0.0.0") -> int:

@@ -27,6 +27,8 @@ from .detect import Detector, as_set, create_detectors
 from .detect.factory import check_model_names
 from .devices import resolve_device
 from .errors import ConfigError, SafeCityError, StageError
+from .events.clip_store import ClipStore, clips_dir
+from .events.clips import Clips
 from .events.outbox import Outbox
 from .events.publish import Publisher
 from .events.transport import Sender
@@ -36,6 +38,7 @@ from .metrics import Metrics
 from .overload import NOT_RUNNING, CameraLoad, KeepUpWatch
 from .sources import CameraSource, CameraState, Muxer, choose_decoder, make_source
 from .sources.cpu import DONE_STATES, Anomaly
+from .sources.packets import PacketRings
 from .stage import Supervisor, join_all
 from .types import Detections, Frame, FrameBatch, Incident
 
@@ -170,6 +173,10 @@ class Runner:
             self.detector.info.device,
         )
         self._camera_stop: dict[str, threading.Event] = {}  # one per camera: a camera stops alone
+        clips = cfg.clips
+        self.rings = (
+            PacketRings(clips.buffer_seconds, int(clips.buffer_max_mb * 2**20)) if clips.enabled else None
+        )
         self.sources = [self._make_source(cam) for cam in cfg.cameras]
         self.publisher = Publisher(
             cfg,
@@ -180,6 +187,14 @@ class Runner:
             on_committed=self._on_committed,
             max_held_events=cfg.sink.max_held_events,
             max_held_bytes=int(cfg.sink.max_held_mb * 2**20),
+            clips=Clips(
+                ClipStore(clips_dir(cfg.sink.outbox), max_bytes=int(clips.store_max_mb * 2**20)),
+                pre_roll=clips.pre_roll_seconds,
+                post_roll=clips.post_roll_seconds,
+            )
+            if clips.enabled
+            else None,
+            rings=self.rings,
         )
         self._prepared_q: queue.Queue[tuple[FrameBatch, Any]] = queue.Queue(maxsize=2)  # double buffer
         self._analytics_q: queue.Queue[tuple[FrameBatch, list[Detections]]] = queue.Queue(maxsize=4)
@@ -233,6 +248,7 @@ class Runner:
             fallback=self.cfg.decoder == "auto",
             on_decoder=current(self._on_decoder),
             generation=gen,
+            packets=None if self.rings is None else self.rings.open(cam.id),
         )
         self._camera_stop[cam.id] = stop
         return source
@@ -313,6 +329,8 @@ class Runner:
         its open incidents ended with ``reason`` (published without a snapshot), its gauges gone."""
         source = self._sources_by_id()[cid]
         self._camera_stop.pop(cid).set()
+        if self.rings is not None:  # its clips pending are written with what it recorded
+            self.rings.drop(cid)
         self.sources = [s for s in self.sources if s is not source]
         self.mux.forget(cid, closed=True)
         ca = self.per_camera.pop(cid)
@@ -463,7 +481,7 @@ class Runner:
         self._analysed[frame.camera_id].inc()
         self.metrics.end_to_end_latency.observe(max(time.monotonic() - frame.decoded_at, 0.0))
         self.stats.cameras[frame.camera_id].analysed += 1
-        if incidents:
+        if incidents or frame.camera_id in self.publisher.waiting:  # (how far it got, for its clips)
             self.publisher.submit(frame, incidents)
 
     def _on_committed(self, incidents: list[Incident]) -> None:

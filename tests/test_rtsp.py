@@ -5,6 +5,7 @@ stream that stalls with its connection open, wrong credentials; and the password
 from __future__ import annotations
 
 import logging
+import re
 import shutil
 import signal
 import subprocess
@@ -260,3 +261,60 @@ def test_a_resolution_change_mid_stream_goes_on_without_a_reconnect(tmp_path: Pa
         server.stop()
     assert widths == [320, 416], widths
     assert runner.stats.cameras["cam"].errors == 0 and runner.error is None
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("codec", ["h264", "h265"])
+def test_a_live_cameras_clip_is_its_own_packets_from_a_keyframe(
+    tmp_path: Path, long_clips: dict[str, Path], codec: str
+) -> None:
+    """The packets an RTSP camera sends (RTP, Annex B, parameter sets in band), kept and remuxed: the
+    clip starts with a keyframe, covers the window asked for, decodes whole, and its packets are the
+    camera's own, byte for byte (nothing decoded and encoded again)."""
+    import threading
+
+    import av
+    from av.bitstream import BitStreamFilterContext
+
+    from pipeline.config import CameraConfig
+    from pipeline.events.clips import remux
+    from pipeline.sources.cpu import CameraSource
+    from pipeline.sources.packets import CLIP_CODECS, PacketRing
+
+    server = GstRtsp(long_clips[codec], codec=codec)
+    ring = PacketRing("c", max_seconds=60, max_bytes=64 << 20)
+    stop = threading.Event()
+    frames: list[float] = []
+    cam = CameraConfig(id="c", source=server.url(), analytics_fps=25)
+    src = CameraSource(
+        cam, emit=lambda f, b: frames.append(f.pts_seconds) or True, stop_event=stop, packets=ring
+    )
+    try:
+        src.start()
+        assert wait_until(lambda: len(frames) > 140, 30)  # 5.6 s of video
+    finally:
+        stop.set()
+        src.join(10)
+        server.stop()
+    w = ring.window(4.0, pre_roll=2.0, post_roll=1.0)
+    assert w is not None and w.complete and w.packets[0].keyframe and w.start <= 2.0
+    remux(w, tmp_path / "live.mp4")
+    with av.open(str(tmp_path / "live.mp4")) as c:
+        stream = c.streams.video[0]
+        name = stream.codec_context.name
+        bsf = BitStreamFilterContext(CLIP_CODECS[name], in_stream=stream)
+        packets = [bytes(a) for p in c.demux(stream) if p.size for a in bsf.filter(p)]
+    with av.open(str(tmp_path / "live.mp4")) as c:
+        decoded = sum(1 for _ in c.decode(video=0))
+    assert name == {"h264": "h264", "h265": "hevc"}[codec]
+    assert len(packets) == len(w.packets) and decoded == len(w.packets)
+
+    def pictures(data: bytes) -> list[bytes]:
+        """The NAL units of a packet but its parameter sets (the filters put those in as they see
+        fit); start codes of 3 or 4 bytes and trailing zeros aside."""
+        units = [u.rstrip(b"\x00") for u in re.split(b"\x00\x00\x01", data)]
+        kind = (lambda u: u[0] & 0x1F) if name == "h264" else (lambda u: (u[0] >> 1) & 0x3F)
+        return [u for u in units if u and kind(u) not in ({7, 8} if name == "h264" else {32, 33, 34})]
+
+    assert [pictures(p) for p in packets] == [pictures(p.data) for p in w.packets]
+    assert decoded >= round((5.0 - w.start) * 25)

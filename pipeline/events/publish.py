@@ -1,4 +1,5 @@
-"""The publish stage: an analysed frame's incident steps -> snapshot JPEGs -> events -> outbox commit.
+"""The publish stage: an analysed frame's incident steps -> snapshot JPEGs -> events -> outbox commit,
+and evidence clips once their cameras have played past them (``clips.py``).
 
 Each incident step gets its own snapshot, the frame with that incident drawn on it (``annotate.py``).
 In the event, ``evidence.sha256`` is the digest of that JPEG (what the sink receives and checks) and
@@ -14,6 +15,7 @@ bound (events or bytes) the oldest held events are dropped, counted in
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import queue
 import sqlite3
@@ -31,8 +33,10 @@ from ..config import CameraConfig, Config
 from ..detect.base import DetectorInfo
 from ..metrics import Metrics
 from ..registry import sha256_bytes
+from ..sources.packets import PacketRings
 from ..types import Frame, FrameSize, Incident
 from .annotate import annotate
+from .clips import Clip, Clips, Step
 from .outbox import Outbox
 from .schema import build_event
 from .transport import SNAPSHOT_LIMIT_BYTES
@@ -74,7 +78,10 @@ class Publisher:
         max_held_bytes: int = 256 << 20,
         retry_s: float = 1.0,
         queue_frames: int = 64,
+        clips: Clips | None = None,
+        rings: PacketRings | None = None,
     ) -> None:
+        """``clips`` with ``rings``: each incident gets an evidence clip from its camera's ring."""
         self.cfg = cfg
         self.outbox = outbox
         self.model = model
@@ -96,6 +103,10 @@ class Publisher:
         self._next_try = 0.0
         self._last_loss_log = float("-inf")
         self._unlogged_loss = 0
+        self.clips = clips
+        self.rings = rings
+        self.waiting: frozenset[str] = frozenset()  # cameras with a clip pending (read by analytics)
+        self._analysed: dict[str, float] = {}  # camera -> media time of its latest frame seen here
         metrics.outbox_writable.set(1)
 
     def submit(self, frame: Frame | FrameSize, incidents: list[Incident]) -> None:
@@ -118,14 +129,19 @@ class Publisher:
             except queue.Empty:
                 if upstream_done.is_set() and self.queue.empty():
                     break
+                self._clips_ready()
                 if self.held and time.monotonic() >= self._next_try:
                     self._write()
                 continue
             t0 = time.perf_counter()
-            self._hold(self._events(frame, incidents))
-            if self.writable or time.monotonic() >= self._next_try:
+            group = self._events(frame, incidents)
+            if group[0]:
+                self._hold(group)
+            if self.held and (self.writable or time.monotonic() >= self._next_try):
                 self._write()
-            self.metrics.stage_latency.labels(stage="events").observe(time.perf_counter() - t0)
+            if incidents:  # (a frame without any only tells how far its camera was analysed)
+                self.metrics.stage_latency.labels(stage="events").observe(time.perf_counter() - t0)
+        self._clips_ready(everything=True)  # the run ends: each clip with what its camera gave
         if self.held:
             self._write()
         if self.held:
@@ -134,29 +150,88 @@ class Publisher:
             log.error("%d incident events could not be written to the outbox before the run ended: lost", n)
 
     def _events(self, frame: Frame | FrameSize, incidents: list[Incident]) -> _Group:
+        """The frame's steps as events with their snapshots (none without a frame); an end held back
+        for its clip is left out (it comes with the clip). Clips due by the frame's time go first."""
+        if isinstance(frame, Frame):
+            self._analysed[frame.camera_id] = frame.pts_seconds
+            self._clips_ready()
+        if not incidents:
+            return [], [], 0
+        steps = self._steps(frame, incidents)
+        items: list[tuple[dict[str, Any], bytes | None]] = []
+        published: list[Incident] = []
+        total = 0
+        for step in steps:
+            if self._clip_step(step):
+                continue
+            items.append((self._event(step), step.snapshot))
+            published.append(step.incident)
+            total += len(step.snapshot or b"") + EVENT_OVERHEAD_BYTES
+        return items, published, total
+
+    def _steps(self, frame: Frame | FrameSize, incidents: list[Incident]) -> list[Step]:
         if isinstance(frame, FrameSize):  # no frame to show: no snapshot
-            return (
-                [(self._event(inc, frame, None, None), None) for inc in incidents],
-                incidents,
-                EVENT_OVERHEAD_BYTES * len(incidents),
-            )
+            return [Step(inc, frame, None, None) for inc in incidents]
         rgb = frame.rgb().cpu().numpy()
         frame_digest = sha256_bytes(rgb.tobytes())
         size = FrameSize(frame.camera_id, frame.width, frame.height, frame.frame_index)
-        events: list[tuple[dict[str, Any], bytes | None]] = []
-        total = 0
+        steps = []
         for inc in incidents:
             drawn = annotate(rgb, inc, self.zones.get(frame.camera_id, []), wall_time=frame.wall_time)
             snapshot = snapshot_jpeg(
                 torch.from_numpy(drawn).permute(2, 0, 1).contiguous(), quality=self.cfg.sink.snapshot_quality
             )
-            total += len(snapshot)
-            events.append((self._event(inc, size, snapshot, frame_digest), snapshot))
-        return events, incidents, total + EVENT_OVERHEAD_BYTES * len(events)
+            steps.append(Step(inc, size, snapshot, frame_digest))
+        return steps
 
-    def _event(
-        self, inc: Incident, size: FrameSize, snapshot: bytes | None, frame_digest: str | None
-    ) -> dict[str, Any]:
+    def _clip_step(self, step: Step) -> bool:
+        """Start waiting for a starting incident's clip; True for an end held back until its clip."""
+        if self.clips is None or self.rings is None:
+            return False
+        if step.incident.status == "start":
+            ring = self.rings.get(step.incident.camera_id)
+            if ring is not None and ring.recording and not ring.closed:
+                self.clips.started(ring, step)
+                self.waiting = self.clips.cameras
+            return False
+        return self.clips.held(step)
+
+    def _clips_ready(self, *, everything: bool = False) -> None:
+        """Clips whose cameras have played past them: written, and their steps (an update carrying the
+        clip, or the end held back for it) held for the outbox."""
+        if self.clips is None or not self.clips.pending:
+            return
+        ready = self.clips.ready(self._analysed, everything=everything)
+        if not ready:
+            return
+        self.waiting = self.clips.cameras
+        items: list[tuple[dict[str, Any], bytes | None]] = []
+        published: list[Incident] = []
+        for pending, clip in ready:
+            self.metrics.clips.labels(result="written" if clip else "failed").inc()
+            if pending.end is not None:
+                step = pending.end
+            elif clip is None:
+                continue
+            else:  # still open: an update that repeats its latest step, with the clip
+                latest = pending.latest
+                now = max(latest.incident.emitted_at, min(pending.due, pending.ring.latest or pending.due))
+                step = Step(
+                    dataclasses.replace(latest.incident, status="update", emitted_at=now),
+                    latest.size,
+                    latest.snapshot,
+                    latest.frame_digest,
+                )
+            items.append((self._event(step, clip), step.snapshot))
+            published.append(step.incident)
+        if items:
+            size = sum(len(snap or b"") + EVENT_OVERHEAD_BYTES for _, snap in items)
+            self._hold((items, published, size))
+        if self.rings is not None:
+            self.metrics.clip_buffer_bytes.set(self.rings.nbytes)
+
+    def _event(self, step: Step, clip: Clip | None = None) -> dict[str, Any]:
+        inc, size, snapshot = step.incident, step.size, step.snapshot
         inc.frame_index = size.index
         return build_event(
             inc,
@@ -169,7 +244,8 @@ class Publisher:
             wall_offset=inc.wall_offset,
             snapshot_sha256=None if snapshot is None else sha256_bytes(snapshot),
             snapshot_bytes=0 if snapshot is None else len(snapshot),
-            frame_sha256=frame_digest,
+            frame_sha256=step.frame_digest,
+            clip=None if clip is None or snapshot is None else clip.evidence(inc.wall_offset),
         )
 
     def set_camera(self, cam: CameraConfig) -> None:

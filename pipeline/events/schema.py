@@ -17,9 +17,8 @@ if TYPE_CHECKING:  # the sink needs no torch
     from ..types import Incident
 
 SCHEMA_MAJOR = 1
-SCHEMA_VERSION = (
-    f"iccc.incident/{SCHEMA_MAJOR}.1"  # 1.1: models, objects[].models and .down, evidence.frame_sha256
-)
+# 1.1: models, objects[].models and .down, evidence.frame_sha256; 1.2: evidence.clip
+SCHEMA_VERSION = f"iccc.incident/{SCHEMA_MAJOR}.2"
 MAX_OBJECTS = 64  # the most confident objects of an incident; object_count says how many there were
 
 
@@ -92,12 +91,14 @@ def build_event(
     snapshot_sha256: str | None,
     snapshot_bytes: int = 0,
     frame_sha256: str | None = None,
+    clip: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The event for one incident step, without ``seq`` (the outbox assigns it when it commits).
 
     ``wall_offset`` maps the camera's media time to Unix time (wall = media + offset). ``models``
     lists every detector whose detections made one of the objects (``name@version`` on the objects);
     ``model`` is the first of them (``model_name`` / ``model_version`` where no object says).
+    ``clip``: the evidence clip's reference (``events/clips.py``), where the step carries one.
     """
     tags = list(dict.fromkeys(tag for o in inc.objects for tag in o.models))
     models = [dict(zip(("name", "version"), tag.rsplit("@", 1), strict=True)) for tag in tags if "@" in tag]
@@ -139,6 +140,7 @@ def build_event(
             "content_type": "image/jpeg",
             "bytes": snapshot_bytes,
             **({"frame_sha256": frame_sha256} if frame_sha256 else {}),
+            **({"clip": clip} if clip else {}),
         },
         "details": dict(inc.details),
     }

@@ -19,6 +19,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from ..errors import SafeCityError, SchemaError, SinkError, StorageError
 from ..failpoints import failpoint
+from .clip_fetch import CLIP_SCHEMA, ClipFetcher, clip_of
+from .clip_store import ClipStore, clips_dir
 from .outbox import open_durable, rollback
 from .schema import validate_event
 from .security import EdgeGrant, start_authenticator
@@ -121,6 +123,14 @@ class SinkMetrics:
         self.snapshots_wanted = Gauge(
             "safecity_sink_snapshots_wanted", "Referenced snapshots not fetched yet", registry=registry
         )
+        self.clips_fetched = Counter(
+            "safecity_sink_clips_fetched_total", "Evidence clips fetched from edges", registry=registry
+        )
+        self.clips_missing = Counter(
+            "safecity_sink_clips_missing_total",
+            "Evidence clips an edge no longer had (or sent with a wrong digest)",
+            registry=registry,
+        )
 
 
 def split_events(frames: list[bytes]) -> list[list[bytes]]:
@@ -187,14 +197,23 @@ class Sink:
         self.bound_endpoint: str | None = None
         self.error: SafeCityError | None = None
         self.storing = True  # False while the store refuses writes
+        self.clips: ClipFetcher | None = None  # once serving: the evidence clips to fetch
 
     def serve(self, stop_event: threading.Event) -> None:
         try:  # 16 KiB pages: inserting ~600-byte events costs about 13 % less than with 4 KiB
-            db = open_durable(self.db_path, SINK_SCHEMA, kind="sink store", page_size=16384)
+            db = open_durable(self.db_path, SINK_SCHEMA + CLIP_SCHEMA, kind="sink store", page_size=16384)
+            store = ClipStore(clips_dir(self.db_path))
+        except OSError as err:
+            self.error = StorageError(f"the sink store's clips cannot be kept beside {self.db_path}: {err}")
+            self.ready.set()
+            return
         except StorageError as err:
             self.error = err
             self.ready.set()
             return
+        self.clips = ClipFetcher(
+            store, fetched=self.metrics.clips_fetched, missing=self.metrics.clips_missing
+        )
         committer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sink-commit")
         ctx: zmq.Context = zmq.Context()  # its own: the ZAP authenticator is per context
         auth = None
@@ -233,6 +252,7 @@ class Sink:
                 if committing is None and time.monotonic() - last_fetch > 0.2:
                     last_fetch = time.monotonic()
                     self._request_snapshots(db, sock)
+                    self.clips.request(db, sock, self._peers)
                 if not sock.poll(1 if committing is not None else 100):
                     continue
                 accepted, snapshots = self._parse(self._receive(sock), sock)
@@ -304,6 +324,9 @@ class Sink:
         self.metrics.received.inc(len(batch))
         for msg, user in batch:
             ident, frames = msg[0], msg[1:]
+            if frames and self.clips is not None and self.clips.is_answer(frames):
+                self.clips.on_answer(frames, sock)
+                continue
             if frames and frames[0] in (b"SNAP", b"MISS"):
                 snapshots.append(frames)
                 continue
@@ -334,6 +357,8 @@ class Sink:
         try:
             for frames in snapshots:
                 self._on_snapshot(frames, db)
+            if self.clips is not None:
+                self.clips.forget_done(db)
             new = self._store(db, accepted, time.time())
             if accepted:  # crash points count batches that carry events
                 failpoint("sink.before_commit")
@@ -409,7 +434,7 @@ class Sink:
                 marks = ",".join("?" * len(part))
                 query = f"SELECT event_id FROM events WHERE source = ? AND event_id IN ({marks})"
                 stored.update((source, i) for (i,) in db.execute(query, [source, *part]))
-        rows, snapshots, wanted, new = [], [], [], []
+        rows, snapshots, wanted, new, clips = [], [], [], [], []
         for _, e, snapshot, body in accepted:
             key = (e["source"], e["event_id"])
             is_new = key not in stored
@@ -418,6 +443,9 @@ class Sink:
                 continue
             stored.add(key)
             sha = e["evidence"]["sha256"] if e.get("evidence") else None
+            clip = clip_of(e)
+            if clip is not None:
+                clips.append((clip, e["source"]))
             if snapshot is not None:
                 snapshots.append((sha, snapshot))
             elif sha is not None:
@@ -439,6 +467,8 @@ class Sink:
                 )
             )
         db.executemany(_INSERT_SNAPSHOT, snapshots)
+        if self.clips is not None:
+            self.clips.wanted(db, clips, now)
         db.executemany(
             "INSERT INTO snapshot_wanted (sha256, source, wanted_at) SELECT ?, ?, ? "
             "WHERE NOT EXISTS (SELECT 1 FROM snapshots WHERE sha256 = ?) ON CONFLICT DO NOTHING",
@@ -525,7 +555,11 @@ class Sink:
 
 def format_event(event: dict[str, Any]) -> str:
     objs = ", ".join(f"{o['label']}#{o['track_id']} {o['confidence']:.2f}" for o in event.get("objects", []))
-    snap = f" snapshot {event['evidence']['bytes']} B" if event.get("evidence") else ""
+    evidence = event.get("evidence") or {}
+    snap = f" snapshot {evidence['bytes']} B" if evidence else ""
+    if evidence.get("clip"):
+        clip = evidence["clip"]
+        snap += f" clip {clip['duration_seconds']:.1f} s {clip['bytes'] >> 10} KiB"
     return (
         f"{event['emitted_at']} {event['source']}#{event['seq']} "
         f"{event['type'].upper()} {event['status']:<6} "

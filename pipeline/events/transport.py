@@ -2,9 +2,11 @@
 
 Messages, edge -> sink: ``[b"EVT", event_json, snapshot_jpeg_or_empty, ...]`` or, when none of them
 carries a snapshot, ``[b"EVTS", json_lines]`` (up to 64 events a message),
-``[b"HELLO", edge_id]`` on each connection and, on request, ``[b"SNAP", sha256, jpeg]`` or
-``[b"MISS", sha256]``. Sink -> edge: ``[b"ACK", event_id, ...]`` (one per stored batch),
-``[b"NACK", event_id, reason]`` and ``[b"GET", sha256]`` (a snapshot sent by reference).
+``[b"HELLO", edge_id]`` on each connection and, on request, ``[b"SNAP", sha256, jpeg]``,
+``[b"CLIP", sha256, offset, size, bytes]`` (a chunk of an evidence clip) or ``[b"MISS", sha256]``.
+Sink -> edge: ``[b"ACK", event_id, ...]`` (one per stored batch), ``[b"NACK", event_id, reason]``,
+``[b"GET", sha256]`` (a snapshot sent by reference) and ``[b"GETC", sha256, offset]`` (the chunk of a
+clip from ``offset``, decimal).
 
 Unacked events are resent after ``ack_timeout`` with exponential backoff, and at once after the
 connection comes back (heartbeats notice a dead or stalled sink within ``HEARTBEAT_TIMEOUT_MS``);
@@ -32,6 +34,7 @@ from zmq.utils.monitor import recv_monitor_message
 
 from ..failpoints import failpoint
 from ..metrics import Metrics
+from .clip_store import CHUNK_BYTES, ClipStore, clips_dir
 from .outbox import Outbox
 
 log = logging.getLogger(__name__)
@@ -138,6 +141,7 @@ class Sender(threading.Thread):
         # while the thread runs, notify() also writes a byte to a pipe its poll watches: it wakes at once
         self._wake_r = self._wake_w = -1
         self._pipe_lock = threading.Lock()
+        self.clips = ClipStore(clips_dir(outbox_path))
 
     def notify(self) -> None:
         """Called after an outbox commit so the sender picks it up at once."""
@@ -261,6 +265,13 @@ class Sender(threading.Thread):
             return
         if pruned:
             log.info("outbox: forgot %d events delivered over %.0f h ago", pruned, self.retention_s / 3600)
+        try:
+            clips = self.clips.prune(retention_s=self.retention_s)
+        except OSError as err:
+            log.warning("outbox: could not delete old clips (%s)", err)
+            return
+        if clips:
+            log.info("outbox: deleted %d clips over %.0f h old", clips, self.retention_s / 3600)
 
     def _mark_delivered(self, outbox: Outbox, seqs: list[int]) -> None:
         """Record acks in the outbox; when it cannot be written (a full disk) they are kept and
@@ -380,6 +391,8 @@ class Sender(threading.Thread):
                 return
             if msg[0] == b"GET" and len(msg) == 2:
                 self._serve_snapshot(sock, outbox, msg[1])
+            elif msg[0] == b"GETC" and len(msg) == 3:
+                self._serve_clip(sock, msg[1], msg[2])
             else:
                 self._on_reply(msg, outbox, delivered)
 
@@ -392,6 +405,21 @@ class Sender(threading.Thread):
             return  # the sink asks again
         if jpeg is not None and self.metrics:
             self.metrics.snapshots_served.inc()
+
+    def _serve_clip(self, sock: zmq.Socket, sha: bytes, offset: bytes) -> None:
+        """One chunk of an evidence clip, from where the sink has got to."""
+        try:
+            at = int(offset)
+        except ValueError:
+            return
+        got = self.clips.read(sha.decode(errors="replace"), at, CHUNK_BYTES)
+        reply = [b"MISS", sha] if got is None else [b"CLIP", sha, offset, str(got[1]).encode(), got[0]]
+        try:
+            sock.send_multipart(reply, flags=zmq.NOBLOCK)
+        except zmq.Again:
+            return  # the sink asks again
+        if got is not None and self.metrics:
+            self.metrics.clip_bytes_served.inc(len(got[0]))
 
     def _landed(self, inf: _InFlight) -> None:
         """An event left the window (acked or rejected): not sent again, its bytes freed."""

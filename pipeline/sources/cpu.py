@@ -28,6 +28,7 @@ from ..types import ColorSpec, Frame, PixelFormat
 from ..urls import redact, scheme
 from .clock import MediaClock
 from .interrupt import interruptible
+from .packets import PacketRing, Recorder
 
 if TYPE_CHECKING:  # PyAV is imported where it is used: NVDEC servers can run without it
     import av
@@ -242,6 +243,7 @@ class CameraSource(threading.Thread):
         on_anomaly: Callable[[str, Anomaly], None] | None = None,
         wall_anchor: float | None = None,
         generation: int = 0,
+        packets: PacketRing | None = None,
     ) -> None:
         super().__init__(name=f"camera-{cam.id}", daemon=True)
         self.generation = generation
@@ -269,6 +271,7 @@ class CameraSource(threading.Thread):
         self._index = 0
         self._rotation_seen: int | None = None
         self._anomaly_log: dict[str, tuple[float, int]] = {}  # kind -> (last logged, not logged since)
+        self.recorder = None if packets is None else Recorder(packets)  # the packets kept for clips
 
     @property
     def timestamp_jumps(self) -> int:
@@ -287,8 +290,12 @@ class CameraSource(threading.Thread):
                 self.on_state(self.cam.id, state)
 
     def run(self) -> None:
-        with interruptible(self.stop_event):  # a stop reaches it even inside FFmpeg
-            self._run()
+        try:
+            with interruptible(self.stop_event):  # a stop reaches it even inside FFmpeg
+                self._run()
+        finally:
+            if self.recorder is not None:  # clips waiting on it are written with what it holds
+                self.recorder.ring.close()
 
     def _run(self) -> None:
         backoff = self.cam.reconnect_initial_seconds
@@ -362,6 +369,8 @@ class CameraSource(threading.Thread):
         tb = float(stream.time_base) if stream.time_base else 1.0 / 90_000
         rate = float(stream.average_rate) if stream.average_rate else None
         live = self._live_of(container)
+        if self.recorder is not None:
+            self.recorder.begin(stream, period_s=1.0 / (rate or DEFAULT_RATE))
         return Opened(
             self._decode(container, stream), tb, rate, container.close, live, has_no_timestamps(container)
         )
@@ -407,6 +416,8 @@ class CameraSource(threading.Thread):
                 skipping = True
                 continue
             bad_in_a_row = 0
+            if self.recorder is not None:
+                self.recorder.add(packet)  # after decoding: the Annex B filter takes the packet's data
             for frame in frames:
                 if spec is None:
                     spec = color_spec(frame.colorspace, frame.color_range, frame.height, frame.format.name)
@@ -538,6 +549,10 @@ class CameraSource(threading.Thread):
             t = self._clock(pts, period_s=period, wall_s=now)
             if self._clock.discontinuities != jumps:
                 self._anomaly("timestamp_jump", f"timestamps jumped; media time goes on from {t:.2f} s")
+            if self.recorder is not None and (first or self._clock.discontinuities != jumps):
+                # the packets kept for clips are timed as the frames are from here on
+                raw = None if raw_pts is None else raw_pts * opened.time_base
+                self.recorder.ring.anchor(0.0 if raw is None else t - raw, t=t)
             self.frames_decoded += 1
             self._index += 1
             if self.on_decoded:

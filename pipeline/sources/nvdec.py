@@ -1,5 +1,6 @@
 """NVDEC decoding: PyNvVideoCodec decodes on the GPU. Network sources are demuxed by PyAV (its RTSP
-timeouts and TCP transport, http); local files by PyNvVideoCodec's own demuxer (no PyAV needed).
+timeouts and TCP transport, http), and so are local files whose packets are kept for evidence clips
+(the Annex B packets NVDEC gets are the ones kept); other local files by PyNvVideoCodec's own demuxer.
 
 Every frame is decoded; a sampled frame's NV12 surface becomes a torch CUDA tensor through DLPack
 (no host copy) and is copied at once, because the decoder reuses its frame pool on the next call.
@@ -128,7 +129,9 @@ class NvdecCameraSource(CameraSource):
         if self.decoder == "pyav":
             return super()._open()
         try:
-            if "://" in self.cam.source:  # cameras and recordings over a network: PyAV's demuxer
+            # cameras and recordings over a network, and files whose packets are kept for clips: PyAV's
+            # demuxer
+            if "://" in self.cam.source or self.recorder is not None:
                 return self._open_demuxed()
             return self._open_file()
         except SourceError as err:
@@ -266,6 +269,8 @@ class NvdecCameraSource(CameraSource):
         spec = color_spec(cc.colorspace, cc.color_range, cc.height, cc.pix_fmt or "")
         decoder = self._decoder(getattr(self.nvc.cudaVideoCodec, codec))
         bsf = BitStreamFilterContext(bsf_name, in_stream=stream)
+        if self.recorder is not None:  # the packets NVDEC gets, Annex B, are the ones kept for clips
+            self.recorder.begin(stream, period_s=1.0 / float(stream.average_rate or 25), filtered=True)
         return self._annexb_frames(container, stream, bsf, decoder, spec)
 
     def _annexb_frames(
@@ -282,6 +287,8 @@ class NvdecCameraSource(CameraSource):
         def frames_of(packet: av.Packet | None) -> Iterator[Decoded]:
             nonlocal timed
             for annexb in bsf.filter(packet):
+                if self.recorder is not None:
+                    self.recorder.add_annexb((annexb,))
                 data = np.frombuffer(memoryview(annexb), dtype=np.uint8)  # kept alive until Decode returns
                 pkt = nvc.PacketData()
                 pkt.bsl_data = data.ctypes.data
