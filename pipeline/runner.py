@@ -1,4 +1,5 @@
-"""Wires the stages for a config: sources -> muxer -> detect -> track -> rules -> publish -> sink.
+"""Wires the stages for a config: sources -> muxer -> detect -> track -> rules -> publish -> sink,
+and carries out live camera changes across them (the cameras themselves: ``cameras.py``).
 
 Threads: one per camera (decode), one for preprocessing (batches from the muxer, letterboxed on the
 device), one for inference (model, decode, NMS), one for analytics (tracking, rules), one for
@@ -10,7 +11,6 @@ is kept as ``error``; ``stop()`` joins everything.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import queue
 import threading
@@ -22,6 +22,7 @@ from typing import Any, TextIO
 
 from .analytics.camera import CameraAnalytics
 from .analytics.rules import check_loaded_roles
+from .cameras import Cameras, CameraStats
 from .config import CameraConfig, Config
 from .detect import Detector, as_set, create_detectors
 from .detect.factory import check_model_names
@@ -36,8 +37,7 @@ from .failpoints import failpoint
 from .live import Plan, plan
 from .metrics import Metrics
 from .overload import NOT_RUNNING, CameraLoad, KeepUpWatch
-from .sources import CameraSource, CameraState, Muxer, choose_decoder, make_source
-from .sources.cpu import DONE_STATES, Anomaly
+from .sources import CameraSource, CameraState, Muxer, choose_decoder
 from .sources.packets import PacketRings
 from .stage import Supervisor, join_all
 from .types import Detections, Frame, FrameBatch, Incident
@@ -46,19 +46,6 @@ log = logging.getLogger(__name__)
 
 CAMERA_STOP_S = 5.0
 STAGE_STOP_S = 30.0
-
-
-@dataclass
-class CameraStats:
-    decoded: int = 0
-    analysed: int = 0
-    dropped: int = 0
-    errors: int = 0
-    decode_errors: int = 0
-    timestamp_jumps: int = 0
-    incidents: int = 0
-    state: str = "starting"
-    behind: bool = False
 
 
 @dataclass
@@ -114,7 +101,6 @@ class Runner:
         self._change_lock = threading.RLock()  # one live change at a time
         self._changing = False
         self._between_batches = threading.Lock()  # held by analytics over a batch
-        self._wall_anchor: float | None = None
         self.reload_requested = threading.Event()  # SIGHUP: read the config again (``reload_config``)
         self.reload_config: Callable[[], Config] | None = None
         self.stats = RunStats(cameras={c.id: CameraStats() for c in cfg.cameras})
@@ -146,9 +132,6 @@ class Runner:
             timeout_ms=cfg.batching.timeout_ms,
             queue_frames=cfg.batching.queue_frames,
         )
-        self._generations = 0  # sources made so far
-        self._current: dict[str, int] = {}  # camera -> the generation of its running source
-        self._decoder_of: dict[str, str] = {}  # cameras that went from NVDEC to PyAV
         self.per_camera = {c.id: self._analytics_for(c) for c in cfg.cameras}
         self.sender = Sender(
             curve=curve,
@@ -172,12 +155,17 @@ class Runner:
             self.detector.info.backend,
             self.detector.info.device,
         )
-        self._camera_stop: dict[str, threading.Event] = {}  # one per camera: a camera stops alone
-        clips = cfg.clips
-        self.rings = (
-            PacketRings(clips.buffer_seconds, int(clips.buffer_max_mb * 2**20)) if clips.enabled else None
+        self.cameras = Cameras(
+            cfg,
+            mux=self.mux,
+            metrics=self.metrics,
+            stats=self.stats.cameras,
+            lock=self._lock,
+            decoder=self.decoder,
+            device=self.device,
+            stop_event=self.stop_event,
         )
-        self.sources = [self._make_source(cam) for cam in cfg.cameras]
+        clips = cfg.clips
         self.publisher = Publisher(
             cfg,
             outbox=self.outbox,
@@ -194,7 +182,7 @@ class Runner:
             )
             if clips.enabled
             else None,
-            rings=self.rings,
+            rings=self.cameras.rings,
         )
         self._prepared_q: queue.Queue[tuple[FrameBatch, Any]] = queue.Queue(maxsize=2)  # double buffer
         self._analytics_q: queue.Queue[tuple[FrameBatch, list[Detections]]] = queue.Queue(maxsize=4)
@@ -213,45 +201,14 @@ class Runner:
         self.incidents: deque[Incident] = deque(maxlen=1000)  # the latest, for callers and tests
         self.keep_up = KeepUpWatch()  # read and changed by the main thread only
         self._keep_up_gen: dict[str, int] = {}
-        self._decoded: dict[str, Any] = {}
-        self._analysed: dict[str, Any] = {}
-        for cam in cfg.cameras:
-            self._count_camera(cam.id)
 
-    def _make_source(self, cam: CameraConfig) -> CameraSource:
-        """A camera's source, with a new generation: what an older source of the same id (restarted
-        live, still ending) sends or reports is ignored."""
-        self._generations += 1
-        gen = self._current[cam.id] = self._generations
-        stop = threading.Event()
-        if self.stop_event.is_set():
-            stop.set()
+    @property
+    def sources(self) -> list[CameraSource]:
+        return self.cameras.sources
 
-        def current(callback: Callable[..., Any]) -> Callable[..., Any]:
-            def call(*args: Any) -> Any:
-                if self._current.get(cam.id) == gen:
-                    return callback(*args)
-                return False
-
-            return call
-
-        source = make_source(
-            cam,
-            decoder=self.decoder,
-            device=self.device,
-            emit=current(self._emit),
-            stop_event=stop,
-            on_state=current(self._on_state),
-            on_decoded=current(self._on_decoded),
-            on_error=current(self._on_error),
-            on_anomaly=current(self._on_anomaly),
-            fallback=self.cfg.decoder == "auto",
-            on_decoder=current(self._on_decoder),
-            generation=gen,
-            packets=None if self.rings is None else self.rings.open(cam.id),
-        )
-        self._camera_stop[cam.id] = stop
-        return source
+    @property
+    def rings(self) -> PacketRings | None:
+        return self.cameras.rings
 
     # -- live changes (the control interface, SIGHUP) -------------------------------------
     def apply(self, new: Config | Callable[[Config], Config]) -> Plan:
@@ -285,7 +242,7 @@ class Runner:
                         )
                     for cam in p.reconfigured + p.rate:
                         self.publisher.set_camera(cam)
-                        self._sources_by_id()[cam.id].set_rate(cam.analytics_fps)
+                        self.cameras.by_id()[cam.id].set_rate(cam.analytics_fps)
                     self.cfg = new
                     for cam in p.added + p.restarted:
                         self._add_camera(cam, added[cam.id])
@@ -308,42 +265,18 @@ class Runner:
             log.exception("reload failed")
         return None
 
-    def _sources_by_id(self) -> dict[str, CameraSource]:
-        return {s.cam.id: s for s in self.sources}
-
     def _add_camera(self, cam: CameraConfig, analytics: CameraAnalytics) -> None:
-        source = self._make_source(cam)
-        self.stats.cameras[cam.id] = CameraStats()
-        self._count_camera(cam.id)
         self.per_camera[cam.id] = analytics
         self.detector.set_camera_models(cam.id, self.cfg.camera_models(cam) if cam.models else None)
         self.publisher.set_camera(cam)
-        self.mux.open(cam.id)
-        self.sources = [*self.sources, source]  # a new list: other threads iterate the old one safely
-        if self._wall_anchor is not None:  # running: start it now (else start() does); a recording
-            source.wall_anchor = time.time()  # added now is dated from now
-            source.start()
+        self.cameras.add(cam)
 
     def _drop_camera(self, cid: str, reason: str) -> None:
-        """Stop one camera: its thread told to stop (it ends on its own), its queued frames dropped,
-        its open incidents ended with ``reason`` (published without a snapshot), its gauges gone."""
-        source = self._sources_by_id()[cid]
-        self._camera_stop.pop(cid).set()
-        if self.rings is not None:  # its clips pending are written with what it recorded
-            self.rings.drop(cid)
-        self.sources = [s for s in self.sources if s is not source]
-        self.mux.forget(cid, closed=True)
+        """Stop one camera (``Cameras.drop``) and end its open incidents with ``reason`` (published
+        without a snapshot)."""
+        self.cameras.drop(cid)
         ca = self.per_camera.pop(cid)
         self._publish_ended(ca, ca.close(reason))
-        self.stats.cameras.pop(cid, None)
-        self._current.pop(cid, None)
-        self._decoded.pop(cid, None)
-        self._analysed.pop(cid, None)
-        for gauge in (self.metrics.camera_up, self.metrics.camera_behind):
-            with contextlib.suppress(KeyError):
-                gauge.remove(cid)
-        with contextlib.suppress(KeyError):
-            self.metrics.camera_decoder.remove(cid, self._decoder_of.pop(cid, self.decoder))
 
     def _publish_ended(self, ca: CameraAnalytics, ended: list[Incident]) -> None:
         if ended and ca.last is not None:
@@ -355,75 +288,15 @@ class Runner:
             cfg or self.cfg, cam, d.info.class_names, roles=d.label_roles, model_names=d.model_tags
         )
 
-    def _count_camera(self, cid: str) -> None:
-        self._decoded[cid] = self.metrics.frames_decoded.labels(camera=cid)
-        self._analysed[cid] = self.metrics.frames_analysed.labels(camera=cid)
-        self.metrics.camera_decoder.labels(camera=cid, decoder=self.decoder).set(1)
-        self.metrics.camera_up.labels(camera=cid).set(0)
-        self.metrics.camera_behind.labels(camera=cid).set(0)
-
     @property
     def running(self) -> bool:
         """Started (and not yet stopped, unless ``stop_event`` says so)."""
-        return self._wall_anchor is not None
+        return self.cameras.wall_anchor is not None
 
     @property
     def error(self) -> StageError | None:
         """The first stage error, which ended the run (None: no stage failed)."""
         return self.supervisor.error
-
-    # -- callbacks from camera threads ------------------------------------------------------
-    # (a camera removed while running may still call these once or twice as its thread ends: ignored)
-    def _emit(self, frame: Frame, block: bool) -> bool:
-        ok = self.mux.put(frame, block=block)
-        c = self.stats.cameras.get(frame.camera_id)
-        if not ok and not block and c is not None:
-            self.metrics.frames_dropped.labels(camera=frame.camera_id).inc()
-            with self._lock:
-                c.dropped += 1
-        return ok
-
-    def _on_state(self, camera_id: str, state: CameraState) -> None:
-        c = self.stats.cameras.get(camera_id)
-        if c is None:
-            return
-        self.metrics.camera_up.labels(camera=camera_id).set(1 if state == CameraState.UP else 0)
-        with self._lock:
-            c.state = state.value
-        if state == CameraState.FAILED:
-            self.mux.forget(camera_id)
-
-    def _on_decoded(self, camera_id: str, n: int) -> None:
-        c, counter = self.stats.cameras.get(camera_id), self._decoded.get(camera_id)
-        if c is not None and counter is not None:
-            counter.inc(n)
-            c.decoded += n
-
-    def _on_error(self, camera_id: str, kind: str) -> None:
-        c = self.stats.cameras.get(camera_id)
-        if c is None:
-            return
-        self.metrics.camera_errors.labels(camera=camera_id).inc()
-        with self._lock:
-            c.errors += 1
-
-    def _on_decoder(self, camera_id: str, decoder: str) -> None:
-        """A camera NVDEC cannot decode went to PyAV."""
-        with contextlib.suppress(KeyError):
-            self.metrics.camera_decoder.remove(camera_id, self._decoder_of.get(camera_id, self.decoder))
-        self._decoder_of[camera_id] = decoder
-        self.metrics.camera_decoder.labels(camera=camera_id, decoder=decoder).set(1)
-
-    def _on_anomaly(self, camera_id: str, kind: Anomaly) -> None:
-        c = self.stats.cameras.get(camera_id)
-        if c is None:
-            return
-        if kind == "decode_error":
-            self.metrics.decode_errors.labels(camera=camera_id).inc()
-            c.decode_errors += 1
-        else:
-            self.metrics.timestamp_jumps.labels(camera=camera_id).inc()
-            c.timestamp_jumps += 1
 
     # -- stages ---------------------------------------------------------------------------
     def _sources_done(self) -> bool:
@@ -431,7 +304,7 @@ class Runner:
         in the middle of a change (a camera restarted is briefly absent)."""
         if self.serving or self._changing:
             return False
-        return all(s.state in DONE_STATES for s in self.sources)
+        return self.cameras.done()
 
     def _prepare_loop(self) -> None:
         """Batches from the muxer, preprocessed while the previous batch is in the model."""
@@ -473,14 +346,13 @@ class Runner:
 
     def _analyse(self, frame: Frame, dets: Detections) -> None:
         ca = self.per_camera.get(frame.camera_id)
-        if ca is None or frame.generation != self._current.get(frame.camera_id, frame.generation):
+        if ca is None or not self.cameras.current(frame):
             return  # a frame of a camera removed (or restarted) while it was in flight
         incidents = ca.analyse(
             dets, t=frame.pts_seconds, wall_time=frame.wall_time, frame_w=frame.width, frame_h=frame.height
         )
-        self._analysed[frame.camera_id].inc()
+        self.cameras.analysed(frame.camera_id)
         self.metrics.end_to_end_latency.observe(max(time.monotonic() - frame.decoded_at, 0.0))
-        self.stats.cameras[frame.camera_id].analysed += 1
         if incidents or frame.camera_id in self.publisher.waiting:  # (how far it got, for its clips)
             self.publisher.submit(frame, incidents)
 
@@ -499,19 +371,15 @@ class Runner:
     # -- lifecycle ------------------------------------------------------------------------
     def start(self) -> None:
         with self._change_lock:  # a camera added meanwhile is started once, here or by the change
-            self._wall_anchor = wall_anchor = time.time()  # media time 0 of every recording: the start
             self.stats.started = time.monotonic()
             self.sender.start()
             for t in self._stages:
                 t.start()
-            for s in self.sources:
-                s.wall_anchor = wall_anchor
-                s.start()
+            self.cameras.start_all()  # media time 0 of every recording: now
 
     def request_stop(self) -> None:
         self.stop_event.set()
-        for stop in list(self._camera_stop.values()):
-            stop.set()
+        self.cameras.stop_all()
 
     def wait(self, duration_s: float | None = None) -> None:
         """Block until the duration passes, a stop is requested (or a stage failed), or all sources
