@@ -6,6 +6,9 @@
     PATCH  /cameras/{id}     change some of a camera's settings (zones, rules, schedule, rate ...)
     DELETE /cameras/{id}     remove a camera (its open incidents end: ``camera_removed``)
     POST   /reload           read the config file again and apply what changed in its cameras
+    GET    /cameras/{id}/preview.mjpeg   the camera live with what the pipeline sees drawn on it
+                             (MJPEG, at most 5 frames/s; ``?frames=N`` ends after N frames)
+    GET    /cameras/{id}/preview.jpg     one such frame
 
 A change is checked as the config loader checks a file and refused whole with its one-line error
 (400); it is applied between batches, and cameras it does not name never pause. Bound to loopback
@@ -19,8 +22,10 @@ import hmac
 import ipaddress
 import json
 import logging
+import re
 import socket
 import threading
+import urllib.parse
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -35,6 +40,20 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 MAX_BODY = 1 << 20
+PREVIEW_PATH = re.compile(r"/cameras/(?P<id>[A-Za-z0-9_.\-]{1,64})/preview\.(?P<kind>mjpeg|jpg)")
+PREVIEW_WAIT_S = 10.0  # a watched camera with no frame drawn for this long ends its stream
+BOUNDARY = "safecity-frame"
+
+
+def _frames_asked(path: str) -> int | None:
+    """``?frames=N`` on a preview request: how many frames to send before ending (None: no end)."""
+    query = urllib.parse.parse_qs(urllib.parse.urlsplit(path).query)
+    raw = query.get("frames", [""])[0]
+    if not raw:
+        return None
+    if not raw.isdigit() or int(raw) < 1:
+        raise ConfigError(f"frames={raw!r}: expected a number of frames, 1 or more")
+    return int(raw)
 
 
 def parse_bind(spec: str) -> tuple[str, int]:
@@ -240,6 +259,42 @@ class _Handler(BaseHTTPRequestHandler):
         except RecursionError:
             raise ConfigError("request body is nested too deeply") from None
 
+    def _preview(self, cid: str, kind: str, frames: int | None) -> None:
+        """The camera's annotated frames, as they are drawn: one JPEG, or an MJPEG stream (multipart/
+        x-mixed-replace, as browsers and players show it) until the viewer leaves or the camera goes."""
+        watch = self.control.runner.watch
+        if not watch.join(cid):
+            self._send(503, {"error": "too many viewers already; try again later"})
+            return
+        try:
+            got = watch.next_jpeg(cid, 0, PREVIEW_WAIT_S)
+            if got is None:
+                self._send(503, {"error": f"camera {cid!r} has no analysed frame to show (is it up?)"})
+                return
+            self.send_response(200)
+            if kind == "jpg":
+                self.send_header("Content-Type", "image/jpeg")
+                self.send_header("Content-Length", str(len(got[1])))
+                self.end_headers()
+                self.wfile.write(got[1])
+                return
+            self.send_header("Content-Type", f"multipart/x-mixed-replace; boundary={BOUNDARY}")
+            self.send_header("Cache-Control", "no-store")
+            self.end_headers()
+            self.close_connection = True
+            sent = 0
+            while got is not None:
+                seq, jpeg = got
+                head = f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n\r\n"
+                self.wfile.write(head.encode() + jpeg + b"\r\n")
+                self.wfile.flush()
+                sent += 1
+                if frames is not None and sent >= frames:
+                    break
+                got = watch.next_jpeg(cid, seq, PREVIEW_WAIT_S)
+        finally:
+            watch.leave(cid)
+
     def _camera_id(self) -> str | None:
         parts = self.path.split("?", 1)[0].strip("/").split("/")
         return parts[1] if len(parts) == 2 and parts[0] == "cameras" and parts[1] else None
@@ -276,8 +331,14 @@ class _Handler(BaseHTTPRequestHandler):
                     self._send(200, c.change(f"PATCH /cameras/{cid}", _patched(cid, patch)))
             elif method == "POST" and path == "/reload":
                 self._send(200, c.reload())
+            elif method == "GET" and (m := PREVIEW_PATH.fullmatch(path)) is not None:
+                if m["id"] not in {cam.id for cam in c.runner.cfg.cameras}:
+                    self._send(404, {"error": f"no camera {m['id']!r}"})
+                else:
+                    self._preview(m["id"], m["kind"], _frames_asked(self.path))
             else:
                 known = path in ("/health", "/cameras", "/reload") or self._camera_id() is not None
+                known = known or PREVIEW_PATH.fullmatch(path) is not None
                 self._send(405 if known else 404, {"error": f"no {method} {path}"})
         except ConfigError as err:
             self._send(400, {"error": str(err)})

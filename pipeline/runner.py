@@ -41,6 +41,7 @@ from .sources import CameraSource, CameraState, Muxer, choose_decoder
 from .sources.packets import PacketRings
 from .stage import Supervisor, join_all
 from .types import Detections, Frame, FrameBatch, Incident
+from .watch import Watch
 
 log = logging.getLogger(__name__)
 
@@ -199,6 +200,7 @@ class Runner:
             ),
         ]
         self.incidents: deque[Incident] = deque(maxlen=1000)  # the latest, for callers and tests
+        self.watch = Watch(self.detector)  # cameras watched live: their frames drawn (watch.py)
         self.keep_up = KeepUpWatch()  # read and changed by the main thread only
         self._keep_up_gen: dict[str, int] = {}
 
@@ -348,9 +350,13 @@ class Runner:
         ca = self.per_camera.get(frame.camera_id)
         if ca is None or not self.cameras.current(frame):
             return  # a frame of a camera removed (or restarted) while it was in flight
-        incidents = ca.analyse(
-            dets, t=frame.pts_seconds, wall_time=frame.wall_time, frame_w=frame.width, frame_h=frame.height
+        t = frame.pts_seconds
+        tracks = ca.tracker.update(dets, t)
+        incidents = ca.analyse_tracks(
+            tracks, t=t, wall_time=frame.wall_time, frame_w=frame.width, frame_h=frame.height
         )
+        if frame.camera_id in self.watch.cameras:  # somebody watches it live (the control interface)
+            self.watch.offer(frame, ca, dets, tracks, incidents)
         self.cameras.analysed(frame.camera_id)
         self.metrics.end_to_end_latency.observe(max(time.monotonic() - frame.decoded_at, 0.0))
         if incidents or frame.camera_id in self.publisher.waiting:  # (how far it got, for its clips)

@@ -314,3 +314,70 @@ def test_the_control_interface_answers_bad_requests_in_one_line(tmp_path: Path, 
     finally:
         control.close()
         runner.stop()
+
+
+def read_mjpeg(url: str, timeout_s: float = 20.0) -> tuple[str, list[bytes]]:
+    """The content type and the JPEG parts of a multipart/x-mixed-replace stream, read to its end."""
+    import urllib.request
+
+    with urllib.request.urlopen(url, timeout=timeout_s) as resp:
+        ctype = resp.headers["Content-Type"]
+        body = resp.read()
+    boundary = b"--" + ctype.split("boundary=", 1)[1].encode()
+    parts = []
+    for chunk in body.split(boundary)[1:]:
+        head, _, rest = chunk.partition(b"\r\n\r\n")
+        n = int(
+            next(h for h in head.split(b"\r\n") if h.lower().startswith(b"content-length")).split(b":")[1]
+        )
+        parts.append(rest[:n])
+    return ctype, parts
+
+
+def test_a_camera_is_watched_live_as_mjpeg_with_what_the_pipeline_sees(
+    tmp_path: Path, clips: list[Path]
+) -> None:
+    """GET /cameras/a/preview.mjpeg: camera a's analysed frames with its zone, the tracked person and
+    the dwell timer drawn on them, while nobody watching costs nothing (nothing is drawn)."""
+    import urllib.error
+    import urllib.request
+
+    import torch
+    from torchvision.io import decode_jpeg
+
+    cfg = load_config(edge(tmp_path, clips, [camera("a", clips[0], zones=[ZONE]), camera("b", clips[1])]))
+    runner = Runner(cfg)
+    control = ControlServer(runner, "127.0.0.1:0")
+    runner.serving = True
+    control.start()
+    runner.start()
+    try:
+        assert wait_until(lambda: runner.stats.cameras["a"].analysed >= 5, 20)
+        assert runner.watch.cameras == {}  # nobody watches: nothing drawn
+        ctype, parts = read_mjpeg(control.url + "/cameras/a/preview.mjpeg?frames=3")
+        assert ctype.startswith("multipart/x-mixed-replace") and len(parts) == 3
+        images = [decode_jpeg(torch.frombuffer(bytearray(p), dtype=torch.uint8)) for p in parts]
+        assert all(tuple(i.shape) == (3, 240, 320) for i in images)
+        # the footpath zone outlined in its colour (255, 200, 0) along its top edge at y = 150
+        edge_px = images[-1][:, 149:152, 20:300].float().mean(dim=(1, 2))
+        assert (edge_px - torch.tensor([255.0, 200.0, 0.0])).abs().max() < 60, edge_px
+        # the person's track box (green, or red once the incident is open) along x = 100
+        box = images[-1][:, 130:210, 99:102].float().mean(dim=(1, 2))
+        assert box[1] > 150 or box[0] > 180, box
+        assert runner.watch.cameras == {}  # the viewer left
+        with urllib.request.urlopen(control.url + "/cameras/b/preview.jpg", timeout=20) as resp:
+            assert resp.headers["Content-Type"] == "image/jpeg" and resp.read()[:2] == b"\xff\xd8"
+        for path, code in [("/cameras/zz/preview.mjpeg", 404), ("/cameras/a/preview.mjpeg?frames=0", 400)]:
+            with pytest.raises(urllib.error.HTTPError) as err:
+                urllib.request.urlopen(control.url + path, timeout=20)
+            assert err.value.code == code
+        for _ in range(8):  # the viewers a server takes at once
+            assert runner.watch.join("b")
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(control.url + "/cameras/a/preview.jpg", timeout=20)
+        assert err.value.code == 503
+    finally:
+        control.close()
+        runner.request_stop()
+        runner.stop()
+    assert runner.error is None
