@@ -163,7 +163,7 @@ class Cameras:
             fallback=self.fallback,
             on_decoder=current(self._on_decoder),
             generation=gen,
-            packets=None if self.rings is None else self.rings.open(cam.id),
+            packets=None if self.rings is None else self.rings.open(cam.id, gen),
         )
         self._stop[cam.id] = stop
         return source

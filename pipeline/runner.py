@@ -31,7 +31,7 @@ from .errors import ConfigError, SafeCityError, StageError
 from .events.clip_store import ClipStore, clips_dir
 from .events.clips import Clips
 from .events.outbox import Outbox
-from .events.publish import Publisher
+from .events.publish import Analysed, Publisher
 from .events.transport import Sender
 from .failpoints import failpoint
 from .live import Plan, plan
@@ -359,8 +359,10 @@ class Runner:
             self.watch.offer(frame, ca, dets, tracks, incidents)
         self.cameras.analysed(frame.camera_id)
         self.metrics.end_to_end_latency.observe(max(time.monotonic() - frame.decoded_at, 0.0))
-        if incidents or frame.camera_id in self.publisher.waiting:  # (how far it got, for its clips)
+        if incidents:
             self.publisher.submit(frame, incidents)
+        elif frame.camera_id in self.publisher.waiting:  # how far it got, for its clips
+            self.publisher.submit(Analysed(frame.camera_id, t), [])
 
     def _on_committed(self, incidents: list[Incident]) -> None:
         """Incident steps that are in the outbox (from the publish stage)."""

@@ -134,11 +134,11 @@ def test_the_ring_is_bounded_in_seconds_unless_a_clip_needs_it_and_always_in_byt
 def test_a_stream_of_another_resolution_starts_a_new_epoch_and_a_clip_never_spans_two() -> None:
     ring = PacketRing("c", max_seconds=60, max_bytes=1 << 20)
     ring.begin(StreamParams("h264", 320, 240), period_s=0.04)
-    ring.anchor(0.0, t=0.0)
+    ring.anchor(0.0, 0.0)
     for i in range(50):
         ring.add(i * 0.04, i * 0.04, i % 25 == 0, b"a")
     ring.begin(StreamParams("h264", 640, 480), period_s=0.04)
-    ring.anchor(2.0, t=2.0)
+    ring.anchor(0.0, 2.0)
     for i in range(50):
         ring.add(i * 0.04, i * 0.04, i % 25 == 0, b"b")
     before = ring.window(1.5, pre_roll=1.0, post_roll=5.0)
@@ -320,3 +320,88 @@ def test_the_schema_takes_a_clip_and_refuses_a_malformed_one(footage: Path, tmp_
         broken["evidence"]["clip"][field] = bad
         with pytest.raises(SchemaError, match="clip"):
             validate_event(broken)
+
+
+def test_packets_after_a_jump_in_timestamps_wait_for_a_frame_of_their_own_timeline() -> None:
+    """Timestamps go back (a TS stream restarted) and later leap an hour ahead; the decoder still
+    gives a few frames of the old timeline after the jumped packets came in. No packet is timed by
+    the wrong timeline: media time goes on without a gap and nothing is evicted."""
+    ring = PacketRing("c", max_seconds=30, max_bytes=1 << 20)
+    ring.begin(StreamParams("h264", 320, 240), period_s=0.04)
+    delay = 3  # packets demuxed before their frame comes out of the decoder
+    raw = (
+        [i * 0.04 for i in range(100)]
+        + [i * 0.04 for i in range(100)]
+        + [3600 + i * 0.04 for i in range(100)]
+    )
+    media = [i * 0.04 for i in range(300)]  # what the clock makes of it: on, one period a frame
+    for i, r in enumerate(raw):
+        ring.add(r, r, i % 25 == 0, bytes([i % 256]))
+        if i >= delay:  # the frame of packet i - delay comes out
+            ring.anchor(raw[i - delay], media[i - delay])
+    dts = [p.dts for p in ring.packets]
+    assert len(dts) == 300 and dts == sorted(dts)
+    assert max(b - a for a, b in zip(dts, dts[1:], strict=False)) < 0.05  # no gap, no leap
+    assert dts[-1] == pytest.approx(299 * 0.04)
+
+
+def test_a_camera_restarted_keeps_its_old_ring_at_hand_for_steps_in_flight() -> None:
+    from pipeline.sources.packets import PacketRings
+
+    rings = PacketRings(30, 1 << 20)
+    old = rings.open("c", 1)
+    new = rings.open("c", 2)
+    assert old.closed and not new.closed
+    assert rings.get("c", 1) is old and rings.get("c", 2) is new and rings.get("c") is new
+    assert rings.get("c", 7) is None
+
+
+class Socket:
+    """Records what the fetcher sends (the sink's ROUTER socket in the pipeline)."""
+
+    def __init__(self) -> None:
+        self.sent: list[list[bytes]] = []
+
+    def send_multipart(self, frames: list[bytes], flags: int = 0) -> None:
+        self.sent.append(frames)
+
+
+def test_the_sink_takes_only_what_it_asked_for_and_gives_up_a_clip_that_never_matches(tmp_path: Path) -> None:
+    from prometheus_client import Counter
+
+    from pipeline.events.clip_fetch import CLIP_SCHEMA, ClipFetcher
+
+    db = sqlite3.connect(":memory:", isolation_level=None)
+    db.executescript(CLIP_SCHEMA)
+    store = ClipStore(tmp_path / "clips")
+    fetched, missing = Counter("f", "f", registry=None), Counter("m", "m", registry=None)
+    fetcher = ClipFetcher(store, fetched=fetched, missing=missing)
+    good = b"x" * 10
+    sha = hashlib.sha256(good).hexdigest()
+    fetcher.wanted(db, [(sha, 10, "edge-1"), ("f" * 64, 3 << 30, "edge-1")], 0.0)  # one too big
+    sock = Socket()
+    fetcher.request(db, sock, {"edge-2": b"id2"})  # its edge is away: nothing asked of anyone
+    assert sock.sent == []
+    fetcher.request(db, sock, {"edge-1": b"id1"})
+    assert sock.sent == [[b"id1", b"GETC", sha.encode(), b"0"]]
+    fetcher.on_answer([b"CLIP", sha.encode(), b"0", b"10", good], b"id9", sock)  # another edge
+    fetcher.on_answer([b"CLIP", sha.encode(), b"0", b"99", good], b"id1", sock)  # another size
+    fetcher.on_answer([b"CLIP", sha.encode(), b"5", b"10", good], b"id1", sock)  # past the end
+    assert store.part_size(sha) == 0 and not store.has(sha)
+    for _ in range(3):  # the edge sends other bytes of the right size, again and again
+        fetcher.asked.clear()
+        fetcher.request(db, sock, {"edge-1": b"id1"})
+        fetcher.on_answer([b"CLIP", sha.encode(), b"0", b"10", b"y" * 10], b"id1", sock)
+        assert not store.has(sha)
+    assert missing._value.get() == 1 and sha in fetcher.done and store.part_size(sha) == 0
+    fetcher.forget_done(db)
+    assert db.execute("SELECT COUNT(*) FROM clip_wanted").fetchone()[0] == 0
+
+
+def test_a_garbled_chunk_request_is_answered_missing(tmp_path: Path) -> None:
+    store = ClipStore(tmp_path / "c")
+    tmp = store.temp_path()
+    tmp.write_bytes(b"clip")
+    sha, _ = store.add(tmp)
+    assert store.read(sha, 10**30) is None and store.read(sha, 5) is None and store.read(sha, -1) is None
+    assert store.read(sha, 4) == (b"", 4)

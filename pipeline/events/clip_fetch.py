@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import zmq
@@ -20,19 +21,29 @@ CLIP_SCHEMA = """
 CREATE TABLE IF NOT EXISTS clip_wanted (
     sha256 TEXT PRIMARY KEY,
     source TEXT NOT NULL,
-    wanted_at REAL NOT NULL
+    wanted_at REAL NOT NULL,
+    bytes INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS clip_wanted_order ON clip_wanted (wanted_at);
 """
 CLIP_WINDOW = 4  # clips fetched at once (one chunk of each in flight)
 CLIP_TIMEOUT_S = 10.0  # a chunk not answered by then is asked for again
+MAX_CLIP_BYTES = 2 << 30  # a clip an event says is bigger is not fetched
+MAX_ATTEMPTS = 3  # a clip whose bytes do not match its digest this often is given up
 
 
-def clip_of(event: dict[str, Any]) -> str | None:
-    """The sha256 of the clip an event names, if any."""
+def clip_of(event: dict[str, Any]) -> tuple[str, int] | None:
+    """The sha256 and size of the clip an event names, if any (the event is valid: both are there)."""
     evidence = event.get("evidence") or {}
     clip = evidence.get("clip") if isinstance(evidence, dict) else None
-    return clip.get("sha256") if isinstance(clip, dict) else None
+    return (clip["sha256"], int(clip["bytes"])) if isinstance(clip, dict) else None
+
+
+@dataclass
+class _Asked:
+    at: float  # time.monotonic()
+    ident: bytes  # the edge's routing id: only its answer counts
+    size: int  # what the event said
 
 
 class ClipFetcher:
@@ -40,16 +51,24 @@ class ClipFetcher:
         self.store = store
         self.fetched = fetched  # counters
         self.missing = missing
-        self.asked: dict[str, tuple[float, bytes]] = {}  # sha -> (when, the edge's routing id)
+        self.asked: dict[str, _Asked] = {}
+        self.known: set[str] = set()  # clips asked for in this run: their late MISS is theirs, no snapshot's
+        self.failures: dict[str, int] = {}  # clips that came with the wrong digest -> how often
         self.done: list[str] = []  # fetched or given up: their rows go with the next commit
         self.want = True  # clip_wanted may have rows
 
-    def wanted(self, db: sqlite3.Connection, items: list[tuple[str, str]], now: float) -> None:
-        """Note the clips (sha256, source) of newly stored events, in the open transaction."""
-        rows = [(sha, source, now) for sha, source in items if not self.store.has(sha)]
+    def wanted(self, db: sqlite3.Connection, items: list[tuple[str, int, str]], now: float) -> None:
+        """Note the clips (sha256, bytes, source) of newly stored events, in the open transaction."""
+        rows = []
+        for sha, size, source in items:
+            if size > MAX_CLIP_BYTES:
+                log.warning("clip %s of %s: %d bytes is too big to fetch", sha[:16], source, size)
+            elif not self.store.has(sha):
+                rows.append((sha, source, now, size))
         if rows:
             db.executemany(
-                "INSERT INTO clip_wanted (sha256, source, wanted_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                "INSERT INTO clip_wanted (sha256, source, wanted_at, bytes) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT DO NOTHING",
                 rows,
             )
             self.want = True
@@ -61,67 +80,96 @@ class ClipFetcher:
             self.done.clear()
 
     def request(self, db: sqlite3.Connection, sock: zmq.Socket, peers: dict[str, bytes]) -> None:
-        """Ask for the next chunk of up to ``CLIP_WINDOW`` clips (again after a timeout)."""
+        """Ask the connected edges for the next chunk of up to ``CLIP_WINDOW`` clips (again after a
+        timeout); an edge that is away holds up nobody else's clips."""
         now = time.monotonic()
-        for sha, (asked, _) in list(self.asked.items()):
-            if now - asked > CLIP_TIMEOUT_S:
+        for sha, a in list(self.asked.items()):
+            if now - a.at > CLIP_TIMEOUT_S:
                 del self.asked[sha]
         if not self.want or len(self.asked) >= CLIP_WINDOW or not peers:
             return
+        sources = list(peers)[:500]
+        marks = ",".join("?" * len(sources))
         rows = db.execute(
-            "SELECT sha256, source FROM clip_wanted ORDER BY wanted_at LIMIT ?", (CLIP_WINDOW * 4,)
+            f"SELECT sha256, source, bytes FROM clip_wanted WHERE source IN ({marks}) "
+            "ORDER BY wanted_at LIMIT ?",
+            (*sources, CLIP_WINDOW * 4),
         ).fetchall()
-        self.want = bool(rows)
-        for sha, source in rows:
+        if not rows:  # (none of the edges connected has any: others may)
+            self.want = bool(db.execute("SELECT EXISTS (SELECT 1 FROM clip_wanted)").fetchone()[0])
+        for sha, source, size in rows:
             if len(self.asked) >= CLIP_WINDOW:
                 break
-            ident = peers.get(source)
-            if ident is None or sha in self.asked or sha in self.done:
+            if sha in self.asked or sha in self.done:
                 continue
             if self.store.has(sha):
                 self.done.append(sha)
                 continue
-            self._ask(sock, ident, sha)
+            self._ask(sock, peers[source], sha, size)
 
-    def _ask(self, sock: zmq.Socket, ident: bytes, sha: str) -> None:
+    def _ask(self, sock: zmq.Socket, ident: bytes, sha: str, size: int) -> None:
         offset = self.store.part_size(sha)
+        if offset > size:  # more than the clip has: start again
+            self.store.drop_part(sha)
+            offset = 0
         try:
             sock.send_multipart([ident, b"GETC", sha.encode(), str(offset).encode()], flags=zmq.NOBLOCK)
         except zmq.ZMQError:
             return
-        self.asked[sha] = (time.monotonic(), ident)
+        self.asked[sha] = _Asked(time.monotonic(), ident, size)
+        self.known.add(sha)
 
     def is_answer(self, frames: list[bytes]) -> bool:
         """Whether a message from an edge answers a clip request (a MISS may be a snapshot's)."""
         if frames[0] == b"CLIP":
             return True
-        return frames[0] == b"MISS" and len(frames) == 2 and frames[1].decode(errors="replace") in self.asked
+        return frames[0] == b"MISS" and len(frames) == 2 and frames[1].decode(errors="replace") in self.known
 
-    def on_answer(self, frames: list[bytes], sock: zmq.Socket) -> None:
-        """``[CLIP, sha, offset, size, bytes]`` or ``[MISS, sha]``: the chunk kept, the next asked for."""
+    def on_answer(self, frames: list[bytes], ident: bytes, sock: zmq.Socket) -> None:
+        """``[CLIP, sha, offset, size, bytes]`` or ``[MISS, sha]`` from the edge ``ident``: the chunk
+        kept and the next asked for. Anything that does not fit what was asked (another edge, another
+        size, past the end) is dropped; the request is made again after its timeout."""
         sha = frames[1].decode(errors="replace") if len(frames) > 1 else ""
-        asked = self.asked.pop(sha, None)
-        if asked is None:
-            return  # not asked for (any more): a late answer
-        if frames[0] == b"MISS" or len(frames) != 5:
+        asked = self.asked.get(sha)
+        if asked is None or asked.ident != ident:
+            return  # not asked for (any more), or not of this edge: a late or stray answer
+        if frames[0] == b"MISS" and len(frames) == 2:
+            del self.asked[sha]
             log.warning("clip %s: the edge no longer has it", sha[:16])
-            self.missing.inc()
-            self.done.append(sha)
+            self._give_up(sha)
             return
         try:
             offset, size = int(frames[2]), int(frames[3])
-        except ValueError:
+        except (IndexError, ValueError):
             return
+        if len(frames) != 5 or size != asked.size or offset + len(frames[4]) > size or not frames[4]:
+            return
+        del self.asked[sha]
         got = self.store.append_part(sha, offset, frames[4])
-        if got is None or not frames[4] and got < size:
-            return  # stale or empty: asked again after the timeout
+        if got is None:
+            return  # not the next chunk: asked again
         if got < size:
-            self._ask(sock, asked[1], sha)
+            self._ask(sock, ident, sha, size)
             return
         if self.store.finish_part(sha):
             self.fetched.inc()
-        else:
-            log.warning("clip %s: what the edge sent does not match its digest; fetching it again", sha[:16])
-            self.missing.inc()
+            self.failures.pop(sha, None)
+            self.done.append(sha)
+            self.known.discard(sha)
             return
+        n = self.failures[sha] = self.failures.get(sha, 0) + 1
+        log.warning(
+            "clip %s: what the edge sent does not match its digest (%d of %d tries)",
+            sha[:16],
+            n,
+            MAX_ATTEMPTS,
+        )
+        if n >= MAX_ATTEMPTS:
+            self._give_up(sha)
+
+    def _give_up(self, sha: str) -> None:
+        self.missing.inc()
+        self.store.drop_part(sha)
+        self.failures.pop(sha, None)
+        self.known.discard(sha)
         self.done.append(sha)

@@ -70,9 +70,11 @@ class ClipStore:
         try:
             with open(self.path(sha), "rb") as f:
                 total = os.fstat(f.fileno()).st_size
+                if offset > total:
+                    return None
                 f.seek(offset)
                 return f.read(n), total
-        except OSError:
+        except (OSError, ValueError, OverflowError):
             return None
 
     def add(self, tmp: Path) -> tuple[str, int]:
@@ -148,6 +150,10 @@ class ClipStore:
             return (self.root / f"{sha}.part").stat().st_size if _is_digest(sha) else 0
         except OSError:
             return 0
+
+    def drop_part(self, sha: str) -> None:
+        if _is_digest(sha):
+            (self.root / f"{sha}.part").unlink(missing_ok=True)
 
     def append_part(self, sha: str, offset: int, data: bytes) -> int | None:
         """Write a chunk at ``offset`` of the clip being fetched; its new size, or None when the chunk

@@ -7,7 +7,7 @@ written once the camera has played past that end, so the publish stage keeps a `
 incident that started: when the clip is written, an incident still open gets an ``update`` step that
 carries it, and one that has ended meanwhile has its ``end`` step held back until then, so that the
 clip arrives with it. A camera that stops (removed, ended, failed) or stalls for longer than
-``post_roll_seconds`` plus ``STALL_GRACE_S`` gives its clip at once, shorter, marked incomplete.
+``STALL_GRACE_S`` gives its clip at once, shorter, marked incomplete.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from .clip_store import ClipStore
 log = logging.getLogger(__name__)
 
 TIME_BASE = 90_000  # the MP4 track's clock, as MPEG's
-STALL_GRACE_S = 30.0
+STALL_GRACE_S = 30.0  # a camera whose packets have not moved on for this long gives its clips as they are
 
 
 def remux(window: Window, path: Path) -> None:
@@ -77,7 +77,9 @@ class PendingClip:
     ring: PacketRing
     start: float  # the incident's start, media time
     due: float  # media time the camera must reach for the clip to be whole
-    deadline: float  # time.monotonic() after which it is written with what there is
+    deadline: float  # time.monotonic() after which it is written with what there is (moved on while
+    # the camera's packets move on)
+    seen: float | None  # the ring's latest media time when last looked at
     latest: Step  # the incident's latest step (an update carrying the clip repeats it)
     end: Step | None = None  # its end, held back until the clip is written
 
@@ -125,7 +127,8 @@ class Clips:
             ring,
             inc.started_at,
             inc.started_at + self.post_roll,
-            time.monotonic() + self.post_roll + STALL_GRACE_S,
+            time.monotonic() + STALL_GRACE_S,
+            ring.latest,
             step,
         )
 
@@ -152,14 +155,16 @@ class Clips:
         self, analysed: dict[str, float], *, everything: bool = False
     ) -> list[tuple[PendingClip, Clip | None]]:
         """The pending clips that can be written now, written: their camera's packets and its analysed
-        frames (``analysed``: camera -> media time) have gone past their end, or it stopped, or stalled
-        past the deadline (all of them with ``everything``). Waiting for the analysed frames too keeps the
-        order of an incident's steps what the video says: an end before the clip's end comes with it,
-        an end after it comes after the update that carries it."""
+        frames (``analysed``: camera -> media time) have gone past their end, or it stopped, or its
+        packets stalled for ``STALL_GRACE_S`` (all of them with ``everything``). Waiting for the
+        analysed frames too keeps the order of an incident's steps what the video says: an end before
+        the clip's end comes with it, an end after it comes after the update that carries it."""
         now = time.monotonic()
         out = []
         for iid, p in list(self.pending.items()):
             latest = p.ring.latest
+            if latest != p.seen:  # the camera moves on: no stall
+                p.seen, p.deadline = latest, now + STALL_GRACE_S
             past = latest is not None and latest >= p.due
             if (
                 everything
@@ -168,8 +173,10 @@ class Clips:
                 or (past and analysed.get(p.ring.camera_id, float("-inf")) >= p.due)
             ):
                 del self.pending[iid]
-                out.append((p, self._write(p)))
-                p.ring.unpin(iid)
+                try:
+                    out.append((p, self._write(p)))
+                finally:
+                    p.ring.unpin(iid)
         return out
 
     def _write(self, p: PendingClip) -> Clip | None:

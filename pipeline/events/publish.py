@@ -23,6 +23,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -45,6 +46,15 @@ log = logging.getLogger(__name__)
 
 EVENT_OVERHEAD_BYTES = 1024  # what one held event costs besides its snapshot, about
 LOSS_LOG_EVERY_S = 10.0
+
+
+@dataclass(frozen=True)
+class Analysed:
+    """How far a camera with a clip pending has been analysed (sent instead of a frame without steps)."""
+
+    camera_id: str
+    t: float  # media time
+
 
 # one analysed frame's incident steps, ready for the outbox: [(event, snapshot), ...] and the incidents
 _Group = tuple[list[tuple[dict[str, Any], bytes | None]], list[Incident], int]
@@ -93,7 +103,9 @@ class Publisher:
         self.retry_s = retry_s
         self.locations = {c.id: c.location for c in cfg.cameras}
         self.zones = {c.id: [Zone(z) for z in c.zones] for c in cfg.cameras}
-        self.queue: queue.Queue[tuple[Frame | FrameSize, list[Incident]]] = queue.Queue(maxsize=queue_frames)
+        self.queue: queue.Queue[tuple[Frame | FrameSize | Analysed, list[Incident]]] = queue.Queue(
+            maxsize=queue_frames
+        )
         self.done = threading.Event()
         self.held: deque[_Group] = deque()
         self.held_events = 0
@@ -109,7 +121,7 @@ class Publisher:
         self._analysed: dict[str, float] = {}  # camera -> media time of its latest frame seen here
         metrics.outbox_writable.set(1)
 
-    def submit(self, frame: Frame | FrameSize, incidents: list[Incident]) -> None:
+    def submit(self, frame: Frame | FrameSize | Analysed, incidents: list[Incident]) -> None:
         """Hand a frame's incident steps over, waiting while the stage is behind: they are never
         dropped while it runs (it drains its queue before it ends, a stop included). Only if the
         stage has died are they counted as lost. Steps with no frame to show (a camera removed or
@@ -149,20 +161,21 @@ class Publisher:
             self._lose(n)
             log.error("%d incident events could not be written to the outbox before the run ended: lost", n)
 
-    def _events(self, frame: Frame | FrameSize, incidents: list[Incident]) -> _Group:
+    def _events(self, frame: Frame | FrameSize | Analysed, incidents: list[Incident]) -> _Group:
         """The frame's steps as events with their snapshots (none without a frame); an end held back
         for its clip is left out (it comes with the clip). Clips due by the frame's time go first."""
-        if isinstance(frame, Frame):
-            self._analysed[frame.camera_id] = frame.pts_seconds
+        if isinstance(frame, (Frame, Analysed)):
+            self._analysed[frame.camera_id] = frame.pts_seconds if isinstance(frame, Frame) else frame.t
             self._clips_ready()
-        if not incidents:
+        if not incidents or isinstance(frame, Analysed):
             return [], [], 0
         steps = self._steps(frame, incidents)
+        generation = frame.generation if isinstance(frame, Frame) else None
         items: list[tuple[dict[str, Any], bytes | None]] = []
         published: list[Incident] = []
         total = 0
         for step in steps:
-            if self._clip_step(step):
+            if self._clip_step(step, generation):
                 continue
             items.append((self._event(step), step.snapshot))
             published.append(step.incident)
@@ -184,13 +197,14 @@ class Publisher:
             steps.append(Step(inc, size, snapshot, frame_digest))
         return steps
 
-    def _clip_step(self, step: Step) -> bool:
-        """Start waiting for a starting incident's clip; True for an end held back until its clip."""
+    def _clip_step(self, step: Step, generation: int | None) -> bool:
+        """Start waiting for a starting incident's clip (from the ring of the camera source that made
+        its frame: not one started since); True for an end held back until its clip."""
         if self.clips is None or self.rings is None:
             return False
         if step.incident.status == "start":
-            ring = self.rings.get(step.incident.camera_id)
-            if ring is not None and ring.recording and not ring.closed:
+            ring = self.rings.get(step.incident.camera_id, generation)
+            if ring is not None and ring.recording:
                 self.clips.started(ring, step)
                 self.waiting = self.clips.cameras
             return False

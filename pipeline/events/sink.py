@@ -325,7 +325,7 @@ class Sink:
         for msg, user in batch:
             ident, frames = msg[0], msg[1:]
             if frames and self.clips is not None and self.clips.is_answer(frames):
-                self.clips.on_answer(frames, sock)
+                self.clips.on_answer(frames, ident, sock)
                 continue
             if frames and frames[0] in (b"SNAP", b"MISS"):
                 snapshots.append(frames)
@@ -445,7 +445,7 @@ class Sink:
             sha = e["evidence"]["sha256"] if e.get("evidence") else None
             clip = clip_of(e)
             if clip is not None:
-                clips.append((clip, e["source"]))
+                clips.append((*clip, e["source"]))
             if snapshot is not None:
                 snapshots.append((sha, snapshot))
             elif sha is not None:

@@ -549,10 +549,8 @@ class CameraSource(threading.Thread):
             t = self._clock(pts, period_s=period, wall_s=now)
             if self._clock.discontinuities != jumps:
                 self._anomaly("timestamp_jump", f"timestamps jumped; media time goes on from {t:.2f} s")
-            if self.recorder is not None and (first or self._clock.discontinuities != jumps):
-                # the packets kept for clips are timed as the frames are from here on
-                raw = None if raw_pts is None else raw_pts * opened.time_base
-                self.recorder.ring.anchor(0.0 if raw is None else t - raw, t=t)
+            if self.recorder is not None and self.recorder.ring.timing:  # packets kept for clips, timed
+                self.recorder.ring.anchor(None if raw_pts is None else raw_pts * opened.time_base, t)
             self.frames_decoded += 1
             self._index += 1
             if self.on_decoded:

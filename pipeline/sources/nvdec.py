@@ -131,7 +131,7 @@ class NvdecCameraSource(CameraSource):
         try:
             # cameras and recordings over a network, and files whose packets are kept for clips: PyAV's
             # demuxer
-            if "://" in self.cam.source or self.recorder is not None:
+            if "://" in self.cam.source or (self.recorder is not None and self._can_record()):
                 return self._open_demuxed()
             return self._open_file()
         except SourceError as err:
@@ -139,6 +139,16 @@ class NvdecCameraSource(CameraSource):
                 raise
             self._use_pyav(str(err))
             return super()._open()
+
+    def _can_record(self) -> bool:
+        """Whether PyAV is there to demux a local file's packets for clips (else, once said, none)."""
+        try:
+            import av  # noqa: F401
+        except ImportError:
+            log.warning("camera %s: PyAV is not installed: its incidents come without clips", self.cam.id)
+            self.recorder = None
+            return False
+        return True
 
     def _use_pyav(self, why: str) -> None:
         if not self.fallback:

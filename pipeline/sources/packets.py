@@ -3,10 +3,9 @@
 The camera thread records every demuxed packet of its stream (H.264 or HEVC, made Annex B so that
 every keyframe carries its parameter sets, whatever the container), with its media time, the
 camera's own clock (``MediaClock``) that incidents are timed in. A packet is demuxed a few frames
-before it is decoded, so a play's packets are timed once its first frame has been: until then they
-wait, and the first decoded frame (and each timestamp discontinuity) anchors the stream's
-timestamps to media time. The ring is bounded in seconds and bytes; the publish stage reads a window
-of it under the same lock.
+before it is decoded, so a play's packets (and those after a jump in its timestamps) are timed once
+a frame of theirs has been decoded: until then they wait. The ring is bounded in seconds and bytes;
+the publish stage reads a window of it under the same lock.
 """
 
 from __future__ import annotations
@@ -16,7 +15,7 @@ import threading
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:
     import av
@@ -24,6 +23,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 CLIP_CODECS = {"h264": "h264_mp4toannexb", "hevc": "hevc_mp4toannexb"}  # codec -> its Annex B filter
+MAX_JUMP_S = 5.0  # a packet this much after the one before it (or BACK_STEP_S before) starts a new timeline
+BACK_STEP_S = 0.5
+RETIRED_RINGS = 4  # rings of cameras stopped or restarted, kept for the clips of steps still in flight
+MAX_WAITING = 1000  # packets waiting to be timed, at most (and max_bytes of them)
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,13 @@ class StreamParams:
     width: int
     height: int
     extradata: bytes = b""  # the stream's parameter sets, in Annex B form (b"" when the container's are AVCC)
+
+
+class _Raw(NamedTuple):
+    pts: float | None  # stream time, seconds
+    dts: float | None
+    keyframe: bool
+    data: bytes
 
 
 @dataclass(slots=True)
@@ -66,20 +76,31 @@ class Window:
 @dataclass
 class PacketRing:
     """One camera's ring of packets. ``begin`` at each open of the stream, ``add`` per demuxed packet,
-    ``anchor`` when a decoded frame fixes media time; ``close`` when the camera's thread ends."""
+    ``anchor`` with each decoded frame; ``close`` when the camera's thread ends.
+
+    Packets are timed by the offset from stream time to media time that a decoded frame gives. A
+    play's first packets, and those after a jump in the stream's own timestamps (back, or ahead by
+    more than ``MAX_JUMP_S``), wait untimed until a frame of the same timeline comes out of the
+    decoder (frames still in the decoder belong to the timeline before): a jump never puts packets
+    far off in media time, which would evict the whole ring or put a gap in a clip."""
 
     camera_id: str
     max_seconds: float
     max_bytes: int
+    generation: int = 0  # the camera source's that fills it
     packets: deque[Packet] = field(default_factory=deque)
     epochs: dict[int, StreamParams] = field(default_factory=dict)
     closed: bool = False
     dropped_for_bytes: int = 0
     _bytes: int = 0
     _epoch: int = -1
-    _offset: float | None = None  # media time - stream time, for this play; None until its first frame
-    _waiting: list[tuple[float | None, float | None, bool, bytes]] = field(default_factory=list)
-    _last: float | None = None  # the latest packet's media time
+    _offset: float | None = None  # media time - stream time; None while packets wait to be timed
+    _waiting: deque[_Raw] = field(default_factory=deque)
+    _waiting_bytes: int = 0
+    _last_raw: float | None = None  # the stream time of the latest packet added
+    _old_raw: float | None = None  # after a jump: the stream time of the last packet before it
+    _last: float | None = None  # the latest packet's media dts
+    _need_key: bool = True  # a play's packets are kept from its first keyframe
     _period: float = 0.04
     pins: dict[str, float] = field(default_factory=dict)  # clips being waited for -> the media time they need
     _keep_from: float | None = None  # the dts before which nothing pinned is needed (None: work it out)
@@ -87,51 +108,90 @@ class PacketRing:
 
     # -- the camera thread ---------------------------------------------------------------
     def begin(self, params: StreamParams, *, period_s: float) -> None:
-        """A new play of the stream: its packets wait for its first decoded frame to be timed."""
+        """A new play of the stream: kept from its first keyframe, timed by its first decoded frame."""
         with self.lock:
             if self._epoch < 0 or self.epochs[self._epoch] != params:
                 self._epoch += 1
                 self.epochs[self._epoch] = params
-            self._offset = None
+            self._offset = self._last_raw = self._old_raw = None
             self._waiting.clear()
+            self._waiting_bytes = 0
+            self._need_key = True
             self._period = period_s
 
     def add(self, pts: float | None, dts: float | None, keyframe: bool, data: bytes) -> None:
         """A demuxed packet: its timestamps in seconds of the stream's own clock (None: it has none)."""
         with self.lock:
-            if self._offset is None:
-                if len(self._waiting) < 1000:  # a stream that never decodes keeps nothing
-                    self._waiting.append((pts, dts, keyframe, data))
+            if self._need_key:  # a play starts at a keyframe: what comes before cannot be decoded
+                if not keyframe:
+                    return
+                self._need_key = False
+            raw = dts if dts is not None else pts
+            if raw is not None and self._last_raw is not None and self._offset is not None:
+                step = raw - self._last_raw
+                if step < -BACK_STEP_S or step > MAX_JUMP_S:  # another timeline: timed anew
+                    self._offset, self._old_raw = None, self._last_raw
+            if raw is not None:
+                self._last_raw = raw
+            if self._offset is not None:
+                self._append(_Raw(pts, dts, keyframe, data))
                 return
-            self._append(pts, dts, keyframe, data)
+            self._waiting.append(_Raw(pts, dts, keyframe, data))
+            self._waiting_bytes += len(data)
+            while len(self._waiting) > 1 and (  # a stream that never decodes keeps nothing much
+                len(self._waiting) > MAX_WAITING or self._waiting_bytes > self.max_bytes
+            ):
+                self._waiting_bytes -= len(self._waiting.popleft().data)
 
-    def anchor(self, offset: float, *, t: float) -> None:
-        """Media time = stream time + ``offset`` from now on (the first frame of a play, a jump); ``t``
-        is that frame's media time (where untimed packets go on from)."""
+    @property
+    def timing(self) -> bool:
+        """Packets wait for a decoded frame to time them (the camera thread then calls ``anchor``)."""
+        return self._offset is None
+
+    def anchor(self, raw: float | None, t: float) -> None:
+        """A decoded frame: stream time ``raw`` (None: it has none) shows at media time ``t``. Times the
+        waiting packets if the frame is of their timeline."""
         with self.lock:
-            self._offset = offset
-            if self._waiting and self._waiting[0][0] is None and self._waiting[0][1] is None:
+            if self._offset is not None:
+                return
+            first = self._waiting[0] if self._waiting else None
+            first_raw = None if first is None else (first.dts if first.dts is not None else first.pts)
+            if raw is not None and first_raw is not None:
+                old = self._old_raw
+                if abs(raw - first_raw) > MAX_JUMP_S or (
+                    old is not None and abs(raw - old) < abs(raw - first_raw)
+                ):
+                    return  # a frame of the timeline before the jump, still coming out of the decoder
+            if raw is None:
+                raw = first_raw if first_raw is not None else 0.0
+            self._offset = t - raw
+            if first is not None and first_raw is None:  # untimed: one period each, up to this frame
                 self._last = t - self._period * len(self._waiting)
-            waiting, self._waiting = self._waiting, []
+            waiting, self._waiting, self._waiting_bytes = self._waiting, deque(), 0
             for item in waiting:
-                self._append(*item)
+                self._append(item)
 
     def close(self) -> None:
         with self.lock:
             self.closed = True
             self._waiting.clear()
+            self._waiting_bytes = 0
 
-    def _append(self, pts: float | None, dts: float | None, keyframe: bool, data: bytes) -> None:
+    def _append(self, r: _Raw) -> None:
         assert self._offset is not None
-        if pts is None and dts is None:  # untimed (raw streams): one frame period after the last
-            t = 0.0 if self._last is None else self._last + self._period
-            media_pts = media_dts = t
+        if r.pts is None and r.dts is None:  # untimed (raw streams): one frame period after the last
+            media_dts = 0.0 if self._last is None else self._last + self._period
+            media_pts = media_dts
         else:
-            media_pts = (pts if pts is not None else dts) + self._offset  # type: ignore[operator]
-            media_dts = (dts if dts is not None else pts) + self._offset  # type: ignore[operator]
+            media_pts = (r.pts if r.pts is not None else r.dts) + self._offset  # type: ignore[operator]
+            if r.dts is not None:
+                media_dts = r.dts + self._offset
+            else:  # no decoding time: one that only goes forward (pts may not, with B-frames)
+                media_dts = media_pts if self._last is None else max(self._last + 1e-4, media_pts - 1.0)
+                media_dts = min(media_dts, media_pts)
         self._last = media_dts
-        self.packets.append(Packet(media_pts, media_dts, keyframe, data, self._epoch))
-        self._bytes += len(data)
+        self.packets.append(Packet(media_pts, media_dts, r.keyframe, r.data, self._epoch))
+        self._bytes += len(r.data)
         self._evict()
 
     def _evict(self) -> None:
@@ -223,32 +283,38 @@ class PacketRing:
 @dataclass
 class PacketRings:
     """The rings of every camera that records clips (the runner's; cameras' threads fill them, the
-    publish stage reads them). A camera started again gets a new ring; clips pending on the old one
-    keep it."""
+    publish stage reads them). A camera started again gets a new ring; the few last ones closed stay
+    at hand for the steps still on their way to the publish stage (``get`` by the frame's generation)."""
 
     max_seconds: float
     max_bytes: int
     rings: dict[str, PacketRing] = field(default_factory=dict)
+    retired: deque[PacketRing] = field(default_factory=lambda: deque(maxlen=RETIRED_RINGS))
 
-    def open(self, camera_id: str) -> PacketRing:
-        ring = PacketRing(camera_id, self.max_seconds, self.max_bytes)
-        old = self.rings.get(camera_id)
-        if old is not None:
-            old.close()
+    def open(self, camera_id: str, generation: int = 0) -> PacketRing:
+        ring = PacketRing(camera_id, self.max_seconds, self.max_bytes, generation)
+        self.drop(camera_id)
         self.rings[camera_id] = ring
         return ring
 
-    def get(self, camera_id: str) -> PacketRing | None:
-        return self.rings.get(camera_id)
+    def get(self, camera_id: str, generation: int | None = None) -> PacketRing | None:
+        """The camera's ring (the one its source of ``generation`` filled, when given)."""
+        ring = self.rings.get(camera_id)
+        if generation is None or (ring is not None and ring.generation == generation):
+            return ring
+        return next(
+            (r for r in list(self.retired) if r.camera_id == camera_id and r.generation == generation), None
+        )
 
     def drop(self, camera_id: str) -> None:
         ring = self.rings.pop(camera_id, None)
         if ring is not None:
             ring.close()
+            self.retired.append(ring)
 
     @property
     def nbytes(self) -> int:
-        return sum(r.nbytes for r in list(self.rings.values()))
+        return sum(r.nbytes for r in [*self.rings.values(), *self.retired])
 
 
 class Recorder:
