@@ -3,7 +3,7 @@ and RTSP cameras served by GStreamer's RTSP server), a real sink; every ``--chan
 camera is removed and another added through the control interface (HTTP), every
 ``--restart-every`` seconds an RTSP server is restarted. Every few seconds: the process's resident
 memory, threads and open file descriptors. At the end: every incident event the edge committed must
-be in the sink's store. Writes JSON, Markdown and a PNG plot.
+be in the sink's store, and every evidence clip they name fetched. Writes JSON, Markdown and a PNG plot.
 
     python -m benchmarks.soak_live --cameras 20 --rtsp 4 --minutes 30
 """
@@ -11,6 +11,7 @@ be in the sink's store. Writes JSON, Markdown and a PNG plot.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import random
@@ -28,6 +29,7 @@ from rich.progress import Progress
 
 from pipeline.config import load_config
 from pipeline.control import ControlServer, request
+from pipeline.events.clip_store import ClipStore, clips_dir
 from pipeline.events.sink import Sink
 from pipeline.footage import generate_clip
 from pipeline.metrics import Metrics
@@ -88,6 +90,8 @@ class SoakResult:
     committed: int = 0
     delivered: int = 0
     missing: int = 0
+    clips: int = 0  # events that carry an evidence clip
+    clips_fetched: int = 0  # of those clips, in the sink's store with the right digest
     error: str | None = None
 
     def summary(self) -> dict[str, Any]:
@@ -108,6 +112,9 @@ class SoakResult:
             "events_committed": self.committed,
             "events_delivered": self.delivered,
             "events_missing": self.missing,
+            "clips": self.clips,
+            "clips_fetched": self.clips_fetched,
+            "clip_buffer_mib_max": max(s.get("clip_buffer_mib", 0.0) for s in self.samples),
             "error": self.error,
         }
 
@@ -203,6 +210,7 @@ def run_soak(
                         "threads": threading.active_count(),
                         "fds": open_fds(),
                         "cameras": len(runner.sources),
+                        "clip_buffer_mib": round((runner.rings.nbytes if runner.rings else 0) / 2**20, 1),
                     }
                 )
                 next_sample += sample_every
@@ -244,6 +252,16 @@ def run_soak(
         delivered = {row[0] for row in db.execute("SELECT event_id FROM events WHERE source = 'soak'")}
     result.committed, result.delivered = len(committed), len(committed & delivered)
     result.missing = len(committed - delivered)
+    with sqlite3.connect(work / "sink.sqlite") as db:
+        bodies = [json.loads(b) for (b,) in db.execute("SELECT body FROM events WHERE source = 'soak'")]
+    shas = {e["evidence"]["clip"]["sha256"] for e in bodies if (e.get("evidence") or {}).get("clip")}
+    store = ClipStore(clips_dir(work / "sink.sqlite"))
+    result.clips = len(shas)
+    result.clips_fetched = sum(
+        1
+        for sha in shas
+        if store.has(sha) and hashlib.sha256(store.path(sha).read_bytes()).hexdigest() == sha
+    )
     result.samples.append(
         {
             "t": round(time.monotonic() - t0, 1),
@@ -289,12 +307,15 @@ def main(argv: list[str] | None = None) -> int:
         f"{s['rss_mib_first']} -> {s['rss_mib_last']} MiB (max {s['rss_mib_max']}); threads "
         f"{s['threads_first']} -> {s['threads_last']} (max {s['threads_max']}); open files "
         f"{s['fds_first']} -> {s['fds_last']} (max {s['fds_max']}). Events committed "
-        f"{s['events_committed']}, delivered {s['events_delivered']}, missing {s['events_missing']}."
+        f"{s['events_committed']}, delivered {s['events_delivered']}, missing {s['events_missing']}. "
+        f"Evidence clips {s['clips']}, fetched by the sink with their digest {s['clips_fetched']}; "
+        f"packets kept for clips at most {s['clip_buffer_mib_max']} MiB."
     )
     (out / "soak_live.md").write_text(f"{head}\n\n{body}\n")
     _plot(result, out / "soak_live.png")
     print(json.dumps(s, indent=1))
-    return 0 if result.missing == 0 and result.error is None else 1
+    ok = result.missing == 0 and result.error is None and result.clips_fetched == result.clips
+    return 0 if ok else 1
 
 
 def _plot(result: SoakResult, path: Path) -> None:

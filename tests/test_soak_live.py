@@ -22,6 +22,7 @@ def test_cameras_changing_for_a_while_leak_nothing_and_lose_no_incident(tmp_path
     assert s["error"] is None, s
     assert s["camera_changes"] >= 8 and s["rtsp_restarts"] >= rtsp * 2, s
     assert s["events_committed"] >= 40 and s["events_missing"] == 0, s
+    assert s["clips"] >= 20 and s["clips_fetched"] == s["clips"], s  # every clip named is at the sink
     running = [x for x in result.samples[1:-1]]  # while the cameras run (the first is before any started)
     # one camera's threads go with it and one comes with the next: the count stays level, so do files
     assert max(x["threads"] for x in running) - min(x["threads"] for x in running) <= 3, running

@@ -47,6 +47,7 @@ MAX_EVENTS_PER_MESSAGE = 64
 MAX_MESSAGE_BYTES = 1 << 20  # a group stops growing past this; the sink refuses messages over 4 MiB
 SNAPSHOT_LIMIT_BYTES = 3 << 20  # a bigger one is never sent (the runner keeps its JPEGs under it)
 PRUNE_EVERY_S = 600.0
+CLIP_QUIET_S = 2.0  # draining at a stop goes on while the sink asks for clip chunks this often
 
 SnapshotMode = Literal["inline", "reference"]
 
@@ -142,6 +143,7 @@ class Sender(threading.Thread):
         self._wake_r = self._wake_w = -1
         self._pipe_lock = threading.Lock()
         self.clips = ClipStore(clips_dir(outbox_path))
+        self._last_clip_request = self._last_clip_ack = float("-inf")
 
     def notify(self) -> None:
         """Called after an outbox commit so the sender picks it up at once."""
@@ -226,7 +228,9 @@ class Sender(threading.Thread):
                     break
                 if not self.in_flight and not self._to_send and outbox.count_pending() == 0:
                     self.pending = 0
-                    break
+                    # nor is the sink fetching clips (it asks for those of events it has just acked)
+                    if now - max(self._last_clip_request, self._last_clip_ack) > CLIP_QUIET_S:
+                        break
             room = self.max_in_flight - len(self.in_flight)
             if room > 0 and self.in_flight_bytes < self.max_in_flight_bytes:
                 last_seq = self._load(outbox, last_seq, room, now)
@@ -408,6 +412,7 @@ class Sender(threading.Thread):
 
     def _serve_clip(self, sock: zmq.Socket, sha: bytes, offset: bytes) -> None:
         """One chunk of an evidence clip, from where the sink has got to."""
+        self._last_clip_request = time.monotonic()
         try:
             at = int(offset)
         except ValueError:
@@ -437,6 +442,8 @@ class Sender(threading.Thread):
                 acked = self.in_flight.pop(raw.decode(errors="replace"), None)
                 if acked is None:
                     continue  # an ack for a resend that was already acked
+                if b'"clip":{' in acked.frames[1]:  # the sink will ask for the clip it names
+                    self._last_clip_ack = now
                 self._landed(acked)
                 delivered.append(acked.seq)
                 if self.metrics:
