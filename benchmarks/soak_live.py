@@ -131,6 +131,7 @@ def run_soak(
     progress: Any = None,
 ) -> SoakResult:
     """The soak itself (see the module's docstring); ``progress(done_seconds)`` as it goes."""
+    work = work.resolve()  # the config's paths are relative to it, as the config file's are to its folder
     work.mkdir(parents=True, exist_ok=True)
     clips = [
         generate_clip(work / f"clip{i}.mp4", width=320, height=240, fps=25, seconds=2.0, gop=25, seed=i)
