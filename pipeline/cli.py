@@ -6,7 +6,6 @@ import argparse
 import json
 import logging
 import os
-import shutil
 import signal
 import sqlite3
 import subprocess
@@ -157,6 +156,7 @@ def cmd_sink(args: argparse.Namespace) -> int:
         on_event=show,
         curve_keypair=curve,
         allowlist=allow,
+        clips_max_bytes=int(args.clips_max_gb * 2**30),
     )
     stop = threading.Event()
     _install_stop_signals(stop)
@@ -178,6 +178,16 @@ def cmd_sink(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a number above 0")
+    return value
+
+
 def cmd_events(args: argparse.Namespace) -> int:
     from .events.outbox import check_kind, describe_db_error
     from .events.sink import format_event
@@ -191,31 +201,25 @@ def cmd_events(args: argparse.Namespace) -> int:
     except sqlite3.Error as err:
         raise StorageError(f"the sink store {db_path} {describe_db_error(db_path, err)}") from None
     with db:
-        if args.snapshot:
-            prefix = args.snapshot.lower() + "%"
+        if args.snapshot is not None:
+            prefix = _digest_prefix(args.snapshot, "--snapshot")
             rows = db.execute(
-                "SELECT sha256, jpeg FROM snapshots WHERE sha256 LIKE ? LIMIT 2", (prefix,)
+                "SELECT sha256, jpeg FROM snapshots WHERE sha256 LIKE ? LIMIT 2", (prefix + "%",)
             ).fetchall()
             if len(rows) != 1:
-                wanted = db.execute(
-                    "SELECT COUNT(*) FROM snapshot_wanted WHERE sha256 LIKE ?", (prefix,)
-                ).fetchone()[0]
-                why = (
-                    "is ambiguous"
-                    if rows
-                    else "is still being fetched from its edge"
-                    if wanted
-                    else "is unknown"
-                )
-                print(f"snapshot {args.snapshot} {why}", file=sys.stderr)
-                return 1
+                wanted = _count(db, "snapshot_wanted", prefix)
+                return _not_found("snapshot", args.snapshot, ambiguous=bool(rows), fetching=wanted > 0)
             sha, jpeg = rows[0]
-            out = Path(args.out or f"{sha}.jpg")
-            out.write_bytes(jpeg)
-            print(f"{out} ({len(jpeg)} B)")
-            return 0
-        if args.clip:
-            return _write_clip(db, db_path, args.clip.lower(), args.out)
+            return _write_out(Path(args.out or f"{sha}.jpg"), jpeg)
+        if args.clip is not None:
+            from .events.clip_store import SUFFIX, clips_dir
+
+            prefix = _digest_prefix(args.clip, "--clip")
+            found = sorted(clips_dir(db_path).glob(f"{prefix}*{SUFFIX}"))
+            if len(found) != 1:
+                wanted = _count(db, "clip_wanted", prefix)
+                return _not_found("clip", args.clip, ambiguous=bool(found), fetching=wanted > 0)
+            return _write_out(Path(args.out or found[0].name), found[0].read_bytes())
         recent = db.execute(
             "SELECT body FROM events ORDER BY received_at DESC, seq DESC LIMIT ?", (args.last,)
         ).fetchall()
@@ -231,23 +235,51 @@ def cmd_events(args: argparse.Namespace) -> int:
     return 0
 
 
-def _write_clip(db: sqlite3.Connection, db_path: Path, prefix: str, out: str | None) -> int:
-    """``safecity events --clip SHA256``: copy an incident's evidence clip out of the sink's store."""
-    from .events.clip_store import SUFFIX, clips_dir
+def _digest_prefix(text: str, option: str) -> str:
+    """A sha256 or a prefix of it, as given (``sha256:`` in front, as events write it, allowed)."""
+    prefix = text.strip().lower().removeprefix("sha256:")
+    if not 1 <= len(prefix) <= 64 or any(c not in "0123456789abcdef" for c in prefix):
+        raise ConfigError(f"{option} {text!r}: expected a sha256 (64 hex digits) or the start of one")
+    return prefix
 
-    found = sorted(clips_dir(db_path).glob(f"{prefix}*{SUFFIX}")) if prefix.isalnum() else []
-    if len(found) != 1:
-        wanted = db.execute(
-            "SELECT COUNT(*) FROM clip_wanted WHERE sha256 LIKE ?", (prefix + "%",)
-        ).fetchone()
-        why = (
-            "is ambiguous" if found else "is still being fetched from its edge" if wanted[0] else "is unknown"
+
+def _count(db: sqlite3.Connection, table: str, prefix: str) -> int:
+    """Rows of ``table`` (snapshot_wanted, clip_wanted) whose sha256 starts with ``prefix``; 0 for a
+    store older than the table."""
+    try:
+        return int(
+            db.execute(f"SELECT COUNT(*) FROM {table} WHERE sha256 LIKE ?", (prefix + "%",)).fetchone()[0]
         )
-        print(f"clip {prefix} {why}", file=sys.stderr)
-        return 1
-    dest = Path(out or found[0].name)
-    shutil.copyfile(found[0], dest)
-    print(f"{dest} ({dest.stat().st_size} B)")
+    except sqlite3.OperationalError:
+        return 0
+
+
+def _not_found(what: str, given: str, *, ambiguous: bool, fetching: bool) -> int:
+    why = (
+        "is ambiguous" if ambiguous else "is still being fetched from its edge" if fetching else "is unknown"
+    )
+    print(f"{what} {given} {why}", file=sys.stderr)
+    return 1
+
+
+def _write_out(dest: Path, data: bytes) -> int:
+    """Write a snapshot or clip to ``dest``: never over another file (the same bytes there already are
+    fine), never half (a temporary file renamed)."""
+    if dest.is_dir():
+        raise ConfigError(f"-o {dest}: is a folder; give a file name")
+    if dest.exists():
+        if dest.is_file() and dest.read_bytes() == data:
+            print(f"{dest} ({len(data)} B, already there)")
+            return 0
+        raise ConfigError(f"-o {dest}: a file is there already; give another name or remove it first")
+    tmp = dest.with_name(f".{dest.name}.part")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, dest)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        raise ConfigError(f"-o {dest}: cannot write it: {err.strerror or err}") from None
+    print(f"{dest} ({len(data)} B)")
     return 0
 
 
@@ -490,6 +522,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--allowlist", help="YAML: edges allowed (source, public_key, cameras)")
     s.add_argument(
         "--insecure", action="store_true", help="no Curve: plain text, anyone may send (prints a warning)"
+    )
+    s.add_argument(
+        "--clips-max-gb",
+        type=_positive_float,
+        default=500.0,
+        help="evidence clips kept beside the store (STORE.clips/), at most; the oldest go first",
     )
     s.set_defaults(func=cmd_sink)
 

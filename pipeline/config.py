@@ -473,16 +473,16 @@ class ClipsConfig(Strict):
     """Evidence clips: each camera keeps its recent packets; an incident's clip is remuxed from them."""
 
     enabled: bool = Field(default=True, description="keep each camera's packets and send a clip per incident")
-    pre_roll_seconds: Annotated[float, Field(ge=0, le=120)] = Field(
+    pre_roll_seconds: Annotated[float, Field(ge=0, le=120, allow_inf_nan=False)] = Field(
         default=5.0, description="video before the incident's start (from the keyframe at or before it)"
     )
-    post_roll_seconds: Annotated[float, Field(ge=0, le=600)] = Field(
+    post_roll_seconds: Annotated[float, Field(ge=0, le=600, allow_inf_nan=False)] = Field(
         default=20.0, description="video after the incident's start"
     )
-    buffer_max_mb: Annotated[float, Field(gt=0, le=4096)] = Field(
+    buffer_max_mb: Annotated[float, Field(gt=0, le=4096, allow_inf_nan=False)] = Field(
         default=64.0, description="each camera's packets kept in memory, at most (MiB)"
     )
-    store_max_mb: Annotated[float, Field(gt=0, le=10_000_000)] = Field(
+    store_max_mb: Annotated[float, Field(gt=0, le=10_000_000, allow_inf_nan=False)] = Field(
         default=4096.0, description="clips kept on disk beside the outbox, at most (MiB); the oldest go first"
     )
 

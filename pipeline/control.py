@@ -25,6 +25,7 @@ import logging
 import re
 import socket
 import threading
+import time
 import urllib.parse
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -42,6 +43,7 @@ log = logging.getLogger(__name__)
 MAX_BODY = 1 << 20
 PREVIEW_PATH = re.compile(r"/cameras/(?P<id>[A-Za-z0-9_.\-]{1,64})/preview\.(?P<kind>mjpeg|jpg)")
 PREVIEW_WAIT_S = 10.0  # a watched camera with no frame drawn for this long ends its stream
+PREVIEW_SEND_TIMEOUT_S = 10.0  # a viewer that takes no frame for this long is let go
 BOUNDARY = "safecity-frame"
 
 
@@ -51,8 +53,8 @@ def _frames_asked(path: str) -> int | None:
     raw = query.get("frames", [""])[0]
     if not raw:
         return None
-    if not raw.isdigit() or int(raw) < 1:
-        raise ConfigError(f"frames={raw!r}: expected a number of frames, 1 or more")
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 9) or int(raw) < 1:
+        raise ConfigError(f"frames={raw[:20]!r}: expected a number of frames, 1 to 999999999")
     return int(raw)
 
 
@@ -267,7 +269,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(503, {"error": "too many viewers already; try again later"})
             return
         try:
-            got = watch.next_jpeg(cid, 0, PREVIEW_WAIT_S)
+            self.connection.settimeout(PREVIEW_SEND_TIMEOUT_S)  # a viewer that stops reading is let go
+            got = self._next_frame(cid, 0)
             if got is None:
                 self._send(503, {"error": f"camera {cid!r} has no analysed frame to show (is it up?)"})
                 return
@@ -291,9 +294,22 @@ class _Handler(BaseHTTPRequestHandler):
                 sent += 1
                 if frames is not None and sent >= frames:
                     break
-                got = watch.next_jpeg(cid, seq, PREVIEW_WAIT_S)
+                got = self._next_frame(cid, seq)
         finally:
             watch.leave(cid)
+
+    def _next_frame(self, cid: str, after: int) -> tuple[int, bytes] | None:
+        """The camera's next drawn frame; None when none comes within ``PREVIEW_WAIT_S`` or the camera
+        is removed meanwhile (looked at every second)."""
+        runner = self.control.runner
+        deadline = time.monotonic() + PREVIEW_WAIT_S
+        while time.monotonic() < deadline:
+            if cid not in {cam.id for cam in runner.cfg.cameras}:
+                return None
+            got = runner.watch.next_jpeg(cid, after, 1.0)
+            if got is not None:
+                return got
+        return None
 
     def _camera_id(self) -> str | None:
         parts = self.path.split("?", 1)[0].strip("/").split("/")

@@ -167,6 +167,10 @@ class Runner:
             stop_event=self.stop_event,
         )
         clips = cfg.clips
+        clip_store = None
+        if clips.enabled:
+            clip_store = ClipStore(clips_dir(cfg.sink.outbox), max_bytes=int(clips.store_max_mb * 2**20))
+            clip_store.ensure()  # a file in its place is a one-line error at start
         self.publisher = Publisher(
             cfg,
             outbox=self.outbox,
@@ -176,12 +180,8 @@ class Runner:
             on_committed=self._on_committed,
             max_held_events=cfg.sink.max_held_events,
             max_held_bytes=int(cfg.sink.max_held_mb * 2**20),
-            clips=Clips(
-                ClipStore(clips_dir(cfg.sink.outbox), max_bytes=int(clips.store_max_mb * 2**20)),
-                pre_roll=clips.pre_roll_seconds,
-                post_roll=clips.post_roll_seconds,
-            )
-            if clips.enabled
+            clips=Clips(clip_store, pre_roll=clips.pre_roll_seconds, post_roll=clips.post_roll_seconds)
+            if clip_store is not None
             else None,
             rings=self.cameras.rings,
         )

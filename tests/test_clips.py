@@ -375,7 +375,9 @@ def test_the_sink_takes_only_what_it_asked_for_and_gives_up_a_clip_that_never_ma
     db.executescript(CLIP_SCHEMA)
     store = ClipStore(tmp_path / "clips")
     fetched, missing = Counter("f", "f", registry=None), Counter("m", "m", registry=None)
-    fetcher = ClipFetcher(store, fetched=fetched, missing=missing)
+    fetcher = ClipFetcher(
+        store, fetched=fetched, missing=missing, store_errors=Counter("e", "e", registry=None)
+    )
     good = b"x" * 10
     sha = hashlib.sha256(good).hexdigest()
     fetcher.wanted(db, [(sha, 10, "edge-1"), ("f" * 64, 3 << 30, "edge-1")], 0.0)  # one too big
@@ -405,3 +407,86 @@ def test_a_garbled_chunk_request_is_answered_missing(tmp_path: Path) -> None:
     sha, _ = store.add(tmp)
     assert store.read(sha, 10**30) is None and store.read(sha, 5) is None and store.read(sha, -1) is None
     assert store.read(sha, 4) == (b"", 4)
+
+
+def test_a_clip_whose_pre_roll_the_ring_no_longer_holds_is_marked_incomplete(
+    footage: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A camera whose bitrate outgrows buffer_max_mb: its clip starts late; it says so."""
+    from pipeline.events.clips import Clips, PendingClip, Step
+    from pipeline.types import FrameSize, Incident
+
+    ring = PacketRing("c", max_seconds=60, max_bytes=footage.stat().st_size // 3)  # about 3 of its 10 s
+    frames_of(footage, ring)
+    assert ring.dropped_for_bytes > 0
+    inc = Incident("i", "encroachment", "start", "medium", "c", None, 9.0, 9.0, None)
+    clips = Clips(ClipStore(footage.parent / "short"), pre_roll=5.0, post_roll=0.5)
+    pending = PendingClip(ring, 9.0, 9.5, 0.0, None, Step(inc, FrameSize("c", 320, 240), None, None))
+    with caplog.at_level("WARNING"):
+        clip = clips._write(pending)
+    assert clip is not None and not clip.complete and clip.pre_roll < 5.0
+    assert "outgrew clips.buffer_max_mb" in caplog.text
+
+
+def test_a_sink_whose_disk_refuses_a_chunk_goes_on_and_fetches_it_later(tmp_path: Path) -> None:
+    from prometheus_client import Counter
+
+    from pipeline.events.clip_fetch import CLIP_SCHEMA, ClipFetcher
+
+    db = sqlite3.connect(":memory:", isolation_level=None)
+    db.executescript(CLIP_SCHEMA)
+    (tmp_path / "clips").write_text("a file where the folder should be")
+    errors = Counter("e", "e", registry=None)
+    fetcher = ClipFetcher(
+        ClipStore(tmp_path / "clips"),
+        fetched=Counter("f", "f", registry=None),
+        missing=Counter("m", "m", registry=None),
+        store_errors=errors,
+    )
+    data = b"clip bytes"
+    sha = hashlib.sha256(data).hexdigest()
+    fetcher.wanted(db, [(sha, len(data), "edge-1")], 0.0)
+    sock = Socket()
+    fetcher.request(db, sock, {"edge-1": b"id1"})
+    fetcher.on_answer([b"CLIP", sha.encode(), b"0", str(len(data)).encode(), data], b"id1", sock)
+    assert errors._value.get() == 1 and sha not in fetcher.done  # still wanted: asked again later
+    assert db.execute("SELECT COUNT(*) FROM clip_wanted").fetchone()[0] == 1
+
+
+def test_a_file_where_the_clips_go_is_a_one_line_error_at_start(footage: Path, tmp_path: Path) -> None:
+    from pipeline.errors import StorageError
+
+    clips_dir(tmp_path / "outbox.sqlite").write_text("not a folder")
+    with pytest.raises(StorageError, match="which is a file, not a folder"):
+        run_with_clips(tmp_path, footage, person(4.0, 5.0), sink=False)
+
+
+def test_an_operator_gets_a_clip_out_but_never_over_another_file(tmp_path: Path) -> None:
+    from pipeline.errors import ConfigError
+    from pipeline.events.sink import SINK_SCHEMA
+
+    db = tmp_path / "sink.sqlite"
+    with sqlite3.connect(db) as c:
+        c.executescript(SINK_SCHEMA)
+    store = ClipStore(clips_dir(db))
+    store.ensure()
+    tmp = store.temp_path()
+    tmp.write_bytes(b"an mp4")
+    sha, _ = store.add(tmp)
+    out = tmp_path / "out.mp4"
+    assert main(["events", "--db", str(db), "--clip", f"sha256:{sha}", "-o", str(out)]) == 0
+    assert out.read_bytes() == b"an mp4"
+    assert main(["events", "--db", str(db), "--clip", sha[:8], "-o", str(out)]) == 0  # the same: fine
+    (tmp_path / "precious").write_bytes(b"do not overwrite")
+    for bad, why in [
+        ([sha[:8], "-o", str(tmp_path / "precious")], "a file is there already"),
+        ([sha[:8], "-o", str(tmp_path)], "is a folder"),
+        ([sha[:8], "-o", str(tmp_path / "nowhere" / "x.mp4")], "cannot write it"),
+        (["%"], "expected a sha256"),
+        ([""], "expected a sha256"),
+    ]:
+        with pytest.raises(ConfigError, match=why):
+            from pipeline.cli import build_parser, cmd_events
+
+            cmd_events(build_parser().parse_args(["events", "--db", str(db), "--clip", *bad]))
+    assert (tmp_path / "precious").read_bytes() == b"do not overwrite"

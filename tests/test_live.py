@@ -367,7 +367,12 @@ def test_a_camera_is_watched_live_as_mjpeg_with_what_the_pipeline_sees(
         assert runner.watch.cameras == {}  # the viewer left
         with urllib.request.urlopen(control.url + "/cameras/b/preview.jpg", timeout=20) as resp:
             assert resp.headers["Content-Type"] == "image/jpeg" and resp.read()[:2] == b"\xff\xd8"
-        for path, code in [("/cameras/zz/preview.mjpeg", 404), ("/cameras/a/preview.mjpeg?frames=0", 400)]:
+        for path, code in [
+            ("/cameras/zz/preview.mjpeg", 404),
+            ("/cameras/a/preview.mjpeg?frames=0", 400),
+            ("/cameras/a/preview.mjpeg?frames=%C2%B2", 400),  # a digit to str.isdigit, not to int()
+            ("/cameras/a/preview.mjpeg?frames=" + "9" * 5000, 400),
+        ]:
             with pytest.raises(urllib.error.HTTPError) as err:
                 urllib.request.urlopen(control.url + path, timeout=20)
             assert err.value.code == code

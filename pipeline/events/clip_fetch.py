@@ -5,6 +5,7 @@ where it got to (``ClipStore`` keeps the part)."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sqlite3
 import time
@@ -47,10 +48,12 @@ class _Asked:
 
 
 class ClipFetcher:
-    def __init__(self, store: ClipStore, *, fetched: Any, missing: Any) -> None:
+    def __init__(self, store: ClipStore, *, fetched: Any, missing: Any, store_errors: Any) -> None:
         self.store = store
         self.fetched = fetched  # counters
         self.missing = missing
+        self.store_errors = store_errors
+        self._last_error_log = float("-inf")
         self.asked: dict[str, _Asked] = {}
         self.known: set[str] = set()  # clips asked for in this run: their late MISS is theirs, no snapshot's
         self.failures: dict[str, int] = {}  # clips that came with the wrong digest -> how often
@@ -110,7 +113,11 @@ class ClipFetcher:
     def _ask(self, sock: zmq.Socket, ident: bytes, sha: str, size: int) -> None:
         offset = self.store.part_size(sha)
         if offset > size:  # more than the clip has: start again
-            self.store.drop_part(sha)
+            try:
+                self.store.drop_part(sha)
+            except OSError as err:
+                self._store_failed(err)
+                return
             offset = 0
         try:
             sock.send_multipart([ident, b"GETC", sha.encode(), str(offset).encode()], flags=zmq.NOBLOCK)
@@ -145,13 +152,18 @@ class ClipFetcher:
         if len(frames) != 5 or size != asked.size or offset + len(frames[4]) > size or not frames[4]:
             return
         del self.asked[sha]
-        got = self.store.append_part(sha, offset, frames[4])
-        if got is None:
-            return  # not the next chunk: asked again
-        if got < size:
-            self._ask(sock, ident, sha, size)
+        try:
+            got = self.store.append_part(sha, offset, frames[4])
+            if got is None:
+                return  # not the next chunk: asked again
+            if got < size:
+                self._ask(sock, ident, sha, size)
+                return
+            whole = self.store.finish_part(sha)
+        except OSError as err:  # a full or read-only disk: events go on, the clip is asked for later
+            self._store_failed(err)
             return
-        if self.store.finish_part(sha):
+        if whole:
             self.fetched.inc()
             self.failures.pop(sha, None)
             self.done.append(sha)
@@ -167,9 +179,22 @@ class ClipFetcher:
         if n >= MAX_ATTEMPTS:
             self._give_up(sha)
 
+    def _store_failed(self, err: OSError) -> None:
+        self.store_errors.inc()
+        now = time.monotonic()
+        if now - self._last_error_log >= 60.0:
+            self._last_error_log = now
+            log.error(
+                "cannot keep evidence clips in %s (%s): events are stored all the same; the clips are "
+                "fetched again later",
+                self.store.root,
+                err.strerror or err,
+            )
+
     def _give_up(self, sha: str) -> None:
         self.missing.inc()
-        self.store.drop_part(sha)
+        with contextlib.suppress(OSError):
+            self.store.drop_part(sha)
         self.failures.pop(sha, None)
         self.known.discard(sha)
         self.done.append(sha)

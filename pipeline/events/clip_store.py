@@ -16,6 +16,8 @@ import os
 import time
 from pathlib import Path
 
+from ..errors import StorageError
+
 log = logging.getLogger(__name__)
 
 SUFFIX = ".mp4"
@@ -40,10 +42,22 @@ def _fsync_dir(path: Path) -> None:
 
 
 class ClipStore:
+    """The folder is made when the first clip goes in (``ensure`` checks it can be, at start)."""
+
     def __init__(self, root: Path, *, max_bytes: int | None = None) -> None:
         self.root = root
         self.max_bytes = max_bytes
-        root.mkdir(parents=True, exist_ok=True)
+
+    def ensure(self) -> None:
+        """Make the folder, or a StorageError saying why it cannot be."""
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except FileExistsError:
+            raise StorageError(f"evidence clips go in {self.root}, which is a file, not a folder") from None
+        except OSError as err:
+            raise StorageError(
+                f"evidence clips cannot be kept in {self.root}: {err.strerror or err}"
+            ) from None
 
     def path(self, sha: str) -> Path:
         if not _is_digest(sha):
@@ -52,6 +66,7 @@ class ClipStore:
 
     def temp_path(self) -> Path:
         """A new file to write a clip into before ``add`` names it by its digest."""
+        self.root.mkdir(parents=True, exist_ok=True)
         return self.root / f".clip-{os.getpid()}-{time.monotonic_ns()}.tmp"
 
     def has(self, sha: str) -> bool:
@@ -118,9 +133,9 @@ class ClipStore:
             removed += 1
         if removed:
             log.warning(
-                "clip store %s is over its %d MiB: deleted the %d oldest clips",
+                "clip store %s is over its %.1f MiB: deleted the %d oldest clips",
                 self.root,
-                self.max_bytes >> 20,
+                self.max_bytes / 2**20,
                 removed,
             )
 
@@ -158,6 +173,7 @@ class ClipStore:
     def append_part(self, sha: str, offset: int, data: bytes) -> int | None:
         """Write a chunk at ``offset`` of the clip being fetched; its new size, or None when the chunk
         is not the next one (a stale answer: the next request asks again from the right place)."""
+        self.root.mkdir(parents=True, exist_ok=True)
         part = self.root / f"{sha}.part"
         with open(part, "ab") as f:
             if f.tell() != offset:

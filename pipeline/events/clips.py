@@ -202,6 +202,13 @@ class Clips:
             self.failed += 1
             return None
         self.written += 1
-        return Clip(
-            sha, size, window.start, window.end - window.start, p.start - window.start, window.complete
-        )
+        start = window.start
+        if window.short_start:
+            log.warning(
+                "camera %s: the clip of incident %s starts %.1f s after its pre-roll: the camera's packets "
+                "outgrew clips.buffer_max_mb; raise it for this camera's bitrate",
+                cam,
+                iid,
+                start - (p.start - self.pre_roll),
+            )
+        return Clip(sha, size, start, window.end - start, p.start - start, window.complete)

@@ -119,6 +119,7 @@ class Publisher:
         self.rings = rings
         self.waiting: frozenset[str] = frozenset()  # cameras with a clip pending (read by analytics)
         self._analysed: dict[str, float] = {}  # camera -> media time of its latest frame seen here
+        self._gauge_due = 0.0
         metrics.outbox_writable.set(1)
 
     def submit(self, frame: Frame | FrameSize | Analysed, incidents: list[Incident]) -> None:
@@ -213,6 +214,9 @@ class Publisher:
     def _clips_ready(self, *, everything: bool = False) -> None:
         """Clips whose cameras have played past them: written, and their steps (an update carrying the
         clip, or the end held back for it) held for the outbox."""
+        if self.rings is not None and time.monotonic() >= self._gauge_due:  # (a sum over the cameras)
+            self._gauge_due = time.monotonic() + 1.0
+            self.metrics.clip_buffer_bytes.set(self.rings.nbytes)
         if self.clips is None or not self.clips.pending:
             return
         ready = self.clips.ready(self._analysed, everything=everything)
@@ -241,8 +245,6 @@ class Publisher:
         if items:
             size = sum(len(snap or b"") + EVENT_OVERHEAD_BYTES for _, snap in items)
             self._hold((items, published, size))
-        if self.rings is not None:
-            self.metrics.clip_buffer_bytes.set(self.rings.nbytes)
 
     def _event(self, step: Step, clip: Clip | None = None) -> dict[str, Any]:
         inc, size, snapshot = step.incident, step.size, step.snapshot

@@ -131,6 +131,11 @@ class SinkMetrics:
             "Evidence clips an edge no longer had (or sent with a wrong digest)",
             registry=registry,
         )
+        self.clip_store_errors = Counter(
+            "safecity_sink_clip_store_errors_total",
+            "Chunks of evidence clips the sink's disk refused (full, read-only): fetched again later",
+            registry=registry,
+        )
 
 
 def split_events(frames: list[bytes]) -> list[list[bytes]]:
@@ -178,6 +183,7 @@ class Sink:
         max_message_bytes: int = MAX_MESSAGE_BYTES,
         curve_keypair: tuple[bytes, bytes] | None = None,
         allowlist: dict[str, EdgeGrant] | None = None,
+        clips_max_bytes: int | None = None,
     ) -> None:
         """With ``curve_keypair`` (the sink's public, secret keys) only edges in ``allowlist`` connect,
         and each may report only its own source and cameras."""
@@ -198,11 +204,13 @@ class Sink:
         self.error: SafeCityError | None = None
         self.storing = True  # False while the store refuses writes
         self.clips: ClipFetcher | None = None  # once serving: the evidence clips to fetch
+        self.clips_max_bytes = clips_max_bytes
 
     def serve(self, stop_event: threading.Event) -> None:
         try:  # 16 KiB pages: inserting ~600-byte events costs about 13 % less than with 4 KiB
             db = open_durable(self.db_path, SINK_SCHEMA + CLIP_SCHEMA, kind="sink store", page_size=16384)
-            store = ClipStore(clips_dir(self.db_path))
+            store = ClipStore(clips_dir(self.db_path), max_bytes=self.clips_max_bytes)
+            store.ensure()
         except OSError as err:
             self.error = StorageError(f"the sink store's clips cannot be kept beside {self.db_path}: {err}")
             self.ready.set()
@@ -211,8 +219,9 @@ class Sink:
             self.error = err
             self.ready.set()
             return
+        m = self.metrics
         self.clips = ClipFetcher(
-            store, fetched=self.metrics.clips_fetched, missing=self.metrics.clips_missing
+            store, fetched=m.clips_fetched, missing=m.clips_missing, store_errors=m.clip_store_errors
         )
         committer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sink-commit")
         ctx: zmq.Context = zmq.Context()  # its own: the ZAP authenticator is per context

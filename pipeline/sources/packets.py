@@ -62,7 +62,8 @@ class Window:
 
     params: StreamParams
     packets: list[Packet]
-    complete: bool  # it reaches the end asked for (False: the camera stopped or the ring ran short)
+    complete: bool  # it covers the window asked for (False: the camera stopped, or the ring ran short)
+    short_start: bool = False  # the ring no longer held the video from the pre-roll's keyframe
 
     @property
     def start(self) -> float:
@@ -104,6 +105,7 @@ class PacketRing:
     _period: float = 0.04
     pins: dict[str, float] = field(default_factory=dict)  # clips being waited for -> the media time they need
     _keep_from: float | None = None  # the dts before which nothing pinned is needed (None: work it out)
+    _evicted: float | None = None  # the dts of the latest packet dropped from the ring
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     # -- the camera thread ---------------------------------------------------------------
@@ -207,6 +209,7 @@ class PacketRing:
                 break
             old = self.packets.popleft()
             self._bytes -= len(old.data)
+            self._evicted = old.dts
         for e in [e for e in self.epochs if e < self.packets[0].epoch and e != self._epoch]:
             del self.epochs[e]
 
@@ -277,7 +280,14 @@ class PacketRing:
             if same[i].pts <= start - pre_roll:
                 first = i
         chosen = [p for p in same[first:] if p.dts <= end]
-        return Window(params, chosen, complete=same[-1].dts >= end)
+        with self.lock:
+            evicted = self._evicted
+        # its start is short when the keyframe it should start from was dropped (the ring's bounds): the
+        # first kept is later, and there was video before it
+        short_start = same[first].pts > start - pre_roll + 1e-6 and evicted is not None
+        return Window(
+            params, chosen, complete=same[-1].dts >= end and not short_start, short_start=short_start
+        )
 
 
 @dataclass
