@@ -1,0 +1,142 @@
+"""Incident accuracy scoring on hand-made cases whose right answer is known by hand."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pipeline.accuracy.annotations import load, read_cvat_video, read_intervals_csv, read_mot
+from pipeline.accuracy.score import Interval, match, temporal_iou
+from pipeline.accuracy.tracks import track_scores
+from pipeline.errors import ConfigError
+
+
+def iv(kind: str, start: float, end: float, zone: str | None = None, footage: str = "a.mp4") -> Interval:
+    return Interval(footage, kind, start, end, zone)
+
+
+def test_temporal_iou_by_hand() -> None:
+    assert temporal_iou(iv("theft", 0, 10), iv("theft", 5, 15)) == pytest.approx(5 / 15)
+    assert temporal_iou(iv("theft", 0, 10), iv("theft", 10, 20)) == 0.0
+    assert temporal_iou(iv("theft", 2, 4), iv("theft", 0, 10)) == pytest.approx(0.2)
+    assert temporal_iou(iv("theft", 3, 3), iv("theft", 3, 3)) == 1.0
+
+
+def test_precision_recall_f1_and_latency_by_hand() -> None:
+    """Truth: three encroachments and an accident. Predicted: two encroachments that overlap truth
+    well (one 2 s late, one 1 s early), one that overlaps too little (IoU 0.2 < 0.3: a false positive
+    and a miss), and an accident in the wrong place of the video."""
+    truth = [
+        iv("encroachment", 10, 20),
+        iv("encroachment", 30, 40),
+        iv("encroachment", 50, 60),
+        iv("accident", 5, 6),
+    ]
+    predicted = [
+        iv("encroachment", 12, 21),  # IoU 8/11
+        iv("encroachment", 29, 39),  # IoU 9/11
+        iv("encroachment", 58, 68),  # IoU 2/18: no match
+        iv("accident", 70, 71),
+    ]
+    scores = match(truth, predicted)
+    enc, acc = scores["encroachment"], scores["accident"]
+    assert (enc.tp, len(enc.false_positives), len(enc.misses)) == (2, 1, 1)
+    assert enc.precision == pytest.approx(2 / 3) and enc.recall == pytest.approx(2 / 3)
+    assert enc.f1 == pytest.approx(2 / 3)
+    assert sorted(m.latency for m in enc.matches) == [-1.0, 2.0]
+    assert enc.latency_percentiles() == {"p50": 0.5, "p90": pytest.approx(1.7), "p100": 2.0}
+    assert (acc.tp, acc.precision, acc.recall, acc.f1) == (0, 0.0, 0.0, 0.0)
+    # with a lower threshold the third pair matches
+    assert match(truth, predicted, iou=0.1)["encroachment"].tp == 3
+
+
+def test_matching_is_one_to_one_and_takes_the_best_overlap_first() -> None:
+    """Two predictions over one true incident: the better one matches, the other is a false positive.
+    One long prediction over two true incidents matches only one of them."""
+    scores = match([iv("theft", 0, 10)], [iv("theft", 1, 9), iv("theft", 0, 10)])["theft"]
+    assert scores.tp == 1 and scores.matches[0].predicted.start == 0 and len(scores.false_positives) == 1
+    long = match([iv("assault", 0, 10), iv("assault", 12, 22)], [iv("assault", 0, 22)])["assault"]
+    assert long.tp == 1 and len(long.misses) == 1
+
+
+def test_type_zone_and_footage_must_agree() -> None:
+    truth = [iv("encroachment", 0, 10, zone="lawn")]
+    assert match(truth, [iv("encroachment", 0, 10, zone="bay")])["encroachment"].tp == 0
+    assert match(truth, [iv("encroachment", 0, 10, zone=None)])["encroachment"].tp == 1  # zone unsaid
+    assert match(truth, [iv("stray_animal", 0, 10, zone="lawn")])["encroachment"].tp == 0
+    assert match(truth, [iv("encroachment", 0, 10, zone="lawn", footage="b.mp4")])["encroachment"].tp == 0
+    with pytest.raises(ValueError, match="iou"):
+        match(truth, [], iou=0)
+
+
+def test_an_annotation_file_with_its_interval_list_and_its_errors(tmp_path: Path) -> None:
+    (tmp_path / "more.csv").write_text("type,zone,start,end\nstray_animal,,3.5,9\n")
+    (tmp_path / "a.yaml").write_text(
+        "footage: cam.mp4\ncamera: gate\nincidents:\n"
+        "  - {type: encroachment, zone: lawn, start: 1, end: 2.5, note: a man on the lawn}\n"
+        "incidents_csv: more.csv\n"
+    )
+    ann = load(tmp_path / "a.yaml")
+    assert ann.footage == tmp_path / "cam.mp4" and ann.camera == "gate"
+    assert [(i.type, i.zone, i.start, i.end) for i in ann.incidents] == [
+        ("encroachment", "lawn", 1.0, 2.5),
+        ("stray_animal", None, 3.5, 9.0),
+    ]
+    assert list(ann.notes.values()) == ["a man on the lawn"]
+    for body, why in [
+        (
+            "footage: x.mp4\nincidents: [{type: fire, start: 1, end: 2}]",
+            r"incidents\[0\].type: expected one of",
+        ),
+        ("footage: x.mp4\nincidents: [{type: theft, start: 3, end: 2}]", "expected 0 <= start <= end"),
+        ("footage: x.mp4\nincidents: [{type: theft, start: 1}]", "end is missing"),
+        ("footage: x.mp4\nincidents: [{type: theft, start: 1, end: 2, who: me}]", "unknown field 'who'"),
+        ("incidents: []", "expected a mapping with footage"),
+    ]:
+        (tmp_path / "bad.yaml").write_text(body)
+        with pytest.raises(ConfigError, match=why):
+            load(tmp_path / "bad.yaml")
+    (tmp_path / "bad.csv").write_text("type,zone,start,end\ntheft,,x,2\n")
+    with pytest.raises(ConfigError, match="bad.csv:2: start and end must be numbers"):
+        read_intervals_csv(tmp_path / "bad.csv", "x.mp4")
+
+
+def test_boxes_from_motchallenge_and_cvat_agree(tmp_path: Path) -> None:
+    (tmp_path / "gt.txt").write_text(
+        "1,1,10,20,30,40,1,1,1\n1,2,100,20,30,40,1,1,1\n2,1,12,20,30,40,1,1,1\n2,9,0,0,5,5,0,1,1\n"
+    )
+    (tmp_path / "cvat.xml").write_text(
+        """<annotations><version>1.1</version>
+  <track id="1" label="person"><box frame="0" xtl="10" ytl="20" xbr="40" ybr="60" outside="0"/>
+    <box frame="1" xtl="12" ytl="20" xbr="42" ybr="60" outside="0"/>
+    <box frame="2" xtl="12" ytl="20" xbr="42" ybr="60" outside="1"/></track>
+  <track id="2" label="person"><box frame="0" xtl="100" ytl="20" xbr="130" ybr="60" outside="0"/>
+    <box frame="1" xtl="100" ytl="20" xbr="130" ybr="60" outside="1"/></track>
+</annotations>"""
+    )
+    mot, cvat = read_mot(tmp_path / "gt.txt"), read_cvat_video(tmp_path / "cvat.xml")
+    assert mot == cvat == {1: [(1, 10, 20, 40, 60), (2, 100, 20, 130, 60)], 2: [(1, 12, 20, 42, 60)]}
+
+
+def test_mota_and_idf1_by_hand() -> None:
+    """Two people over four frames. The run finds both, but swaps one's id at frame 3 and misses the
+    other at frame 4, with one false box at frame 2: 8 true boxes, 1 miss, 1 false positive, 1 switch:
+    MOTA = 1 - (1 + 1 + 1) / 8."""
+    truth = {f: [(1, 0, 0, 10, 10), (2, 100, 0, 110, 10)] for f in (1, 2, 3, 4)}
+    predicted = {
+        1: [(7, 0, 0, 10, 10), (8, 100, 0, 110, 10)],
+        2: [(7, 0, 0, 10, 10), (8, 100, 0, 110, 10), (9, 50, 50, 60, 60)],
+        3: [(7, 0, 0, 10, 10), (5, 100, 0, 110, 10)],
+        4: [(7, 0, 0, 10, 10)],
+    }
+    s = track_scores(truth, predicted)
+    assert (s["num_objects"], s["num_misses"], s["num_false_positives"], s["num_switches"]) == (8, 1, 1, 1)
+    assert s["mota"] == pytest.approx(1 - 3 / 8)
+    # IDF1: id 1 <-> 7 on all 4 frames, id 2 <-> 8 on 2 of its 4: IDTP 6 of 8 true and 8 predicted
+    # boxes, so IDFN 2 and IDFP 2 (9 once, 5 once)
+    assert s["idf1"] == pytest.approx(2 * 6 / (2 * 6 + 2 + 2))
+    perfect = track_scores(
+        truth, {f: [(1, *b[1:]) for b in boxes[:1]] + [(2, *boxes[1][1:])] for f, boxes in truth.items()}
+    )
+    assert perfect["mota"] == 1.0 and perfect["idf1"] == 1.0
