@@ -484,9 +484,17 @@ def cmd_footage(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    """``safecity bench [throughput | accuracy] ...``: each benchmark parses its own options."""
+    rest = list(args.rest)
+    if rest and rest[0] == "accuracy":
+        from benchmarks.accuracy import main as accuracy_main
+
+        return accuracy_main(rest[1:])
+    if rest and rest[0] == "throughput":
+        rest = rest[1:]
     from benchmarks.throughput import main as bench_main
 
-    return bench_main(args.rest)
+    return bench_main(rest)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -602,7 +610,9 @@ def build_parser() -> argparse.ArgumentParser:
     f.set_defaults(func=cmd_footage)
 
     b = sub.add_parser(
-        "bench", help="throughput benchmark (`safecity bench --help` for its options)", add_help=False
+        "bench",
+        help="benchmarks: throughput (the default) or accuracy (`safecity bench accuracy --help`)",
+        add_help=False,
     )
     b.set_defaults(func=cmd_bench, rest=[])
     return p

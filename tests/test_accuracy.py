@@ -140,3 +140,52 @@ def test_mota_and_idf1_by_hand() -> None:
         truth, {f: [(1, *b[1:]) for b in boxes[:1]] + [(2, *boxes[1][1:])] for f, boxes in truth.items()}
     )
     assert perfect["mota"] == 1.0 and perfect["idf1"] == 1.0
+
+
+@pytest.mark.slow
+def test_safecity_bench_accuracy_scores_a_run_and_shows_why(tmp_path: Path, clips: list[Path]) -> None:
+    """The pipeline on a 2 s clip with a scripted person standing in a zone from 0.4 s: the
+    annotation has that encroachment (a match) and a theft that never shows (a miss, pictured)."""
+    import json
+
+    from pipeline.cli import main
+
+    from .util import scripted, write_config
+
+    rows = [
+        {"camera": "cam", "t": round(k * 0.1, 2), "boxes": [[100, 120, 140, 220, 0.9, 0]] if k >= 4 else []}
+        for k in range(20)
+    ]
+    config = write_config(
+        tmp_path / "edge.yaml",
+        cameras=[
+            {
+                "id": "cam",
+                "source": "placeholder.mp4",  # the annotation's footage replaces it
+                "analytics_fps": 10,
+                "zones": [{"name": "path", "polygon": [[0, 150], [320, 150], [320, 240], [0, 240]]}],
+            }
+        ],
+        model={
+            "backend": "scripted",
+            "scripted_detections": str(scripted(tmp_path / "s.jsonl", rows, ["person"], 0)),
+        },
+        rules={"encroachment": {"dwell_seconds": 0.5, "confirm_seconds": 0.2, "clear_seconds": 0.3}},
+    )
+    ann = tmp_path / "truth.yaml"
+    ann.write_text(
+        f"footage: {clips[0]}\ncamera: cam\nincidents:\n"
+        "  - {type: encroachment, zone: path, start: 0.4, end: 2.0}\n"
+        "  - {type: theft, start: 0.5, end: 1.5, note: a bag taken}\n"
+    )
+    out = tmp_path / "report"
+    assert main(["bench", "accuracy", "--config", str(config), str(ann), "--out", str(out)]) == 0
+    report = json.loads((out / "accuracy.json").read_text())
+    (types,) = [v["types"] for v in report["variants"].values()]
+    by_type = {t["type"]: t for t in types}
+    assert by_type["encroachment"]["tp"] == 1 and by_type["encroachment"]["fp"] == 0
+    assert by_type["encroachment"]["latency_s"]["p50"] >= 0.4  # alerted after the dwell
+    assert by_type["theft"]["fn"] == 1 and by_type["theft"]["recall"] == 0.0
+    page = (out / "accuracy.html").read_text()
+    assert "missed theft" in page and "a bag taken" in page and "<img" in page
+    assert list((out / "accuracy_pictures").glob("*miss*.jpg"))

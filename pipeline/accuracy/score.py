@@ -6,7 +6,8 @@ one) when their temporal IoU (overlap over union of the two intervals) is at lea
 (default 0.3). Matching is one-to-one and greedy: all candidate pairs sorted by IoU, highest first,
 each taken when neither side is taken yet (ties broken by the earlier start). Matched pairs are true
 positives; predictions left are false positives, true incidents left are misses. Per type:
-precision, recall, F1, and the alert latency of the matches (predicted start minus true start).
+precision, recall, F1, and the alert latency of the matches (when the alert was emitted minus the
+true start).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ class Interval:
     end: float
     zone: str | None = None
     ref: str = ""  # where it comes from: an incident id, or a line of the annotation
+    alert: float | None = None  # predicted: when its start was emitted (the dwell it reports began earlier)
 
     def __post_init__(self) -> None:
         if not self.end >= self.start:
@@ -58,7 +60,9 @@ class Match:
 
     @property
     def latency(self) -> float:
-        return self.predicted.start - self.truth.start
+        """How long after the true start the alert came (the prediction's ``alert``, else its start)."""
+        p = self.predicted
+        return (p.alert if p.alert is not None else p.start) - self.truth.start
 
 
 @dataclass
