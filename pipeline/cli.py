@@ -484,12 +484,16 @@ def cmd_footage(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    """``safecity bench [throughput | accuracy] ...``: each benchmark parses its own options."""
+    """``safecity bench [throughput | accuracy | capacity] ...``: each benchmark parses its own options."""
     rest = list(args.rest)
     if rest and rest[0] == "accuracy":
         from benchmarks.accuracy import main as accuracy_main
 
         return accuracy_main(rest[1:])
+    if rest and rest[0] == "capacity":
+        from benchmarks.capacity import main as capacity_main
+
+        return capacity_main(rest[1:])
     if rest and rest[0] == "throughput":
         rest = rest[1:]
     from benchmarks.throughput import main as bench_main
@@ -611,7 +615,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser(
         "bench",
-        help="benchmarks: throughput (the default) or accuracy (`safecity bench accuracy --help`)",
+        help="benchmarks: throughput (the default), accuracy or capacity (`safecity bench capacity --help`)",
         add_help=False,
     )
     b.set_defaults(func=cmd_bench, rest=[])
