@@ -102,17 +102,20 @@ def rss_mib() -> float:
 
 def run_step(n: int, args: argparse.Namespace, clips: list[Path], tmp: Path) -> Step:
     """``n`` cameras for a warm-up and a window; what they achieved in the window."""
-    model: dict[str, Any] = (
-        {"backend": "scripted", "scripted_detections": args.scripted}
-        if args.scripted
-        else {"name": args.model}
-        if not args.model.endswith(".onnx")
-        else {"path": args.model}
-    )
+    model: dict[str, Any]
+    if args.scripted:
+        model = {"backend": "scripted", "scripted_detections": args.scripted}
+    elif args.model.endswith(".pt"):
+        model = {"backend": "torch", "path": args.model}
+    elif args.model.endswith(".onnx"):
+        model = {"path": args.model}
+    else:
+        model = {"name": args.model}
     cfg = parse_config(
         {
             "edge_id": "capacity",
             "device": args.device,
+            "decoder": args.decoder,
             "cameras": [
                 {
                     "id": f"cam{i}",
@@ -263,9 +266,10 @@ def write_report(out: Path, args: argparse.Namespace, best: int, steps: list[Ste
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="safecity bench capacity", description=__doc__.split("\n\n")[0])
     ap.add_argument("--footage", nargs="*", default=None, help="recordings to use (default: generated)")
-    ap.add_argument("--model", default="fall-yolov8", help="a manifest name or an .onnx path")
+    ap.add_argument("--model", default="fall-yolov8", help="a manifest name, an .onnx or a .pt (torch) path")
     ap.add_argument("--scripted", default=None, help="a scripted detections file instead of a model")
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--decoder", default="auto", choices=["auto", "pyav", "nvdec"])
     ap.add_argument("--analytics-fps", type=float, default=5.0)
     ap.add_argument("--width", type=int, default=1280)
     ap.add_argument("--height", type=int, default=720)
@@ -292,10 +296,15 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp, Progress(console=console) as bar:
         task = bar.add_task("capacity", total=None)
 
+        done: list[Step] = []
+
         def try_count(n: int) -> Step:
             bar.update(task, description=f"{n} cameras")
             step = run_step(n, args, clips, Path(tmp))
             bar.advance(task)
+            done.append(step)  # the report so far, after every step: a run cut short keeps what it measured
+            held = [s.cameras for s in done if s.sustained]
+            write_report(Path(args.out), args, max(held, default=0), done)
             console.print(
                 f"{n} cameras: {'sustained' if step.sustained else 'NOT sustained'} "
                 f"(slowest {step.rate_min:.2f}/s, mean {step.rate_mean:.2f}/s, "

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU check, run on a GPU machine (one H200 here) in under 8 minutes.
+# The GPU check, run on a GPU machine (one H200 here) in under 9 minutes.
 #
 # 1. On a CPU machine with network:  python scripts/gpu_prepare.py
 #    (model, real and 1080p H.264/HEVC clips, CPU-path references into data/gpu; wheels into .whl)
@@ -13,7 +13,8 @@
 #    preprocessing, inference and JPEG; environment.txt and gpu.md say so. Files left in $OUT:
 #    environment.txt (preflight, versions, a probe of PyNvVideoCodec's objects), gpu-tests.log,
 #    gpu-bench.log, gpu.json, gpu.md, gpu.png (rewritten after every level: a kill keeps what was
-#    measured) and dmon.txt (nvidia-smi dmon). Each step has its own time limit, under 7 minutes in all.
+#    measured), capacity/ (`safecity bench capacity` on 1080p H.264: cameras sustained, rewritten after
+#    every step) and dmon.txt (nvidia-smi dmon). Each step has its own time limit, under 8 minutes in all.
 #
 # REHEARSE=1 runs the same steps on a CPU machine (PYTHON=.venv/bin/python: the project's venv): the
 # preflight runs and reports, the GPU tests are skipped instead of failing and the benchmark runs with
@@ -40,10 +41,12 @@ echo "== preflight" | log
 if [ "$REHEARSE" = 1 ]; then
   export FAIL_WITHOUT_CUDA=0 PYTHONPATH=$PWD
   BENCH_ARGS=(--device cpu --h264-streams 1,2 --hevc-streams 1,2 --seconds 6 --batch 4)
+  CAP_ARGS=(--device cpu --decoder pyav --start 1 --max-cameras 2)
   echo "REHEARSAL on $(nproc) CPU cores, no GPU" | log
 else
   export FAIL_WITHOUT_CUDA=1
   BENCH_ARGS=(--seconds 10)
+  CAP_ARGS=(--start 16)
   if ls .whl/*.whl >/dev/null 2>&1; then
     $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
       || { echo "installing the carried wheels failed (are they for $($PY -V)?)" | log; exit 2; }
@@ -92,6 +95,7 @@ if grep -q "^NVDEC OK" "$OUT/nvdec-probe.txt"; then
 else
   export SAFECITY_NO_NVDEC=1  # the NVDEC tests skip with this reason; the benchmark decodes with PyAV
   BENCH_ARGS+=(--decoder pyav)
+  CAP_ARGS+=(--decoder pyav)
   echo "NVDEC: NOT reachable here (see above): going on without it (PyAV decodes on $(nproc) cores where it is installed)" | log
 fi
 rm -f "$OUT/nvdec-probe.txt"
@@ -111,6 +115,11 @@ timeout 120 $PY -m pytest "${TEST_ARGS[@]}" tests/test_gpu.py 2>&1 | tee "$OUT/g
 [ "${PIPESTATUS[0]}" = 0 ] || status=1
 echo "== GPU benchmark"
 timeout 220 $PY -m benchmarks.gpu --ref "$SAFECITY_GPU_REF" --out "$OUT" "${BENCH_ARGS[@]}" 2>&1 | tee "$OUT/gpu-bench.log"
+[ "${PIPESTATUS[0]}" = 0 ] || status=1
+echo "== capacity (safecity bench capacity: real-time 1080p cameras ramped, as on CPU edges)"
+timeout 100 $PY -m benchmarks.capacity --footage "$SAFECITY_GPU_REF/cctv1080_h264.mp4" \
+  --model "$SAFECITY_GPU_REF/fall-yolov8.pt" --height 1080 --warmup 3 --window 5 --out "$OUT/capacity" \
+  "${CAP_ARGS[@]}" 2>&1 | tee "$OUT/capacity.log"
 [ "${PIPESTATUS[0]}" = 0 ] || status=1
 if [ -n "$DMON" ]; then
   kill "$DMON" 2>/dev/null
