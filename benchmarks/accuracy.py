@@ -16,6 +16,7 @@ import json
 import os
 import sqlite3
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -122,7 +123,7 @@ def false_alert_snapshot(outbox: Path, incident_id: str) -> bytes | None:
     return None if row is None else bytes(row[0])
 
 
-def miss_frame(footage: Path, t: float, zone_polygon: list[list[float]] | None) -> bytes | None:
+def miss_frame(footage: Path, t: float, zone_polygon: Sequence[Sequence[float]] | None) -> bytes | None:
     """The footage's frame at media time ``t`` (from its first frame), with the zone outlined, as JPEG."""
     import av
     import cv2
@@ -131,7 +132,7 @@ def miss_frame(footage: Path, t: float, zone_polygon: list[list[float]] | None) 
     with av.open(str(footage)) as c:
         t0 = None
         for f in c.decode(video=0):
-            ft = float(f.pts * f.time_base) if f.pts is not None else 0.0
+            ft = float(f.pts * f.time_base) if f.pts is not None and f.time_base is not None else 0.0
             t0 = ft if t0 is None else t0
             if ft - t0 >= t - 1e-6:
                 img = f.to_ndarray(format="bgr24")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -99,7 +100,7 @@ class TypeScore:
         lat = np.array([m.latency for m in self.matches])
         return {f"p{int(q)}": float(np.percentile(lat, q)) for q in qs}
 
-    def summary(self) -> dict[str, object]:
+    def summary(self) -> dict[str, Any]:
         def r(x: float | None) -> float | None:
             return None if x is None else round(x, 4)
 

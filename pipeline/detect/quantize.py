@@ -1,0 +1,232 @@
+"""INT8 models for CPU edges: ONNX Runtime static quantization (QDQ, per-channel weights), calibrated
+on frames of the user's own footage, with the detection head's final nodes left in float.
+
+Quantizing everything sends the class scores to 0 (the sigmoid's input range does not survive 8
+bits): the head is left in float, from each model output back to the last convolution block that
+ends in an activation (those blocks, and everything before them, are quantized). A quantized model is
+accepted only when its detections agree with the float model's on held-out frames (recall and
+precision >= ``MIN_AGREEMENT`` at IoU 0.5, same class); otherwise it is refused with the figures.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..errors import ModelError
+from ..preprocess import letterbox_batch
+from ..types import Detections, Frame, FrameBatch
+
+log = logging.getLogger(__name__)
+
+MIN_AGREEMENT = 0.95
+AGREE_IOU = 0.5
+ACTIVATIONS = {"Sigmoid", "LeakyRelu", "Relu", "HardSwish", "Mul"}  # what ends a convolution block
+
+
+def head_nodes(model: Any) -> list[str]:
+    """The nodes from each output back to (not into) the last activated convolution blocks: the
+    head's final convolutions, its box decoding (DFL, anchors), concatenations and sigmoids."""
+    graph = model.graph
+    producer = {out: node for node in graph.node for out in node.output}
+    head: list[str] = []
+    seen: set[str] = set()
+    stack = [o.name for o in graph.output]
+    while stack:
+        node = producer.get(stack.pop())
+        if node is None or node.name in seen:
+            continue
+        seen.add(node.name)
+        if node.op_type in ACTIVATIONS and any(
+            (p := producer.get(i)) is not None and p.op_type == "Conv" for i in node.input
+        ):
+            continue  # a convolution block's activation (SiLU is Sigmoid and Mul): the head stops here
+        head.append(node.name)
+        stack.extend(node.input)
+    return head
+
+
+def footage_frames(paths: Sequence[Path], *, every_s: float, limit: int) -> list[torch.Tensor]:
+    """RGB frames (H, W, 3) uint8 sampled every ``every_s`` seconds of each file, ``limit`` in all."""
+    import av
+
+    from ..preprocess import color_spec
+    from ..sources.cpu import to_rgb24
+
+    out: list[torch.Tensor] = []
+    per_file = max(limit // max(len(paths), 1), 1)
+    for path in paths:
+        taken, next_t = 0, 0.0
+        with av.open(str(path)) as c:
+            for f in c.decode(video=0):
+                t = float(f.pts * f.time_base) if f.pts is not None and f.time_base else next_t
+                if t + 1e-6 < next_t:
+                    continue
+                next_t = t + every_s
+                spec = color_spec(f.colorspace, f.color_range, f.height, f.format.name)
+                out.append(torch.from_numpy(to_rgb24(f, spec)))
+                taken += 1
+                if taken >= per_file:
+                    break
+    return out[:limit]
+
+
+class _Reader:
+    """Calibration batches for ONNX Runtime: the frames letterboxed as the pipeline does."""
+
+    def __init__(self, frames: list[torch.Tensor], input_name: str, imgsz: int) -> None:
+        self.items: Iterator[dict[str, np.ndarray]] = iter(
+            {input_name: letterbox_batch([f], size=imgsz)[0].numpy()} for f in frames
+        )
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        return next(self.items, None)
+
+
+@dataclass
+class Agreement:
+    frames: int
+    float_detections: int
+    int8_detections: int
+    matched: int
+    recall: float  # of the float model's detections, found by the INT8 model
+    precision: float  # of the INT8 model's detections, also the float model's
+    float_ms: float  # per frame, batch of one, this machine
+    int8_ms: float
+
+    @property
+    def accepted(self) -> bool:
+        return self.recall >= MIN_AGREEMENT and self.precision >= MIN_AGREEMENT
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    lt = np.maximum(a[:, None, :2], b[None, :, :2])
+    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.clip(rb - lt, 0, None).prod(axis=2)
+    area = lambda x: (x[:, 2] - x[:, 0]) * (x[:, 3] - x[:, 1])  # noqa: E731
+    return inter / np.maximum(area(a)[:, None] + area(b)[None, :] - inter, 1e-9)
+
+
+def matched(ref: Detections, got: Detections) -> int:
+    """Detections of ``got`` that match one of ``ref`` (IoU >= 0.5, same class), one to one, greedily."""
+    if len(ref) == 0 or len(got) == 0:
+        return 0
+    iou = _iou(ref.xyxy, got.xyxy)
+    iou[ref.class_id[:, None] != got.class_id[None, :]] = 0
+    n = 0
+    while True:
+        i, j = np.unravel_index(np.argmax(iou), iou.shape)
+        if iou[i, j] < AGREE_IOU:
+            return n
+        n += 1
+        iou[i, :] = 0
+        iou[:, j] = 0
+
+
+def agreement(float_model: Path, int8_model: Path, frames: list[torch.Tensor], *, conf: float) -> Agreement:
+    import time
+
+    from .onnx_backend import OnnxDetector
+
+    dets = {}
+    times = {}
+    for key, path in (("float", float_model), ("int8", int8_model)):
+        det = OnnxDetector(path, name=key, imgsz=None, conf_threshold=conf, iou_threshold=0.7, max_det=300)
+        batches = [FrameBatch([Frame("q", f, 0.0, 0, 0.0)]) for f in frames]
+        det.detect(batches[0])  # warm-up
+        t0 = time.perf_counter()
+        dets[key] = [det.detect(b)[0] for b in batches]
+        times[key] = (time.perf_counter() - t0) / max(len(batches), 1) * 1000
+    n_float = sum(len(d) for d in dets["float"])
+    n_int8 = sum(len(d) for d in dets["int8"])
+    m = sum(matched(a, b) for a, b in zip(dets["float"], dets["int8"], strict=True))
+    return Agreement(
+        len(frames),
+        n_float,
+        n_int8,
+        m,
+        1.0 if n_float == 0 else m / n_float,
+        1.0 if n_int8 == 0 else m / n_int8,
+        round(times["float"], 1),
+        round(times["int8"], 1),
+    )
+
+
+def quantize(
+    model: Path,
+    footage: Sequence[Path],
+    dest: Path,
+    *,
+    calibration_frames: int = 48,
+    held_out_frames: int = 24,
+    every_s: float = 1.0,
+    conf: float = 0.25,
+) -> Agreement:
+    """Write ``dest``, the INT8 model of ``model`` calibrated on ``footage``, if it agrees with the
+    float model on held-out frames of it (else ModelError with the figures); its metadata (names,
+    family, image size) is the float model's. A report ``dest`` + ``.json`` is written either way."""
+    import onnx
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    frames = footage_frames(footage, every_s=every_s, limit=calibration_frames + held_out_frames)
+    if len(frames) < 4:
+        raise ModelError(f"calibration needs at least 4 frames of footage, got {len(frames)}")
+    held = frames[::3][:held_out_frames]  # every third frame is held out, the rest calibrate
+    calib = [f for k, f in enumerate(frames) if k % 3][:calibration_frames]
+    fp = onnx.load(str(model))
+    meta = {p.key: p.value for p in fp.metadata_props}
+    imgsz = int(json.loads(meta.get("imgsz", "[640, 640]").replace("(", "[").replace(")", "]"))[0])
+    exclude = head_nodes(fp)
+    input_name = fp.graph.input[0].name
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    pre = dest.with_suffix(".pre.onnx")
+    tmp = dest.with_suffix(".tmp.onnx")
+    try:
+        quant_pre_process(str(model), str(pre), skip_symbolic_shape=True)
+        quantize_static(
+            str(pre),
+            str(tmp),
+            _Reader(calib, input_name, imgsz),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            nodes_to_exclude=exclude,
+            calibrate_method=CalibrationMethod.MinMax,
+        )
+        q = onnx.load(str(tmp))
+        del q.metadata_props[:]
+        for k, v in meta.items():
+            q.metadata_props.add(key=k, value=v)
+        q.metadata_props.add(
+            key="quantization", value=f"int8 qdq per-channel; {len(exclude)} head nodes in float"
+        )
+        onnx.save(q, str(tmp))
+        result = agreement(model, tmp, held, conf=conf)
+        report = {
+            **asdict(result),
+            "accepted": result.accepted,
+            "calibration_frames": len(calib),
+            "head_nodes_in_float": len(exclude),
+            "min_agreement": MIN_AGREEMENT,
+        }
+        dest.with_name(dest.name + ".json").write_text(json.dumps(report, indent=2))
+        if not result.accepted:
+            raise ModelError(
+                f"the INT8 model does not agree with the float one on {result.frames} held-out frames: "
+                f"recall {result.recall:.3f}, precision {result.precision:.3f} (at least {MIN_AGREEMENT} "
+                "each); not written"
+            )
+        tmp.replace(dest)
+        return result
+    finally:
+        pre.unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
