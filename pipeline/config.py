@@ -233,6 +233,10 @@ class ModelConfig(Strict):
     threads: Annotated[int, Field(ge=0, le=256)] = 0
     half: bool | None = Field(default=None, description="torch backend: fp16 (default: on CUDA only)")
     tensorrt: bool = Field(default=False, description="onnxruntime on CUDA: the TensorRT provider, fp16")
+    precision: Literal["fp32", "int8"] = Field(
+        default="fp32",
+        description="a manifest model on onnxruntime: int8 runs its export by `safecity models quantize`",
+    )
     scripted_detections: Path | None = Field(
         default=None, description="JSONL of detections (backend: scripted)"
     )
@@ -251,6 +255,10 @@ class ModelConfig(Strict):
         elif (self.name is None) == (self.path is None):
             raise ValueError(
                 "give exactly one of model.name (from the manifest) or model.path (an .onnx file)"
+            )
+        if self.precision == "int8" and (self.name is None or self.backend != "onnxruntime"):
+            raise ValueError(
+                "precision int8 is for a manifest model on onnxruntime (for a file, give its .onnx as path)"
             )
         if self.id is None:
             self.id = self.name or (self.path.stem if self.path else "scripted")

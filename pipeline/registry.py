@@ -61,6 +61,11 @@ def onnx_path(name: str) -> Path:
     return model_dir(name) / f"{name}.onnx"
 
 
+def int8_path(name: str) -> Path:
+    """Where ``safecity models quantize NAME`` writes the INT8 export (and its report, + ``.json``)."""
+    return model_dir(name) / f"{name}-int8.onnx"
+
+
 def _verify(path: Path, expected: str | None, what: str, allow_unpinned: bool) -> None:
     digest = sha256_file(path)
     if expected is None:
@@ -226,6 +231,13 @@ def resolve_model_path(m: ModelConfig) -> tuple[Path, str]:
     if m.backend == "torch":
         ts = model_dir(m.name) / f"{m.name}.torchscript"
         path = ts if ts.is_file() else model_dir(m.name) / f"{m.name}.pt"
+    elif m.precision == "int8":
+        path = int8_path(m.name)
+        if not path.is_file():
+            raise ModelError(
+                f"model {m.name} has no INT8 export yet ({path} missing): run `safecity models quantize "
+                f"{m.name} --calibrate FOOTAGE...` on frames of your own cameras"
+            )
     else:
         path = onnx_path(m.name)
     if not path.is_file():
