@@ -28,7 +28,7 @@ from rich.progress import Progress  # noqa: E402
 
 from pipeline.accuracy.annotations import Annotation, load  # noqa: E402
 from pipeline.accuracy.score import DEFAULT_IOU, Interval, TypeScore, match  # noqa: E402
-from pipeline.config import Config, load_config  # noqa: E402
+from pipeline.config import Config, load_config, parse_config  # noqa: E402
 from pipeline.errors import ConfigError  # noqa: E402
 from pipeline.runner import Runner  # noqa: E402
 
@@ -143,6 +143,34 @@ def miss_frame(footage: Path, t: float, zone_polygon: Sequence[Sequence[float]] 
     return None
 
 
+def scenario_intervals() -> tuple[list[Interval], list[Interval]]:
+    """The scenario library's expected and raised incidents (``pipeline/accuracy/scenarios.py``): both
+    timed from when the start is emitted, to the expected ``end`` (else the scenario's end) and to the
+    end step (else the scenario's end)."""
+    import yaml
+
+    from pipeline.accuracy.scenarios import SCENARIOS, run_scenario
+
+    truth, predicted = [], []
+    for path in SCENARIOS:
+        data = yaml.safe_load(path.read_text())
+        end = float(data["duration"])
+        for k, e in enumerate(data["expect"]):
+            truth.append(
+                Interval(
+                    path.stem, e["type"], float(e["start"]), float(e.get("end", end)), ref=f"{path.stem}[{k}]"
+                )
+            )
+        steps: dict[str, list[Any]] = {}
+        for inc in run_scenario(data):
+            steps.setdefault(inc.incident_id, []).append(inc)
+        for iid, incs in steps.items():
+            start = incs[0].emitted_at
+            stop = next((i.emitted_at for i in incs if i.status == "end"), end)
+            predicted.append(Interval(path.stem, incs[0].type, start, max(stop, start), ref=iid, alert=start))
+    return truth, predicted
+
+
 def score_runs(runs: list[Run], iou: float) -> dict[str, TypeScore]:
     return match(
         [i for r in runs for i in r.annotation.incidents], [i for r in runs for i in r.predicted], iou=iou
@@ -222,17 +250,19 @@ def write_report(
         by_file = {r.annotation.footage.name: r for r in runs}
         for kind, s in scores.items():
             for fp in s.false_positives:
-                run = by_file[fp.footage]
-                jpeg = false_alert_snapshot(run.outbox, fp.ref)
+                run = by_file.get(fp.footage)  # (none for the scenario library: no video)
+                jpeg = None if run is None else false_alert_snapshot(run.outbox, fp.ref)
                 where = f"{fp.zone or 'no zone'}, {fp.start:.1f}-{fp.end:.1f} s ({fp.footage})"
                 caption = f"{variant}: false {kind} in {where}"
                 body += _picture(pics, f"{_slug(variant)}-fp-{fp.ref}.jpg", jpeg, caption)
                 md.append(f"- {caption}")
             for miss in s.misses:
-                run = by_file[miss.footage]
-                polygon = zones.get(run.annotation.camera or "", {}).get(miss.zone or "")
-                jpeg = miss_frame(run.annotation.footage, (miss.start + miss.end) / 2, polygon)
-                note = run.annotation.notes.get(miss.ref, "")
+                run = by_file.get(miss.footage)
+                jpeg, note = None, ""
+                if run is not None:
+                    polygon = zones.get(run.annotation.camera or "", {}).get(miss.zone or "")
+                    jpeg = miss_frame(run.annotation.footage, (miss.start + miss.end) / 2, polygon)
+                    note = run.annotation.notes.get(miss.ref, "")
                 where = f"{miss.zone or 'no zone'}, {miss.start:.1f}-{miss.end:.1f} s ({miss.footage})"
                 caption = f"{variant}: missed {kind} in {where} {note}"
                 body += _picture(pics, f"{_slug(variant)}-miss-{_slug(miss.ref)}.jpg", jpeg, caption)
@@ -266,20 +296,34 @@ def _picture(folder: Path, name: str, jpeg: bytes | None, caption: str) -> list[
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="safecity bench accuracy", description=__doc__.split("\n\n")[0])
-    ap.add_argument("annotations", nargs="+", help="annotation files (YAML, see the README)")
+    ap.add_argument("annotations", nargs="*", help="annotation files (YAML, see the README)")
+    ap.add_argument("--config", help="the edge config whose cameras, zones, models and rules run")
     ap.add_argument(
-        "--config", required=True, help="the edge config whose cameras, zones, models and rules run"
+        "--scenarios", action="store_true", help="also score the scenario library (all five types)"
     )
     ap.add_argument("--iou", type=float, default=DEFAULT_IOU, help="temporal IoU for a match")
     ap.add_argument("--each-model", action="store_true", help="also run each of the config's detectors alone")
     ap.add_argument("--out", default="benchmarks/results")
     args = ap.parse_args(argv)
-    cfg = load_config(Path(args.config))
+    if not args.annotations and not args.scenarios:
+        ap.error("give annotation files (with --config), or --scenarios")
+    if args.annotations and not args.config:
+        ap.error("annotated footage runs through a config: give --config")
+    results: dict[str, tuple[list[Run], dict[str, TypeScore]]] = {}
+    if args.scenarios:
+        truth, predicted = scenario_intervals()
+        results["scenario library (scripted tracks)"] = ([], match(truth, predicted, iou=args.iou))
+    cfg = (
+        load_config(Path(args.config))
+        if args.config
+        else parse_config({"cameras": [{"id": "none", "source": "none.mp4"}]})
+    )
     anns = [load(Path(a)) for a in args.annotations]
-    variants: list[tuple[str, list[Any] | None]] = [("+".join(m.key for m in cfg.models), None)]
-    if args.each_model and len(cfg.models) > 1:
+    variants: list[tuple[str, list[Any] | None]] = (
+        [("+".join(m.key for m in cfg.models), None)] if anns else []
+    )
+    if args.each_model and len(cfg.models) > 1 and anns:
         variants = [(m.key, [m]) for m in cfg.models] + variants
-    results = {}
     with tempfile.TemporaryDirectory() as tmp, Progress(console=console) as bar:
         task = bar.add_task("accuracy", total=len(variants) * len(anns))
         for name, models in variants:

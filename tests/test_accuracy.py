@@ -189,3 +189,22 @@ def test_safecity_bench_accuracy_scores_a_run_and_shows_why(tmp_path: Path, clip
     page = (out / "accuracy.html").read_text()
     assert "missed theft" in page and "a bag taken" in page and "<img" in page
     assert list((out / "accuracy_pictures").glob("*miss*.jpg"))
+
+
+def test_the_scenario_library_is_scored_for_all_five_types(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every scenario raises what it expects (tests/test_scenarios.py checks each exactly): scored as a
+    whole, all five types at F1 1.0; a rule that stopped firing shows as misses."""
+    import json
+
+    from benchmarks import accuracy
+    from pipeline.cli import main
+
+    assert main(["bench", "accuracy", "--scenarios", "--out", str(tmp_path)]) == 0
+    (types,) = [v["types"] for v in json.loads((tmp_path / "accuracy.json").read_text())["variants"].values()]
+    assert {t["type"] for t in types} == {"theft", "assault", "encroachment", "stray_animal", "accident"}
+    assert all(t["f1"] == 1.0 and abs(t["latency_s"]["p100"]) <= 0.2 for t in types)
+    truth, predicted = accuracy.scenario_intervals()
+    scores = match(truth, [p for p in predicted if p.type != "assault"])
+    assert scores["assault"].recall == 0.0 and len(scores["assault"].misses) == 2

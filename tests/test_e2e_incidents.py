@@ -16,14 +16,14 @@ from pathlib import Path
 import pytest
 import yaml
 
+from pipeline.accuracy.scenarios import FPS, LIBRARY, box_at
 from pipeline.footage import generate_clip
 
 from .conftest import SinkThread, free_port
-from .test_scenarios import FPS, box_at
 from .util import wait_until
 
 pytestmark = pytest.mark.slow
-SCENARIOS = Path(__file__).parent / "scenarios"
+SCENARIOS = LIBRARY
 CAMERAS = {
     "stray_animal": "stray_cow_on_road",
     "encroachment": "vendor_encroaching_footpath",

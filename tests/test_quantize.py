@@ -58,3 +58,23 @@ def test_quantizing_the_head_too_is_refused(
     with pytest.raises(ModelError, match="does not agree with the float one"):
         q.quantize(fall_model, footage, dest, calibration_frames=24, held_out_frames=12)
     assert not dest.exists() and not list(tmp_path.glob("*.tmp.onnx"))
+
+
+def test_precision_int8_names_a_manifest_models_export_and_says_how_to_make_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pipeline import registry
+    from pipeline.config import ModelConfig
+    from pipeline.errors import ModelError
+
+    with pytest.raises(ValueError, match="precision int8 is for a manifest model"):
+        ModelConfig(path=tmp_path / "m.onnx", precision="int8")
+    with pytest.raises(ValueError, match="precision int8 is for a manifest model"):
+        ModelConfig(name="fall-yolov8", backend="torch", precision="int8")
+    monkeypatch.setattr(registry, "data_dir", lambda: tmp_path)  # no export made here
+    with pytest.raises(ModelError, match="safecity models quantize fall-yolov8 --calibrate"):
+        registry.resolve_model_path(ModelConfig(name="fall-yolov8", precision="int8"))
+    (tmp_path / "models" / "fall-yolov8").mkdir(parents=True)
+    (tmp_path / "models" / "fall-yolov8" / "fall-yolov8-int8.onnx").write_bytes(b"x")
+    path, name = registry.resolve_model_path(ModelConfig(name="fall-yolov8", precision="int8"))
+    assert path.name == "fall-yolov8-int8.onnx" and name == "fall-yolov8"

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import yaml
 
+from pipeline.accuracy.scenarios import LIBRARY, run_scenario
 from pipeline.analytics.memory import TrackMemory
 from pipeline.analytics.rules import RULES, check_roles
 from pipeline.config import RulesConfig, parse_config
@@ -17,9 +18,7 @@ from pipeline.detect.roles import common_label_roles
 from pipeline.errors import ConfigError
 from pipeline.types import Track
 
-from .test_scenarios import run_scenario
-
-SCENARIOS = Path(__file__).parent / "scenarios"
+SCENARIOS = LIBRARY
 
 
 def scenario(name: str) -> dict[str, Any]:

@@ -2,7 +2,8 @@
 
 A new rule is one ``Rule`` subclass (its ``type`` is the name of its section under ``rules:`` and
 ``config`` that section's class), one field in ``RulesConfig``, one entry here and scenario files
-in ``tests/scenarios``; ``tests/test_rules.py`` checks that the registry and the config agree.
+in ``pipeline/accuracy/scenario_library``; ``tests/test_rules.py`` checks that the registry and the
+config agree.
 """
 
 from __future__ import annotations
