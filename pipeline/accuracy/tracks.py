@@ -17,16 +17,13 @@ def iou_distances(
 ) -> np.ndarray:
     """1 - IoU between each true and predicted box, NaN (no match allowed) below ``MATCH_IOU``: what
     ``motmetrics.distances.iou_matrix`` gives (it calls ``np.asfarray``, gone in NumPy 2)."""
+    from ..track import iou_matrix
+
     a = np.array([b[1:] for b in gt], dtype=np.float64).reshape(-1, 4)
     b = np.array([h[1:] for h in hyp], dtype=np.float64).reshape(-1, 4)
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.clip(rb - lt, 0, None).prod(axis=2)
-    area = lambda x: (x[:, 2] - x[:, 0]) * (x[:, 3] - x[:, 1])  # noqa: E731
-    union = area(a)[:, None] + area(b)[None, :] - inter
-    iou = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+    iou = iou_matrix(a, b).astype(np.float64)
     dist = 1.0 - iou
-    dist[iou < MATCH_IOU] = np.nan
+    dist[iou < MATCH_IOU - 1e-6] = np.nan
     return dist
 
 

@@ -106,28 +106,14 @@ class Agreement:
         return self.recall >= MIN_AGREEMENT and self.precision >= MIN_AGREEMENT
 
 
-def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.clip(rb - lt, 0, None).prod(axis=2)
-    area = lambda x: (x[:, 2] - x[:, 0]) * (x[:, 3] - x[:, 1])  # noqa: E731
-    return inter / np.maximum(area(a)[:, None] + area(b)[None, :] - inter, 1e-9)
-
-
 def matched(ref: Detections, got: Detections) -> int:
     """Detections of ``got`` that match one of ``ref`` (IoU >= 0.5, same class), one to one, greedily."""
-    if len(ref) == 0 or len(got) == 0:
-        return 0
-    iou = _iou(ref.xyxy, got.xyxy)
-    iou[ref.class_id[:, None] != got.class_id[None, :]] = 0
-    n = 0
-    while True:
-        i, j = np.unravel_index(np.argmax(iou), iou.shape)
-        if iou[i, j] < AGREE_IOU:
-            return n
-        n += 1
-        iou[i, :] = 0
-        iou[:, j] = 0
+    from ..track import greedy_match, iou_matrix
+
+    iou = iou_matrix(ref.xyxy, got.xyxy)
+    if iou.size:
+        iou[ref.class_id[:, None] != got.class_id[None, :]] = 0
+    return len(greedy_match(iou, AGREE_IOU))
 
 
 def agreement(float_model: Path, int8_model: Path, frames: list[torch.Tensor], *, conf: float) -> Agreement:
