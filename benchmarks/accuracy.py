@@ -16,6 +16,7 @@ import json
 import os
 import sqlite3
 import tempfile
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +27,7 @@ os.environ.setdefault("YOLO_OFFLINE", "1")
 from rich.console import Console  # noqa: E402
 from rich.progress import Progress  # noqa: E402
 
-from pipeline.accuracy.annotations import Annotation, load  # noqa: E402
+from pipeline.accuracy.annotations import Annotation, Boxes, load  # noqa: E402
 from pipeline.accuracy.score import DEFAULT_IOU, Interval, TypeScore, match  # noqa: E402
 from pipeline.config import Config, load_config, parse_config  # noqa: E402
 from pipeline.errors import ConfigError  # noqa: E402
@@ -55,6 +56,7 @@ class Run:
     predicted: list[Interval]
     outbox: Path
     seconds: float  # media time analysed
+    tracking: dict[str, Any] | None = None  # MOTA, IDF1 ... where the annotation has boxes
 
 
 def camera_config(cfg: Config, ann: Annotation, work: Path, models: list[Any] | None) -> Config:
@@ -69,11 +71,18 @@ def camera_config(cfg: Config, ann: Annotation, work: Path, models: list[Any] | 
     if not ann.footage.is_file():
         raise ConfigError(f"{ann.path}: footage {ann.footage} not found")
     cam = cam.model_copy(update={"source": str(ann.footage.resolve()), "loop": False, "realtime": False})
+    if models is not None:  # one detector alone: the camera's own list of detectors does not apply
+        cam = cam.model_copy(update={"models": None})
     update: dict[str, Any] = {
         "cameras": [cam],
         "duration_seconds": None,
-        "sink": cfg.sink.model_copy(
-            update={"outbox": work / "outbox.sqlite", "insecure": True, "drain_seconds": 0.0}
+        "sink": cfg.sink.model_copy(  # nothing leaves: a port nobody listens on, no keys needed
+            update={
+                "outbox": work / "outbox.sqlite",
+                "endpoint": "tcp://127.0.0.1:9",
+                "insecure": True,
+                "drain_seconds": 0.0,
+            }
         ),
         "clips": cfg.clips.model_copy(update={"enabled": False}),
     }
@@ -85,6 +94,9 @@ def camera_config(cfg: Config, ann: Annotation, work: Path, models: list[Any] | 
 def predict(cfg: Config, ann: Annotation, work: Path, models: list[Any] | None = None) -> Run:
     work.mkdir(parents=True, exist_ok=True)
     runner = Runner(camera_config(cfg, ann, work, models))
+    runner.incidents = deque()  # every step of the footage, not only the latest thousand
+    if ann.boxes is not None:
+        runner.track_log = {}
     runner.run()
     if runner.error is not None:
         raise runner.error
@@ -96,7 +108,7 @@ def predict(cfg: Config, ann: Annotation, work: Path, models: list[Any] | None =
             s["alert"] = inc.emitted_at
         if inc.ended_at is not None:
             s["end"] = inc.ended_at
-    name = ann.footage.name
+    name = footage_key(ann)
     predicted = [
         Interval(
             name,
@@ -109,7 +121,26 @@ def predict(cfg: Config, ann: Annotation, work: Path, models: list[Any] | None =
         )
         for iid, s in steps.items()
     ]
-    return Run(ann, predicted, work / "outbox.sqlite", seconds)
+    tracking = None
+    if ann.boxes is not None and runner.track_log is not None:
+        from pipeline.accuracy.tracks import track_scores
+
+        # MOTChallenge frames count from 1; the pipeline's frame index from 0; only analysed frames score
+        logged = next(iter(runner.track_log.values()), [])
+        hyp: Boxes = {}
+        for i, tracks in logged:
+            hyp[i + 1] = []
+            for tr in tracks:
+                x1, y1, x2, y2 = (float(v) for v in tr.xyxy)
+                hyp[i + 1].append((tr.track_id, x1, y1, x2, y2))
+        tracking = track_scores(ann.boxes, hyp, frames=sorted(hyp))
+    return Run(ann, predicted, work / "outbox.sqlite", seconds, tracking)
+
+
+def footage_key(ann: Annotation) -> str:
+    """What incidents of one footage file are matched by: its resolved path (two files of one name
+    in different folders are different footage)."""
+    return str(ann.footage.resolve())
 
 
 def false_alert_snapshot(outbox: Path, incident_id: str) -> bytes | None:
@@ -205,10 +236,24 @@ def write_report(
         rows = [s.summary() for s in scores.values()]
         report["variants"][variant] = {
             "types": rows,
-            "footage": [{"file": r.annotation.footage.name, "seconds": round(r.seconds, 1)} for r in runs],
+            "footage": [
+                {"file": r.annotation.footage.name, "seconds": round(r.seconds, 1), "tracking": r.tracking}
+                for r in runs
+            ],
             "predicted": [vars(i) for r in runs for i in r.predicted],
         }
-        md += [f"## {variant}", "", "| " + " | ".join(HEADINGS) + " |", "|" + "---|" * len(HEADINGS)]
+        md += [f"## {variant}", ""]
+        for done in runs:
+            if done.tracking is not None:
+                t = done.tracking
+                line = (
+                    f"Tracking on {done.annotation.footage.name} (frames analysed): MOTA {t['mota']}, "
+                    f"IDF1 {t['idf1']}, {t['num_switches']} id switches, {t['num_misses']} misses, "
+                    f"{t['num_false_positives']} false boxes of {t['num_objects']} true ones."
+                )
+                md += [line, ""]
+                body.append(f"<p>{html.escape(line)}</p>")
+        md += ["| " + " | ".join(HEADINGS) + " |", "|" + "---|" * len(HEADINGS)]
         head = "".join(f"<th>{h}</th>" for h in HEADINGS)
         body += [f"<h2>{html.escape(variant)}</h2><table border=1 cellpadding=4><tr>{head}</tr>"]
         for r in rows:
@@ -247,12 +292,12 @@ def write_report(
         plt.close(fig)
         md += ["", f"![{variant}]({plot.name})", ""]
         body.append(f'<p><img src="{plot.name}"></p>')
-        by_file = {r.annotation.footage.name: r for r in runs}
+        by_file = {footage_key(r.annotation): r for r in runs}
         for kind, s in scores.items():
             for fp in s.false_positives:
                 run = by_file.get(fp.footage)  # (none for the scenario library: no video)
                 jpeg = None if run is None else false_alert_snapshot(run.outbox, fp.ref)
-                where = f"{fp.zone or 'no zone'}, {fp.start:.1f}-{fp.end:.1f} s ({fp.footage})"
+                where = f"{fp.zone or 'no zone'}, {fp.start:.1f}-{fp.end:.1f} s ({Path(fp.footage).name})"
                 caption = f"{variant}: false {kind} in {where}"
                 body += _picture(pics, f"{_slug(variant)}-fp-{fp.ref}.jpg", jpeg, caption)
                 md.append(f"- {caption}")
@@ -263,7 +308,9 @@ def write_report(
                     polygon = zones.get(run.annotation.camera or "", {}).get(miss.zone or "")
                     jpeg = miss_frame(run.annotation.footage, (miss.start + miss.end) / 2, polygon)
                     note = run.annotation.notes.get(miss.ref, "")
-                where = f"{miss.zone or 'no zone'}, {miss.start:.1f}-{miss.end:.1f} s ({miss.footage})"
+                where = (
+                    f"{miss.zone or 'no zone'}, {miss.start:.1f}-{miss.end:.1f} s ({Path(miss.footage).name})"
+                )
                 caption = f"{variant}: missed {kind} in {where} {note}"
                 body += _picture(pics, f"{_slug(variant)}-miss-{_slug(miss.ref)}.jpg", jpeg, caption)
                 md.append(f"- {caption}")

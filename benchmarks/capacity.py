@@ -49,7 +49,7 @@ class Step:
     latency_ms: dict[str, dict[str, float]] = field(default_factory=dict)  # stage -> p50/p90/p99
     cpu_cores: float = 0.0  # process CPU time / wall time over the window
     rss_mib: float = 0.0
-    gpu_mib: float | None = None
+    torch_gpu_mib: float | None = None  # torch's peak allocation in the step (not ONNX Runtime's)
 
 
 def sustained(rates: list[float], dropped: list[float], fps: float) -> bool:
@@ -139,6 +139,11 @@ def run_step(n: int, args: argparse.Namespace, clips: list[Path], tmp: Path) -> 
         }
     )
     metrics = Metrics()
+    gpu_used = args.device.startswith("cuda") or (args.device == "auto" and _cuda())
+    if gpu_used:
+        import torch
+
+        torch.cuda.reset_peak_memory_stats()
     runner = Runner(cfg, metrics=metrics)
     runner.start()
     try:
@@ -163,7 +168,7 @@ def run_step(n: int, args: argparse.Namespace, clips: list[Path], tmp: Path) -> 
         sampled = (a1[k][0] - a0[k][0]) + (a1[k][1] - a0[k][1])
         dropped.append((a1[k][1] - a0[k][1]) / sampled if sampled else 1.0)
     gpu = None
-    if args.device.startswith("cuda") or (args.device == "auto" and _cuda()):
+    if gpu_used:  # what torch allocated at most in this step (ONNX Runtime's own memory is not in it)
         import torch
 
         gpu = round(torch.cuda.max_memory_allocated() / 2**20, 1)
@@ -192,17 +197,19 @@ def ramp(try_count: Any, *, start: int, limit: int) -> tuple[int, list[Step]]:
     steps: list[Step] = []
     good, bad = 0, None
     n = start
-    while n <= limit:
+    while True:
         step = try_count(n)
         steps.append(step)
         if not step.sustained:
             bad = n
             break
         good = n
-        n *= 2
+        if n >= limit:
+            break
+        n = min(n * 2, limit)  # the limit itself is tried, not only the powers of two below it
     if bad is None:
         return good, steps
-    while bad - good > 1 and good > 0:
+    while bad - good > 1:  # (from 0 when even the first count did not hold: below it too)
         mid = (good + bad) // 2
         step = try_count(mid)
         steps.append(step)
@@ -280,6 +287,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--window", type=float, default=15.0, help="seconds measured")
     ap.add_argument("--out", default="benchmarks/results")
     args = ap.parse_args(argv)
+    if not 1 <= args.start <= args.max_cameras:
+        ap.error(f"--start must be between 1 and --max-cameras ({args.max_cameras})")
     if args.footage:
         clips = [Path(p) for p in args.footage]
     else:

@@ -40,7 +40,7 @@ from .overload import NOT_RUNNING, CameraLoad, KeepUpWatch
 from .sources import CameraSource, CameraState, Muxer, choose_decoder
 from .sources.packets import PacketRings
 from .stage import Supervisor, join_all
-from .types import Detections, Frame, FrameBatch, Incident
+from .types import Detections, Frame, FrameBatch, Incident, Track
 from .watch import Watch
 
 log = logging.getLogger(__name__)
@@ -200,6 +200,8 @@ class Runner:
             ),
         ]
         self.incidents: deque[Incident] = deque(maxlen=1000)  # the latest, for callers and tests
+        # camera -> [(frame index, tracks)] of every analysed frame, when a caller asks (the accuracy bench)
+        self.track_log: dict[str, list[tuple[int, list[Track]]]] | None = None
         self.watch = Watch(self.detector)  # cameras watched live: their frames drawn (watch.py)
         self.keep_up = KeepUpWatch()  # read and changed by the main thread only
         self._keep_up_gen: dict[str, int] = {}
@@ -357,6 +359,8 @@ class Runner:
         )
         if frame.camera_id in self.watch.cameras:  # somebody watches it live (the control interface)
             self.watch.offer(frame, ca, dets, tracks, incidents)
+        if self.track_log is not None:
+            self.track_log.setdefault(frame.camera_id, []).append((frame.frame_index, tracks))
         self.cameras.analysed(frame.camera_id)
         self.metrics.end_to_end_latency.observe(max(time.monotonic() - frame.decoded_at, 0.0))
         if incidents:

@@ -47,6 +47,8 @@ def test_precision_recall_f1_and_latency_by_hand() -> None:
     assert sorted(m.latency for m in enc.matches) == [-1.0, 2.0]
     assert enc.latency_percentiles() == {"p50": 0.5, "p90": pytest.approx(1.7), "p100": 2.0}
     assert (acc.tp, acc.precision, acc.recall, acc.f1) == (0, 0.0, 0.0, 0.0)
+    missed_only = match([iv("theft", 0, 5)], [])["theft"]  # nothing raised: F1 0, not undefined
+    assert (missed_only.precision, missed_only.recall, missed_only.f1) == (None, 0.0, 0.0)
     # with a lower threshold the third pair matches
     assert match(truth, predicted, iou=0.1)["encroachment"].tp == 3
 
@@ -172,9 +174,11 @@ def test_safecity_bench_accuracy_scores_a_run_and_shows_why(tmp_path: Path, clip
         },
         rules={"encroachment": {"dwell_seconds": 0.5, "confirm_seconds": 0.2, "clear_seconds": 0.3}},
     )
+    # the person's box on every frame from 0.4 s (frame 10 of 25 fps; MOTChallenge counts from 1)
+    (tmp_path / "gt.txt").write_text("".join(f"{f},1,100,120,40,100,1,1,1\n" for f in range(11, 51)))
     ann = tmp_path / "truth.yaml"
     ann.write_text(
-        f"footage: {clips[0]}\ncamera: cam\nincidents:\n"
+        f"footage: {clips[0]}\ncamera: cam\nboxes: gt.txt\nincidents:\n"
         "  - {type: encroachment, zone: path, start: 0.4, end: 2.0}\n"
         "  - {type: theft, start: 0.5, end: 1.5, note: a bag taken}\n"
     )
@@ -186,6 +190,10 @@ def test_safecity_bench_accuracy_scores_a_run_and_shows_why(tmp_path: Path, clip
     assert by_type["encroachment"]["tp"] == 1 and by_type["encroachment"]["fp"] == 0
     assert by_type["encroachment"]["latency_s"]["p50"] >= 0.4  # alerted after the dwell
     assert by_type["theft"]["fn"] == 1 and by_type["theft"]["recall"] == 0.0
+    (footage,) = [f for v in report["variants"].values() for f in v["footage"]]
+    tracking = footage["tracking"]  # scored on the analysed frames: one track, no switch
+    assert tracking["num_switches"] == 0 and tracking["num_false_positives"] == 0
+    assert tracking["mota"] >= 0.7 and tracking["idf1"] >= 0.8, tracking
     page = (out / "accuracy.html").read_text()
     assert "missed theft" in page and "a bag taken" in page and "<img" in page
     assert list((out / "accuracy_pictures").glob("*miss*.jpg"))

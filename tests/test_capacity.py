@@ -34,6 +34,10 @@ def test_the_ramp_doubles_then_bisects_to_the_largest_count_that_holds() -> None
     assert ramp(holds_up_to(0), start=1, limit=64)[0] == 0 and tried == [1]
     tried.clear()
     assert ramp(holds_up_to(100), start=1, limit=16)[0] == 16 and tried == [1, 2, 4, 8, 16]
+    tried.clear()
+    assert ramp(holds_up_to(100), start=1, limit=100)[0] == 100 and tried == [1, 2, 4, 8, 16, 32, 64, 100]
+    tried.clear()
+    assert ramp(holds_up_to(2), start=4, limit=64)[0] == 2 and tried == [4, 2, 3]
 
 
 def test_percentiles_of_what_a_histogram_took_in_a_window() -> None:

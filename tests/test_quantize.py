@@ -78,3 +78,15 @@ def test_precision_int8_names_a_manifest_models_export_and_says_how_to_make_it(
     (tmp_path / "models" / "fall-yolov8" / "fall-yolov8-int8.onnx").write_bytes(b"x")
     path, name = registry.resolve_model_path(ModelConfig(name="fall-yolov8", precision="int8"))
     assert path.name == "fall-yolov8-int8.onnx" and name == "fall-yolov8"
+
+
+@pytest.mark.parametrize(
+    ("raw", "size"), [("640", 640), ("[640, 640]", 640), ("(384, 640)", 640), ("(416,)", 416)]
+)
+def test_the_calibration_size_is_read_from_any_way_an_export_writes_it(raw: str, size: int) -> None:
+    assert q.export_size(raw) == size
+
+
+def test_a_size_that_is_not_one_is_a_clear_error() -> None:
+    with pytest.raises(ModelError, match="not a size"):
+        q.export_size("big")

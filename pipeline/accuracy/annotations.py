@@ -143,7 +143,7 @@ def load(path: Path) -> Annotation:
         raise ConfigError(f"{path}: unknown field {unknown[0]!r}")
     footage = Path(str(data["footage"]))
     footage = footage if footage.is_absolute() else path.parent / footage
-    name = footage.name
+    name = str(footage.resolve())  # what its incidents are matched by: two files of one name differ
     incidents, notes = [], {}
     raw_list = data.get("incidents") or []
     if not isinstance(raw_list, list):

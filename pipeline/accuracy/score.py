@@ -89,10 +89,9 @@ class TypeScore:
 
     @property
     def f1(self) -> float | None:
-        p, r = self.precision, self.recall
-        if p is None or r is None or p + r == 0:
-            return None if p is None or r is None else 0.0
-        return 2 * p * r / (p + r)
+        """2TP / (2TP + FP + FN): 0 when nothing was right, None only when there was nothing at all."""
+        n = 2 * self.tp + len(self.false_positives) + len(self.misses)
+        return None if n == 0 else 2 * self.tp / n
 
     def latency_percentiles(self, qs: Sequence[float] = (50, 90, 100)) -> dict[str, float] | None:
         if not self.matches:

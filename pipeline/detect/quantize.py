@@ -10,6 +10,7 @@ precision >= ``MIN_AGREEMENT`` at IoU 0.5, same class); otherwise it is refused 
 
 from __future__ import annotations
 
+import ast
 import json
 import logging
 from collections.abc import Iterator, Sequence
@@ -51,6 +52,19 @@ def head_nodes(model: Any) -> list[str]:
         head.append(node.name)
         stack.extend(node.input)
     return head
+
+
+def export_size(raw: str) -> int:
+    """The square input size to calibrate at, from an export's ``imgsz`` metadata: ``640``,
+    ``[640, 640]``, ``(384, 640)`` (the larger side)."""
+    try:
+        value = ast.literal_eval(raw)
+    except (ValueError, SyntaxError):
+        raise ModelError(f"the model's imgsz metadata {raw!r} is not a size") from None
+    sizes = [value] if isinstance(value, int) else list(value)
+    if not sizes or not all(isinstance(v, int) and v > 0 for v in sizes):
+        raise ModelError(f"the model's imgsz metadata {raw!r} is not a size")
+    return max(sizes)
 
 
 def footage_frames(paths: Sequence[Path], *, every_s: float, limit: int) -> list[torch.Tensor]:
@@ -169,14 +183,14 @@ def quantize(
     calib = [f for k, f in enumerate(frames) if k % 3][:calibration_frames]
     fp = onnx.load(str(model))
     meta = {p.key: p.value for p in fp.metadata_props}
-    imgsz = int(json.loads(meta.get("imgsz", "[640, 640]").replace("(", "[").replace(")", "]"))[0])
-    exclude = head_nodes(fp)
+    imgsz = export_size(meta.get("imgsz", "640"))
     input_name = fp.graph.input[0].name
     dest.parent.mkdir(parents=True, exist_ok=True)
     pre = dest.with_suffix(".pre.onnx")
     tmp = dest.with_suffix(".tmp.onnx")
     try:
         quant_pre_process(str(model), str(pre), skip_symbolic_shape=True)
+        exclude = head_nodes(onnx.load(str(pre)))  # named as in the graph that is quantized
         quantize_static(
             str(pre),
             str(tmp),
