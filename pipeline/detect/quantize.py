@@ -5,7 +5,8 @@ Quantizing everything sends the class scores to 0 (the sigmoid's input range doe
 bits): the head is left in float, from each model output back to the last convolution block that
 ends in an activation (those blocks, and everything before them, are quantized). A quantized model is
 accepted only when its detections agree with the float model's on held-out frames (recall and
-precision >= ``MIN_AGREEMENT`` at IoU 0.5, same class); otherwise it is refused with the figures.
+precision >= ``MIN_AGREEMENT`` at IoU 0.5, same class, the other model's detections counted down to
+``1 - CONF_MARGIN`` of the threshold); otherwise it is refused with the figures.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ log = logging.getLogger(__name__)
 
 MIN_AGREEMENT = 0.95
 AGREE_IOU = 0.5
+CONF_MARGIN = 0.2  # the other model's detections down to 80 % of the threshold count for agreement
 ACTIVATIONS = {"Sigmoid", "LeakyRelu", "Relu", "HardSwish", "Mul"}  # what ends a convolution block
 
 
@@ -137,23 +139,28 @@ def agreement(float_model: Path, int8_model: Path, frames: list[torch.Tensor], *
 
     dets = {}
     times = {}
+    low = conf * (1 - CONF_MARGIN)
     for key, path in (("float", float_model), ("int8", int8_model)):
-        det = OnnxDetector(path, name=key, imgsz=None, conf_threshold=conf, iou_threshold=0.7, max_det=300)
+        det = OnnxDetector(path, name=key, imgsz=None, conf_threshold=low, iou_threshold=0.7, max_det=300)
         batches = [FrameBatch([Frame("q", f, 0.0, 0, 0.0)]) for f in frames]
         det.detect(batches[0])  # warm-up
         t0 = time.perf_counter()
         dets[key] = [det.detect(b)[0] for b in batches]
         times[key] = (time.perf_counter() - t0) / max(len(batches), 1) * 1000
-    n_float = sum(len(d) for d in dets["float"])
-    n_int8 = sum(len(d) for d in dets["int8"])
-    m = sum(matched(a, b) for a, b in zip(dets["float"], dets["int8"], strict=True))
+    # a detection at the threshold counts as agreed when the other model has it just under (a score a
+    # hair either side of the threshold is no disagreement about the object)
+    sure = {k: [d[d.confidence >= conf] for d in v] for k, v in dets.items()}
+    n_float = sum(len(d) for d in sure["float"])
+    n_int8 = sum(len(d) for d in sure["int8"])
+    found = sum(matched(a, b) for a, b in zip(sure["float"], dets["int8"], strict=True))
+    kept = sum(matched(a, b) for a, b in zip(sure["int8"], dets["float"], strict=True))
     return Agreement(
         len(frames),
         n_float,
         n_int8,
-        m,
-        1.0 if n_float == 0 else m / n_float,
-        1.0 if n_int8 == 0 else m / n_int8,
+        found,
+        1.0 if n_float == 0 else found / n_float,
+        1.0 if n_int8 == 0 else kept / n_int8,
         round(times["float"], 1),
         round(times["int8"], 1),
     )
@@ -164,9 +171,9 @@ def quantize(
     footage: Sequence[Path],
     dest: Path,
     *,
-    calibration_frames: int = 48,
-    held_out_frames: int = 24,
-    every_s: float = 1.0,
+    calibration_frames: int = 64,
+    held_out_frames: int = 32,
+    every_s: float = 0.5,
     conf: float = 0.25,
 ) -> Agreement:
     """Write ``dest``, the INT8 model of ``model`` calibrated on ``footage``, if it agrees with the
