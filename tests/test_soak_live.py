@@ -3,6 +3,7 @@ cameras removed and added through the control interface, an RTSP server restarte
 
 from __future__ import annotations
 
+import gc
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from .test_rtsp import gst_available
 @pytest.mark.slow
 def test_cameras_changing_for_a_while_leak_nothing_and_lose_no_incident(tmp_path: Path) -> None:
     rtsp = 1 if gst_available() else 0
+    gc.collect()  # what earlier tests left for the collector is closed now, not during the samples
     result = run_soak(
         tmp_path, cameras=5, rtsp=rtsp, seconds=30, change_every=3, restart_every=12, sample_every=2
     )
@@ -26,5 +28,6 @@ def test_cameras_changing_for_a_while_leak_nothing_and_lose_no_incident(tmp_path
     running = [x for x in result.samples[1:-1]]  # while the cameras run (the first is before any started)
     # one camera's threads go with it and one comes with the next: the count stays level, so do files
     assert max(x["threads"] for x in running) - min(x["threads"] for x in running) <= 3, running
-    assert max(x["fds"] for x in running) - min(x["fds"] for x in running) <= 12, running
+    fds = [x["fds"] for x in running]  # the largest rise (what others left and the collector closes
+    assert max(b - min(fds[: i + 1]) for i, b in enumerate(fds)) <= 12, running  # meanwhile is no rise)
     assert result.samples[-1]["threads"] <= result.samples[0]["threads"] + 2, result.samples  # all joined
