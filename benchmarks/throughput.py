@@ -156,6 +156,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.int8:
         from pipeline.registry import int8_path
 
+        if args.int8 == "auto" and args.model.endswith(".onnx"):
+            raise SystemExit("--int8: give the INT8 file's path when --model is a file")
         int8 = Path(args.int8) if args.int8 != "auto" else int8_path(args.model)
         if not int8.is_file():
             raise SystemExit(

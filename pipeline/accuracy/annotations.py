@@ -72,7 +72,7 @@ def read_intervals_csv(path: Path, footage: str) -> list[Interval]:
     """An interval list: a header ``type,zone,start,end`` and one incident a line (zone may be empty)."""
     out = []
     try:
-        with open(path, newline="") as f:
+        with open(path, newline="", encoding="utf-8-sig") as f:  # (a spreadsheet's byte-order mark)
             rows = list(csv.DictReader(f))
     except OSError as err:
         raise ConfigError(f"{path}: cannot read it: {err.strerror or err}") from None
