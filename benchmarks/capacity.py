@@ -28,6 +28,7 @@ os.environ.setdefault("YOLO_OFFLINE", "1")
 from rich.console import Console  # noqa: E402
 from rich.progress import Progress  # noqa: E402
 
+from benchmarks.soak import rss_mib  # noqa: E402
 from pipeline.config import parse_config  # noqa: E402
 from pipeline.footage import generate_clips  # noqa: E402
 from pipeline.metrics import Metrics  # noqa: E402
@@ -93,11 +94,6 @@ def percentiles(
 def cpu_seconds() -> float:
     r = resource.getrusage(resource.RUSAGE_SELF)
     return r.ru_utime + r.ru_stime
-
-
-def rss_mib() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
 def run_step(n: int, args: argparse.Namespace, clips: list[Path], tmp: Path) -> Step:

@@ -27,6 +27,7 @@ from typing import Any
 import yaml
 from rich.progress import Progress
 
+from benchmarks.soak import rss_mib
 from pipeline.config import load_config
 from pipeline.control import ControlServer, request
 from pipeline.events.clip_store import ClipStore, clips_dir
@@ -37,11 +38,6 @@ from pipeline.runner import Runner
 
 GST_SERVER = Path(__file__).resolve().parent.parent / "tests" / "gst_rtsp.py"
 ZONE = {"name": "footpath", "polygon": [[0, 150], [320, 150], [320, 240], [0, 240]]}
-
-
-def rss_mib() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
 def open_fds() -> int:
