@@ -33,6 +33,16 @@ def _is_digest(sha: str) -> bool:
     return len(sha) == 64 and all(c in "0123456789abcdef" for c in sha)
 
 
+def _digest_synced(path: Path) -> str:
+    """The file's sha256, read once, the file flushed to disk on the way."""
+    digest = hashlib.sha256()
+    with open(path, "rb+") as f:
+        while block := f.read(1 << 20):
+            digest.update(block)
+        os.fsync(f.fileno())
+    return digest.hexdigest()
+
+
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -95,18 +105,16 @@ class ClipStore:
     def add(self, tmp: Path) -> tuple[str, int]:
         """Name a written clip by its digest (flushed to disk first); returns (sha256, bytes). The
         oldest other clips go when the store would be over its bound."""
-        digest = hashlib.sha256()
-        with open(tmp, "rb+") as f:
-            while block := f.read(1 << 20):
-                digest.update(block)
-            os.fsync(f.fileno())
-        sha = digest.hexdigest()
+        sha = _digest_synced(tmp)
+        return sha, self._name(tmp, sha)
+
+    def _name(self, tmp: Path, sha: str) -> int:
         size = tmp.stat().st_size
         os.replace(tmp, self.path(sha))
         _fsync_dir(self.root)
         if self.max_bytes is not None:
             self._bound(keep=sha)
-        return sha, size
+        return size
 
     def _clips(self) -> list[tuple[float, int, Path]]:
         out = []
@@ -183,15 +191,10 @@ class ClipStore:
 
     def finish_part(self, sha: str) -> bool:
         """The fetched clip is whole: kept if its digest is ``sha`` (else deleted, to fetch again)."""
-        part = self.root / f"{sha}.part"
         tmp = self.temp_path()
-        os.replace(part, tmp)
-        digest = hashlib.sha256()
-        with open(tmp, "rb") as f:
-            while block := f.read(1 << 20):
-                digest.update(block)
-        if digest.hexdigest() != sha:
+        os.replace(self.root / f"{sha}.part", tmp)
+        if _digest_synced(tmp) != sha:
             tmp.unlink(missing_ok=True)
             return False
-        self.add(tmp)
+        self._name(tmp, sha)
         return True
