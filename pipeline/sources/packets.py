@@ -335,7 +335,7 @@ class Recorder:
     def __init__(self, ring: PacketRing) -> None:
         self.ring = ring
         self._bsf: av.bitstream.BitStreamFilterContext | None = None
-        self._filtered: bool | None = None
+        self.recording = False  # this play's stream is one clips are made of
         self._tb = 0.0
         self._warned = False
 
@@ -344,7 +344,8 @@ class Recorder:
         from av.bitstream import BitStreamFilterContext
 
         cc = stream.codec_context
-        self._bsf = self._filtered = None
+        self._bsf = None
+        self.recording = False
         if cc.name not in CLIP_CODECS:
             if not self._warned:
                 log.warning(
@@ -358,10 +359,9 @@ class Recorder:
         extradata = bytes(cc.extradata or b"")
         annexb = extradata if extradata.startswith((b"\x00\x00\x00\x01", b"\x00\x00\x01")) else b""
         self._tb = float(stream.time_base) if stream.time_base else 1.0 / 90_000
-        if filtered:
-            self._filtered = True
-        else:
+        if not filtered:
             self._bsf = BitStreamFilterContext(CLIP_CODECS[cc.name], in_stream=stream)
+        self.recording = True
         self.ring.begin(StreamParams(cc.name, cc.width, cc.height, annexb), period_s=period_s)
 
     def add(self, packet: av.Packet) -> None:
@@ -382,7 +382,3 @@ class Recorder:
                 bool(p.is_keyframe),
                 bytes(p),
             )
-
-    @property
-    def recording(self) -> bool:
-        return self._bsf is not None or bool(self._filtered)
