@@ -1,6 +1,7 @@
 """Throughput, side by side in one run on the same generated clips and model.
 
-(a) ONNX Runtime alone on pre-decoded, pre-letterboxed batches (the ceiling for this model here);
+(a) ONNX Runtime alone on pre-decoded, pre-letterboxed batches (the ceiling for this model here: the
+    better of one batch at a time on every core and two at a time on half the cores each);
 (b) the whole pipeline: decode every frame, sample, batch, detect, track, rules, events;
 (c) the loop a user would otherwise write: Ultralytics ``model.track(source, stream=True)`` per camera,
     with ``vid_stride`` set to the same sampling rate.
@@ -20,6 +21,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("YOLO_OFFLINE", "1")
 os.environ.setdefault("YOLO_AUTOINSTALL", "false")
@@ -33,6 +35,7 @@ from rich.table import Table  # noqa: E402
 from benchmarks.plot import bar_chart  # noqa: E402
 from pipeline.config import parse_config  # noqa: E402
 from pipeline.detect.onnx_backend import OnnxDetector  # noqa: E402
+from pipeline.devices import inference_workers, model_threads  # noqa: E402
 from pipeline.events.sink import Sink  # noqa: E402
 from pipeline.footage import generate_clips  # noqa: E402
 from pipeline.preprocess import letterbox_batch  # noqa: E402
@@ -52,21 +55,69 @@ def sampled_frames(path: Path, every: int) -> list[torch.Tensor]:
     return out
 
 
-def bench_onnx_alone(model: Path, frames: list[torch.Tensor], *, imgsz: int, batch: int) -> float:
-    det = OnnxDetector(model, name="m", imgsz=imgsz, conf_threshold=0.25, iou_threshold=0.7, max_det=300)
+def bench_onnx_alone(
+    model: Path,
+    frames: list[torch.Tensor],
+    *,
+    imgsz: int,
+    batch: int,
+    workers: int = 1,
+    rect: bool | None = None,
+) -> float:
+    """ONNX Runtime on pre-decoded, pre-letterboxed batches: ``workers`` threads sharing one session,
+    the cores shared out between them (1: one batch at a time on every core); ``rect``: the smallest
+    canvas that holds the frame (None: as the pipeline does, when the model takes any size)."""
+    det = OnnxDetector(
+        model,
+        name="m",
+        imgsz=imgsz,
+        conf_threshold=0.25,
+        iou_threshold=0.7,
+        max_det=300,
+        threads=model_threads(0, workers),
+    )
     batches = [
-        letterbox_batch(frames[i : i + batch], size=det.imgsz, rect=det.rect)[0]
+        letterbox_batch(frames[i : i + batch], size=det.imgsz, rect=det.rect if rect is None else rect)[0]
         for i in range(0, len(frames), batch)
     ]
     det.infer(batches[0])  # warm-up
+
+    def work(mine: list[torch.Tensor]) -> None:
+        for b in mine:
+            det.infer(b)
+
+    threads = [threading.Thread(target=work, args=(batches[i::workers],)) for i in range(workers)]
     t0 = time.perf_counter()
-    for b in batches:
-        det.infer(b)
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
     return len(frames) / (time.perf_counter() - t0)
 
 
-def bench_pipeline(model: Path, clips: list[Path], *, fps: float, imgsz: int, batch: int, tmp: Path) -> float:
+def best_onnx_alone(model: Path, frames: list[torch.Tensor], *, imgsz: int, batch: int) -> float:
+    """ONNX Runtime alone at its best here: one batch on every core, or two on half each."""
+    return max(
+        bench_onnx_alone(model, frames, imgsz=imgsz, batch=batch, workers=w)
+        for w in sorted({1, inference_workers(None, "cpu")})
+    )
+
+
+def bench_pipeline(
+    model: Path,
+    clips: list[Path],
+    *,
+    fps: float,
+    imgsz: int,
+    batch: int,
+    tmp: Path,
+    batching: dict[str, Any] | None = None,
+    threads: int = 0,
+) -> float:
+    """The whole pipeline on ``clips`` played once as fast as it goes; ``batching`` and ``threads``
+    (the model's) as in the config (``benchmarks/levers.py`` varies them)."""
     port = 5600 + os.getpid() % 300
+    batching_cfg: dict[str, Any] = {"max_batch_size": batch, "timeout_ms": 20, **(batching or {})}
     cfg = parse_config(
         {
             "edge_id": "bench",
@@ -75,8 +126,8 @@ def bench_pipeline(model: Path, clips: list[Path], *, fps: float, imgsz: int, ba
                 {"id": f"cam{i}", "source": str(p), "realtime": False, "loop": False, "analytics_fps": fps}
                 for i, p in enumerate(clips)
             ],
-            "model": {"path": str(model), "imgsz": imgsz},
-            "batching": {"max_batch_size": batch, "timeout_ms": 20},
+            "model": {"path": str(model), "imgsz": imgsz, "threads": threads},
+            "batching": batching_cfg,
             "sink": {
                 "endpoint": f"tcp://127.0.0.1:{port}",
                 "outbox": str(tmp / "outbox.sqlite"),
@@ -170,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"round {r + 1}/{args.repeats}: (a) ONNX Runtime alone on pre-decoded batches"
             ):
                 runs["onnxruntime_alone_fps"].append(
-                    bench_onnx_alone(model, frames, imgsz=args.imgsz, batch=args.batch)
+                    best_onnx_alone(model, frames, imgsz=args.imgsz, batch=args.batch)
                 )
             with console.status(f"round {r + 1}/{args.repeats}: (b) whole pipeline"):
                 tmp = Path(tmpdir) / f"r{r}"
@@ -183,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
             if int8 is not None:
                 with console.status(f"round {r + 1}/{args.repeats}: (a, b) the same with the INT8 model"):
                     runs["onnxruntime_alone_int8_fps"].append(
-                        bench_onnx_alone(int8, frames, imgsz=args.imgsz, batch=args.batch)
+                        best_onnx_alone(int8, frames, imgsz=args.imgsz, batch=args.batch)
                     )
                     tmp8 = Path(tmpdir) / f"r{r}-int8"
                     tmp8.mkdir()

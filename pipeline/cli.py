@@ -511,7 +511,7 @@ def cmd_footage(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    """``safecity bench [throughput | accuracy | capacity] ...``: each benchmark parses its own options."""
+    """``safecity bench [throughput | accuracy | capacity | levers] ...``: each parses its own options."""
     rest = list(args.rest)
     if rest and rest[0] == "accuracy":
         from benchmarks.accuracy import main as accuracy_main
@@ -521,6 +521,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
         from benchmarks.capacity import main as capacity_main
 
         return capacity_main(rest[1:])
+    if rest and rest[0] == "levers":
+        from benchmarks.levers import main as levers_main
+
+        return levers_main(rest[1:])
     if rest and rest[0] == "throughput":
         rest = rest[1:]
     from benchmarks.throughput import main as bench_main
@@ -648,7 +652,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser(
         "bench",
-        help="benchmarks: throughput (the default), accuracy or capacity (`safecity bench capacity --help`)",
+        help="benchmarks: throughput (the default), accuracy, capacity or levers "
+        "(`safecity bench capacity --help`)",
         add_help=False,
     )
     b.set_defaults(func=cmd_bench, rest=[])

@@ -287,6 +287,11 @@ class BatchingConfig(Strict):
     max_batch_size: Annotated[int, Field(ge=1, le=256)] = 8
     timeout_ms: Annotated[float, Field(gt=0, le=10_000)] = 40.0
     queue_frames: Annotated[int, Field(ge=1, le=10_000)] = 64
+    workers: Annotated[int, Field(ge=1, le=64)] | None = Field(
+        default=None,
+        description="batches in the model at once, each on its own thread (default: 2 on a CPU of 2 cores "
+        "or more, each with half the cores, which beats one batch on every core; 1 on a GPU)",
+    )
 
 
 class TrackerConfig(Strict):

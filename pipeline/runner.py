@@ -2,9 +2,10 @@
 and carries out live camera changes across them (the cameras themselves: ``cameras.py``).
 
 Threads: one per camera (decode), one for preprocessing (batches from the muxer, letterboxed on the
-device), one for inference (model, decode, NMS), one for analytics (tracking, rules), one for
-publishing (snapshots, events, outbox: ``events/publish.py``), one sender, and the caller's, which
-watches and prints the status line. Preprocessing of batch N+1 overlaps inference of batch N.
+device), ``batching.workers`` for inference (model, decode, NMS; batches numbered, so analytics takes
+them in order however they finish), one for analytics (tracking, rules), one for publishing
+(snapshots, events, outbox: ``events/publish.py``), one sender, and the caller's, which watches and
+prints the status line. Preprocessing of batch N+1 overlaps inference of batch N.
 Every queue is bounded and every wait has a timeout; the first stage that dies stops the run and
 is kept as ``error``; ``stop()`` joins everything.
 """
@@ -26,7 +27,7 @@ from .cameras import Cameras, CameraStats
 from .config import CameraConfig, Config
 from .detect import Detector, as_set, create_detectors
 from .detect.factory import check_model_names
-from .devices import resolve_device
+from .devices import inference_workers, resolve_device
 from .errors import ConfigError, SafeCityError, StageError
 from .events.clip_store import ClipStore, clips_dir
 from .events.clips import Clips
@@ -39,7 +40,7 @@ from .metrics import Metrics
 from .overload import NOT_RUNNING, CameraLoad, KeepUpWatch
 from .sources import CameraSource, CameraState, Muxer, choose_decoder
 from .sources.packets import PacketRings
-from .stage import Supervisor, join_all
+from .stage import AllDone, Supervisor, join_all
 from .types import Detections, Frame, FrameBatch, Incident, Track
 from .watch import Watch
 
@@ -185,15 +186,23 @@ class Runner:
             else None,
             rings=self.cameras.rings,
         )
-        self._prepared_q: queue.Queue[tuple[FrameBatch, Any]] = queue.Queue(maxsize=2)  # double buffer
-        self._analytics_q: queue.Queue[tuple[FrameBatch, list[Detections]]] = queue.Queue(maxsize=4)
+        workers = inference_workers(cfg.batching.workers, self.detector.info.device)
+        # (number, batch, prepared | detections): the number puts batches back in order for analytics
+        self._prepared_q: queue.Queue[tuple[int, FrameBatch, Any]] = queue.Queue(maxsize=workers + 1)
+        self._analytics_q: queue.Queue[tuple[int, FrameBatch, list[Detections]]] = queue.Queue(
+            maxsize=workers + 3
+        )
         self._prepare_done = threading.Event()
-        self._infer_done = threading.Event()
+        infer_done = [threading.Event() for _ in range(workers)]
+        self._infer_done = AllDone(infer_done)
         self._analytics_done = threading.Event()
         sup = self.supervisor
         self._stages = [
             sup.thread("preprocess", self._prepare_loop, done=self._prepare_done),
-            sup.thread("inference", self._infer_loop, done=self._infer_done),
+            *(
+                sup.thread("inference", self._infer_loop, done=done, name=f"inference-{i}" if i else None)
+                for i, done in enumerate(infer_done)
+            ),
             sup.thread("analytics", self._analytics_loop, done=self._analytics_done),
             sup.thread(
                 "publish", lambda: self.publisher.loop(self._analytics_done), done=self.publisher.done
@@ -311,7 +320,8 @@ class Runner:
         return self.cameras.done()
 
     def _prepare_loop(self) -> None:
-        """Batches from the muxer, preprocessed while the previous batch is in the model."""
+        """Batches from the muxer, numbered and preprocessed while the previous ones are in the model."""
+        number = 0
         while True:
             batch = self.mux.next_batch(wait_s=0.1)
             if batch is None:
@@ -322,31 +332,43 @@ class Runner:
             prepared = self.detector.prepare(batch)
             self.metrics.stage_latency.labels(stage="preprocess").observe(time.perf_counter() - t0)
             self.metrics.batch_size.observe(len(batch))
-            if not self.supervisor.put(self._prepared_q, (batch, prepared)):
+            if not self.supervisor.put(self._prepared_q, (number, batch, prepared)):
                 return
+            number += 1
 
     def _infer_loop(self) -> None:
+        """One inference worker: batches in the model, one at a time (several workers share the model)."""
         while (item := self.supervisor.get(self._prepared_q, self._prepare_done)) is not None:
-            batch, prepared = item
+            number, batch, prepared = item
             failpoint("detect.batch")
             t0 = time.perf_counter()
             dets = self.detector.run(prepared)
             self.metrics.stage_latency.labels(stage="detect").observe(time.perf_counter() - t0)
-            if not self.supervisor.put(self._analytics_q, (batch, dets)):
+            if not self.supervisor.put(self._analytics_q, (number, batch, dets)):
                 return
 
     def _analytics_loop(self) -> None:
+        """Batches in the order they were made (a camera's frames in order, whichever worker
+        finished first), each analysed under the between-batches lock."""
+        early: dict[int, tuple[FrameBatch, list[Detections]]] = {}  # finished before an earlier batch
+        expected = 0
         while (item := self.supervisor.get(self._analytics_q, self._infer_done)) is not None:
-            batch, dets = item
-            t0 = time.perf_counter()
-            with self._between_batches:  # live camera changes wait for the batch in hand
-                for frame, d in zip(batch.frames, dets, strict=True):
-                    self._analyse(frame, d)
-            self.metrics.stage_latency.labels(stage="analytics").observe(time.perf_counter() - t0)
-            with self._lock:
-                self.stats.batches += 1
-                self.stats.frames += len(batch)
-                self.stats.recent_batch_sizes.append(len(batch))
+            number, batch, dets = item
+            early[number] = (batch, dets)
+            while expected in early:
+                self._analyse_batch(*early.pop(expected))
+                expected += 1
+
+    def _analyse_batch(self, batch: FrameBatch, dets: list[Detections]) -> None:
+        t0 = time.perf_counter()
+        with self._between_batches:  # live camera changes wait for the batch in hand
+            for frame, d in zip(batch.frames, dets, strict=True):
+                self._analyse(frame, d)
+        self.metrics.stage_latency.labels(stage="analytics").observe(time.perf_counter() - t0)
+        with self._lock:
+            self.stats.batches += 1
+            self.stats.frames += len(batch)
+            self.stats.recent_batch_sizes.append(len(batch))
 
     def _analyse(self, frame: Frame, dets: Detections) -> None:
         ca = self.per_camera.get(frame.camera_id)

@@ -18,6 +18,16 @@ T = TypeVar("T")
 POLL_S = 0.1
 
 
+class AllDone:
+    """Set once each of ``events`` is: a stage of several threads has finished when all of them have."""
+
+    def __init__(self, events: list[threading.Event]) -> None:
+        self.events = events
+
+    def is_set(self) -> bool:
+        return all(e.is_set() for e in self.events)
+
+
 class Supervisor:
     """Keeps the first stage error and sets ``stop_event`` when it happens."""
 
@@ -36,10 +46,15 @@ class Supervisor:
         self.stop_event.set()
 
     def thread(
-        self, stage: str, target: Callable[[], None], *, done: threading.Event | None = None
+        self,
+        stage: str,
+        target: Callable[[], None],
+        *,
+        done: threading.Event | None = None,
+        name: str | None = None,
     ) -> threading.Thread:
-        """A daemon thread running ``target`` whose exception ends the run; ``done`` is set when it
-        returns either way (downstream stages drain their queue, then end)."""
+        """A daemon thread (``name``, default ``stage``) running ``target`` whose exception ends the run;
+        ``done`` is set when it returns either way (downstream stages drain their queue, then end)."""
 
         def body() -> None:
             try:
@@ -50,7 +65,7 @@ class Supervisor:
                 if done is not None:
                     done.set()
 
-        return threading.Thread(target=body, name=stage, daemon=True)
+        return threading.Thread(target=body, name=name or stage, daemon=True)
 
     def put(self, q: queue.Queue[T], item: T) -> bool:
         """Put with backpressure; False when a stop was requested while waiting."""
@@ -63,7 +78,7 @@ class Supervisor:
                     return False
 
     @staticmethod
-    def get(q: queue.Queue[T], upstream_done: threading.Event) -> T | None:
+    def get(q: queue.Queue[T], upstream_done: threading.Event | AllDone) -> T | None:
         """The next item, or None once the stage feeding ``q`` has finished and ``q`` is empty."""
         while True:
             try:

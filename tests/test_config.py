@@ -68,6 +68,7 @@ def test_good_config_and_defaults() -> None:
             "polygon crosses itself: edge 0 [0.0, 0.0]->[10.0, 10.0] meets edge 2",
         ),
         ("cameras.0.zones.0.polygon", [[0, 0], [5, 5], [10, 10]], "polygon has no area"),
+        ("batching", {"workers": 0}, "batching.workers: got 0: Input should be greater than or equal to 1"),
     ],
 )
 def test_bad_configs_name_the_field(path: str, value: object, expect: str) -> None:
@@ -146,3 +147,14 @@ def test_cli_unreadable_yaml(tmp_path: Path) -> None:
         [sys.executable, "-m", "pipeline.cli", "run", str(p)], capture_output=True, text=True
     )
     assert res.returncode == 2 and "not valid YAML" in res.stderr
+
+
+def test_inference_workers_share_the_cores_on_a_cpu_and_are_one_on_a_gpu(monkeypatch) -> None:
+    from pipeline.devices import inference_workers, model_threads
+
+    monkeypatch.setattr("os.cpu_count", lambda: 16)
+    assert inference_workers(None, "cpu") == 2 and model_threads(0, 2) == 8
+    assert inference_workers(None, "cuda:0") == 1
+    assert inference_workers(3, "cpu") == 3 and model_threads(0, 3) == 5 and model_threads(4, 3) == 4
+    monkeypatch.setattr("os.cpu_count", lambda: 1)
+    assert inference_workers(None, "cpu") == 1 and model_threads(0, 1) == 1 and model_threads(0, 2) == 1

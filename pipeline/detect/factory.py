@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TypedDict
 
 from ..config import Config, ModelConfig
-from ..devices import resolve_device
+from ..devices import inference_workers, model_threads, resolve_device
 from ..errors import ConfigError
 from ..metrics import Metrics
 from .base import Detector
@@ -97,10 +97,11 @@ def create_detector(cfg: Config, m: ModelConfig | None = None) -> Detector:
     if m.backend == "onnxruntime":
         from .onnx_backend import OnnxDetector
 
+        device = _onnx_device(cfg.device)
         return OnnxDetector(
             path,
-            threads=m.threads,
-            device=_onnx_device(cfg.device),
+            threads=model_threads(m.threads, inference_workers(cfg.batching.workers, device)),
+            device=device,
             tensorrt=m.tensorrt,
             max_batch=cfg.batching.max_batch_size,
             **common,
