@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     alone: dict[str, dict[str, Any]] = {
         "1 batch at a time, every core": {"workers": 1},
         "2 batches at a time, half the cores each": {"workers": 2},
-        "square canvas (640x640)": {"workers": 1, "rect": False},
+        f"square canvas ({args.imgsz}x{args.imgsz})": {"workers": 1, "rect": False},
     }
     pipe: dict[str, list[float]] = {v.label: [] for v in runs}
     ort: dict[str, list[float]] = {k: [] for k in alone}
