@@ -1,4 +1,4 @@
-"""`safecity run | sink | demo | models | footage | bench`."""
+"""`safecity run | sink | demo | models | dataset | footage | bench` (models and dataset: ``ml/cli.py``)."""
 
 from __future__ import annotations
 
@@ -437,51 +437,6 @@ def cmd_preview(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_models(args: argparse.Namespace) -> int:
-    from .registry import fetch_model, load_manifest, onnx_path
-
-    if args.action == "list":
-        for name, e in load_manifest().items():
-            have = "fetched" if onnx_path(name).is_file() else "not fetched"
-            print(f"{name:18} {e.get('licence', '?')[:24]:24} {have:12} {e.get('description', '')}")
-        return 0
-    if args.action == "quantize":
-        return _quantize(args)
-    path = fetch_model(
-        args.name,
-        allow_unpinned=args.allow_unpinned,
-        imgsz=args.imgsz,
-        torchscript_batch=args.torchscript_batch,
-    )
-    print(path)
-    return 0
-
-
-def _quantize(args: argparse.Namespace) -> int:
-    """``safecity models quantize NAME --calibrate FOOTAGE...``: the INT8 export, if it agrees."""
-    from .detect.quantize import quantize
-    from .registry import int8_path, load_manifest, onnx_path
-
-    if args.name not in load_manifest():
-        raise ConfigError(f"models quantize: {args.name!r} is not in the manifest")
-    if not onnx_path(args.name).is_file():
-        raise ConfigError(f"models quantize: fetch it first: safecity models fetch {args.name}")
-    if not args.calibrate:
-        raise ConfigError("models quantize: give --calibrate FOOTAGE... (recordings of your own cameras)")
-    footage = [Path(p) for p in args.calibrate]
-    missing = [str(p) for p in footage if not p.is_file()]
-    if missing:
-        raise ConfigError(f"models quantize --calibrate: not found: {', '.join(missing)}")
-    dest = int8_path(args.name)
-    r = quantize(onnx_path(args.name), footage, dest)
-    print(
-        f"{dest}: agrees with the float model on {r.frames} held-out frames (recall {r.recall:.3f}, "
-        f"precision {r.precision:.3f}); {r.int8_ms} ms a frame against {r.float_ms} ms here. "
-        f"Use it with models: [{{name: {args.name}, precision: int8}}]"
-    )
-    return 0
-
-
 def cmd_footage(args: argparse.Namespace) -> int:
     from rich.progress import track
 
@@ -619,23 +574,9 @@ def build_parser() -> argparse.ArgumentParser:
     pv.add_argument("--seconds", type=float, default=20.0, help="how much of the video")
     pv.set_defaults(func=cmd_preview)
 
-    m = sub.add_parser("models", help="the model registry")
-    m.add_argument("action", choices=["list", "fetch", "quantize"])
-    m.add_argument("name", nargs="?")
-    m.add_argument(
-        "--allow-unpinned", action="store_true", help="accept a model with no sha256 in the manifest"
-    )
-    m.add_argument("--imgsz", type=int, default=None)
-    m.add_argument(
-        "--calibrate",
-        nargs="+",
-        metavar="FOOTAGE",
-        help="quantize: recordings of your own cameras to calibrate on",
-    )
-    m.add_argument(
-        "--torchscript-batch", type=int, default=None, help="also export TorchScript for this batch"
-    )
-    m.set_defaults(func=cmd_models)
+    from .ml.cli import add_parsers
+
+    add_parsers(sub)  # models, dataset
 
     f = sub.add_parser("footage", help="real sample clips, or generated CCTV-like clips")
     f.add_argument("action", choices=["samples", "generate"])
@@ -671,9 +612,6 @@ def main(argv: list[str] | None = None) -> int:
             args.rest = extra
         elif extra:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
-        if args.cmd == "models" and args.action == "fetch" and not args.name:
-            print("safecity models fetch: give a model NAME (see `safecity models list`)", file=sys.stderr)
-            return 2
         _setup_logging(args.verbose)
         return _run_command(args)
     except Interrupted as stop:

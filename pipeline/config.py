@@ -220,7 +220,10 @@ class ModelConfig(Strict):
     id: Annotated[str, Field(min_length=1, max_length=64, pattern=IDENT)] | None = Field(
         default=None, description="what cameras call this detector (default: its name, or its file's stem)"
     )
-    name: str | None = Field(default=None, description="a model of the manifest (models/manifest.yaml)")
+    name: str | None = Field(
+        default=None,
+        description="a model of the manifest (models/manifest.yaml), or a version made here (NAME@N)",
+    )
     path: Path | None = Field(
         default=None,
         description="onnxruntime: an .onnx file; torch: a .torchscript export or a .pt checkpoint",
@@ -260,8 +263,10 @@ class ModelConfig(Strict):
             raise ValueError(
                 "precision int8 is for a manifest model on onnxruntime (for a file, give its .onnx as path)"
             )
-        if self.id is None:
-            self.id = self.name or (self.path.stem if self.path else "scripted")
+        if self.name is not None and "@" in self.name and self.precision == "int8":
+            raise ValueError(f"precision int8 is for a manifest model; {self.name} is a version you made")
+        if self.id is None:  # a version (NAME@N) is still NAME to the cameras that name it
+            self.id = self.name.split("@")[0] if self.name else (self.path.stem if self.path else "scripted")
         return self
 
     @property

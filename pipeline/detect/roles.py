@@ -20,7 +20,12 @@ def role_map(m: ModelConfig, class_names: tuple[str, ...]) -> dict[str, list[str
     """Role -> class names for one loaded model (classes checked against what it has)."""
     where = f"models[{m.key}].roles"
     roles = m.roles
-    if roles is None and m.name is not None:
+    if roles is None and m.name is not None and "@" in m.name:
+        from ..ml.versions import load_version
+
+        roles = load_version(m.name).roles
+        where = f"the roles of version {m.name}"
+    elif roles is None and m.name is not None:
         from ..registry import load_manifest
 
         entry = load_manifest().get(m.name, {})
