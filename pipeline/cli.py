@@ -376,16 +376,22 @@ def save_start_snapshots(db_path: Path, out: Path) -> list[Path]:
     return saved
 
 
+def control_target(args: argparse.Namespace) -> tuple[str | None, str]:
+    """The token (``--token-file``) and base URL (``--control``) of a running edge's control interface."""
+    from .control import read_token
+
+    token = read_token(Path(args.token_file)) if args.token_file else None
+    base = args.control.rstrip("/")
+    return token, base if base.startswith(("http://", "https://")) else f"http://{base}"
+
+
 def cmd_cameras(args: argparse.Namespace) -> int:
     """A thin client of a running edge's control interface."""
     import yaml
 
-    from .control import read_token, request
+    from .control import request
 
-    token = read_token(Path(args.token_file)) if args.token_file else None
-    base = args.control.rstrip("/")
-    if not base.startswith(("http://", "https://")):
-        base = f"http://{base}"
+    token, base = control_target(args)
 
     def body_of(path: str) -> object:
         try:

@@ -487,6 +487,24 @@ class SinkConfig(Strict):
         return check_endpoint(v)
 
 
+class SwapConfig(Strict):
+    """A model swapped in live (the control interface): what it must show before, and while, it runs."""
+
+    grace_seconds: Annotated[float, Field(ge=0, le=86_400, allow_inf_nan=False)] = Field(
+        default=60.0, description="probation after a swap: an error or sustained slowness rolls it back"
+    )
+    max_latency_ratio: Annotated[float, Field(ge=1, le=100, allow_inf_nan=False)] = Field(
+        default=1.5,
+        description="its time per frame against the model it replaces, at the check and on probation",
+    )
+    slow_batches: Annotated[int, Field(ge=1, le=10_000)] = Field(
+        default=10, description="batches in a row over the latency bound, on probation, that roll it back"
+    )
+    check_frames: Annotated[int, Field(ge=1, le=64)] = Field(
+        default=8, description="recent frames of the cameras its check runs on (agreement, warm-up, latency)"
+    )
+
+
 class ClipsConfig(Strict):
     """Evidence clips: each camera keeps its recent packets; an incident's clip is remuxed from them."""
 
@@ -528,6 +546,7 @@ class Config(Strict):
     rules: RulesConfig = RulesConfig()
     sink: SinkConfig = SinkConfig()
     clips: ClipsConfig = ClipsConfig()
+    swap: SwapConfig = SwapConfig()
     metrics_port: Annotated[int, Field(ge=0, le=65535)] | None = None
     duration_seconds: Annotated[float, Field(gt=0)] | None = None
     status_interval_seconds: Annotated[float, Field(gt=0, le=3600)] = 1.0

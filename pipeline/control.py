@@ -1,4 +1,4 @@
-"""The control interface of a running edge: health, and cameras changed live (HTTP + JSON).
+"""The control interface of a running edge: health, cameras changed live, models swapped live (HTTP + JSON).
 
     GET    /health           liveness and readiness (200 ready, 503 not), for systemd and Kubernetes
     GET    /cameras          each camera: its config, state and counts
@@ -9,6 +9,10 @@
     GET    /cameras/{id}/preview.mjpeg   the camera live with what the pipeline sees drawn on it
                              (MJPEG, at most 5 frames/s; ``?frames=N`` ends after N frames)
     GET    /cameras/{id}/preview.jpg     one such frame
+    GET    /models           each detector: the version it runs, and a swap on probation
+    POST   /models/{id}      swap detector {id} for another version live: {"name": "fall-yolov8@2"} (or
+                             "path"), checked first (classes, export, warm-up, latency; 409 refused)
+    POST   /models/{id}/rollback   take back the swap on probation
 
 A change is checked as the config loader checks a file and refused whole with its one-line error
 (400); it is applied between batches, and cameras it does not name never pause. Bound to loopback
@@ -33,6 +37,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .config import Config
+from .detect.swap import SwapRefused
 from .errors import ConfigError
 from .live import camera_dicts, with_cameras
 
@@ -42,6 +47,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 MAX_BODY = 1 << 20
 PREVIEW_PATH = re.compile(r"/cameras/(?P<id>[A-Za-z0-9_.\-]{1,64})/preview\.(?P<kind>mjpeg|jpg)")
+MODEL_PATH = re.compile(r"/models/(?P<id>[A-Za-z0-9_.\-]{1,64})(?P<rollback>/rollback)?")
 PREVIEW_WAIT_S = 10.0  # a watched camera with no frame drawn for this long ends its stream
 PREVIEW_SEND_TIMEOUT_S = 10.0  # a viewer that takes no frame for this long is let go
 BOUNDARY = "safecity-frame"
@@ -171,10 +177,35 @@ class ControlServer:
 
         return self.runner.apply(new).summary()
 
+    def swap(self, key: str, body: Any) -> dict[str, Any]:
+        """Swap detector ``key`` for the model ``body`` names (its other settings as the running one's)."""
+        from .config import ModelConfig
+
+        r = self.runner
+        if not isinstance(body, dict) or not ({"name", "path"} & set(body)) or "id" in body:
+            raise ConfigError(
+                f'POST /models/{key}: the body must be a JSON object naming the model: {{"name": "NAME@N"}} '
+                'or {"path": "model.onnx"} (and any other model settings; not id)'
+            )
+        running = next((m for m in r.cfg.models if m.key == key), None)
+        if running is None:
+            raise ModelNotFound(key, [m.key for m in r.cfg.models])
+        settings = running.model_dump(exclude={"name", "path", "precision", "id"}, exclude_unset=True)
+        try:
+            model = ModelConfig.model_validate({**settings, **body, "id": key})
+        except ValueError as err:
+            raise ConfigError(f"POST /models/{key}: {err}") from None
+        return r.swap_model(key, model)
+
     def reload(self) -> dict[str, Any]:
         if self.reload_config is None:
             raise ConfigError("POST /reload: this edge was not started from a config file")
         return self.runner.apply(self.reload_config()).summary()
+
+
+class ModelNotFound(Exception):
+    def __init__(self, key: str, keys: list[str]) -> None:
+        super().__init__(f"no detector {key!r} (detectors: {', '.join(keys)})")
 
 
 def _patched(cid: str, patch: dict[str, Any]) -> Callable[[list[dict[str, Any]]], list[dict[str, Any]]]:
@@ -347,15 +378,30 @@ class _Handler(BaseHTTPRequestHandler):
                     self._send(200, c.change(f"PATCH /cameras/{cid}", _patched(cid, patch)))
             elif method == "POST" and path == "/reload":
                 self._send(200, c.reload())
+            elif method == "GET" and path == "/models":
+                self._send(200, {"models": c.runner.swaps.state()})
+            elif method == "POST" and (m := MODEL_PATH.fullmatch(path)) is not None:
+                if m["rollback"]:
+                    self._send(200, c.runner.swaps.rollback(m["id"]))
+                else:
+                    self._send(200, c.swap(m["id"], self._body()))
             elif method == "GET" and (m := PREVIEW_PATH.fullmatch(path)) is not None:
                 if m["id"] not in {cam.id for cam in c.runner.cfg.cameras}:
                     self._send(404, {"error": f"no camera {m['id']!r}"})
                 else:
                     self._preview(m["id"], m["kind"], _frames_asked(self.path))
             else:
-                known = path in ("/health", "/cameras", "/reload") or self._camera_id() is not None
-                known = known or PREVIEW_PATH.fullmatch(path) is not None
+                known = path in ("/health", "/cameras", "/reload", "/models") or self._camera_id() is not None
+                known = (
+                    known
+                    or PREVIEW_PATH.fullmatch(path) is not None
+                    or MODEL_PATH.fullmatch(path) is not None
+                )
                 self._send(405 if known else 404, {"error": f"no {method} {path}"})
+        except ModelNotFound as err:
+            self._send(404, {"error": str(err)})
+        except SwapRefused as err:
+            self._send(409, {"error": str(err)})
         except ConfigError as err:
             self._send(400, {"error": str(err)})
         except RecursionError:

@@ -72,14 +72,26 @@ class Metrics:
         self.model_latency = Histogram(
             "safecity_model_latency_seconds",
             "Inference, decode and NMS time per batch, per detector",
-            ["model"],
+            ["model", "version"],
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
         self.model_detections = Counter(
             "safecity_model_detections_total",
             "Detections per detector, before merging",
-            ["model"],
+            ["model", "version"],
+            registry=r,
+        )
+        self.model_info = Gauge(
+            "safecity_model_info",
+            "1 for the version each detector runs now (state: live, or on probation after a swap)",
+            ["model", "name", "version", "state"],
+            registry=r,
+        )
+        self.model_swaps = Counter(
+            "safecity_model_swaps_total",
+            "Live model swaps per detector, by outcome (swapped, refused, rolled_back, kept)",
+            ["model", "outcome"],
             registry=r,
         )
         self.end_to_end_latency = Histogram(

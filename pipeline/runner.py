@@ -12,6 +12,7 @@ is kept as ``error``; ``stop()`` joins everything.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import queue
 import threading
@@ -24,9 +25,11 @@ from typing import Any, TextIO
 from .analytics.camera import CameraAnalytics
 from .analytics.rules import check_loaded_roles
 from .cameras import Cameras, CameraStats
-from .config import CameraConfig, Config
+from .config import CameraConfig, Config, ModelConfig
 from .detect import Detector, as_set, create_detectors
+from .detect.detector_set import DetectorSet
 from .detect.factory import check_model_names
+from .detect.swap import ModelSwaps
 from .devices import inference_workers, resolve_device
 from .errors import ConfigError, SafeCityError, StageError
 from .events.clip_store import ClipStore, clips_dir
@@ -187,9 +190,12 @@ class Runner:
             rings=self.cameras.rings,
         )
         workers = inference_workers(cfg.batching.workers, self.detector.info.device)
-        # (number, batch, prepared | detections): the number puts batches back in order for analytics
-        self._prepared_q: queue.Queue[tuple[int, FrameBatch, Any]] = queue.Queue(maxsize=workers + 1)
-        self._analytics_q: queue.Queue[tuple[int, FrameBatch, list[Detections]]] = queue.Queue(
+        # (number, batch, the detector set that prepared it, prepared | detections): the number puts
+        # batches back in order for analytics; the set runs what it prepared (a model swap between)
+        self._prepared_q: queue.Queue[tuple[int, FrameBatch, DetectorSet, Any]] = queue.Queue(
+            maxsize=workers + 1
+        )
+        self._analytics_q: queue.Queue[tuple[int, FrameBatch, DetectorSet, list[Detections]]] = queue.Queue(
             maxsize=workers + 3
         )
         self._prepare_done = threading.Event()
@@ -212,6 +218,14 @@ class Runner:
         # camera -> [(frame index, tracks)] of every analysed frame, when a caller asks (the accuracy bench)
         self.track_log: dict[str, list[tuple[int, list[Track]]]] | None = None
         self.watch = Watch(self.detector)  # cameras watched live: their frames drawn (watch.py)
+        self._recent: deque[Frame] = deque(maxlen=cfg.swap.check_frames)  # what a model swap is checked on
+        self.swaps = ModelSwaps(  # live model swaps and their probation (detect/swap.py)
+            current=lambda: self.detector,
+            install=self._install_detector,
+            recent_frames=lambda n: list(self._recent)[-n:],
+            metrics=self.metrics,
+            settings=lambda: self.cfg.swap,
+        )
         self.keep_up = KeepUpWatch()  # read and changed by the main thread only
         self._keep_up_gen: dict[str, int] = {}
 
@@ -329,51 +343,62 @@ class Runner:
                     return
                 continue
             t0 = time.perf_counter()
-            prepared = self.detector.prepare(batch)
+            detector = self.detector
+            prepared = detector.prepare(batch)
             self.metrics.stage_latency.labels(stage="preprocess").observe(time.perf_counter() - t0)
             self.metrics.batch_size.observe(len(batch))
-            if not self.supervisor.put(self._prepared_q, (number, batch, prepared)):
+            if not self.supervisor.put(self._prepared_q, (number, batch, detector, prepared)):
                 return
             number += 1
 
     def _infer_loop(self) -> None:
         """One inference worker: batches in the model, one at a time (several workers share the model)."""
         while (item := self.supervisor.get(self._prepared_q, self._prepare_done)) is not None:
-            number, batch, prepared = item
+            number, batch, detector, prepared = item
             failpoint("detect.batch")
             t0 = time.perf_counter()
-            dets = self.detector.run(prepared)
-            self.metrics.stage_latency.labels(stage="detect").observe(time.perf_counter() - t0)
-            if not self.supervisor.put(self._analytics_q, (number, batch, dets)):
+            try:
+                dets = detector.run(prepared)
+            except Exception as err:
+                previous = self.swaps.failed(detector, err)  # a model on probation: rolled back
+                if previous is None:
+                    raise
+                detector, dets = previous, previous.detect(batch)  # the batch again, on the model before
+            seconds = time.perf_counter() - t0
+            self.swaps.observe(detector, seconds, len(batch))
+            self.metrics.stage_latency.labels(stage="detect").observe(seconds)
+            if not self.supervisor.put(self._analytics_q, (number, batch, detector, dets)):
                 return
 
     def _analytics_loop(self) -> None:
         """Batches in the order they were made (a camera's frames in order, whichever worker
         finished first), each analysed under the between-batches lock."""
-        early: dict[int, tuple[FrameBatch, list[Detections]]] = {}  # finished before an earlier batch
+        early: dict[int, tuple[FrameBatch, DetectorSet, list[Detections]]] = {}  # before an earlier one
         expected = 0
         while (item := self.supervisor.get(self._analytics_q, self._infer_done)) is not None:
-            number, batch, dets = item
-            early[number] = (batch, dets)
+            number, batch, detector, dets = item
+            early[number] = (batch, detector, dets)
             while expected in early:
                 self._analyse_batch(*early.pop(expected))
                 expected += 1
 
-    def _analyse_batch(self, batch: FrameBatch, dets: list[Detections]) -> None:
+    def _analyse_batch(self, batch: FrameBatch, detector: DetectorSet, dets: list[Detections]) -> None:
         t0 = time.perf_counter()
         with self._between_batches:  # live camera changes wait for the batch in hand
             for frame, d in zip(batch.frames, dets, strict=True):
-                self._analyse(frame, d)
+                self._analyse(frame, d, detector.model_tags)
+            self._recent.extend(batch.frames)
         self.metrics.stage_latency.labels(stage="analytics").observe(time.perf_counter() - t0)
         with self._lock:
             self.stats.batches += 1
             self.stats.frames += len(batch)
             self.stats.recent_batch_sizes.append(len(batch))
 
-    def _analyse(self, frame: Frame, dets: Detections) -> None:
+    def _analyse(self, frame: Frame, dets: Detections, models: tuple[str, ...]) -> None:
         ca = self.per_camera.get(frame.camera_id)
         if ca is None or not self.cameras.current(frame):
             return  # a frame of a camera removed (or restarted) while it was in flight
+        ca.tracker.model_names = models  # the versions that made these detections (a swap between)
         t = frame.pts_seconds
         tracks = ca.tracker.update(dets, t)
         incidents = ca.analyse_tracks(
@@ -389,6 +414,18 @@ class Runner:
             self.publisher.submit(frame, incidents)
         elif frame.camera_id in self.publisher.waiting:  # how far it got, for its clips
             self.publisher.submit(Analysed(frame.camera_id, t), [])
+
+    def _install_detector(self, detector: DetectorSet) -> None:
+        """The detector set the next batches run on (a model swap, or its roll-back)."""
+        self.detector = detector
+        self.publisher.model = detector.info
+        self.watch.detectors = detector
+
+    def swap_model(self, key: str, model: ModelConfig) -> dict[str, Any]:
+        """Swap detector ``key`` for ``model`` live (``detect/swap.py``; SwapRefused: nothing changed)."""
+        if self.stop_event.is_set():
+            raise ConfigError("the edge is stopping: no model swaps")
+        return dataclasses.asdict(self.swaps.swap(self.cfg, key, model))
 
     def _on_committed(self, incidents: list[Incident]) -> None:
         """Incident steps that are in the outbox (from the publish stage)."""
@@ -433,6 +470,7 @@ class Runner:
             if time.monotonic() >= next_status:
                 next_status += interval
                 self._check_keep_up()
+                self.swaps.tick()
                 if self.status_stream is not None:
                     print(self.status_line(), file=self.status_stream, flush=True)
 
@@ -481,6 +519,7 @@ class Runner:
         if self.sender.is_alive():
             log.warning("event sender did not stop; undelivered events stay in the outbox")
         self.outbox.close()
+        self.swaps.close()
         self.detector.close()
 
     def run(self, duration_s: float | None = None) -> RunStats:

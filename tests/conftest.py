@@ -129,3 +129,27 @@ def samples() -> dict[str, Path]:
 @pytest.fixture
 def port() -> int:
     return free_port()
+
+
+@pytest.fixture(scope="session")
+def ml_dataset(tmp_path_factory: pytest.TempPathFactory, coco_model: Path, vtest: Path, samples) -> Path:
+    """A dataset of vtest (79 s) every 8 s and bikes every 4 s, people labelled by the COCO teacher as
+    the fall model's Normal (its Fall unlabelled): the fall model's classes, so fine-tuning keeps its head."""
+    from pipeline.ml import dataset as ds
+
+    teacher, _ = ds.teacher_model("yolov3-tiny-coco", conf=0.3)
+    teacher.mapping = {"person": 0}
+    dest = tmp_path_factory.mktemp("ml") / "ds"
+    ds.extract([vtest, samples["bikes.mp4"]], dest, every_s=8.0, teacher=teacher, names=["Normal", "Fall"])
+    return dest
+
+
+@pytest.fixture(scope="session")
+def fall_version(tmp_path_factory: pytest.TempPathFactory, ml_dataset: Path, fall_model: Path):
+    """fall-yolov8@1: fall-yolov8 fine-tuned for one epoch at 128 px on ``ml_dataset``, in a registry of
+    the session's own ($SAFECITY_VERSIONS, set for the rest of the session)."""
+    from pipeline.ml.train import train
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SAFECITY_VERSIONS", str(tmp_path_factory.mktemp("versions")))
+        yield train("fall-yolov8", ml_dataset, epochs=1, imgsz=128, batch=4)

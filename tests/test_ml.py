@@ -13,7 +13,7 @@ from onnx import numpy_helper
 
 from pipeline.accuracy.score import Interval, match
 from pipeline.errors import ConfigError, ModelError
-from pipeline.ml import dataset as ds
+from pipeline.ml import ml_dataset as ds
 from pipeline.ml.cli import parse_classes
 from pipeline.ml.evaluate import differences, verdict
 
@@ -32,35 +32,24 @@ def test_classes_name_the_teachers_classes_or_map_them() -> None:
         parse_classes("person,person", COCO, [])
 
 
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory: pytest.TempPathFactory, coco_model: Path, vtest: Path, samples) -> Path:
-    """vtest (79 s) every 8 s and bikes every 4 s, people labelled by the COCO teacher as Normal."""
-    teacher, _ = ds.teacher_model("yolov3-tiny-coco", conf=0.3)
-    teacher.mapping = {"person": 0}
-    dest = tmp_path_factory.mktemp("ml") / "ds"
-    info = ds.extract(
-        [vtest, samples["bikes.mp4"]], dest, every_s=8.0, teacher=teacher, names=["Normal", "Fall"]
-    )
-    assert info.counts["train"] + info.counts["val"] == sum(s["samples"] for s in info.sources)
-    return dest
-
-
 def _times(folder: Path, stem: str) -> list[int]:
     return sorted(int(p.stem.rsplit("_", 1)[1]) for p in folder.glob(f"{stem}_*.jpg"))
 
 
-def test_a_dataset_is_split_by_time_and_labelled_by_the_teacher(dataset: Path) -> None:
-    info = ds.load_info(dataset)
-    vtest_train, vtest_val = (_times(dataset / "images" / s, "vtest") for s in ("train", "val"))
+def test_a_dataset_is_split_by_time_and_labelled_by_the_teacher(ml_dataset: Path) -> None:
+    info = ds.load_info(ml_dataset)
+    vtest_train, vtest_val = (_times(ml_dataset / "images" / s, "vtest") for s in ("train", "val"))
     assert len(vtest_train) == 8 and len(vtest_val) == 2  # 10 samples, 8 s apart, the last 20 % in val
     assert max(vtest_train) < min(vtest_val)  # validation is later in time, never a neighbour's twin
     assert info.sources[1]["stem"] == "bikes" and info.sources[1]["val"] >= 1
     labels = [
-        line.split() for p in (dataset / "labels").rglob("vtest_*.txt") for line in p.read_text().splitlines()
+        line.split()
+        for p in (ml_dataset / "labels").rglob("vtest_*.txt")
+        for line in p.read_text().splitlines()
     ]
     assert len(labels) > 20 and {row[0] for row in labels} == {"0"}  # people, as class Normal
     assert all(0 <= float(v) <= 1 for row in labels for v in row[1:])
-    spec = (dataset / "dataset.yaml").read_text()
+    spec = (ml_dataset / "dataset.yaml").read_text()
     assert "train: images/train" in spec and "path:" not in spec and "1: Fall" in spec
 
 
@@ -75,17 +64,17 @@ def test_a_split_by_camera_keeps_whole_recordings_apart(tmp_path: Path, clips: l
         ds.extract(clips[:1], tmp_path / "e", every_s=0.5, teacher=None, names=["person"], split="camera")
 
 
-def _copy(dataset: Path, dest: Path) -> Path:
+def _copy(src: Path, dest: Path) -> Path:
     import shutil
 
-    shutil.copytree(dataset, dest)
+    shutil.copytree(src, dest)
     return dest
 
 
 def test_corrected_labels_come_back_from_a_cvat_export_by_name_and_the_hash_follows(
-    dataset: Path, tmp_path: Path
+    ml_dataset: Path, tmp_path: Path
 ) -> None:
-    d = _copy(dataset, tmp_path / "d")
+    d = _copy(ml_dataset, tmp_path / "d")
     before = ds.dataset_hash(d)
     assert ds.dataset_hash(d) == before  # stable
     image = sorted((d / "images" / "train").glob("vtest_*.jpg"))[0].stem
@@ -104,8 +93,8 @@ def test_corrected_labels_come_back_from_a_cvat_export_by_name_and_the_hash_foll
     assert ds.load_info(d).labelled_by == "imported: cvat.zip"
 
 
-def test_a_bad_export_is_refused_whole_naming_the_file_and_line(dataset: Path, tmp_path: Path) -> None:
-    d = _copy(dataset, tmp_path / "d")
+def test_a_bad_export_is_refused_whole_naming_the_file_and_line(ml_dataset: Path, tmp_path: Path) -> None:
+    d = _copy(ml_dataset, tmp_path / "d")
     before = ds.dataset_hash(d)
     images = sorted((d / "images" / "train").glob("vtest_*.jpg"))
     export = tmp_path / "labelstudio"  # Label Studio's YOLO export: classes.txt, labels/
@@ -175,27 +164,19 @@ def test_an_export_that_does_not_see_what_its_checkpoint_sees_is_refused(
         export_check(weights, _broken(fall_model, tmp_path / "broken.onnx"), images, imgsz=640)
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory, dataset: Path, fall_model: Path):
-    """fall-yolov8 fine-tuned for one epoch at 128 px on the dataset, in a registry of its own."""
-    from pipeline.ml.train import train
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("SAFECITY_VERSIONS", str(tmp_path_factory.mktemp("versions")))
-        yield train("fall-yolov8", dataset, epochs=1, imgsz=128, batch=4)
-
-
 @pytest.mark.slow
-def test_fine_tuning_registers_a_version_the_pipeline_runs_and_eval_scores(dataset: Path, trained) -> None:
+def test_fine_tuning_registers_a_version_the_pipeline_runs_and_eval_scores(
+    ml_dataset: Path, fall_version
+) -> None:
     from pipeline.config import parse_config
     from pipeline.detect.factory import check_model_names, create_detectors
     from pipeline.ml.evaluate import evaluate
     from pipeline.ml.train import train
     from pipeline.ml.versions import all_versions, onnx_path, versions_dir
 
-    v = trained
+    v = fall_version
     assert v.ref == "fall-yolov8@1" and v.base == "fall-yolov8" and v.class_names == ["Normal", "Fall"]
-    assert v.dataset["hash"] == ds.dataset_hash(dataset) and v.export_check["accepted"]
+    assert v.dataset["hash"] == ds.dataset_hash(ml_dataset) and v.export_check["accepted"]
     assert set(v.metrics) == {"precision", "recall", "mAP50", "mAP50-95"}
     assert v.roles == {"person": ["Normal", "Fall"], "fallen_person": ["Fall"]}  # the base's classes kept
     saved = json.loads((versions_dir() / "fall-yolov8" / "1" / "version.json").read_text())
@@ -213,15 +194,15 @@ def test_fine_tuning_registers_a_version_the_pipeline_runs_and_eval_scores(datas
     with pytest.raises(ConfigError, match=r"fall-yolov8@7 is not in the local registry .* fall-yolov8@1"):
         check_model_names(parse_config({"cameras": cams, "models": [{"name": "fall-yolov8@7"}]}))
 
-    r = evaluate("fall-yolov8@1", dataset, imgsz=128)
-    assert r["images"] == ds.load_info(dataset).counts["val"] and 0.0 <= r["mAP50"] <= 1.0
+    r = evaluate("fall-yolov8@1", ml_dataset, imgsz=128)
+    assert r["images"] == ds.load_info(ml_dataset).counts["val"] and 0.0 <= r["mAP50"] <= 1.0
     with pytest.raises(ConfigError, match="--base: yolov3-tiny-coco is a Darknet model"):
-        train("yolov3-tiny-coco", dataset, epochs=1)
+        train("yolov3-tiny-coco", ml_dataset, epochs=1)
 
 
 @pytest.mark.slow
 def test_compare_runs_annotated_footage_with_each_model_and_gives_a_verdict(
-    trained, vtest: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    fall_version, vtest: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """The first 12 s of vtest (a van and a car stand in the loading bay throughout) through the demo
     config, with fall-yolov8 and then its version: both see the bay's encroachment."""

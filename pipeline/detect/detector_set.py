@@ -74,8 +74,25 @@ class DetectorSet(Detector):
             backend=first.backend,
             device=first.device,
         )
-        self._latency = [metrics.model_latency.labels(model=m.key) for m in members] if metrics else []
-        self._count = [metrics.model_detections.labels(model=m.key) for m in members] if metrics else []
+        self._latency = (
+            [metrics.model_latency.labels(m.key, m.detector.info.version) for m in members] if metrics else []
+        )
+        self._count = (
+            [metrics.model_detections.labels(m.key, m.detector.info.version) for m in members]
+            if metrics
+            else []
+        )
+
+    def replaced(self, key: str, detector: Detector, roles: dict[str, list[str]]) -> DetectorSet:
+        """A set like this one with member ``key``'s detector replaced (the others shared, the cameras'
+        choices kept): a live model swap (``swap.py``)."""
+        members = [SetMember(key, detector, roles) if m.key == key else m for m in self.members]
+        new = DetectorSet(members, merge=self.merge, metrics=self.metrics)
+        new.camera_members = dict(self.camera_members)
+        return new
+
+    def member(self, key: str) -> SetMember:
+        return self.members[self._index[key]]
 
     def set_camera_models(self, camera_id: str, keys: list[str] | None) -> None:
         """A camera's detectors, changed while running (None: all). Replaces the mapping whole: the

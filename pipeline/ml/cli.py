@@ -70,6 +70,20 @@ def add_parsers(sub: Any) -> None:
     c.add_argument("--json", type=Path, default=None, help="also write the comparison as JSON here")
     c.set_defaults(func=cmd_compare)
 
+    for action, text in (
+        ("swap", "swap a running edge's detector for another version, live (checked, then on probation)"),
+        ("rollback", "take back a swap on probation on a running edge"),
+        ("running", "what each detector of a running edge runs, and a swap on probation"),
+    ):
+        w = ms.add_parser(action, help=text)
+        if action != "running":
+            w.add_argument("id", help="the detector's id in the edge's config (e.g. fall-yolov8)")
+        if action == "swap":
+            w.add_argument("model", help="NAME@N, a manifest model, or an .onnx path")
+        w.add_argument("--control", default="127.0.0.1:8089", help="the edge's --control address")
+        w.add_argument("--token-file", help="the edge's --control-token-file")
+        w.set_defaults(func=cmd_live)
+
     d = sub.add_parser("dataset", help="datasets from footage for fine-tuning (YOLO format)")
     ds = d.add_subparsers(dest="action", required=True, metavar="ACTION")
     x = ds.add_parser("extract", help="sample frames of recordings into a dataset, labels by a teacher model")
@@ -192,6 +206,28 @@ def cmd_versions(args: argparse.Namespace) -> int:
             f"{v.ref:20} {v.created}  from {v.base}; data {Path(v.dataset['path']).name} "
             f"({v.dataset['hash'][:12]}); classes {', '.join(v.class_names)}; {metrics}"
         )
+    return 0
+
+
+def cmd_live(args: argparse.Namespace) -> int:
+    """``models swap | rollback | running``: through a running edge's control interface."""
+    import sys
+
+    from ..cli import control_target
+    from ..control import request
+
+    token, base = control_target(args)
+    if args.action == "running":
+        code, reply = request(f"{base}/models", "GET", token=token)
+    elif args.action == "rollback":
+        code, reply = request(f"{base}/models/{args.id}/rollback", "POST", token=token)
+    else:
+        key = "path" if args.model.endswith(".onnx") else "name"
+        code, reply = request(f"{base}/models/{args.id}", "POST", {key: args.model}, token=token)
+    if code >= 400:
+        print(f"error: {(reply or {}).get('error', code)}", file=sys.stderr)
+        return 2 if code == 400 else 1
+    print(json.dumps(reply, indent=1))
     return 0
 
 
