@@ -32,10 +32,9 @@ from rich.console import Console
 from rich.progress import Progress
 
 from benchmarks.plot import bar_chart
-from benchmarks.throughput import bench_onnx_alone, bench_pipeline, sampled_frames
+from benchmarks.throughput import add_clip_options, bench_clips, bench_onnx_alone, bench_pipeline
 from pipeline.devices import inference_workers
-from pipeline.footage import generate_clips
-from pipeline.registry import data_dir, fetch_model, int8_path
+from pipeline.registry import fetch_model, int8_path
 
 console = Console(stderr=True)
 
@@ -83,17 +82,10 @@ def decode_cpu_ms(path: Path, thread_count: int) -> tuple[float, float]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="safecity bench levers", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--cameras", type=int, default=4)
-    ap.add_argument("--seconds", type=float, default=6.0, help="length of each generated clip")
-    ap.add_argument("--width", type=int, default=1920)
-    ap.add_argument("--height", type=int, default=1080)
-    ap.add_argument("--fps", type=int, default=25, help="frame rate of the clips")
-    ap.add_argument("--analytics-fps", type=float, default=5.0)
-    ap.add_argument("--model", default="fall-yolov8", help="a manifest name or an .onnx path")
+    add_clip_options(ap, width=1920, height=1080)
     ap.add_argument(
         "--int8", action="store_true", help="the model's INT8 export (`safecity models quantize`)"
     )
-    ap.add_argument("--imgsz", type=int, default=640)
     ap.add_argument("--repeats", type=int, default=2, help="interleaved rounds; the best of each counts")
     ap.add_argument("--out", default="benchmarks/results")
     args = ap.parse_args(argv)
@@ -106,18 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         if not model.is_file():
             raise SystemExit(f"{model} not found: make it with `safecity models quantize {args.model} ...`")
     cores = os.cpu_count() or 1
-    stride = max(int(round(args.fps / args.analytics_fps)), 1)
-    with console.status("generating clips"):
-        clips = generate_clips(
-            data_dir() / "bench",
-            count=args.cameras,
-            width=args.width,
-            height=args.height,
-            fps=args.fps,
-            seconds=args.seconds,
-            gop=2 * args.fps,
-        )
-    frames = [f for c in clips for f in sampled_frames(c, stride)]
+    clips, frames = bench_clips(args)
     runs = variants(cores)
     alone: dict[str, dict[str, Any]] = {
         "1 batch at a time, every core": {"workers": 1},

@@ -163,17 +163,39 @@ def bench_ultralytics(model: Path, clips: list[Path], *, stride: int, imgsz: int
     return n / (time.perf_counter() - t0)
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="safecity bench", description=__doc__.split("\n\n")[0])
+def add_clip_options(ap: argparse.ArgumentParser, *, width: int, height: int) -> None:
+    """The generated clips, the model and its input size: what the CPU benchmarks share."""
     ap.add_argument("--cameras", type=int, default=4)
     ap.add_argument("--seconds", type=float, default=6.0, help="length of each generated clip")
-    ap.add_argument("--width", type=int, default=1280)
-    ap.add_argument("--height", type=int, default=720)
+    ap.add_argument("--width", type=int, default=width)
+    ap.add_argument("--height", type=int, default=height)
     ap.add_argument("--fps", type=int, default=25, help="frame rate of the clips")
     ap.add_argument("--analytics-fps", type=float, default=5.0)
-    ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--model", default="fall-yolov8", help="a manifest name or an .onnx path")
     ap.add_argument("--imgsz", type=int, default=640)
+
+
+def bench_clips(args: argparse.Namespace) -> tuple[list[Path], list[torch.Tensor]]:
+    """The clips ``add_clip_options`` asked for (generated once, reused), and the frames the pipeline
+    samples of them, decoded (for ONNX Runtime alone)."""
+    stride = max(int(round(args.fps / args.analytics_fps)), 1)
+    with console.status("generating clips"):
+        clips = generate_clips(
+            data_dir() / "bench",
+            count=args.cameras,
+            width=args.width,
+            height=args.height,
+            fps=args.fps,
+            seconds=args.seconds,
+            gop=2 * args.fps,
+        )
+    return clips, [f for c in clips for f in sampled_frames(c, stride)]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="safecity bench", description=__doc__.split("\n\n")[0])
+    add_clip_options(ap, width=1280, height=720)
+    ap.add_argument("--batch", type=int, default=4)
     ap.add_argument(
         "--int8",
         nargs="?",
@@ -187,17 +209,7 @@ def main(argv: list[str] | None = None) -> int:
 
     model = Path(args.model) if args.model.endswith(".onnx") else fetch_model(args.model)
     stride = max(int(round(args.fps / args.analytics_fps)), 1)
-    with console.status("generating clips"):
-        clips = generate_clips(
-            data_dir() / "bench",
-            count=args.cameras,
-            width=args.width,
-            height=args.height,
-            fps=args.fps,
-            seconds=args.seconds,
-            gop=2 * args.fps,
-        )
-    frames = [f for c in clips for f in sampled_frames(c, stride)]
+    clips, frames = bench_clips(args)
     runs: dict[str, list[float]] = {
         "onnxruntime_alone_fps": [],
         "pipeline_fps": [],

@@ -13,7 +13,7 @@ from onnx import numpy_helper
 
 from pipeline.accuracy.score import Interval, match
 from pipeline.errors import ConfigError, ModelError
-from pipeline.ml import ml_dataset as ds
+from pipeline.ml import dataset as ds
 from pipeline.ml.cli import parse_classes
 from pipeline.ml.evaluate import differences, verdict
 

@@ -81,6 +81,11 @@ def sample(metrics: Metrics, metric: str, **labels: str) -> float:
     return metrics.registry.get_sample_value(metric, labels) or 0.0
 
 
+def model_info(metrics: Metrics, version: str, state: str) -> float:
+    labels = {"model": "fall-yolov8", "name": "fall-yolov8", "version": version, "state": state}
+    return sample(metrics, "safecity_model_info", **labels)
+
+
 def tags_of(runner: Runner, incident_id: str) -> list[tuple[str, ...]]:
     return [
         tuple(sorted({t for o in i.objects for t in o.models}))
@@ -106,34 +111,14 @@ def test_a_version_swapped_in_under_load_keeps_every_camera_and_the_incident_in_
         assert runner.detector.model_tags == ("fall-yolov8@1",)
         code, state = request(f"{control.url}/models", "GET")
         assert state["models"][0]["running"] == "fall-yolov8@1" and "probation" in state["models"][0]
-        assert (
-            sample(
-                metrics,
-                "safecity_model_info",
-                model="fall-yolov8",
-                name="fall-yolov8",
-                version="1",
-                state="probation",
-            )
-            == 1
-        )
+        assert model_info(metrics, "1", "probation") == 1
         # the same incident goes on, its updates now naming the new version
         assert wait_until(lambda: ("fall-yolov8@1",) in tags_of(runner, open_incident.incident_id), 30)
         assert wait_until(
             lambda: sample(metrics, "safecity_model_swaps_total", model="fall-yolov8", outcome="kept") == 1,
             30,
         )
-        assert (
-            sample(
-                metrics,
-                "safecity_model_info",
-                model="fall-yolov8",
-                name="fall-yolov8",
-                version="1",
-                state="live",
-            )
-            == 1
-        )
+        assert model_info(metrics, "1", "live") == 1
         steps = [i for i in runner.incidents if i.incident_id == open_incident.incident_id]
         assert (before_tag,) in tags_of(runner, open_incident.incident_id)
         assert all(i.status != "end" for i in steps), "the swap ended an incident in progress"

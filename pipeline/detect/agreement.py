@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -130,3 +131,28 @@ def agreement(
     return compare(
         ref, got, conf=conf, class_names=reference.info.class_names, timing=(ref_ms, got_ms), names=names
     )
+
+
+def export_agreement(
+    checkpoint: Path, export: Path, frames: Sequence[torch.Tensor], *, imgsz: int, conf: float
+) -> Agreement:
+    """An ONNX export (candidate) against the PyTorch checkpoint it was made from (reference)."""
+    from .onnx_backend import OnnxDetector
+    from .torch_backend import TorchDetector
+
+    low = conf * (1 - CONF_MARGIN)
+    ref = TorchDetector(
+        checkpoint,
+        name="checkpoint",
+        imgsz=imgsz,
+        conf_threshold=low,
+        iou_threshold=0.7,
+        max_det=300,
+        half=False,
+    )
+    got = OnnxDetector(export, name="export", imgsz=imgsz, conf_threshold=low, iou_threshold=0.7, max_det=300)
+    try:
+        return agreement(ref, got, frames, conf=conf, names=("the checkpoint", "the ONNX export"))
+    finally:
+        got.close()
+        ref.close()

@@ -215,9 +215,7 @@ class ModelSwaps:
     ) -> dict[str, Any]:
         """A version's ONNX export against its checkpoint on the cameras' recent frames."""
         from ..ml.versions import load_version, onnx_path, weights_path
-        from .agreement import CONF_MARGIN, agreement
-        from .onnx_backend import OnnxDetector
-        from .torch_backend import TorchDetector
+        from .agreement import export_agreement
 
         assert model.name is not None
         v = load_version(model.name)
@@ -225,33 +223,13 @@ class ModelSwaps:
             raise SwapRefused(f"{model.name}'s export check did not pass when it was made")
         if not frames or model.backend != "onnxruntime":
             return {"accepted": True, "at_training": True, "frames": 0}
-        conf = model.conf_threshold
-        low = conf * (1 - CONF_MARGIN)
-        ref = TorchDetector(
+        a = export_agreement(
             weights_path(model.name),
-            name="checkpoint",
-            imgsz=v.imgsz,
-            conf_threshold=low,
-            iou_threshold=0.7,
-            max_det=300,
-            half=False,
-        )
-        probe = OnnxDetector(  # the export at the check's threshold (the candidate keeps its own)
             onnx_path(model.name),
-            name="export",
+            [f.rgb() for f in frames],
             imgsz=v.imgsz,
-            conf_threshold=low,
-            iou_threshold=0.7,
-            max_det=300,
-            threads=1,
+            conf=model.conf_threshold,
         )
-        try:
-            a = agreement(
-                ref, probe, [f.rgb() for f in frames], conf=conf, names=("the checkpoint", "the ONNX export")
-            )
-        finally:
-            probe.close()
-            ref.close()
         if not a.accepted:
             raise SwapRefused(
                 f"its ONNX export does not agree with its checkpoint on the cameras' frames: {a.summary()}; "

@@ -117,18 +117,10 @@ def export_check(weights: Path, onnx_file: Path, images: list[Path], *, imgsz: i
     import torch
     from PIL import Image
 
-    from ..detect.agreement import CONF_MARGIN, MIN_AGREEMENT, agreement
-    from ..detect.onnx_backend import OnnxDetector
-    from ..detect.torch_backend import TorchDetector
+    from ..detect.agreement import MIN_AGREEMENT, export_agreement
 
     frames = [torch.from_numpy(np.array(Image.open(p).convert("RGB"))) for p in images]
-    low = CHECK_CONF * (1 - CONF_MARGIN)
-    settings = {"imgsz": imgsz, "conf_threshold": low, "iou_threshold": 0.7, "max_det": 300}
-    reference = TorchDetector(weights, name="checkpoint", half=False, **settings)  # type: ignore[arg-type]
-    candidate = OnnxDetector(onnx_file, name="onnx", threads=0, **settings)  # type: ignore[arg-type]
-    result = agreement(
-        reference, candidate, frames, conf=CHECK_CONF, names=("the checkpoint", "the ONNX export")
-    )
+    result = export_agreement(weights, onnx_file, frames, imgsz=imgsz, conf=CHECK_CONF)
     report = {
         **asdict(result),
         "accepted": result.accepted,
