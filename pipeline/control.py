@@ -13,6 +13,9 @@
     POST   /models/{id}      swap detector {id} for another version live: {"name": "fall-yolov8@2"} (or
                              "path"), checked first (classes, export, warm-up, latency; 409 refused)
     POST   /models/{id}/rollback   take back the swap on probation
+    POST   /models/{id}/shadow     run another model beside detector {id} on a share of the batches,
+                             recorded, never sent: {"name": "fall-yolov8@2", "share": 0.25}
+    DELETE /models/{id}/shadow     stop it (``safecity models shadow-report`` reads what it recorded)
 
 A change is checked as the config loader checks a file and refused whole with its one-line error
 (400); it is applied between batches, and cameras it does not name never pause. Bound to loopback
@@ -42,12 +45,13 @@ from .errors import ConfigError
 from .live import camera_dicts, with_cameras
 
 if TYPE_CHECKING:
+    from .config import ModelConfig
     from .runner import Runner
 
 log = logging.getLogger(__name__)
 MAX_BODY = 1 << 20
 PREVIEW_PATH = re.compile(r"/cameras/(?P<id>[A-Za-z0-9_.\-]{1,64})/preview\.(?P<kind>mjpeg|jpg)")
-MODEL_PATH = re.compile(r"/models/(?P<id>[A-Za-z0-9_.\-]{1,64})(?P<rollback>/rollback)?")
+MODEL_PATH = re.compile(r"/models/(?P<id>[A-Za-z0-9_.\-]{1,64})(?:/(?P<action>rollback|shadow))?")
 PREVIEW_WAIT_S = 10.0  # a watched camera with no frame drawn for this long ends its stream
 PREVIEW_SEND_TIMEOUT_S = 10.0  # a viewer that takes no frame for this long is let go
 BOUNDARY = "safecity-frame"
@@ -177,14 +181,14 @@ class ControlServer:
 
         return self.runner.apply(new).summary()
 
-    def swap(self, key: str, body: Any) -> dict[str, Any]:
-        """Swap detector ``key`` for the model ``body`` names (its other settings as the running one's)."""
+    def _model(self, what: str, key: str, body: Any) -> ModelConfig:
+        """The model a request's body names for detector ``key``: its other settings the running one's."""
         from .config import ModelConfig
 
         r = self.runner
         if not isinstance(body, dict) or not ({"name", "path"} & set(body)) or "id" in body:
             raise ConfigError(
-                f'POST /models/{key}: the body must be a JSON object naming the model: {{"name": "NAME@N"}} '
+                f'{what}: the body must be a JSON object naming the model: {{"name": "NAME@N"}} '
                 'or {"path": "model.onnx"} (and any other model settings; not id)'
             )
         running = next((m for m in r.cfg.models if m.key == key), None)
@@ -192,10 +196,21 @@ class ControlServer:
             raise ModelNotFound(key, [m.key for m in r.cfg.models])
         settings = running.model_dump(exclude={"name", "path", "precision", "id"}, exclude_unset=True)
         try:
-            model = ModelConfig.model_validate({**settings, **body, "id": key})
+            return ModelConfig.model_validate({**settings, **body, "id": key})
         except ValueError as err:
-            raise ConfigError(f"POST /models/{key}: {err}") from None
-        return r.swap_model(key, model)
+            raise ConfigError(f"{what}: {err}") from None
+
+    def swap(self, key: str, body: Any) -> dict[str, Any]:
+        """Swap detector ``key`` for the model ``body`` names."""
+        return self.runner.swap_model(key, self._model(f"POST /models/{key}", key, body))
+
+    def shadow(self, key: str, body: Any) -> dict[str, Any]:
+        """Run the model ``body`` names (and ``share``, default 0.25) in the shadow of detector ``key``."""
+        what = f"POST /models/{key}/shadow"
+        share = body.pop("share", 0.25) if isinstance(body, dict) else 0.25
+        if not isinstance(share, (int, float)) or isinstance(share, bool):
+            raise ConfigError(f"{what}: share: got {share!r}; expected a number, 0 < share <= 1")
+        return self.runner.start_shadow(key, self._model(what, key, body), float(share))
 
     def reload(self) -> dict[str, Any]:
         if self.reload_config is None:
@@ -379,12 +394,21 @@ class _Handler(BaseHTTPRequestHandler):
             elif method == "POST" and path == "/reload":
                 self._send(200, c.reload())
             elif method == "GET" and path == "/models":
-                self._send(200, {"models": c.runner.swaps.state()})
+                shadow = c.runner.shadow
+                self._send(200, {"models": c.runner.swaps.state(), "shadow": shadow and shadow.summary()})
             elif method == "POST" and (m := MODEL_PATH.fullmatch(path)) is not None:
-                if m["rollback"]:
+                if m["action"] == "rollback":
                     self._send(200, c.runner.swaps.rollback(m["id"]))
+                elif m["action"] == "shadow":
+                    self._send(201, c.shadow(m["id"], self._body()))
                 else:
                     self._send(200, c.swap(m["id"], self._body()))
+            elif (
+                method == "DELETE"
+                and (m := MODEL_PATH.fullmatch(path)) is not None
+                and m["action"] == "shadow"
+            ):
+                self._send(200, c.runner.stop_shadow(m["id"]))
             elif method == "GET" and (m := PREVIEW_PATH.fullmatch(path)) is not None:
                 if m["id"] not in {cam.id for cam in c.runner.cfg.cameras}:
                     self._send(404, {"error": f"no camera {m['id']!r}"})

@@ -29,7 +29,8 @@ from .config import CameraConfig, Config, ModelConfig
 from .detect import Detector, as_set, create_detectors
 from .detect.detector_set import DetectorSet
 from .detect.factory import check_model_names
-from .detect.swap import ModelSwaps
+from .detect.shadow import Shadow, shadow_path
+from .detect.swap import ModelSwaps, SwapRefused, load_candidate
 from .devices import inference_workers, resolve_device
 from .errors import ConfigError, SafeCityError, StageError
 from .events.clip_store import ClipStore, clips_dir
@@ -226,6 +227,7 @@ class Runner:
             metrics=self.metrics,
             settings=lambda: self.cfg.swap,
         )
+        self.shadow: Shadow | None = None  # a candidate model beside the live one (detect/shadow.py)
         self.keep_up = KeepUpWatch()  # read and changed by the main thread only
         self._keep_up_gen: dict[str, int] = {}
 
@@ -388,6 +390,8 @@ class Runner:
             for frame, d in zip(batch.frames, dets, strict=True):
                 self._analyse(frame, d, detector.model_tags)
             self._recent.extend(batch.frames)
+        if (shadow := self.shadow) is not None:
+            shadow.offer(batch, dets)
         self.metrics.stage_latency.labels(stage="analytics").observe(time.perf_counter() - t0)
         with self._lock:
             self.stats.batches += 1
@@ -423,12 +427,53 @@ class Runner:
 
     def swap_model(self, key: str, model: ModelConfig) -> dict[str, Any]:
         """Swap detector ``key`` for ``model`` live (``detect/swap.py``; SwapRefused: nothing changed)."""
-        if self.stop_event.is_set():
-            raise ConfigError("the edge is stopping: no model swaps")
-        return dataclasses.asdict(self.swaps.swap(self.cfg, key, model))
+        with self._change_lock:  # not while cameras change: the new set copies their choice of models
+            if self.stop_event.is_set():
+                raise ConfigError("the edge is stopping: no model swaps")
+            return dataclasses.asdict(self.swaps.swap(self.cfg, key, model))
+
+    def start_shadow(self, key: str, model: ModelConfig, share: float) -> dict[str, Any]:
+        """Run ``model`` in the shadow of detector ``key`` on ``share`` of the batches (SwapRefused when it
+        does not load or see the same classes; ConfigError when a shadow runs already)."""
+        if not 0 < share <= 1:
+            raise ConfigError(f"shadow share: got {share:g}; expected a share of the batches, 0 < share <= 1")
+        with self._change_lock:
+            if self.shadow is not None:
+                raise ConfigError(f"a shadow of model {self.shadow.key} runs already: stop it first")
+            if self.stop_event.is_set():
+                raise ConfigError("the edge is stopping: no shadow")
+            live = self.detector
+            candidate = load_candidate(self.cfg, live, key, model)
+            self.shadow = Shadow(
+                key=key,
+                candidate=candidate,
+                live_tag=live.member(key).tag,
+                cfg=self.cfg,
+                share=share,
+                db=shadow_path(self.cfg.sink.outbox),
+                conf=model.conf_threshold,
+                on_error=lambda err: log.warning("the shadow stopped: %s", err),
+            )
+            log.info(
+                "shadow: %s beside %s on %.0f%% of batches",
+                candidate.member(key).tag,
+                live.member(key).tag,
+                share * 100,
+            )
+            return self.shadow.summary()
+
+    def stop_shadow(self, key: str) -> dict[str, Any]:
+        with self._change_lock:
+            shadow = self.shadow
+            if shadow is None or shadow.key != key:
+                raise SwapRefused(f"no shadow of model {key} runs")
+            self.shadow = None
+            return {**shadow.stop(), "record": str(shadow_path(self.cfg.sink.outbox))}
 
     def _on_committed(self, incidents: list[Incident]) -> None:
         """Incident steps that are in the outbox (from the publish stage)."""
+        if (shadow := self.shadow) is not None:
+            shadow.live_incidents(incidents)
         for inc in incidents:
             self.incidents.append(inc)
             self.metrics.incidents.labels(type=inc.type, status=inc.status).inc()
@@ -519,6 +564,9 @@ class Runner:
         if self.sender.is_alive():
             log.warning("event sender did not stop; undelivered events stay in the outbox")
         self.outbox.close()
+        if self.shadow is not None:
+            self.shadow.stop()
+            self.shadow = None
         self.swaps.close()
         self.detector.close()
 

@@ -213,6 +213,9 @@ def test_sighup_reloads_the_config_file_and_the_thin_client_sees_it(
         text=True,
     )
     url = f"http://127.0.0.1:{port}"
+    lines: list[str] = []  # its log, read as it comes (a pipe nobody reads would stall the edge)
+    reader = threading.Thread(target=lambda: lines.extend(iter(proc.stderr.readline, "")), daemon=True)
+    reader.start()
     try:
         assert wait_until(lambda: request(url + "/health", "GET")[0] == 200, 60, ignore=(ConfigError,))
         data = yaml.safe_load(path.read_text())
@@ -220,8 +223,8 @@ def test_sighup_reloads_the_config_file_and_the_thin_client_sees_it(
         path.write_text(yaml.safe_dump(data))
         proc.send_signal(signal.SIGHUP)
         assert wait_until(
-            lambda: [c["id"] for c in request(url + "/cameras", "GET")[1]["cameras"]] == ["a", "c"], 15
-        )
+            lambda: [c["id"] for c in request(url + "/cameras", "GET")[1]["cameras"]] == ["a", "c"], 30
+        ), "".join(lines[-40:])
         out = subprocess.run(
             [sys.executable, "-m", "pipeline.cli", "cameras", "--control", f"127.0.0.1:{port}", "list"],
             capture_output=True,
@@ -246,7 +249,9 @@ def test_sighup_reloads_the_config_file_and_the_thin_client_sees_it(
         assert request(url + "/health", "GET")[0] == 200
     finally:
         proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=60)
+        proc.wait(timeout=60)
+        reader.join(timeout=10)
+    err = "".join(lines)
     assert proc.returncode == 0, err
     assert "SIGHUP: reloading the config file" in err and "reload refused, nothing changed" in err
 

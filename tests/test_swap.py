@@ -217,3 +217,55 @@ def test_a_swap_is_rolled_back_on_an_error_on_slow_batches_and_on_command(
         assert runner.error is None and all(s.state == "up" for s in runner.stats.cameras.values())
     finally:
         stop(runner, control)
+
+
+def test_a_shadow_records_what_the_candidate_sees_and_would_raise_and_sends_nothing(
+    tmp_path: Path, vtest: Path, fall_version, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+    import sqlite3
+
+    from pipeline.cli import main
+
+    runner, control, metrics = edge(tmp_path, vtest)
+    try:
+        assert wait_until(lambda: runner.stats.frames >= 4, 60)
+        code, reply = request(
+            f"{control.url}/models/fall-yolov8/shadow", "POST", {"name": "fall-yolov8@1", "share": 0.5}
+        )
+        assert code == 201 and reply["candidate"] == "fall-yolov8@1", reply
+        code, reply = request(f"{control.url}/models/fall-yolov8/shadow", "POST", {"name": "fall-yolov8@1"})
+        assert code == 400 and "runs already" in reply["error"]
+        assert wait_until(lambda: runner.shadow is not None and runner.shadow.state.frames >= 12, 60)
+        assert wait_until(
+            lambda: (
+                any(i.status == "start" for i in runner.incidents)
+                and sqlite3.connect(tmp_path / "shadow.sqlite")
+                .execute("SELECT COUNT(*) FROM incidents WHERE source = 'shadow'")
+                .fetchone()[0]
+                > 0
+            ),
+            60,
+        )
+        code, state = request(f"{control.url}/models", "GET")
+        assert state["shadow"]["batches"]["run"] >= 6 and state["models"][0]["running"] != "fall-yolov8@1"
+        code, reply = request(f"{control.url}/models/fall-yolov8/shadow", "DELETE")
+        assert code == 200 and reply["frames"] >= 12, reply
+        assert runner.shadow is None and runner.error is None
+        code, reply = request(f"{control.url}/models/fall-yolov8/shadow", "DELETE")
+        assert code == 409
+    finally:
+        stop(runner, control)
+    # nothing the shadow saw was sent: every event in the outbox names the live model
+    with sqlite3.connect(tmp_path / "outbox.sqlite") as db:
+        bodies = [json.loads(b) for (b,) in db.execute("SELECT body FROM outbox")]
+    assert bodies and all(m["version"] != "1" for b in bodies for m in b["models"])
+    assert main(["models", "shadow-report", "--db", str(tmp_path / "shadow.sqlite"), "--json"]) == 0
+    rep = json.loads(capsys.readouterr().out)
+    a = rep["agreement"]
+    assert rep["candidate"] == "fall-yolov8@1" and rep["frames"] >= 12 and not rep["running"]
+    assert a["live_detections"] > 0 and 0 <= a["recall"] <= 1 and a["matched"] <= a["live_detections"]
+    assert set(rep["per_camera"]) == {"cam0", "cam1"}
+    assert rep["incidents"]["both"] + len(rep["incidents"]["only_candidate"]) >= 1
+    assert main(["models", "shadow-report", "--db", str(tmp_path / "shadow.sqlite")]) == 0
+    assert "detections: the candidate found" in capsys.readouterr().out

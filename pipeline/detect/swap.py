@@ -28,7 +28,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 import torch
 
@@ -78,6 +78,36 @@ def _median_ms(det: Detector, batch: FrameBatch, repeats: int) -> float:
     return statistics.median(times) * 1000
 
 
+def load_candidate(cfg: Config, running: DetectorSet, key: str, model: ModelConfig) -> DetectorSet:
+    """``running`` with detector ``key`` replaced by ``model``, loaded; SwapRefused when it does not
+    load or does not see the same classes, in the same roles (a swap or a shadow needs both)."""
+    from .factory import create_detector
+    from .roles import role_map
+
+    keys = [m.key for m in running.members]
+    if key not in keys:
+        raise SwapRefused(f"no detector {key!r} runs here (detectors: {', '.join(keys)})")
+    old = running.member(key)
+    try:
+        candidate = create_detector(cfg, model)
+    except Exception as err:  # a file that does not load is refused, whatever the library raised
+        raise SwapRefused(f"it does not load: {type(err).__name__}: {err}") from err
+    try:
+        if tuple(candidate.info.class_names) != tuple(old.detector.info.class_names):
+            raise SwapRefused(
+                f"its classes {list(candidate.info.class_names)} are not the running model's "
+                f"{list(old.detector.info.class_names)} (a model with other classes needs a restart with its "
+                "config)"
+            )
+        roles = role_map(model, candidate.info.class_names)
+        if roles != old.roles:
+            raise SwapRefused(f"its roles {roles} differ from the running model's {old.roles}")
+    except Exception:
+        candidate.close()
+        raise
+    return running.replaced(key, candidate, roles)
+
+
 class ModelSwaps:
     """The runner's live model changes. ``current()`` is the set batches are prepared with now;
     ``install(set)`` makes another set current (the runner also hands it to publishing and preview)."""
@@ -115,9 +145,6 @@ class ModelSwaps:
     # -- a swap ------------------------------------------------------------------------------
     def swap(self, cfg: Config, key: str, model: ModelConfig) -> SwapReport:
         """Load ``model`` for detector ``key``, check it, and put it in (SwapRefused: nothing changed)."""
-        from .factory import create_detector
-        from .roles import role_map
-
         with self._lock:
             if self.probation is not None:
                 raise SwapRefused(
@@ -125,25 +152,20 @@ class ModelSwaps:
                     "or roll it back first"
                 )
             running = self.current()
-            keys = [m.key for m in running.members]
-            if key not in keys:
-                raise SwapRefused(f"no detector {key!r} runs here (detectors: {', '.join(keys)})")
-            old = running.member(key)
+            old = running.member(key) if key in {m.key for m in running.members} else None
             try:
-                candidate = create_detector(cfg, model)
-            except Exception as err:  # a file that does not load is refused, whatever the library raised
-                self._refused(key, f"it does not load: {type(err).__name__}: {err}")
+                new = load_candidate(cfg, running, key, model)
+            except SwapRefused as err:
+                self._refused(key, str(err))
+            candidate = new.member(key).detector
             try:
+                assert old is not None  # load_candidate checked the key
                 report = self._check(cfg, key, old.detector, candidate, model)
-                roles = role_map(model, candidate.info.class_names)
-                if roles != old.roles:
-                    raise SwapRefused(f"its roles {roles} differ from the running model's {old.roles}")
             except Exception as err:
                 candidate.close()
                 if isinstance(err, SwapRefused):
                     self._refused(key, str(err))
                 raise
-            new = running.replaced(key, candidate, roles)
             s = self.settings()
             bound = report.checks["running_ms_per_frame"] * s.max_latency_ratio / 1000
             self.probation = Probation(
@@ -167,7 +189,7 @@ class ModelSwaps:
                 self._keep()
             return report
 
-    def _refused(self, key: str, why: str) -> None:
+    def _refused(self, key: str, why: str) -> NoReturn:
         self.metrics.model_swaps.labels(key, "refused").inc()
         log.warning("model %s: swap refused: %s", key, why)
         raise SwapRefused(f"swap of model {key} refused: {why}")
@@ -179,11 +201,6 @@ class ModelSwaps:
         report = SwapReport(
             key, f"{old.info.name}@{old.info.version}", f"{candidate.info.name}@{candidate.info.version}"
         )
-        if tuple(candidate.info.class_names) != tuple(old.info.class_names):
-            raise SwapRefused(
-                f"its classes {list(candidate.info.class_names)} are not the running model's "
-                f"{list(old.info.class_names)} (a model with other classes needs a restart with its config)"
-            )
         frames = self.recent_frames(s.check_frames)
         report.checks["frames"] = len(frames)
         if model.name is not None and "@" in model.name:

@@ -55,6 +55,13 @@ def add_parsers(sub: Any) -> None:
     )
     t.set_defaults(func=cmd_train)
     ms.add_parser("versions", help="the versions made here").set_defaults(func=cmd_versions)
+    sr = ms.add_parser(
+        "shadow-report", help="what a shadow run recorded: agreement, incidents only one raised"
+    )
+    sr.add_argument("--db", type=Path, required=True, help="shadow.sqlite (beside the edge's outbox)")
+    sr.add_argument("--run", type=int, default=None, help="which run (default: the latest)")
+    sr.add_argument("--json", action="store_true", help="the report as JSON")
+    sr.set_defaults(func=cmd_shadow_report)
     e = ms.add_parser("eval", help="mAP of a model on a dataset (Ultralytics' validation)")
     e.add_argument("model", help="NAME@N, or a fetched manifest model")
     e.add_argument("--data", required=True, type=Path)
@@ -73,13 +80,17 @@ def add_parsers(sub: Any) -> None:
     for action, text in (
         ("swap", "swap a running edge's detector for another version, live (checked, then on probation)"),
         ("rollback", "take back a swap on probation on a running edge"),
-        ("running", "what each detector of a running edge runs, and a swap on probation"),
+        ("running", "what each detector of a running edge runs, a swap on probation, a shadow"),
+        ("shadow", "run another model beside a running edge's detector, recorded, never sent"),
+        ("shadow-stop", "stop the shadow on a running edge"),
     ):
         w = ms.add_parser(action, help=text)
         if action != "running":
             w.add_argument("id", help="the detector's id in the edge's config (e.g. fall-yolov8)")
-        if action == "swap":
+        if action in ("swap", "shadow"):
             w.add_argument("model", help="NAME@N, a manifest model, or an .onnx path")
+        if action == "shadow":
+            w.add_argument("--share", type=float, default=0.25, help="share of the batches it runs on")
         w.add_argument("--control", default="127.0.0.1:8089", help="the edge's --control address")
         w.add_argument("--token-file", help="the edge's --control-token-file")
         w.set_defaults(func=cmd_live)
@@ -221,13 +232,26 @@ def cmd_live(args: argparse.Namespace) -> int:
         code, reply = request(f"{base}/models", "GET", token=token)
     elif args.action == "rollback":
         code, reply = request(f"{base}/models/{args.id}/rollback", "POST", token=token)
+    elif args.action == "shadow-stop":
+        code, reply = request(f"{base}/models/{args.id}/shadow", "DELETE", token=token)
     else:
-        key = "path" if args.model.endswith(".onnx") else "name"
-        code, reply = request(f"{base}/models/{args.id}", "POST", {key: args.model}, token=token)
+        body: dict[str, Any] = {"path" if args.model.endswith(".onnx") else "name": args.model}
+        path = f"{base}/models/{args.id}"
+        if args.action == "shadow":
+            body["share"], path = args.share, f"{path}/shadow"
+        code, reply = request(path, "POST", body, token=token)
     if code >= 400:
         print(f"error: {(reply or {}).get('error', code)}", file=sys.stderr)
         return 2 if code == 400 else 1
     print(json.dumps(reply, indent=1))
+    return 0
+
+
+def cmd_shadow_report(args: argparse.Namespace) -> int:
+    from .shadow_report import format_report, shadow_report
+
+    rep = shadow_report(args.db, run=args.run)
+    print(json.dumps(rep, indent=2) if args.json else format_report(rep))
     return 0
 
 
