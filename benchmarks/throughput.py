@@ -82,9 +82,14 @@ def bench_onnx_alone(
     ]
     det.infer(batches[0])  # warm-up
 
+    errors: list[BaseException] = []
+
     def work(mine: list[torch.Tensor]) -> None:
-        for b in mine:
-            det.infer(b)
+        try:
+            for b in mine:
+                det.infer(b)
+        except BaseException as err:  # noqa: BLE001 - re-raised below: a failed run is no figure
+            errors.append(err)
 
     threads = [threading.Thread(target=work, args=(batches[i::workers],)) for i in range(workers)]
     t0 = time.perf_counter()
@@ -92,7 +97,11 @@ def bench_onnx_alone(
         t.start()
     for t in threads:
         t.join()
-    return len(frames) / (time.perf_counter() - t0)
+    elapsed = time.perf_counter() - t0
+    det.close()
+    if errors:
+        raise errors[0]
+    return len(frames) / elapsed
 
 
 def best_onnx_alone(model: Path, frames: list[torch.Tensor], *, imgsz: int, batch: int) -> float:

@@ -240,7 +240,9 @@ def _redacted(cam: dict[str, Any]) -> dict[str, Any]:
     return cam
 
 
-def request(url: str, method: str, body: Any = None, *, token: str | None = None) -> tuple[int, Any]:
+def request(
+    url: str, method: str, body: Any = None, *, token: str | None = None, timeout_s: float = 30.0
+) -> tuple[int, Any]:
     """One call to a control interface: (HTTP status, decoded JSON body). ``safecity cameras``."""
     import urllib.error
     import urllib.request
@@ -251,7 +253,7 @@ def request(url: str, method: str, body: Any = None, *, token: str | None = None
     if token:
         req.add_header("Authorization", f"Bearer {token}")
     try:
-        with urllib.request.urlopen(req, timeout=30) as resp:
+        with urllib.request.urlopen(req, timeout=timeout_s) as resp:
             return resp.status, json.loads(resp.read() or b"null")
     except urllib.error.HTTPError as err:
         raw = err.read()

@@ -11,6 +11,7 @@ import sys
 import tempfile
 import urllib.request
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -184,10 +185,66 @@ def fetch_model(
     onnx_file = onnx_path(name)
     size = imgsz or int(entry.get("imgsz", 640))
     if not onnx_file.is_file():
-        export_onnx(weights, onnx_file, imgsz=size)
+        checked_export(weights, onnx_file, lambda dest: export_onnx(weights, dest, imgsz=size), imgsz=size)
     if torchscript_batch:
-        export_torchscript(weights, out_dir / f"{name}.torchscript", imgsz=size, batch=torchscript_batch)
+        batch = torchscript_batch
+        ts = out_dir / f"{name}.torchscript"
+        checked_export(
+            weights, ts, lambda dest: export_torchscript(weights, dest, imgsz=size, batch=batch), imgsz=size
+        )
     return onnx_file
+
+
+EXPORT_CHECK_CONF = 0.25
+
+
+def checked_export(weights: Path, dest: Path, export: Callable[[Path], Path], *, imgsz: int) -> Path:
+    """Export to a scratch name, check the export against the checkpoint on frames of the footage at
+    hand (``detect/agreement.py``), then put it in place; a disagreeing export is refused (ModelError
+    naming the first difference) and not kept. With no footage here yet it is kept, with a warning."""
+    from .detect.agreement import export_agreement
+
+    scratch = dest.with_name(f".check-{dest.name}")
+    try:
+        export(scratch)
+        frames = export_check_frames()
+        if not frames:
+            log.warning(
+                "%s: not checked against its checkpoint (no footage in %s yet: `safecity footage samples`)",
+                dest.name,
+                data_dir() / "footage",
+            )
+        else:
+            result = export_agreement(weights, scratch, frames, imgsz=imgsz, conf=EXPORT_CHECK_CONF)
+            if not result.accepted:
+                raise ModelError(
+                    f"the export {dest.name} does not agree with {weights.name}: {result.summary()}; first "
+                    f"difference: {result.first_mismatch}; not kept"
+                )
+            log.info("%s agrees with %s: %s", dest.name, weights.name, result.summary())
+        scratch.replace(dest)
+        return dest
+    finally:
+        scratch.unlink(missing_ok=True)
+
+
+def export_check_frames(limit: int = 8) -> list[Any]:
+    """Frames of the footage at hand (the samples, and recordings put in the data dir's footage folder)."""
+    import itertools
+
+    from .footage import sample_frames
+
+    folder = data_dir() / "footage"
+    files = sorted(p for p in folder.glob("*") if p.suffix.lower() in (".mp4", ".avi", ".mkv"))
+    frames: list[Any] = []
+    for f in files:
+        try:
+            frames += [rgb for _, rgb in itertools.islice(sample_frames(f, every_s=5.0), limit - len(frames))]
+        except Exception:  # noqa: BLE001 - a file that does not decode is simply not used
+            continue
+        if len(frames) >= limit:
+            break
+    return frames
 
 
 def export_onnx(weights: Path, dest: Path, *, imgsz: int, dynamic: bool = True) -> Path:

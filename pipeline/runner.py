@@ -367,7 +367,6 @@ class Runner:
                     raise
                 detector, dets = previous, previous.detect(batch)  # the batch again, on the model before
             seconds = time.perf_counter() - t0
-            self.swaps.observe(detector, seconds, len(batch))
             self.metrics.stage_latency.labels(stage="detect").observe(seconds)
             if not self.supervisor.put(self._analytics_q, (number, batch, detector, dets)):
                 return
@@ -443,17 +442,20 @@ class Runner:
             if self.stop_event.is_set():
                 raise ConfigError("the edge is stopping: no shadow")
             live = self.detector
-            candidate = load_candidate(self.cfg, live, key, model)
-            self.shadow = Shadow(
-                key=key,
-                candidate=candidate,
-                live_tag=live.member(key).tag,
-                cfg=self.cfg,
-                share=share,
-                db=shadow_path(self.cfg.sink.outbox),
-                conf=model.conf_threshold,
-                on_error=lambda err: log.warning("the shadow stopped: %s", err),
-            )
+            candidate = load_candidate(self.cfg, live, key, model, metrics=None)  # not the live metrics
+            try:
+                self.shadow = Shadow(
+                    key=key,
+                    candidate=candidate,
+                    live_tag=live.member(key).tag,
+                    cfg=self.cfg,
+                    share=share,
+                    db=shadow_path(self.cfg.sink.outbox),
+                    conf=model.conf_threshold,
+                )
+            except Exception as err:
+                candidate.member(key).detector.close()
+                raise ConfigError(f"the shadow's record {shadow_path(self.cfg.sink.outbox)}: {err}") from err
             log.info(
                 "shadow: %s beside %s on %.0f%% of batches",
                 candidate.member(key).tag,

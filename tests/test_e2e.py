@@ -387,23 +387,33 @@ def test_a_greedy_camera_cannot_starve_the_others(tmp_path: Path, clips: list[Pa
 
 
 class UnevenDetector(ScriptedDetector):
-    """A scripted detector whose every other batch is slow: with several workers, batches finish out of
-    the order they were made in. Keeps the (camera, frame index) of each batch in finishing order."""
+    """A scripted detector whose every other batch waits (up to 2 s) for the next one to finish: with
+    several workers, batches finish out of the order they were made in, however loaded the machine.
+    Keeps the (camera, frame index) of each batch in finishing order."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, hold: bool) -> None:
         super().__init__(path)
+        self.hold = hold
         self.calls = 0
         self.finished: list[tuple[str, int]] = []
         self._lock = threading.Lock()
+        self._next_done: dict[int, threading.Event] = {}
+
+    def done(self, call: int) -> threading.Event:
+        with self._lock:
+            return self._next_done.setdefault(call, threading.Event())
 
     def detect(self, batch: FrameBatch) -> list[Detections]:
         with self._lock:
+            call = self.calls
             self.calls += 1
-            slow = self.calls % 2 == 1
-        time.sleep(0.06 if slow else 0.0)
+        if self.hold and call % 2 == 0:
+            self.done(call + 1).wait(2.0)  # the next batch, on another worker, finishes first
+        out = super().detect(batch)
         with self._lock:
             self.finished += [(f.camera_id, f.frame_index) for f in batch.frames]
-        return super().detect(batch)
+        self.done(call).set()
+        return out
 
 
 @pytest.mark.parametrize("workers", [3, 1])
@@ -430,7 +440,7 @@ def test_batches_finishing_out_of_order_are_analysed_in_order(
             },
         )
     )
-    detector = UnevenDetector(script)
+    detector = UnevenDetector(script, hold=workers > 1)
     runner = Runner(cfg, detector=detector)
     runner.track_log = {}
     runner.run(None)

@@ -211,6 +211,8 @@ def test_sighup_reloads_the_config_file_and_the_thin_client_sees_it(
         [sys.executable, "-m", "pipeline.cli", "run", str(path), "--control", f"127.0.0.1:{port}", "--quiet"],
         stderr=subprocess.PIPE,
         text=True,
+        # as a service manager starts it: SIGHUP not ignored (under `nohup` the edge keeps it ignored)
+        preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_DFL),
     )
     url = f"http://127.0.0.1:{port}"
     lines: list[str] = []  # its log, read as it comes (a pipe nobody reads would stall the edge)

@@ -4,6 +4,7 @@ fine-tuning into a local version, the export check, evaluation and comparison.""
 from __future__ import annotations
 
 import json
+import shutil
 import zipfile
 from pathlib import Path
 
@@ -60,8 +61,19 @@ def test_a_split_by_camera_keeps_whole_recordings_apart(tmp_path: Path, clips: l
     assert stems == {"cam2"}
     with pytest.raises(ConfigError, match="exists and is not an empty directory"):
         ds.extract(clips, tmp_path / "d", every_s=0.5, teacher=None, names=["person"])
-    with pytest.raises(ConfigError, match="--split camera: needs two recordings"):
+    with pytest.raises(ConfigError, match="--split camera: needs recordings of two cameras"):
         ds.extract(clips[:1], tmp_path / "e", every_s=0.5, teacher=None, names=["person"], split="camera")
+    # recordings in a folder per camera: a camera's recordings stay together
+    for cam, clip in (("east", clips[0]), ("east", clips[1]), ("west", clips[2])):
+        (tmp_path / cam).mkdir(exist_ok=True)
+        shutil.copy(clip, tmp_path / cam / clip.name)
+    by_cam = [
+        tmp_path / "east" / clips[0].name,
+        tmp_path / "west" / clips[2].name,
+        tmp_path / "east" / clips[1].name,
+    ]
+    info = ds.extract(by_cam, tmp_path / "f", every_s=0.5, teacher=None, names=["person"], split="camera")
+    assert [(s["camera"], s["val"]) for s in info.sources] == [("east", 0), ("west", 4), ("east", 0)]
 
 
 def _copy(src: Path, dest: Path) -> Path:
@@ -240,3 +252,22 @@ def test_compare_runs_annotated_footage_with_each_model_and_gives_a_verdict(
         enc = next(t for t in result["types"][ref] if t["type"] == "encroachment")
         assert enc["true"] == 1 and enc["tp"] == 1  # the bay's vehicles, seen by the COCO model either way
     assert "verdict:" in capsys.readouterr().out
+
+
+def test_an_export_is_put_in_place_only_when_it_agrees_with_its_checkpoint(
+    fall_model: Path, tmp_path: Path
+) -> None:
+    """``safecity models fetch``'s exports go through the same check (on frames of the footage here)."""
+    import shutil
+
+    from pipeline.registry import checked_export, export_check_frames
+
+    assert len(export_check_frames()) == 8
+    weights = fall_model.with_suffix(".pt")
+    good = checked_export(weights, tmp_path / "m.onnx", lambda d: Path(shutil.copy(fall_model, d)), imgsz=640)
+    assert good.is_file() and not list(tmp_path.glob(".check-*"))
+    with pytest.raises(
+        ModelError, match=r"the export bad.onnx does not agree with fall-yolov8.pt: .*not kept"
+    ):
+        checked_export(weights, tmp_path / "bad.onnx", lambda d: _broken(fall_model, d), imgsz=640)
+    assert not (tmp_path / "bad.onnx").exists() and not list(tmp_path.glob(".check-*"))

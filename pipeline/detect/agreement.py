@@ -14,6 +14,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -136,23 +137,22 @@ def agreement(
 def export_agreement(
     checkpoint: Path, export: Path, frames: Sequence[torch.Tensor], *, imgsz: int, conf: float
 ) -> Agreement:
-    """An ONNX export (candidate) against the PyTorch checkpoint it was made from (reference)."""
+    """An export (candidate: ONNX, or TorchScript) against the PyTorch checkpoint it was made from."""
     from .onnx_backend import OnnxDetector
     from .torch_backend import TorchDetector
 
     low = conf * (1 - CONF_MARGIN)
-    ref = TorchDetector(
-        checkpoint,
-        name="checkpoint",
-        imgsz=imgsz,
-        conf_threshold=low,
-        iou_threshold=0.7,
-        max_det=300,
-        half=False,
+    settings: dict[str, Any] = {"imgsz": imgsz, "conf_threshold": low, "iou_threshold": 0.7, "max_det": 300}
+    ref = TorchDetector(checkpoint, name="checkpoint", half=False, **settings)
+    onnx = export.suffix == ".onnx"
+    got: Detector = (
+        OnnxDetector(export, name="export", **settings)
+        if onnx
+        else TorchDetector(export, name="export", half=False, **settings)
     )
-    got = OnnxDetector(export, name="export", imgsz=imgsz, conf_threshold=low, iou_threshold=0.7, max_det=300)
     try:
-        return agreement(ref, got, frames, conf=conf, names=("the checkpoint", "the ONNX export"))
+        what = "the ONNX export" if onnx else "the TorchScript export"
+        return agreement(ref, got, frames, conf=conf, names=("the checkpoint", what))
     finally:
         got.close()
         ref.close()

@@ -4,6 +4,7 @@ detector its cameras chose, and each frame's detections merged (``merge.py``).""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -14,6 +15,15 @@ from .base import Detector, DetectorInfo
 from .merge import Member, merge
 from .roles import LabelRoles, label_roles
 from .yolo import Prepared, YoloDetector
+
+KEEP: Any = object()  # ``replaced(metrics=...)`` not given: the set's own
+
+
+@dataclass
+class CameraChoice:
+    """camera -> the members (indices) it runs; replaced whole, so readers need no lock."""
+
+    members: dict[str, set[int]]
 
 
 @dataclass
@@ -43,10 +53,11 @@ class DetectorSet(Detector):
         self.merge = merge or MergeConfig()
         self.metrics = metrics
         self._index = {m.key: i for i, m in enumerate(members)}
-        # camera -> the members it runs; a camera not named runs them all
-        self.camera_members = {
-            cam: {self._index[k] for k in keys} for cam, keys in (camera_models or {}).items()
-        }
+        # camera -> the members it runs; a camera not named runs them all (shared by the sets a model
+        # swap makes of this one: a camera's change reaches the set running and the one to roll back to)
+        self._choice = CameraChoice(
+            {cam: {self._index[k] for k in keys} for cam, keys in (camera_models or {}).items()}
+        )
         # members that letterbox alike, by canvas; a detector of another kind is a group of its own
         self._canvases: list[list[int]] = []
         by_key: dict[tuple[object, ...], list[int]] = {}
@@ -83,13 +94,21 @@ class DetectorSet(Detector):
             else []
         )
 
-    def replaced(self, key: str, detector: Detector, roles: dict[str, list[str]]) -> DetectorSet:
+    @property
+    def camera_members(self) -> dict[str, set[int]]:
+        return self._choice.members
+
+    def replaced(
+        self, key: str, detector: Detector, roles: dict[str, list[str]], *, metrics: Any = KEEP
+    ) -> DetectorSet:
         """A set like this one with member ``key``'s detector replaced (the others shared, the cameras'
         choices kept): a live model swap (``swap.py``)."""
         members = [SetMember(key, detector, roles) if m.key == key else m for m in self.members]
-        new = DetectorSet(members, merge=self.merge, metrics=self.metrics)
-        new.camera_members = dict(self.camera_members)
+        new = DetectorSet(members, merge=self.merge, metrics=self.metrics if metrics is KEEP else metrics)
+        new._choice = self._choice
         return new
+
+    on_member_time: Callable[[str, float, int], None] | None = None  # (member, seconds, frames) of each run
 
     def member(self, key: str) -> SetMember:
         return self.members[self._index[key]]
@@ -102,7 +121,7 @@ class DetectorSet(Detector):
             chosen.pop(camera_id, None)
         else:
             chosen[camera_id] = {self._index[k] for k in keys}
-        self.camera_members = chosen
+        self._choice.members = chosen
 
     def _uses(self, camera_id: str, member: int) -> bool:
         chosen = self.camera_members.get(camera_id)
@@ -139,9 +158,12 @@ class DetectorSet(Detector):
                 else:  # a detector of another kind prepared its own frames: keep the rows it needs
                     dets = det.run(g.prepared)
                     dets = [dets[k] for k in rows]
+                seconds = time.perf_counter() - t0
                 if self._latency:
-                    self._latency[i].observe(time.perf_counter() - t0)
+                    self._latency[i].observe(seconds)
                     self._count[i].inc(sum(len(d) for d in dets))
+                if self.on_member_time is not None:
+                    self.on_member_time(self.members[i].key, seconds, len(rows))
                 for k, d in zip(rows, dets, strict=True):
                     per_frame[g.frames[k]].append((self.merge_members[i], d))
         if (

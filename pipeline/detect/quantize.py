@@ -98,7 +98,11 @@ def int8_agreement(model: Path, int8_model: Path, frames: list[torch.Tensor], *,
         OnnxDetector(path, name=key, imgsz=None, conf_threshold=low, iou_threshold=0.7, max_det=300)
         for key, path in (("float", model), ("int8", int8_model))
     )
-    return agreement(float_det, int8_det, frames, conf=conf, names=("the float model", "the INT8 model"))
+    try:
+        return agreement(float_det, int8_det, frames, conf=conf, names=("the float model", "the INT8 model"))
+    finally:
+        float_det.close()
+        int8_det.close()
 
 
 def quantize(

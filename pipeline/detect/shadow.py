@@ -30,6 +30,7 @@ from .agreement import pairs
 from .detector_set import DetectorSet
 
 log = logging.getLogger(__name__)
+STOP_WAIT_S = 30.0
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -89,7 +90,7 @@ class Shadow:
         self.conf = conf
         self.on_error = on_error
         self.db = sqlite3.connect(db, check_same_thread=False)
-        self.db.executescript(SCHEMA)
+        self.db.executescript(SCHEMA)  # sqlite3.Error: the caller closes the candidate
         cur = self.db.execute(
             "INSERT INTO runs (model, live, candidate, share, started) VALUES (?, ?, ?, ?, ?)",
             (key, live_tag, candidate.member(key).tag, share, time.time()),
@@ -110,7 +111,10 @@ class Shadow:
         return int((number + 1) * s) > int(number * s)
 
     def offer(self, batch: FrameBatch, dets: list[Detections]) -> None:
-        """An analysed batch and the live detections; never blocks (skipped when the shadow is behind)."""
+        """An analysed batch and the live detections; never blocks (skipped when the shadow is behind,
+        or stopped by an error)."""
+        if self.error is not None:
+            return
         self.state.batches_offered += 1
         if not self.wants(self.state.batches_offered - 1):
             return
@@ -190,9 +194,20 @@ class Shadow:
         self._record("shadow", incidents)
 
     def stop(self) -> dict[str, Any]:
-        """Stop: the batches queued are finished, open incidents closed, the run's end recorded."""
-        self._q.put(None)
-        self._thread.join(timeout=30)
+        """Stop: the batches queued are finished, open incidents closed, the run's end recorded. A
+        thread stuck past ``STOP_WAIT_S`` is left (a daemon) with what it holds; the rest is closed."""
+        try:
+            self._q.put(None, timeout=STOP_WAIT_S)
+        except queue.Full:  # the thread died with batches queued, or is stuck on one
+            pass
+        self._thread.join(timeout=STOP_WAIT_S)
+        if self._thread.is_alive():
+            log.warning(
+                "shadow of model %s did not stop within %g s; its record ends here", self.key, STOP_WAIT_S
+            )
+            with self._lock:
+                self._closed = True
+            return self.summary()
         self._record("shadow", [i for ca in self._analytics.values() for i in ca.close("shadow_stopped")])
         with self._lock:
             self.db.execute("UPDATE runs SET stopped = ? WHERE run = ?", (time.time(), self.state.run))

@@ -16,8 +16,9 @@ Otherwise the runner's detector set becomes a copy with that member replaced: ba
 prepared finish on the set that prepared them, the next ones run on the new set. For
 ``swap.grace_seconds`` it is on probation: an error on a batch rolls it back at once (that batch is
 run again on the previous model, so no frame is lost), as do ``swap.slow_batches`` batches in a row
-slower per frame than the bound. After the grace period it is kept and the replaced model closed.
-``rollback`` takes it back on command while on probation.
+slower per frame than the bound (its own time, not the set's). After the grace period it is kept.
+``rollback`` takes it back on command while on probation. A replaced model is closed
+``RETIRE_AFTER_S`` later, when no batch in flight can still be on it.
 """
 
 from __future__ import annotations
@@ -37,11 +38,12 @@ from ..errors import SafeCityError
 from ..metrics import Metrics
 from ..types import Frame, FrameBatch
 from .base import Detector
-from .detector_set import DetectorSet
+from .detector_set import KEEP, DetectorSet
 
 log = logging.getLogger(__name__)
 
 BLANK = (360, 640)  # a frame to warm up on when no camera has given one yet
+RETIRE_AFTER_S = 30.0  # a replaced model is closed this long after: no batch in flight is older
 
 
 class SwapRefused(SafeCityError):
@@ -78,7 +80,9 @@ def _median_ms(det: Detector, batch: FrameBatch, repeats: int) -> float:
     return statistics.median(times) * 1000
 
 
-def load_candidate(cfg: Config, running: DetectorSet, key: str, model: ModelConfig) -> DetectorSet:
+def load_candidate(
+    cfg: Config, running: DetectorSet, key: str, model: ModelConfig, *, metrics: Any = KEEP
+) -> DetectorSet:
     """``running`` with detector ``key`` replaced by ``model``, loaded; SwapRefused when it does not
     load or does not see the same classes, in the same roles (a swap or a shadow needs both)."""
     from .factory import create_detector
@@ -105,7 +109,7 @@ def load_candidate(cfg: Config, running: DetectorSet, key: str, model: ModelConf
     except Exception:
         candidate.close()
         raise
-    return running.replaced(key, candidate, roles)
+    return running.replaced(key, candidate, roles, metrics=metrics)
 
 
 class ModelSwaps:
@@ -127,7 +131,9 @@ class ModelSwaps:
         self.metrics = metrics
         self.settings = settings
         self.probation: Probation | None = None
-        self.retired: list[Detector] = []  # replaced detectors, closed at the end of the run
+        # candidates rolled back -> the set to run again on: batches already on them may still fail
+        self._rolled_back: list[tuple[DetectorSet, DetectorSet]] = []
+        self.retired: list[tuple[float, Detector]] = []  # (when to close, replaced detector)
         self._lock = threading.RLock()  # one swap at a time; probation read by the inference workers
         for m in current().members:
             self._info(m.key, m.detector, "live")
@@ -161,16 +167,20 @@ class ModelSwaps:
             try:
                 assert old is not None  # load_candidate checked the key
                 report = self._check(cfg, key, old.detector, candidate, model)
-            except Exception as err:
+            except Exception as err:  # whatever went wrong checking it, the candidate is refused
                 candidate.close()
-                if isinstance(err, SwapRefused):
-                    self._refused(key, str(err))
-                raise
+                why = (
+                    str(err)
+                    if isinstance(err, SwapRefused)
+                    else f"its check failed: {type(err).__name__}: {err}"
+                )
+                self._refused(key, why)
             s = self.settings()
             bound = report.checks["running_ms_per_frame"] * s.max_latency_ratio / 1000
             self.probation = Probation(
                 key, running, new, time.monotonic() + s.grace_seconds, bound, report.checks
             )
+            new.on_member_time = self._member_time
             self.install(new)
             self._info(key, old.detector, "live", remove=True)
             self._info(key, candidate, "probation")
@@ -261,23 +271,22 @@ class ModelSwaps:
 
     # -- probation ---------------------------------------------------------------------------
     def failed(self, used: DetectorSet, err: BaseException) -> DetectorSet | None:
-        """A batch raised on ``used``: if that is the candidate on probation, roll back and return the
-        set to run the batch again on; else None (the error is the run's)."""
+        """A batch raised on ``used``: if that is the candidate on probation (or one rolled back, with
+        batches still in flight on it), roll back and return the set to run the batch again on; else
+        None (the error is the run's)."""
         with self._lock:
             p = self.probation
-            if p is None or used is not p.candidate:
-                return None
-            self._roll_back(f"a batch failed on it: {type(err).__name__}: {err}")
-            return p.previous
+            if p is not None and used is p.candidate:
+                self._roll_back(f"a batch failed on it: {type(err).__name__}: {err}")
+                return p.previous
+            return next((prev for cand, prev in self._rolled_back if cand is used), None)
 
-    def observe(self, used: DetectorSet, seconds: float, frames: int) -> None:
-        """A batch ran on ``used`` in ``seconds``: on probation, count the slow ones; keep the
-        candidate once the grace period is over."""
-        p = self.probation
-        if p is None or used is not p.candidate:
-            return
+    def _member_time(self, key: str, seconds: float, frames: int) -> None:
+        """The candidate's own time on a batch (the set's other detectors not counted): on probation,
+        count the batches slower per frame than the bound; keep it once the grace period is over."""
         with self._lock:
-            if self.probation is not p:
+            p = self.probation
+            if p is None or key != p.key:
                 return
             p.batches += 1
             p.slow_in_a_row = p.slow_in_a_row + 1 if seconds / max(frames, 1) > p.bound_s_per_frame else 0
@@ -290,12 +299,17 @@ class ModelSwaps:
                 self._keep()
 
     def tick(self) -> None:
-        """Keep a candidate whose grace period is over even if no batch came (cameras idle)."""
-        p = self.probation
-        if p is not None and time.monotonic() >= p.until:
-            with self._lock:
-                if self.probation is p:
-                    self._keep()
+        """Keep a candidate whose grace period is over even if no batch came (cameras idle); close the
+        models replaced a while ago (no batch is on them any more)."""
+        now = time.monotonic()
+        with self._lock:
+            p = self.probation
+            if p is not None and now >= p.until:
+                self._keep()
+            due = [d for when, d in self.retired if when <= now]
+            self.retired = [(when, d) for when, d in self.retired if when > now]
+        for det in due:
+            det.close()
 
     def rollback(self, key: str) -> dict[str, Any]:
         """On command: take back the model on probation (SwapRefused when there is none for ``key``)."""
@@ -313,11 +327,12 @@ class ModelSwaps:
     def _roll_back(self, why: str) -> None:
         p = self.probation
         assert p is not None
-        p.previous.camera_members = dict(p.candidate.camera_members)  # camera changes made meanwhile
-        self.install(p.previous)
+        self.install(p.previous)  # the cameras' choice of models is shared: changes made meanwhile stay
         self.probation = None
+        p.candidate.on_member_time = None
+        self._rolled_back = [*self._rolled_back[-3:], (p.candidate, p.previous)]
         cand = p.candidate.member(p.key).detector
-        self.retired.append(cand)  # batches in flight may still be on it: closed at the end of the run
+        self.retired.append((time.monotonic() + RETIRE_AFTER_S, cand))
         self._info(p.key, cand, "probation", remove=True)
         self._info(p.key, p.previous.member(p.key).detector, "live")
         self.metrics.model_swaps.labels(p.key, "rolled_back").inc()
@@ -333,8 +348,9 @@ class ModelSwaps:
         p = self.probation
         assert p is not None
         self.probation = None
+        p.candidate.on_member_time = None
         cand = p.candidate.member(p.key).detector
-        self.retired.append(p.previous.member(p.key).detector)
+        self.retired.append((time.monotonic() + RETIRE_AFTER_S, p.previous.member(p.key).detector))
         self._info(p.key, cand, "probation", remove=True)
         self._info(p.key, cand, "live")
         self.metrics.model_swaps.labels(p.key, "kept").inc()
@@ -361,8 +377,9 @@ class ModelSwaps:
     def close(self) -> None:
         """Close the replaced models (and, mid-probation, the one the candidate replaced)."""
         if self.probation is not None:
-            self.retired.append(self.probation.previous.member(self.probation.key).detector)
+            self.retired.append((0.0, self.probation.previous.member(self.probation.key).detector))
             self.probation = None
-        for det in self.retired:
+        for _, det in self.retired:
             det.close()
         self.retired.clear()
+        self._rolled_back.clear()

@@ -20,6 +20,7 @@ from typing import Any
 from ..errors import ConfigError
 
 TEACHER = "yolov3-tiny-coco"
+SWAP_WAIT_S = 600.0  # a swap loads and checks the model before it answers (a TensorRT build takes minutes)
 
 
 def add_parsers(sub: Any) -> None:
@@ -239,7 +240,7 @@ def cmd_live(args: argparse.Namespace) -> int:
         path = f"{base}/models/{args.id}"
         if args.action == "shadow":
             body["share"], path = args.share, f"{path}/shadow"
-        code, reply = request(path, "POST", body, token=token)
+        code, reply = request(path, "POST", body, token=token, timeout_s=SWAP_WAIT_S)
     if code >= 400:
         print(f"error: {(reply or {}).get('error', code)}", file=sys.stderr)
         return 2 if code == 400 else 1

@@ -3,9 +3,11 @@
 ``extract`` samples frames of recordings every few seconds into ``images/{train,val}`` with one label
 file per image in ``labels/{train,val}`` (``class cx cy w h``, normalised), pre-filled by a teacher
 model for a person to correct. The split is by time (the last share of each recording is validation)
-or by camera (whole recordings are), never by random frame: neighbouring frames are near copies, and
-one on each side would measure memory, not skill. ``import_labels`` takes the corrected labels back
-from a CVAT (YOLO 1.1, Ultralytics YOLO) or Label Studio (YOLO) export, by image name and class name.
+or by camera (all of a camera's recordings are: a recording's camera is its folder when they come
+from several folders, else the recording itself), never by random frame: neighbouring frames are
+near copies, and one on each side would measure memory, not skill. ``import_labels`` takes the
+corrected labels back from a CVAT (YOLO 1.1, Ultralytics YOLO) or Label Studio (YOLO) export, by
+image name and class name.
 A dataset's content hash covers its class names, images and labels: training records it.
 
     DATASET/dataset.yaml   what Ultralytics reads (train, val, names)
@@ -151,7 +153,9 @@ def extract(
     if missing:
         raise ConfigError(f"dataset extract: footage not found: {', '.join(missing)}")
     if split == "camera" and len(footage) < 2:
-        raise ConfigError("--split camera: needs two recordings or more (whole ones go to validation)")
+        raise ConfigError(
+            "--split camera: needs recordings of two cameras or more (whole ones go to validation)"
+        )
     if teacher is not None and not teacher.mapping:  # the classes of the dataset named as the teacher's
         teacher.mapping = {n: k for k, n in enumerate(names) if n in teacher.class_names}
     _check_new_dir(dest)
@@ -169,6 +173,8 @@ def extract(
     )
     taken: set[str] = set()
     images: list[list[str]] = []
+    # a recording's camera: its folder, when the recordings come from several (CAMERA/*.mp4), else itself
+    by_folder = len({Path(p).resolve().parent for p in footage}) > 1
     for path in footage:
         stem = _stem(Path(path), taken)
         written = []
@@ -184,7 +190,10 @@ def extract(
                 progress(1)
         if not written:
             raise ModelError(f"dataset extract: no frame could be read from {path}")
-        info.sources.append({"file": str(path), "stem": stem, "samples": len(written), "val": 0})
+        camera = Path(path).parent.name if by_folder else stem
+        info.sources.append(
+            {"file": str(path), "stem": stem, "camera": camera, "samples": len(written), "val": 0}
+        )
         images.append(written)
     _split(dest, info, images)
     write_info(dest, info)
@@ -195,9 +204,16 @@ def _split(dest: Path, info: DatasetInfo, images: list[list[str]]) -> None:
     """Move the validation share from ``train`` to ``val``: the last samples of each recording
     (``time``), or the last recordings whole (``camera``). ``images``: each recording's, in time order."""
     if info.split == "camera":
-        n_val = min(max(1, math.ceil(len(info.sources) * info.val_share)), len(info.sources) - 1)
-        for src in info.sources[-n_val:]:  # one recording at least stays for training
-            src["val"] = src["samples"]
+        cameras = list(dict.fromkeys(src["camera"] for src in info.sources))
+        if len(cameras) < 2:
+            raise ConfigError(
+                "--split camera: the recordings are all of one camera (put each camera's recordings in a "
+                "folder of its own, or split by time)"
+            )
+        n_val = min(max(1, math.ceil(len(cameras) * info.val_share)), len(cameras) - 1)
+        for src in info.sources:  # the last cameras go whole; one at least stays for training
+            if src["camera"] in cameras[-n_val:]:
+                src["val"] = src["samples"]
     else:
         for src in info.sources:
             if src["samples"] >= 2:
@@ -306,13 +322,31 @@ def import_labels(dataset: Path, export: Path) -> Imported:
     return Imported(len(new), sorted(set(where) - set(new)), unknown, str(export))
 
 
+MAX_EXPORT_BYTES = 4 << 30  # an export's content, unpacked: labels (and images, if it carries them)
+
+
 def _safe_extract(z: zipfile.ZipFile, dest: Path) -> None:
-    """Extract a zip, refusing members that would land outside ``dest``."""
+    """Extract a zip, refusing members that would land outside ``dest`` and archives that unpack to
+    more than ``MAX_EXPORT_BYTES``."""
     for member in z.namelist():
         target = (dest / member).resolve()
         if not target.is_relative_to(dest.resolve()):
             raise ConfigError(f"dataset import: the archive's member {member!r} points outside it")
+    size = sum(info.file_size for info in z.infolist())
+    if size > MAX_EXPORT_BYTES:
+        raise ConfigError(
+            f"dataset import: the archive unpacks to {size / 2**30:.1f} GiB (at most "
+            f"{MAX_EXPORT_BYTES >> 30} GiB): export the labels only"
+        )
     z.extractall(dest)
+
+
+def _text(path: Path) -> str:
+    """A text file of the export (ConfigError naming it when it is not UTF-8 text)."""
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        raise ConfigError(f"dataset import: {path.name} is not UTF-8 text") from None
 
 
 def _export_names(root: Path) -> list[str]:
@@ -321,12 +355,22 @@ def _export_names(root: Path) -> list[str]:
     for name in NAMES_FILES:
         files = sorted(root.rglob(name))
         if files:
-            return [line.strip() for line in files[0].read_text().splitlines() if line.strip()]
+            return [line.strip() for line in _text(files[0]).splitlines() if line.strip()]
     for spec in sorted(root.rglob("*.yaml")):
-        data = yaml.safe_load(spec.read_text()) or {}
+        try:
+            data = yaml.safe_load(_text(spec)) or {}
+        except yaml.YAMLError as err:
+            raise ConfigError(
+                f"dataset import: {spec.name} is not valid YAML: {str(err).splitlines()[0]}"
+            ) from None
         names = data.get("names") if isinstance(data, dict) else None
         if isinstance(names, dict):
-            return [str(names[k]) for k in sorted(names)]
+            try:
+                return [str(names[k]) for k in sorted(names, key=int)]
+            except (TypeError, ValueError):
+                raise ConfigError(
+                    f"dataset import: {spec.name}: names must be numbered 0, 1, 2 ..."
+                ) from None
         if isinstance(names, list):
             return [str(n) for n in names]
     raise ConfigError(
@@ -338,7 +382,7 @@ def _export_names(root: Path) -> list[str]:
 def _converted(path: Path, remap: dict[int, int]) -> str:
     """One label file with the export's class ids turned into the dataset's, checked line by line."""
     out = []
-    for n, line in enumerate(path.read_text().splitlines(), 1):
+    for n, line in enumerate(_text(path).splitlines(), 1):
         parts = line.split()
         if not parts:
             continue

@@ -36,14 +36,16 @@ def evaluate(
     from ultralytics import YOLO
 
     info = load_info(dataset)
-    weights, names, model_imgsz = checkpoint(ref)
-    if names and names != info.names:
+    weights, _, model_imgsz = checkpoint(ref)
+    model = YOLO(str(weights))
+    names = [str(n) for _, n in sorted(dict(model.names).items())]  # the checkpoint's own
+    if names != info.names:
         raise ConfigError(
             f"models eval: {ref} detects {names}, the dataset {dataset} is labelled {info.names}: mAP "
             "compares the same classes (train a version on this dataset, or extract one with its classes)"
         )
     with tempfile.TemporaryDirectory() as tmp:
-        m = YOLO(str(weights)).val(
+        m = model.val(
             data=str(dataset / DATASET_YAML),
             split=split,
             imgsz=imgsz or model_imgsz,

@@ -50,8 +50,8 @@ def shadow_report(db: Path, *, run: int | None = None, iou: float = DEFAULT_IOU)
             first, last = seen.get(i["camera"], (None, None))
             if first is None or last is None:
                 continue  # a camera the shadow never ran on
-            if i["ended_at"] is not None and i["ended_at"] < first:
-                continue  # over before the shadow saw anything of that camera
+            if i["source"] == "live" and i["started_at"] < first:
+                continue  # already going (or over) when the shadow began to see that camera
             end = i["ended_at"] if i["ended_at"] is not None else max(last, i["started_at"])
             incidents[i["source"]].append(
                 Interval(i["camera"], i["type"], i["started_at"], end, i["zone"], ref=i["incident_id"])

@@ -24,7 +24,7 @@ from typing import Any
 
 from ..errors import ModelError
 
-VERSION_REF = re.compile(r"^(?P<name>[A-Za-z0-9_.\-]+)@(?P<n>[1-9][0-9]{0,5})$")
+VERSION_REF = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9_.\-]{0,63})@(?P<n>[1-9][0-9]{0,5})$")
 
 
 @dataclass
