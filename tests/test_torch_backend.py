@@ -60,6 +60,18 @@ def test_torchscript_matches_onnx_and_pads_to_its_batch(
         assert_same(o, as_ref(r), tol_px=1.0)
 
 
+def test_the_export_check_accepts_a_torchscript_export_of_its_checkpoint(
+    tiny_onnx: Path, tiny_torchscript: Path, clips: list[Path]
+) -> None:
+    """``safecity models fetch --torchscript-batch`` keeps the export only if it sees what the .pt sees."""
+    from pipeline.detect.agreement import export_agreement
+
+    frames = frames_of(clips[0], 4, crop=240)
+    pixels = [f.rgb() for f in frames]
+    a = export_agreement(tiny_onnx.with_suffix(".pt"), tiny_torchscript, pixels, imgsz=320, conf=0.25)
+    assert a.accepted and a.reference_detections > 10 and a.first_mismatch is None, a
+
+
 def test_pt_checkpoint_matches_onnx(tiny_onnx: Path, clips: list[Path]) -> None:
     frames = frames_of(clips[1], 3)
     pt = TorchDetector(
