@@ -426,7 +426,7 @@ class Runner:
 
     def swap_model(self, key: str, model: ModelConfig) -> dict[str, Any]:
         """Swap detector ``key`` for ``model`` live (``detect/swap.py``; SwapRefused: nothing changed)."""
-        with self._change_lock:  # not while cameras change: the new set copies their choice of models
+        with self._change_lock:  # one change at a time: cameras, a swap or a shadow
             if self.stop_event.is_set():
                 raise ConfigError("the edge is stopping: no model swaps")
             return dataclasses.asdict(self.swaps.swap(self.cfg, key, model))
@@ -442,7 +442,7 @@ class Runner:
             if self.stop_event.is_set():
                 raise ConfigError("the edge is stopping: no shadow")
             live = self.detector
-            candidate = load_candidate(self.cfg, live, key, model, metrics=None)  # not the live metrics
+            candidate = load_candidate(self.cfg, live, key, model, counted=False)  # not in the live metrics
             try:
                 self.shadow = Shadow(
                     key=key,

@@ -16,8 +16,6 @@ from .merge import Member, merge
 from .roles import LabelRoles, label_roles
 from .yolo import Prepared, YoloDetector
 
-KEEP: Any = object()  # ``replaced(metrics=...)`` not given: the set's own
-
 
 @dataclass
 class CameraChoice:
@@ -52,6 +50,7 @@ class DetectorSet(Detector):
         self.members = members
         self.merge = merge or MergeConfig()
         self.metrics = metrics
+        self.on_member_time: Callable[[str, float, int], None] | None = None  # (member, seconds, frames)
         self._index = {m.key: i for i, m in enumerate(members)}
         # camera -> the members it runs; a camera not named runs them all (shared by the sets a model
         # swap makes of this one: a camera's change reaches the set running and the one to roll back to)
@@ -99,16 +98,15 @@ class DetectorSet(Detector):
         return self._choice.members
 
     def replaced(
-        self, key: str, detector: Detector, roles: dict[str, list[str]], *, metrics: Any = KEEP
+        self, key: str, detector: Detector, roles: dict[str, list[str]], *, counted: bool = True
     ) -> DetectorSet:
         """A set like this one with member ``key``'s detector replaced (the others shared, the cameras'
-        choices kept): a live model swap (``swap.py``)."""
+        choices kept): a live model swap (``swap.py``); ``counted``: in this set's metrics (a shadow's
+        runs are not)."""
         members = [SetMember(key, detector, roles) if m.key == key else m for m in self.members]
-        new = DetectorSet(members, merge=self.merge, metrics=self.metrics if metrics is KEEP else metrics)
+        new = DetectorSet(members, merge=self.merge, metrics=self.metrics if counted else None)
         new._choice = self._choice
         return new
-
-    on_member_time: Callable[[str, float, int], None] | None = None  # (member, seconds, frames) of each run
 
     def member(self, key: str) -> SetMember:
         return self.members[self._index[key]]

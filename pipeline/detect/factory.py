@@ -87,10 +87,10 @@ def as_set(cfg: Config, detector: Detector, *, metrics: Metrics | None = None) -
 def create_detector(cfg: Config, m: ModelConfig | None = None) -> Detector:
     """One detector: ``m``, or the config's first model (a version NAME@N says so in its info: name
     NAME, version N, as its events will)."""
-    det = _create_detector(cfg, m or cfg.models[0])
-    name = (m or cfg.models[0]).name
-    if name is not None and "@" in name:
-        root, n = name.rsplit("@", 1)
+    m = m or cfg.models[0]
+    det = _create_detector(cfg, m)
+    if m.name is not None and "@" in m.name:
+        root, n = m.name.rsplit("@", 1)
         det.info = replace(det.info, name=root, version=n)
     return det
 

@@ -18,7 +18,6 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -82,13 +81,11 @@ class Shadow:
         share: float,
         db: Path,
         conf: float,
-        on_error: Callable[[BaseException], None] | None = None,
     ) -> None:
         self.key = key
         self.candidate = candidate
         self.cfg = cfg
         self.conf = conf
-        self.on_error = on_error
         self.db = sqlite3.connect(db, check_same_thread=False)
         self.db.executescript(SCHEMA)  # sqlite3.Error: the caller closes the candidate
         cur = self.db.execute(
@@ -163,8 +160,6 @@ class Shadow:
         except Exception as err:  # the shadow never takes the edge down: it stops, and says why
             log.exception("shadow of model %s failed; stopped", self.key)
             self.error = f"{type(err).__name__}: {err}"
-            if self.on_error:
-                self.on_error(err)
 
     def _shadow(self, batch: FrameBatch, live: list[Detections]) -> None:
         got = self.candidate.detect(batch)

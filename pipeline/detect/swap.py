@@ -38,7 +38,7 @@ from ..errors import SafeCityError
 from ..metrics import Metrics
 from ..types import Frame, FrameBatch
 from .base import Detector
-from .detector_set import KEEP, DetectorSet
+from .detector_set import DetectorSet
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +81,7 @@ def _median_ms(det: Detector, batch: FrameBatch, repeats: int) -> float:
 
 
 def load_candidate(
-    cfg: Config, running: DetectorSet, key: str, model: ModelConfig, *, metrics: Any = KEEP
+    cfg: Config, running: DetectorSet, key: str, model: ModelConfig, *, counted: bool = True
 ) -> DetectorSet:
     """``running`` with detector ``key`` replaced by ``model``, loaded; SwapRefused when it does not
     load or does not see the same classes, in the same roles (a swap or a shadow needs both)."""
@@ -109,7 +109,7 @@ def load_candidate(
     except Exception:
         candidate.close()
         raise
-    return running.replaced(key, candidate, roles, metrics=metrics)
+    return running.replaced(key, candidate, roles, counted=counted)
 
 
 class ModelSwaps:
@@ -166,7 +166,7 @@ class ModelSwaps:
             candidate = new.member(key).detector
             try:
                 assert old is not None  # load_candidate checked the key
-                report = self._check(cfg, key, old.detector, candidate, model)
+                report = self._check(key, old.detector, candidate, model)
             except Exception as err:  # whatever went wrong checking it, the candidate is refused
                 candidate.close()
                 why = (
@@ -204,18 +204,16 @@ class ModelSwaps:
         log.warning("model %s: swap refused: %s", key, why)
         raise SwapRefused(f"swap of model {key} refused: {why}")
 
-    def _check(
-        self, cfg: Config, key: str, old: Detector, candidate: Detector, model: ModelConfig
-    ) -> SwapReport:
+    def _check(self, key: str, old: Detector, candidate: Detector, model: ModelConfig) -> SwapReport:
         s = self.settings()
         report = SwapReport(
             key, f"{old.info.name}@{old.info.version}", f"{candidate.info.name}@{candidate.info.version}"
         )
-        frames = self.recent_frames(s.check_frames)
+        frames = [f.rgb() for f in self.recent_frames(s.check_frames)]
         report.checks["frames"] = len(frames)
         if model.name is not None and "@" in model.name:
-            report.checks["export_check"] = self._export_check(cfg, model, candidate, frames)
-        pixels = [f.rgb() for f in frames] or [torch.zeros((*BLANK, 3), dtype=torch.uint8)]
+            report.checks["export_check"] = self._export_check(model, frames)
+        pixels = frames or [torch.zeros((*BLANK, 3), dtype=torch.uint8)]
         batch = FrameBatch([Frame("swap-check", p, 0.0, k, 0.0) for k, p in enumerate(pixels)])
         try:
             candidate.detect(batch)  # warm-up
@@ -237,10 +235,8 @@ class ModelSwaps:
             )
         return report
 
-    def _export_check(
-        self, cfg: Config, model: ModelConfig, candidate: Detector, frames: Sequence[Frame]
-    ) -> dict[str, Any]:
-        """A version's ONNX export against its checkpoint on the cameras' recent frames."""
+    def _export_check(self, model: ModelConfig, frames: Sequence[torch.Tensor]) -> dict[str, Any]:
+        """A version's ONNX export against its checkpoint on the cameras' recent frames (RGB)."""
         from ..ml.versions import load_version, onnx_path, weights_path
         from .agreement import export_agreement
 
@@ -253,7 +249,7 @@ class ModelSwaps:
         a = export_agreement(
             weights_path(model.name),
             onnx_path(model.name),
-            [f.rgb() for f in frames],
+            frames,
             imgsz=v.imgsz,
             conf=model.conf_threshold,
         )

@@ -18,13 +18,13 @@ from ..errors import ConfigError
 from .dataset import DATASET_YAML, load_info
 
 
-def checkpoint(ref: str) -> tuple[Path, list[str], int]:
-    """The Ultralytics checkpoint of a version or a fetched manifest model, its class names and the
-    input size the pipeline runs it at."""
+def checkpoint(ref: str) -> tuple[Path, int]:
+    """The Ultralytics checkpoint of a version or a fetched manifest model, and the input size the
+    pipeline runs it at."""
     from .train import base_model
 
-    _, weights, imgsz, names, _ = base_model(ref)
-    return weights, names, imgsz
+    _, weights, imgsz, _, _ = base_model(ref)
+    return weights, imgsz
 
 
 def evaluate(
@@ -36,7 +36,7 @@ def evaluate(
     from ultralytics import YOLO
 
     info = load_info(dataset)
-    weights, _, model_imgsz = checkpoint(ref)
+    weights, model_imgsz = checkpoint(ref)
     model = YOLO(str(weights))
     names = [str(n) for _, n in sorted(dict(model.names).items())]  # the checkpoint's own
     if names != info.names:

@@ -28,6 +28,7 @@ from .versions import (
     parse_ref,
     version_dir,
     versions_dir,
+    weights_path,
     write_version,
 )
 
@@ -44,8 +45,6 @@ def base_model(base: str) -> tuple[str, Path, int, list[str], dict[str, list[str
 
     if parse_ref(base) is not None:
         v = load_version(base)
-        from .versions import weights_path
-
         return v.name, weights_path(base), v.imgsz, v.class_names, v.roles
     manifest = load_manifest()
     if base not in manifest:
