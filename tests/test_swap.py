@@ -170,6 +170,7 @@ def test_a_broken_export_and_a_model_of_other_classes_are_refused_and_nothing_ch
         assert sample(metrics, "safecity_model_swaps_total", model="fall-yolov8", outcome="refused") == 3
     finally:
         stop(runner, control)
+        shutil.rmtree(version_dir("fall-yolov8", 2))  # the session's registry holds @1 alone again
 
 
 def test_a_swap_is_rolled_back_on_an_error_on_slow_batches_and_on_command(
