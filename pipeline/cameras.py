@@ -36,6 +36,7 @@ class CameraStats:
     incidents: int = 0
     state: str = "starting"
     behind: bool = False
+    last_frame_at: float | None = None  # monotonic time of the last decoded frame
 
 
 class Cameras:
@@ -200,6 +201,7 @@ class Cameras:
         if c is not None and counter is not None:
             counter.inc(n)
             c.decoded += n
+            c.last_frame_at = time.monotonic()
 
     def _on_error(self, camera_id: str, kind: str) -> None:
         c = self.stats.get(camera_id)

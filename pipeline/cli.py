@@ -1,4 +1,5 @@
-"""`safecity run | sink | demo | models | dataset | footage | bench` (models and dataset: ``ml/cli.py``)."""
+"""`safecity run | sink | demo | models | dataset | footage | bench | console | users` (models and dataset:
+``ml/cli.py``; console and users: ``console/cli.py``)."""
 
 from __future__ import annotations
 
@@ -170,11 +171,20 @@ def cmd_sink(args: argparse.Namespace) -> int:
         print(f"sink listening on {sink.bound_endpoint}, storing to {args.db}", file=sys.stderr, flush=True)
         if curve is None:
             print("warning: --insecure: accepting unencrypted, unauthenticated incidents", file=sys.stderr)
-    while t.is_alive() and not stop.is_set():
-        t.join(0.2)
-    failed = not stop.is_set()  # the sink thread ended on its own: an error, already logged
-    stop.set()
-    t.join(5)
+    console = None
+    try:
+        if args.http:
+            from .console.cli import start_console
+
+            console = start_console(args)
+        while t.is_alive() and not stop.is_set():
+            t.join(0.2)
+    finally:
+        failed = not stop.is_set()  # the sink thread ended on its own: an error, already logged
+        stop.set()
+        t.join(5)
+        if console is not None:
+            console.close()
     return 1 if failed else 0
 
 
@@ -533,6 +543,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=500.0,
         help="evidence clips kept beside the store (STORE.clips/), at most; the oldest go first",
     )
+    from .console.cli import add_console_options
+
+    add_console_options(s, default=None)
     s.set_defaults(func=cmd_sink)
 
     e = sub.add_parser("events", help="what a sink stored: recent events, or one incident's snapshot or clip")
@@ -583,6 +596,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .ml.cli import add_parsers
 
     add_parsers(sub)  # models, dataset
+    from .console.cli import add_parsers as add_console_parsers
+
+    add_console_parsers(sub)  # console, users
 
     f = sub.add_parser("footage", help="real sample clips, or generated CCTV-like clips")
     f.add_argument("action", choices=["samples", "generate"])

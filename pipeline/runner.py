@@ -35,6 +35,7 @@ from .devices import inference_workers, resolve_device
 from .errors import ConfigError, SafeCityError, StageError
 from .events.clip_store import ClipStore, clips_dir
 from .events.clips import Clips
+from .events.heartbeat import Beats
 from .events.outbox import Outbox
 from .events.publish import Analysed, Publisher
 from .events.transport import Sender
@@ -151,6 +152,7 @@ class Runner:
             retention_s=cfg.sink.retention_hours * 3600,
             source=cfg.edge_id,
             on_error=lambda err: self.supervisor.fail("event sender", err),
+            heartbeat=Beats(cfg.edge_id, self._camera_health, lambda: self.sender.pending),
         )
         self.device = resolve_device(cfg.device)
         self.decoder = choose_decoder(cfg.decoder, self.device)
@@ -471,6 +473,15 @@ class Runner:
                 raise SwapRefused(f"no shadow of model {key} runs")
             self.shadow = None
             return {**shadow.stop(), "record": str(shadow_path(self.cfg.sink.outbox))}
+
+    def _camera_health(self) -> dict[str, dict[str, Any]]:
+        """Each configured camera's state and counts, for the heartbeats."""
+        with self._lock:
+            stats = {cid: dataclasses.asdict(c) for cid, c in self.stats.cameras.items()}
+        return {
+            c.id: stats.get(c.id) or {**dataclasses.asdict(CameraStats()), "state": "stopped"}
+            for c in self.cfg.cameras
+        }
 
     def _on_committed(self, incidents: list[Incident]) -> None:
         """Incident steps that are in the outbox (from the publish stage)."""

@@ -153,3 +153,18 @@ def fall_version(tmp_path_factory: pytest.TempPathFactory, ml_dataset: Path, fal
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("SAFECITY_VERSIONS", str(tmp_path_factory.mktemp("versions")))
         yield train("fall-yolov8", ml_dataset, epochs=1, imgsz=128, batch=4)
+
+
+@pytest.fixture
+def keys(tmp_path: Path) -> dict[str, Path]:
+    """Curve keys for a sink, edge-1 and a stranger; allow.yaml lets edge-1 report its cam1 only."""
+    from pipeline.events.security import generate_keys
+
+    d = tmp_path / "keys"
+    out = {}
+    for name in ("sink", "edge-1", "stranger"):
+        out[name] = generate_keys(d, name)[1]
+    (tmp_path / "allow.yaml").write_text(
+        "edges:\n  - {source: edge-1, public_key: keys/edge-1.key, cameras: [cam1]}\n"
+    )
+    return out

@@ -15,24 +15,12 @@ import zmq
 import zmq.auth
 
 from pipeline.events.outbox import Outbox
-from pipeline.events.security import generate_keys, load_allowlist, load_keypair
+from pipeline.events.security import load_allowlist, load_keypair
 from pipeline.events.sink import Sink
 from pipeline.events.transport import Sender
 
 from .conftest import SinkThread
 from .test_events import make_event, stored, wait_until
-
-
-@pytest.fixture
-def keys(tmp_path: Path) -> dict[str, Path]:
-    d = tmp_path / "keys"
-    out = {}
-    for name in ("sink", "edge-1", "stranger"):
-        out[name] = generate_keys(d, name)[1]
-    (tmp_path / "allow.yaml").write_text(
-        "edges:\n  - {source: edge-1, public_key: keys/edge-1.key, cameras: [cam1]}\n"
-    )
-    return out
 
 
 def curve_sink(tmp_path: Path, port: int, keys: dict[str, Path], max_bytes: int = 1 << 20) -> SinkThread:

@@ -90,6 +90,8 @@ def describe_db_error(path: Path, err: BaseException) -> str:
 KINDS: dict[str, tuple[str, str]] = {
     "outbox": ("outbox", "an edge outbox"),
     "sink store": ("events", "a sink store"),
+    "console store": ("console_users", "an ICCC console store"),
+    "bridge state": ("bridge_cursors", "a bridge state file"),
 }
 
 

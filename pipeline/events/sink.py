@@ -21,6 +21,9 @@ from ..errors import SafeCityError, SchemaError, SinkError, StorageError
 from ..failpoints import failpoint
 from .clip_fetch import CLIP_SCHEMA, ClipFetcher, clip_of
 from .clip_store import ClipStore, clips_dir
+from .heartbeat import HEARTBEAT_SCHEMA, Heartbeat
+from .heartbeat import parse as parse_heartbeat
+from .heartbeat import store as store_heartbeats
 from .outbox import open_durable, rollback
 from .schema import validate_event
 from .security import EdgeGrant, start_authenticator
@@ -208,7 +211,9 @@ class Sink:
 
     def serve(self, stop_event: threading.Event) -> None:
         try:  # 16 KiB pages: inserting ~600-byte events costs about 13 % less than with 4 KiB
-            db = open_durable(self.db_path, SINK_SCHEMA + CLIP_SCHEMA, kind="sink store", page_size=16384)
+            db = open_durable(
+                self.db_path, SINK_SCHEMA + CLIP_SCHEMA + HEARTBEAT_SCHEMA, kind="sink store", page_size=16384
+            )
             store = ClipStore(clips_dir(self.db_path), max_bytes=self.clips_max_bytes)
             store.ensure()
         except OSError as err:
@@ -264,12 +269,12 @@ class Sink:
                     self.clips.request(db, sock, self._peers)
                 if not sock.poll(1 if committing is not None else 100):
                     continue
-                accepted, snapshots = self._parse(self._receive(sock), sock)
+                accepted, snapshots, beats = self._parse(self._receive(sock), sock)
                 if committing is not None:
                     self._complete(committing, db, sock)
                     committing = None
                 try:
-                    committing = self._write(db, committer, accepted, snapshots)
+                    committing = self._write(db, committer, accepted, snapshots, beats)
                 except sqlite3.Error as err:
                     self._store_failed(err, len(accepted))
             if committing is not None:
@@ -324,11 +329,13 @@ class Sink:
 
     def _parse(
         self, batch: list[tuple[list[bytes], str | None]], sock: zmq.Socket
-    ) -> tuple[list[_Accepted], list[list[bytes]]]:
+    ) -> tuple[list[_Accepted], list[list[bytes]], list[Heartbeat]]:
         """Validate a batch of messages (no database): the events to store, the snapshot answers to
-        record. HELLOs are taken and rejected events NACKed here; nothing about them is stored."""
+        record, the heartbeats. HELLOs are taken and rejected events NACKed here; nothing about them
+        is stored."""
         accepted: list[_Accepted] = []
         snapshots: list[list[bytes]] = []
+        beats: list[Heartbeat] = []
         nacks: list[list[bytes]] = []
         self.metrics.received.inc(len(batch))
         for msg, user in batch:
@@ -342,6 +349,11 @@ class Sink:
             if frames and frames[0] == b"HELLO" and len(frames) == 2:
                 self._on_hello(frames[1].decode(errors="replace"), ident, user)
                 continue
+            if frames and frames[0] == b"HB" and len(frames) == 2:
+                beat = self._on_heartbeat(frames[1], user)
+                if beat is not None:
+                    beats.append(beat)
+                continue
             for one in split_events(frames):
                 try:
                     event, snapshot = check_message(one)
@@ -352,7 +364,7 @@ class Sink:
                 self._peers[event["source"]] = ident
                 accepted.append((ident, event, snapshot, one[1]))
         self._send(sock, nacks)
-        return accepted, snapshots
+        return accepted, snapshots, beats
 
     def _write(
         self,
@@ -360,6 +372,7 @@ class Sink:
         committer: ThreadPoolExecutor,
         accepted: list[_Accepted],
         snapshots: list[list[bytes]],
+        beats: list[Heartbeat],
     ) -> _Commit:
         """Store a parsed batch in one transaction and start its commit on the committer thread."""
         db.execute("BEGIN IMMEDIATE")
@@ -368,7 +381,9 @@ class Sink:
                 self._on_snapshot(frames, db)
             if self.clips is not None:
                 self.clips.forget_done(db)
-            new = self._store(db, accepted, time.time())
+            now = time.time()
+            store_heartbeats(db, beats, now)
+            new = self._store(db, accepted, now)
             if accepted:  # crash points count batches that carry events
                 failpoint("sink.before_commit")
             future = committer.submit(db.execute, "COMMIT")
@@ -501,6 +516,20 @@ class Sink:
             log.warning("HELLO for %r ignored: %s", source, err)
             return
         self._peers[source] = ident
+
+    def _on_heartbeat(self, raw: bytes, user: str | None) -> Heartbeat | None:
+        """A valid heartbeat from an edge allowed to speak for its source (only its granted cameras
+        kept), or None: a bad one is counted and logged, never answered (nothing to resend)."""
+        try:
+            beat = parse_heartbeat(raw)
+            grant = self._check_source(beat.source, user)
+        except SchemaError as err:
+            self.metrics.rejected.labels(reason="heartbeat refused").inc()
+            log.warning("heartbeat refused: %s", str(err)[:300])
+            return None
+        if grant is not None and grant.cameras is not None:
+            beat.cameras[:] = [c for c in beat.cameras if c["id"] in grant.cameras]
+        return beat
 
     def _reject(self, err: SchemaError, frames: list[bytes]) -> list[bytes]:
         """Count and log a rejected message; the NACK's [event id, reason]."""

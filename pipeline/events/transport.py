@@ -2,7 +2,8 @@
 
 Messages, edge -> sink: ``[b"EVT", event_json, snapshot_jpeg_or_empty, ...]`` or, when none of them
 carries a snapshot, ``[b"EVTS", json_lines]`` (up to 64 events a message),
-``[b"HELLO", edge_id]`` on each connection and, on request, ``[b"SNAP", sha256, jpeg]``,
+``[b"HELLO", edge_id]`` on each connection, ``[b"HB", heartbeat_json]`` (``heartbeat.py``) every few
+seconds and, on request, ``[b"SNAP", sha256, jpeg]``,
 ``[b"CLIP", sha256, offset, size, bytes]`` (a chunk of an evidence clip) or ``[b"MISS", sha256]``.
 Sink -> edge: ``[b"ACK", event_id, ...]`` (one per stored batch), ``[b"NACK", event_id, reason]``,
 ``[b"GET", sha256]`` (a snapshot sent by reference) and ``[b"GETC", sha256, offset]`` (the chunk of a
@@ -104,6 +105,8 @@ class Sender(threading.Thread):
         retention_s: float = 7 * 86400.0,
         source: str | None = None,
         on_error: Callable[[BaseException], None] | None = None,
+        heartbeat: Callable[[], bytes] | None = None,
+        heartbeat_s: float = 5.0,
     ) -> None:
         """The window is ``max_in_flight`` events and ``max_in_flight_bytes`` of event and inline
         snapshot bytes, whichever is reached first (one event at least).
@@ -111,7 +114,9 @@ class Sender(threading.Thread):
         ``snapshots``: sent with each event, or by reference (the sink asks for them); either way
         they stay in the outbox for ``retention_s`` after delivery. ``source`` (the edge id) is sent
         in a HELLO on every (re)connection so the sink knows where to ask for snapshots.
-        ``on_error(err)``: the sender thread died of ``err`` (kept as ``error`` too)."""
+        ``on_error(err)``: the sender thread died of ``err`` (kept as ``error`` too).
+        ``heartbeat()``: the body of a ``[HB, body]`` message (``events/heartbeat.py``), sent every
+        ``heartbeat_s`` while connected and at once after each (re)connection."""
         super().__init__(name="event-sender", daemon=True)
         self.outbox_path = outbox_path
         self.endpoint = endpoint
@@ -126,6 +131,10 @@ class Sender(threading.Thread):
         self.retention_s = retention_s
         self.source = source
         self.on_error = on_error
+        self.heartbeat = heartbeat
+        self.heartbeat_s = heartbeat_s
+        self._last_beat = float("-inf")
+        self._beat_failed = False
         self.error: BaseException | None = None
         self._unmarked: list[int] = []  # acked, but the outbox could not record it yet (full disk)
         self._mark_failing = False
@@ -238,6 +247,8 @@ class Sender(threading.Thread):
                 last_scan = now
                 self._queue_resends(now)
             self._send(sock, now)
+            if self.heartbeat is not None and self.connected and now - self._last_beat >= self.heartbeat_s:
+                self._beat(sock, now)
             delivered: list[int] = []
             # idle, it still listens: the sink's snapshot requests and the connection's events
             idle = not self.in_flight and not self._stopping.is_set()
@@ -260,6 +271,23 @@ class Sender(threading.Thread):
             if now - last_prune > PRUNE_EVERY_S and not self._mark_failing:
                 last_prune = now
                 self._prune(outbox)
+
+    def _beat(self, sock: zmq.Socket, now: float) -> None:
+        """One heartbeat; a failure to build it is logged (once) and never stops delivery."""
+        assert self.heartbeat is not None
+        self._last_beat = now
+        try:
+            body = self.heartbeat()
+        except Exception:
+            if not self._beat_failed:
+                log.exception("could not build a heartbeat (delivery goes on without them)")
+            self._beat_failed = True
+            return
+        self._beat_failed = False
+        try:
+            sock.send_multipart([b"HB", body], flags=zmq.NOBLOCK)
+        except zmq.Again:
+            pass  # the next one goes in heartbeat_s
 
     def _prune(self, outbox: Outbox) -> None:
         try:
@@ -380,6 +408,7 @@ class Sender(threading.Thread):
             self.reconnects += 1
             self.connected = True
             self._hello_due = self.source is not None
+            self._last_beat = float("-inf")  # the sink learns the cameras' state at once
         elif event["event"] == zmq.EVENT_DISCONNECTED:
             if self.connected:
                 log.warning("connection to the sink lost; %d events unacked", len(self.in_flight))

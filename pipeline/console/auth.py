@@ -1,0 +1,225 @@
+"""Operators: passwords hashed with Argon2id (argon2-cffi), sessions with an absolute and an idle
+expiry (the cookie holds a random token; the store only its SHA-256), a CSRF token per session,
+log-in throttled per user name and per client, and roles: viewer < operator < admin."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+from ..errors import ConfigError
+from .store import ROLES, ConsoleStore
+
+SESSION_HOURS = 12.0
+IDLE_MINUTES = 30.0
+MIN_PASSWORD = 10
+NAME_RE = re.compile(r"^[A-Za-z0-9_.@\-]{1,64}$")
+# log-in throttle: this many failures in the window, then each further try waits, doubling to a cap
+FREE_FAILURES = 5
+FAILURE_WINDOW_S = 15 * 60.0
+LOCKOUT_S = 30.0
+MAX_LOCKOUT_S = 15 * 60.0
+
+_hasher = PasswordHasher()  # Argon2id with the library's current recommended cost
+_DUMMY_HASH = _hasher.hash("a password nobody has, so unknown names cost the same time")
+
+
+@dataclass(frozen=True)
+class Session:
+    user: str
+    role: str
+    csrf: str
+    expires_at: float
+
+    def may(self, role: str) -> bool:
+        return ROLES.index(self.role) >= ROLES.index(role)
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def check_name(name: str) -> str:
+    if not NAME_RE.match(name):
+        raise ConfigError(f"user name {name!r}: expected 1-64 letters, digits or . _ - @")
+    return name
+
+
+def check_role(role: str) -> str:
+    if role not in ROLES:
+        raise ConfigError(f"role {role!r}: expected one of {', '.join(ROLES)}")
+    return role
+
+
+def check_password(password: str) -> str:
+    if len(password) < MIN_PASSWORD:
+        raise ConfigError(f"the password is under {MIN_PASSWORD} characters")
+    return password
+
+
+class Users:
+    def __init__(self, store: ConsoleStore) -> None:
+        self.store = store
+        self._seen: dict[str, float] = {}  # session -> its last request (a restart restarts idling)
+
+    def add(self, name: str, role: str, password: str, *, by: str = "cli") -> None:
+        check_name(name)
+        check_role(role)
+        check_password(password)
+        with self.store.lock:
+            if self.store.db.execute("SELECT 1 FROM console_users WHERE name = ?", (name,)).fetchone():
+                raise ConfigError(f"user {name!r} exists already")
+            self.store.db.execute(
+                "INSERT INTO console_users (name, role, pw_hash, created_at) VALUES (?, ?, ?, ?)",
+                (name, role, _hasher.hash(password), time.time()),
+            )
+            self.store.audit(by, "user.add", name, f"role {role}")
+
+    def set_password(self, name: str, password: str, *, by: str = "cli") -> None:
+        check_password(password)
+        self._update(name, "pw_hash = ?", _hasher.hash(password), by=by, action="user.password")
+        self.end_sessions(name)
+
+    def set_role(self, name: str, role: str, *, by: str = "cli") -> None:
+        self._update(name, "role = ?", check_role(role), by=by, action="user.role", detail=role)
+        self.end_sessions(name)
+
+    def set_disabled(self, name: str, disabled: bool, *, by: str = "cli") -> None:
+        action = "user.disable" if disabled else "user.enable"
+        self._update(name, "disabled = ?", int(disabled), by=by, action=action)
+        if disabled:
+            self.end_sessions(name)
+
+    def _update(
+        self, name: str, assignment: str, value: Any, *, by: str, action: str, detail: str = ""
+    ) -> None:
+        with self.store.lock:
+            sql = f"UPDATE console_users SET {assignment} WHERE name = ?"
+            cur = self.store.db.execute(sql, (value, name))
+            if cur.rowcount == 0:
+                raise ConfigError(f"no user {name!r}")
+            self.store.audit(by, action, name, detail)
+
+    def list(self) -> list[dict[str, Any]]:
+        with self.store.lock:
+            rows = self.store.db.execute(
+                "SELECT name, role, created_at, disabled FROM console_users ORDER BY name"
+            ).fetchall()
+        return [dict(r) for r in rows]
+
+    def verify(self, name: str, password: str) -> str | None:
+        """The user's role when the password is right and the user enabled, else None (the same
+        work either way: an unknown name is not faster to refuse)."""
+        with self.store.lock:
+            row = self.store.db.execute(
+                "SELECT role, pw_hash, disabled FROM console_users WHERE name = ?", (name,)
+            ).fetchone()
+        try:
+            _hasher.verify(row["pw_hash"] if row else _DUMMY_HASH, password)
+        except (VerificationError, InvalidHashError):
+            return None
+        if row is None or row["disabled"]:
+            return None
+        if _hasher.check_needs_rehash(row["pw_hash"]):
+            with self.store.lock:
+                self.store.db.execute(
+                    "UPDATE console_users SET pw_hash = ? WHERE name = ?", (_hasher.hash(password), name)
+                )
+        return str(row["role"])
+
+    # -- sessions ----------------------------------------------------------------------------
+    def start_session(self, name: str, role: str) -> tuple[str, Session]:
+        token = secrets.token_urlsafe(32)
+        now = time.time()
+        session = Session(name, role, secrets.token_urlsafe(32), now + SESSION_HOURS * 3600)
+        with self.store.lock:
+            self.store.db.execute("DELETE FROM console_sessions WHERE expires_at < ?", (now,))
+            self.store.db.execute(
+                "INSERT INTO console_sessions (token_sha256, user, csrf, created_at, expires_at) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (_digest(token), name, session.csrf, now, session.expires_at),
+            )
+        return token, session
+
+    def session(self, token: str | None, *, touch: bool = True) -> Session | None:
+        """The live session for a cookie's token (its user still enabled, its role as of now); an
+        idle one past IDLE_MINUTES ends. ``touch``: this request counts as activity."""
+        if not token or len(token) > 200:
+            return None
+        now = time.time()
+        with self.store.lock:
+            row = self.store.db.execute(
+                "SELECT s.csrf, s.expires_at, s.created_at, u.name, u.role, u.disabled, s.token_sha256 "
+                "FROM console_sessions s JOIN console_users u ON u.name = s.user WHERE s.token_sha256 = ?",
+                (_digest(token),),
+            ).fetchone()
+            if row is None or row["disabled"] or row["expires_at"] < now:
+                return None
+            seen = self._seen.get(row["token_sha256"], row["created_at"])
+            if now - seen > IDLE_MINUTES * 60:
+                sql = "DELETE FROM console_sessions WHERE token_sha256 = ?"
+                self.store.db.execute(sql, (row["token_sha256"],))
+                return None
+            if touch:
+                self._seen[row["token_sha256"]] = now
+        return Session(row["name"], row["role"], row["csrf"], row["expires_at"])
+
+    def end_session(self, token: str | None) -> None:
+        if token:
+            with self.store.lock:
+                sql = "DELETE FROM console_sessions WHERE token_sha256 = ?"
+                self.store.db.execute(sql, (_digest(token),))
+
+    def end_sessions(self, name: str) -> None:
+        with self.store.lock:
+            self.store.db.execute("DELETE FROM console_sessions WHERE user = ?", (name,))
+
+
+def csrf_ok(session: Session, given: str | None) -> bool:
+    return bool(given) and hmac.compare_digest(session.csrf.encode(), (given or "").encode())
+
+
+class Throttle:
+    """Failed log-ins per key (a user name, a client address): FREE_FAILURES in FAILURE_WINDOW_S
+    go free, then the key waits LOCKOUT_S, doubling with each further failure, up to MAX_LOCKOUT_S."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._failures: dict[str, list[float]] = {}
+
+    def wait_s(self, *keys: str) -> float:
+        """How long until these keys may try again (0: now)."""
+        now = time.monotonic()
+        longest = 0.0
+        with self._lock:
+            for key in keys:
+                times = [t for t in self._failures.get(key, []) if now - t < FAILURE_WINDOW_S]
+                self._failures[key] = times
+                extra = len(times) - FREE_FAILURES
+                if extra >= 0 and times:
+                    lock = min(LOCKOUT_S * 2**extra, MAX_LOCKOUT_S)
+                    longest = max(longest, times[-1] + lock - now)
+        return max(longest, 0.0)
+
+    def failed(self, *keys: str) -> None:
+        now = time.monotonic()
+        with self._lock:
+            for key in keys:
+                self._failures.setdefault(key, []).append(now)
+                if len(self._failures) > 100_000:  # a flood of names: forget the oldest keys
+                    for old in list(self._failures)[:50_000]:
+                        del self._failures[old]
+
+    def succeeded(self, *keys: str) -> None:
+        with self._lock:
+            for key in keys:
+                self._failures.pop(key, None)

@@ -1,0 +1,135 @@
+"""``safecity console`` (the operator console on a sink's store) and ``safecity users ...``."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError
+
+
+def add_console_options(p: argparse.ArgumentParser, *, default: str | None) -> None:
+    p.add_argument(
+        "--http",
+        metavar="HOST:PORT",
+        default=default,
+        help="serve the operator console here (loopback unless told otherwise), e.g. 127.0.0.1:8080",
+    )
+    p.add_argument(
+        "--console-db",
+        metavar="FILE",
+        help="the console's users, sessions and audit log (default: beside --db)",
+    )
+
+
+def start_console(args: argparse.Namespace) -> Any:
+    """The console for ``args.db`` on ``args.http``, started; the caller closes it."""
+    from .server import Console
+    from .store import console_path
+
+    db = Path(args.db)
+    console = Console(db, Path(args.console_db) if args.console_db else console_path(db), args.http)
+    console.start()
+    if not console.users.list():
+        print(
+            f"console: no users yet; add one with `safecity users add NAME --role admin --db {db}`",
+            file=sys.stderr,
+        )
+    print(f"console on {console.url}", file=sys.stderr, flush=True)
+    return console
+
+
+def cmd_console(args: argparse.Namespace) -> int:
+    from ..cli import _install_stop_signals
+
+    if not Path(args.db).exists():
+        print(
+            f"console: {args.db} does not exist yet; showing incidents once the sink creates it",
+            file=sys.stderr,
+        )
+    console = start_console(args)
+    stop = threading.Event()
+    _install_stop_signals(stop)
+    try:
+        while not stop.wait(0.5):
+            if not console.feed.is_alive():
+                print("console: its feed stopped", file=sys.stderr)
+                return 1
+    finally:
+        console.close()
+    return 0
+
+
+def _password(args: argparse.Namespace) -> str:
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    if not sys.stdin.isatty():
+        raise ConfigError("give the password on standard input with --password-stdin (no terminal to ask on)")
+    first = getpass.getpass("password: ")
+    if getpass.getpass("again: ") != first:
+        raise ConfigError("the passwords differ")
+    return first
+
+
+def cmd_users(args: argparse.Namespace) -> int:
+    from .auth import Users
+    from .store import ConsoleStore, console_path
+
+    path = Path(args.console_db) if args.console_db else console_path(Path(args.db))
+    store = ConsoleStore(path)
+    try:
+        users = Users(store)
+        if args.action == "add":
+            users.add(args.name, args.role, _password(args))
+            print(f"added {args.name} ({args.role}) to {path}")
+        elif args.action == "password":
+            users.set_password(args.name, _password(args))
+            print(f"password of {args.name} changed; their sessions ended")
+        elif args.action == "role":
+            users.set_role(args.name, args.role)
+            print(f"{args.name} is now {args.role}")
+        elif args.action in ("disable", "enable"):
+            users.set_disabled(args.name, args.action == "disable")
+            print(f"{args.name} {args.action}d")
+        else:
+            for u in users.list():
+                print(f"{u['name']:<24} {u['role']:<9} {'disabled' if u['disabled'] else 'active'}")
+    finally:
+        store.close()
+    return 0
+
+
+def add_parsers(sub: Any) -> None:
+    c = sub.add_parser("console", help="serve the ICCC operator console on a sink's store")
+    c.add_argument("--db", default="events.sqlite", help="the sink's store")
+    add_console_options(c, default="127.0.0.1:8080")
+    c.set_defaults(func=cmd_console)
+
+    u = sub.add_parser("users", help="the console's operators: add, list, password, role, disable, enable")
+    us = u.add_subparsers(dest="action", required=True)
+    for name, helptext in (
+        ("add", "add an operator"),
+        ("list", "list the operators"),
+        ("password", "set an operator's password (ends their sessions)"),
+        ("role", "change an operator's role"),
+        ("disable", "stop an operator logging in (ends their sessions)"),
+        ("enable", "let a disabled operator log in again"),
+    ):
+        a = us.add_parser(name, help=helptext)
+        if name != "list":
+            a.add_argument("name")
+        if name in ("add", "role"):
+            a.add_argument("--role", required=True, choices=["viewer", "operator", "admin"])
+        if name in ("add", "password"):
+            a.add_argument(
+                "--password-stdin", action="store_true", help="read the password from standard input"
+            )
+        a.add_argument(
+            "--db", default="events.sqlite", help="the sink's store (the console's store is beside it)"
+        )
+        a.add_argument("--console-db", metavar="FILE", help="the console's store, if not beside --db")
+        a.set_defaults(func=cmd_users)

@@ -1,0 +1,486 @@
+"""The console's HTTP server: pages, the JSON API, the live event stream (Server-Sent Events), the
+evidence (snapshots from the sink's store, clips from its clip folder). Every page and API needs a
+session; every POST needs the session's CSRF token (and a same-origin Origin when one is sent)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import secrets
+import socket
+import sqlite3
+import threading
+import time
+from http.cookies import CookieError, SimpleCookie
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, quote, unquote, urlsplit
+
+from ..control import is_loopback, parse_bind
+from ..errors import ConfigError, SafeCityError
+from ..events.clip_store import SUFFIX, clips_dir
+from . import pages
+from .auth import Session, Throttle, Users, csrf_ok
+from .feed import Feed, camera_health, open_sink_store
+from .store import STATES, Action, ActionRefused, ConsoleStore
+from .zones import export_yaml
+
+log = logging.getLogger(__name__)
+
+COOKIE = "safecity_session"
+LOGIN_COOKIE = "safecity_login"
+MAX_BODY = 64 * 1024
+STREAM_KEEPALIVE_S = 15.0
+STREAM_RECHECK_S = 30.0
+STATIC = Path(__file__).parent / "static"
+SHA_RE = re.compile(r"^[0-9a-f]{64}$")
+CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; media-src 'self'; "
+    "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
+_TYPES = {".css": "text/css; charset=utf-8", ".js": "text/javascript; charset=utf-8"}
+
+
+class Console:
+    """The console for the sink store at ``sink_db`` (its own store at ``console_db``)."""
+
+    def __init__(self, sink_db: Path, console_db: Path, bind: str = "127.0.0.1:8080") -> None:
+        host, port = parse_bind(bind)
+        self.sink_db = sink_db
+        self.store = ConsoleStore(console_db)
+        self.users = Users(self.store)
+        self.throttle = Throttle()
+        self.feed = Feed(sink_db, self.store)
+        handler = type("Handler", (_Handler,), {"console": self})
+        family = {"address_family": socket.AF_INET6} if ":" in host else {}
+        try:
+            self.httpd = type("Server", (ThreadingHTTPServer,), family)((host, port), handler)
+        except OSError as err:
+            self.store.close()
+            raise ConfigError(f"console: cannot listen on {bind}: {err.strerror or err}") from None
+        self.httpd.daemon_threads = True
+        self.port = int(self.httpd.server_address[1])
+        self.url = f"http://{host}:{self.port}" if ":" not in host else f"http://[{host}]:{self.port}"
+        if not is_loopback(host):
+            log.warning("console listening beyond loopback (%s): put TLS in front of it", self.url)
+        self._thread = threading.Thread(target=self.httpd.serve_forever, name="console", daemon=True)
+
+    def start(self) -> None:
+        self.feed.start()
+        self._thread.start()
+        log.info("console on %s", self.url)
+
+    def close(self) -> None:
+        self.feed.stop()
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.store.close()
+
+    def sink(self) -> sqlite3.Connection | None:
+        return open_sink_store(self.sink_db)
+
+    def snapshot(self, sha: str) -> bytes | None:
+        db = self.sink()
+        if db is None:
+            return None
+        try:
+            row = db.execute("SELECT jpeg FROM snapshots WHERE sha256 = ?", (sha,)).fetchone()
+        finally:
+            db.close()
+        return None if row is None else bytes(row[0])
+
+    def clip_path(self, sha: str) -> Path:
+        return clips_dir(self.sink_db) / f"{sha}{SUFFIX}"
+
+    def cameras(self) -> list[dict[str, Any]]:
+        db = self.sink()
+        try:
+            return camera_health(db, self.store, time.time())
+        finally:
+            if db is not None:
+                db.close()
+
+
+class _Handler(BaseHTTPRequestHandler):
+    console: Console
+    server_version = "safecity-console"
+    sys_version = ""
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
+        log.debug("console %s %s", self.address_string(), format % args)
+
+    # -- plumbing -------------------------------------------------------------------------
+    def _cookies(self) -> SimpleCookie:
+        jar: SimpleCookie = SimpleCookie()
+        try:
+            jar.load(self.headers.get("Cookie", ""))
+        except CookieError:
+            pass
+        return jar
+
+    def _cookie(self, name: str) -> str | None:
+        morsel = self._cookies().get(name)
+        return None if morsel is None else morsel.value
+
+    def _session(self, *, touch: bool = True) -> Session | None:
+        return self.console.users.session(self._cookie(COOKIE), touch=touch)
+
+    def _respond(
+        self,
+        status: int,
+        body: bytes,
+        content_type: str,
+        headers: dict[str, str] | None = None,
+        cookies: list[str] | None = None,
+    ) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Content-Security-Policy", CSP)
+        self.send_header("X-Content-Type-Options", "nosniff")
+        self.send_header("X-Frame-Options", "DENY")
+        self.send_header("Referrer-Policy", "same-origin")
+        if "Cache-Control" not in (headers or {}):
+            self.send_header("Cache-Control", "no-store")
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        for c in cookies or []:
+            self.send_header("Set-Cookie", c)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def _html(self, status: int, html: str, cookies: list[str] | None = None) -> None:
+        self._respond(status, html.encode(), "text/html; charset=utf-8", cookies=cookies)
+
+    def _json(self, status: int, value: Any) -> None:
+        self._respond(status, pages.to_json(value), "application/json")
+
+    def _redirect(self, where: str, cookies: list[str] | None = None) -> None:
+        self._respond(303, b"", "text/plain", {"Location": where}, cookies)
+
+    def _error(self, status: int, message: str, session: Session | None, api: bool) -> None:
+        if api:
+            self._json(status, {"error": message})
+        else:
+            self._html(status, pages.error_page(session, status, message))
+
+    def _body(self) -> dict[str, Any]:
+        """A form's or a JSON body's fields; ValueError when it is too big or not either."""
+        length = int(self.headers.get("Content-Length") or 0)
+        if length < 0 or length > MAX_BODY:
+            raise ValueError(f"the request body is over {MAX_BODY} bytes")
+        raw = self.rfile.read(length) if length else b""
+        kind = self.headers.get("Content-Type", "").split(";")[0].strip()
+        if kind == "application/json":
+            value = json.loads(raw or b"{}")
+            if not isinstance(value, dict):
+                raise ValueError("expected a JSON object")
+            return value
+        return {k: v[-1] for k, v in parse_qs(raw.decode("utf-8", "strict"), keep_blank_values=True).items()}
+
+    def _same_origin(self) -> bool:
+        origin = self.headers.get("Origin")
+        if origin is None:  # browsers send it with every POST; other clients carry the CSRF token
+            return True
+        return origin in (f"http://{self.headers.get('Host', '')}", f"https://{self.headers.get('Host', '')}")
+
+    def _client(self) -> str:
+        return str(self.client_address[0])
+
+    def _session_cookie(self, token: str, max_age: int) -> str:
+        return f"{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}"
+
+    # -- routing ----------------------------------------------------------------------------
+    def do_GET(self) -> None:  # noqa: N802 - http.server's names
+        self._route("GET")
+
+    def do_HEAD(self) -> None:  # noqa: N802
+        self._route("GET")
+
+    def do_POST(self) -> None:  # noqa: N802
+        self._route("POST")
+
+    def _route(self, method: str) -> None:
+        url = urlsplit(self.path)
+        path = url.path
+        parts = [unquote(p) for p in path.strip("/").split("/")] if path.strip("/") else []
+        api = path.startswith("/api/")
+        try:
+            if path.startswith("/static/") and method == "GET":
+                return self._static(path[len("/static/") :])
+            if path == "/favicon.ico":
+                return self._respond(404, b"", "text/plain")
+            if path == "/login":
+                return self._login_form() if method == "GET" else self._login()
+            session = self._session()
+            if session is None:
+                if api or method != "GET":
+                    return self._json(401, {"error": "log in first"})
+                return self._redirect("/login")
+            if method == "POST":
+                if not self._same_origin():
+                    return self._error(403, "cross-origin request refused", session, api)
+                try:
+                    body = self._body()
+                except (ValueError, UnicodeDecodeError) as err:
+                    return self._error(400, f"bad request body: {err}", session, api)
+                given = self.headers.get("X-CSRF-Token") or body.get("csrf")
+                if not csrf_ok(session, given if isinstance(given, str) else None):
+                    log.warning("console: POST %s without a valid CSRF token from %s", path, self._client())
+                    return self._error(403, "missing or wrong CSRF token: reload the page", session, api)
+                return self._post(session, parts, body, api)
+            return self._get(session, parts, url.query, api)
+        except (BrokenPipeError, ConnectionResetError):
+            return
+        except SafeCityError as err:
+            self._error(400, str(err), None, api)
+        except Exception:
+            log.exception("console: %s %s failed", method, path)
+            self._error(500, "internal error (logged)", None, api)
+
+    def _get(self, session: Session, parts: list[str], query: str, api: bool) -> None:
+        c = self.console
+        q = {k: v[-1] for k, v in parse_qs(query).items()}
+        match parts:
+            case []:
+                return self._html(200, pages.queue_page(session))
+            case ["incidents", source, incident_id]:
+                inc = c.store.incident(source, incident_id)
+                if inc is None:
+                    return self._error(404, "no such incident", session, api)
+                clip = ((inc["event"].get("evidence") or {}).get("clip") or {}).get("sha256", "")
+                exists = bool(SHA_RE.match(clip)) and c.clip_path(clip).exists()
+                return self._html(
+                    200, pages.incident_page(session, inc, clip_exists=exists, notice=q.get("n", ""))
+                )
+            case ["cameras"]:
+                return self._html(200, pages.cameras_page(session))
+            case ["zones"]:
+                cams = sorted({(x["source"], x["camera_id"]) for x in c.cameras()})
+                return self._html(200, pages.zones_index(session, cams))
+            case ["zones", source, camera]:
+                return self._html(
+                    200, pages.zone_editor(session, source, camera, c.store.latest_snapshot(source, camera))
+                )
+            case ["users"] if session.may("admin"):
+                return self._html(200, pages.users_page(session, c.users.list(), q.get("n", "")))
+            case ["audit"] if session.may("admin"):
+                return self._html(200, pages.audit_page(session, c.store.audit_log(500)))
+            case ["users"] | ["audit"]:
+                return self._error(403, "admins only", session, api)
+            case ["snapshots", sha] if SHA_RE.match(sha):
+                jpeg = c.snapshot(sha)
+                if jpeg is None:
+                    return self._error(404, "no such snapshot (yet)", session, api)
+                return self._respond(200, jpeg, "image/jpeg", {"Cache-Control": "private, max-age=86400"})
+            case ["clips", sha] if SHA_RE.match(sha):
+                return self._clip(c.clip_path(sha), session)
+            case ["api", "incidents"]:
+                return self._json(200, self._incidents(q))
+            case ["api", "incidents", source, incident_id]:
+                inc = c.store.incident(source, incident_id)
+                return self._json(200, inc) if inc else self._json(404, {"error": "no such incident"})
+            case ["api", "cameras"]:
+                return self._json(200, c.cameras())
+            case ["api", "stream"]:
+                return self._stream()
+            case ["api", "me"]:
+                return self._json(200, {"user": session.user, "role": session.role})
+        return self._error(404, "not found", session, api)
+
+    def _incidents(self, q: dict[str, str]) -> list[dict[str, Any]]:
+        def many(key: str) -> list[str] | None:
+            return [v for v in q.get(key, "").split(",") if v] or None
+
+        states = many("state")
+        if states and not set(states) <= set(STATES):
+            raise ConfigError(f"state: expected some of {', '.join(STATES)}")
+        try:
+            limit = min(max(int(q.get("limit", "200")), 1), 1000)
+        except ValueError:
+            raise ConfigError("limit: expected a whole number") from None
+        return self.console.store.incidents(
+            types=many("type"),
+            severities=many("severity"),
+            states=states,
+            camera=q.get("camera") or None,
+            edge=q.get("edge") or None,
+            since=q.get("since") or None,
+            until=q.get("until") or None,
+            limit=limit,
+        )
+
+    def _post(self, session: Session, parts: list[str], body: dict[str, Any], api: bool) -> None:
+        c = self.console
+        match parts:
+            case ["logout"]:
+                c.users.end_session(self._cookie(COOKIE))
+                c.store.audit(session.user, "logout", client=self._client())
+                return self._redirect("/login", [self._session_cookie("", 0)])
+            case ["incidents", source, incident_id, "act"] | ["api", "incidents", source, incident_id, "act"]:
+                if not session.may("operator"):
+                    return self._error(403, "viewers cannot act on incidents", session, api)
+                act = Action(
+                    str(body.get("action", "")),
+                    str(body.get("comment") or ""),
+                    str(body["expected"]) if body.get("expected") else None,
+                )
+                try:
+                    inc = c.store.act(source, incident_id, session.user, act)
+                except ActionRefused as err:
+                    if api:
+                        return self._json(err.status, {"error": str(err)})
+                    href = pages.incident_href(source, incident_id)
+                    return self._redirect(f"{href}?n={_q(str(err))}")
+                if api:
+                    return self._json(200, inc)
+                return self._redirect(pages.incident_href(source, incident_id))
+            case ["api", "zones", "export"]:
+                if not session.may("operator"):
+                    return self._error(403, "viewers cannot edit zones", session, api)
+                try:
+                    text = export_yaml(str(body.get("camera_id", "")), body)
+                except ConfigError as err:
+                    return self._json(400, {"error": str(err)})
+                c.store.audit(
+                    session.user, "zones.export", str(body.get("camera_id", "")), client=self._client()
+                )
+                return self._json(200, {"yaml": text})
+            case ["users"] if session.may("admin"):
+                try:
+                    c.users.add(
+                        str(body.get("name", "")),
+                        str(body.get("role", "")),
+                        str(body.get("password", "")),
+                        by=session.user,
+                    )
+                except ConfigError as err:
+                    return self._redirect(f"/users?n={_q(str(err))}")
+                return self._redirect(f"/users?n={_q('added ' + str(body.get('name')))}")
+            case ["users", name] if session.may("admin"):
+                try:
+                    what = body.get("do")
+                    if what == "role":
+                        c.users.set_role(name, str(body.get("role", "")), by=session.user)
+                    elif what in ("disable", "enable"):
+                        if name == session.user:
+                            raise ConfigError("you cannot disable yourself")
+                        c.users.set_disabled(name, what == "disable", by=session.user)
+                    else:
+                        raise ConfigError("expected do=role, disable or enable")
+                except ConfigError as err:
+                    return self._redirect(f"/users?n={_q(str(err))}")
+                return self._redirect(f"/users?n={_q('changed ' + name)}")
+            case ["users"] | ["users", _]:
+                return self._error(403, "admins only", session, api)
+        return self._error(404, "not found", session, api)
+
+    # -- log-in ---------------------------------------------------------------------------------
+    def _login_form(self, error: str = "", name: str = "", status: int = 200) -> None:
+        # double-submitted: the cookie and the form must agree. One token per browser, kept: another
+        # tab's (or the favicon's) visit to the log-in page does not expire this form
+        token = self._cookie(LOGIN_COOKIE) or ""
+        if not re.fullmatch(r"[A-Za-z0-9_\-]{32}", token):
+            token = secrets.token_urlsafe(24)
+        cookie = f"{LOGIN_COOKIE}={token}; Path=/login; HttpOnly; SameSite=Strict; Max-Age=3600"
+        self._html(status, pages.login_page(error=error, login_csrf=token, name=name), [cookie])
+
+    def _login(self) -> None:
+        c = self.console
+        try:
+            body = self._body()
+        except (ValueError, UnicodeDecodeError):
+            return self._login_form("bad request", status=400)
+        expected = self._cookie(LOGIN_COOKIE)
+        given = body.get("csrf")
+        if (
+            not self._same_origin()
+            or not expected
+            or not isinstance(given, str)
+            or not secrets.compare_digest(expected.encode(), given.encode())
+        ):
+            return self._login_form("the log-in form expired: try again", status=403)
+        name, password = str(body.get("name", ""))[:64], str(body.get("password", ""))
+        keys = (f"user:{name.lower()}", f"client:{self._client()}")
+        wait = c.throttle.wait_s(*keys)
+        if wait > 0:
+            c.store.audit(name or "?", "login.throttled", client=self._client())
+            log.warning("console: log-in for %r from %s throttled (%.0f s)", name, self._client(), wait)
+            self._login_form(f"Too many failed log-ins: try again in {wait:.0f} s.", name, status=429)
+            return
+        role = c.users.verify(name, password)
+        if role is None:
+            c.throttle.failed(*keys)
+            c.store.audit(name or "?", "login.failed", client=self._client())
+            log.warning("console: failed log-in for %r from %s", name, self._client())
+            return self._login_form("Wrong user name or password.", name, status=401)
+        c.throttle.succeeded(*keys)
+        token, session = c.users.start_session(name, role)
+        c.store.audit(name, "login", client=self._client())
+        max_age = int(session.expires_at - time.time())
+        self._redirect(
+            "/", [self._session_cookie(token, max_age), f"{LOGIN_COOKIE}=; Path=/login; Max-Age=0"]
+        )
+
+    # -- content ----------------------------------------------------------------------------------
+    def _static(self, name: str) -> None:
+        path = STATIC / name
+        if "/" in name or name.startswith(".") or path.suffix not in _TYPES or not path.is_file():
+            return self._json(404, {"error": "not found"})
+        self._respond(200, path.read_bytes(), _TYPES[path.suffix], {"Cache-Control": "no-cache"})
+
+    def _clip(self, path: Path, session: Session) -> None:
+        """An evidence clip, with byte ranges (browsers seek in a video with them)."""
+        try:
+            data = path.read_bytes()
+        except OSError:
+            return self._error(404, "no such clip (yet)", session, False)
+        size = len(data)
+        m = re.fullmatch(r"bytes=(\d*)-(\d*)", self.headers.get("Range", "").strip())
+        if m and (m.group(1) or m.group(2)):
+            if m.group(1):
+                start = int(m.group(1))
+                end = min(int(m.group(2)), size - 1) if m.group(2) else size - 1
+            else:
+                start, end = max(size - int(m.group(2)), 0), size - 1
+            if start >= size or start > end:
+                return self._respond(416, b"", "video/mp4", {"Content-Range": f"bytes */{size}"})
+            headers = {"Content-Range": f"bytes {start}-{end}/{size}", "Accept-Ranges": "bytes"}
+            return self._respond(206, data[start : end + 1], "video/mp4", headers)
+        self._respond(200, data, "video/mp4", {"Accept-Ranges": "bytes"})
+
+    def _stream(self) -> None:
+        """Server-Sent Events: ``incident`` and ``camera`` changes as they happen, until the session
+        ends (checked every STREAM_RECHECK_S) or the console stops."""
+        feed = self.console.feed
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Cache-Control", "no-store")
+        self.send_header("X-Accel-Buffering", "no")
+        self.end_headers()
+        self.close_connection = True
+        after = feed.latest
+        checked = time.monotonic()
+        self.wfile.write(b"retry: 2000\nevent: hello\ndata: {}\n\n")
+        self.wfile.flush()
+        while not feed.stop_event.is_set():
+            changes = feed.wait(after, STREAM_KEEPALIVE_S)
+            out = []
+            for number, kind, data in changes:
+                after = number
+                out.append(f"id: {number}\nevent: {kind}\ndata: {json.dumps(data, default=str)}\n\n")
+            if time.monotonic() - checked > STREAM_RECHECK_S:
+                checked = time.monotonic()
+                if self._session(touch=False) is None:
+                    self.wfile.write(b"event: logout\ndata: {}\n\n")
+                    return
+            self.wfile.write(("".join(out) or ": keep-alive\n\n").encode())
+            self.wfile.flush()
+
+
+def _q(text: str) -> str:
+    return quote(text[:300], safe="")

@@ -1,0 +1,66 @@
+"""Zones and lines drawn in the console's editor, checked by the config's own models and written as
+the YAML of a camera's ``zones:`` and ``lines:`` (normalised coordinates: any resolution)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from ..config import LineConfig, ZoneConfig
+from ..errors import ConfigError
+
+MAX_SHAPES = 64
+
+
+def _round(points: Any) -> Any:
+    if not isinstance(points, list):
+        return points
+    return [[round(float(v), 4) for v in p] if isinstance(p, list) else p for p in points]
+
+
+def export_yaml(camera_id: str, body: Any) -> str:
+    """``{"zones": [{name, polygon, kinds}], "lines": [{name, points}]}`` with points in 0..1 -> YAML;
+    ConfigError naming the shape and the field when one would not load."""
+    if not isinstance(body, dict):
+        raise ConfigError("expected a JSON object with 'zones' and 'lines'")
+    zones_in, lines_in = body.get("zones") or [], body.get("lines") or []
+    if not isinstance(zones_in, list) or not isinstance(lines_in, list):
+        raise ConfigError("'zones' and 'lines' must be lists")
+    if len(zones_in) + len(lines_in) > MAX_SHAPES:
+        raise ConfigError(f"at most {MAX_SHAPES} zones and lines per camera")
+    zones: list[dict[str, Any]] = []
+    lines: list[dict[str, Any]] = []
+    names: set[str] = set()
+    for kind, items, model, out in (
+        ("zone", zones_in, ZoneConfig, zones),
+        ("line", lines_in, LineConfig, lines),
+    ):
+        for i, item in enumerate(items):
+            if not isinstance(item, dict):
+                raise ConfigError(f"{kind} {i + 1}: expected an object")
+            item = dict(item)
+            for key in ("polygon", "points"):
+                if key in item:
+                    item[key] = _round(item[key])
+            item["normalized"] = True
+            try:
+                cfg = model.model_validate(item)
+            except ValidationError as err:
+                first = err.errors()[0]
+                where = ".".join(str(p) for p in first["loc"]) or "shape"
+                raise ConfigError(f"{kind} {item.get('name') or i + 1!r}: {where}: {first['msg']}") from None
+            if cfg.name in names:
+                raise ConfigError(f"two zones or lines are named {cfg.name!r}")
+            names.add(cfg.name)
+            out.append(cfg.model_dump(mode="json", exclude_defaults=True) | {"normalized": True})
+    snippet: dict[str, Any] = {}
+    if zones:
+        snippet["zones"] = zones
+    if lines:
+        snippet["lines"] = lines
+    if not snippet:
+        raise ConfigError("nothing drawn: add a zone or a line first")
+    head = f"# zones and lines of camera {camera_id}: put these keys in its entry under cameras:\n"
+    return head + yaml.safe_dump(snippet, sort_keys=False, default_flow_style=None, width=100)

@@ -1,0 +1,340 @@
+"""The operator console over real HTTP: a real sink fed by a real edge (outbox, sender), the console
+on its store. Security (sessions, CSRF, roles, throttled log-in, no secrets in logs), the incident
+workflow with its audit log, the live stream, evidence, zone export and ``safecity users``."""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import json
+import logging
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipeline.console import auth
+
+from .iccc import PASSWORD, Client, Iccc
+from .util import wait_until
+
+
+@pytest.fixture
+def iccc(tmp_path: Path, port: int) -> Iterator[Iccc]:
+    env = Iccc(tmp_path, port)
+    yield env
+    env.close()
+
+
+def incidents(c: Client) -> list[dict]:
+    status, body = c.get_json("/api/incidents")
+    assert status == 200
+    return body
+
+
+def one_incident(iccc: Iccc, tmp_path: Path, **kw: object) -> tuple[str, str]:
+    edge = iccc.edge(tmp_path)
+    iid = edge.incident(**kw)
+    c = iccc.client("viewer")
+    assert wait_until(lambda: any(i["incident_id"] == iid for i in incidents(c)))
+    return edge.source, iid
+
+
+GET_PATHS = [
+    "/", "/cameras", "/zones", "/zones/edge-1/cam-1", "/users", "/audit", "/incidents/edge-1/x",
+    "/snapshots/" + "0" * 64, "/clips/" + "0" * 64, "/api/incidents", "/api/incidents/edge-1/x",
+    "/api/cameras", "/api/stream", "/api/me", "/nothing-here",
+]  # fmt: skip
+POST_PATHS = [
+    "/logout",
+    "/incidents/edge-1/x/act",
+    "/api/incidents/edge-1/x/act",
+    "/api/zones/export",
+    "/users",
+]
+
+
+def test_nothing_answers_without_a_session(iccc: Iccc, tmp_path: Path) -> None:
+    source, iid = one_incident(iccc, tmp_path)
+    anon = Client(iccc.url)
+    for path in GET_PATHS + [f"/api/incidents/{source}/{iid}", f"/incidents/{source}/{iid}"]:
+        status, headers, body = anon.request("GET", path)
+        if path.startswith("/api/"):
+            assert status == 401, path
+        else:
+            assert (status, headers.get("Location")) == (303, "/login"), path
+        assert iid.encode() not in body
+    for path in POST_PATHS:
+        assert anon.request("POST", path, form={"action": "acknowledge"})[0] == 401, path
+    forged = Client(iccc.url)
+    status, _, _ = forged.request(
+        "GET", "/api/incidents", headers={"Cookie": "safecity_session=forged-token"}
+    )
+    assert status == 401
+    # the same requests with a session do answer
+    c = iccc.client("viewer")
+    assert c.request("GET", "/")[0] == 200 and c.get_json("/api/incidents")[0] == 200
+
+
+def test_a_post_without_the_csrf_token_or_from_another_origin_is_refused(iccc: Iccc, tmp_path: Path) -> None:
+    source, iid = one_incident(iccc, tmp_path)
+    c = iccc.client("oper")
+    path = f"/api/incidents/{source}/{iid}/act"
+    assert c.request("POST", path, body={"action": "acknowledge"})[0] == 403
+    assert (
+        c.request("POST", path, body={"action": "acknowledge"}, headers={"X-CSRF-Token": "x" * 43})[0] == 403
+    )
+    cross = {"X-CSRF-Token": c.csrf, "Origin": "http://evil.example"}
+    assert c.request("POST", path, body={"action": "acknowledge"}, headers=cross)[0] == 403
+    form = c.request("POST", f"/incidents/{source}/{iid}/act", form={"action": "acknowledge"})
+    assert form[0] == 403
+    assert incidents(c)[0]["state"] == "new"  # none of them changed anything
+    assert c.act(source, iid, "acknowledge")[0] == 200  # the token makes it
+    # the log-in form is protected too: a post without its cookie is refused
+    fresh = Client(iccc.url)
+    status, _, _ = fresh.request("POST", "/login", form={"csrf": "x", "name": "oper", "password": PASSWORD})
+    assert status == 403
+
+
+def test_roles_a_viewer_cannot_act_an_operator_cannot_manage_users(iccc: Iccc, tmp_path: Path) -> None:
+    source, iid = one_incident(iccc, tmp_path)
+    viewer = iccc.client("viewer")
+    status, body = viewer.act(source, iid, "acknowledge")
+    assert status == 403 and "viewers cannot" in body["error"]
+    assert b"Viewers cannot act" in viewer.request("GET", f"/incidents/{source}/{iid}")[2]
+    oper = iccc.client("oper")
+    assert oper.request("GET", "/users")[0] == 403 and oper.request("GET", "/audit")[0] == 403
+    status, _, _ = oper.request(
+        "POST", "/users", form={"csrf": oper.csrf, "name": "mallory", "role": "admin", "password": "x" * 12}
+    )
+    assert status == 403
+    admin = iccc.client("admin")
+    status, headers, _ = admin.request(
+        "POST", "/users", form={"csrf": admin.csrf, "name": "newop", "role": "operator", "password": "y" * 12}
+    )
+    assert status == 303 and "added" in headers["Location"]
+    newop = Client(iccc.url)
+    assert newop.login("newop", "y" * 12) == 303
+    assert newop.act(source, iid, "acknowledge")[0] == 200
+    # a role taken away ends the sessions: the old cookie no longer works
+    demoted = iccc.client("oper2")
+    admin.request("POST", "/users/oper2", form={"csrf": admin.csrf, "do": "role", "role": "viewer"})
+    assert demoted.get_json("/api/me")[0] == 401
+    admin.request("POST", "/users/oper", form={"csrf": admin.csrf, "do": "disable"})
+    assert oper.get_json("/api/me")[0] == 401 and Client(iccc.url).login("oper", PASSWORD) == 401
+
+
+def test_the_workflow_each_step_recorded_with_who_and_when_and_refused_out_of_order(
+    iccc: Iccc, tmp_path: Path
+) -> None:
+    source, iid = one_incident(iccc, tmp_path)
+    a, b = iccc.client("oper"), iccc.client("oper2")
+    assert a.act(source, iid, "resolve", expected="acknowledged")[0] == 409  # it is new, not acknowledged
+    assert a.act(source, iid, "acknowledge", expected="new")[0] == 200
+    status, body = b.act(source, iid, "acknowledge", expected="new")  # b saw it new too: too late
+    assert status == 409 and "acknowledged now (by oper)" in body["error"]
+    assert b.act(source, iid, "start")[0] == 200
+    status, body = b.act(source, iid, "false_alarm")
+    assert status == 400 and "needs a comment" in body["error"]
+    assert b.act(source, iid, "explode")[0] == 400
+    status, inc = b.act(source, iid, "false_alarm", comment="a delivery van, allowed here")
+    assert status == 200 and inc["state"] == "false_alarm" and inc["state_by"] == "oper2"
+    assert a.act(source, iid, "resolve")[0] == 409  # closed
+    assert a.act(source, iid, "reopen", comment="the van came back")[0] == 200
+    assert a.act(source, iid, "resolve")[0] == 200
+    steps = [
+        (x["user"], x["action"], x["from_state"], x["to_state"])
+        for x in a.get_json(f"/api/incidents/{source}/{iid}")[1]["actions"]
+    ]
+    assert steps == [
+        ("oper", "acknowledge", "new", "acknowledged"),
+        ("oper2", "start", "acknowledged", "in_progress"),
+        ("oper2", "false_alarm", "in_progress", "false_alarm"),
+        ("oper", "reopen", "false_alarm", "acknowledged"),
+        ("oper", "resolve", "acknowledged", "resolved"),
+    ]
+    log = iccc.console.store.audit_log()
+    acts = [(e["user"], e["action"]) for e in reversed(log) if e["action"].startswith("incident.")]
+    assert acts == [(u, "incident." + act) for u, act, _, _ in steps]
+    assert all(e["at"] > time.time() - 60 for e in log)
+    logins = [e for e in log if e["action"] == "login"]
+    assert {e["user"] for e in logins} >= {"oper", "oper2"} and all(
+        e["client"] == "127.0.0.1" for e in logins
+    )
+    page = iccc.client("admin").request("GET", "/audit")[2]
+    assert b"incident.false_alarm" in page and b"a delivery van, allowed here" in page
+
+
+def test_log_in_is_throttled_per_user_and_per_client(iccc: Iccc, monkeypatch: pytest.MonkeyPatch) -> None:
+    c = Client(iccc.url)
+    for _ in range(auth.FREE_FAILURES - 1):
+        assert c.login("oper", "wrong password") == 401
+    assert c.login("oper", PASSWORD) == 303  # under the limit, the right password works (and resets it)
+    for _ in range(auth.FREE_FAILURES):
+        assert c.login("oper", "wrong password") == 401
+    assert c.login("oper", PASSWORD) == 429  # now even the right password waits
+    assert c.login("oper2", PASSWORD) == 429  # the same client, another name: waits too
+    assert any(e["action"] == "login.throttled" for e in iccc.console.store.audit_log())
+    monkeypatch.setattr(auth.time, "monotonic", lambda: time.monotonic_ns() / 1e9 + auth.LOCKOUT_S + 1)
+    assert c.login("oper", PASSWORD) == 303  # after the lock-out, in again
+
+
+def test_passwords_and_their_hashes_never_reach_the_logs(
+    iccc: Iccc, caplog: pytest.LogCaptureFixture, tmp_path: Path
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    c = Client(iccc.url)
+    c.login("oper", "a wrong password here")
+    c.login("oper", PASSWORD)
+    iccc.console.users.add("late", "viewer", "another secret pass")
+    hashes = [
+        r[0]
+        for r in sqlite3.connect(tmp_path / "console.sqlite").execute("SELECT pw_hash FROM console_users")
+    ]
+    assert all(h.startswith("$argon2id$") for h in hashes)
+    text = caplog.text + json.dumps(iccc.console.store.audit_log())
+    assert "failed log-in" in text  # the failure is logged, without what was typed
+    for secret in [PASSWORD, "a wrong password here", "another secret pass", "$argon2", *hashes]:
+        assert secret not in text
+
+
+def test_idle_and_expired_sessions_end(iccc: Iccc, monkeypatch: pytest.MonkeyPatch) -> None:
+    c = iccc.client("oper")
+    assert c.get_json("/api/me")[0] == 200
+    real = time.time
+    monkeypatch.setattr(auth.time, "time", lambda: real() + auth.IDLE_MINUTES * 60 + 5)
+    assert c.get_json("/api/me")[0] == 401  # idle too long
+    monkeypatch.setattr(auth.time, "time", real)
+    c2 = iccc.client("oper")
+    monkeypatch.setattr(auth.time, "time", lambda: real() + auth.SESSION_HOURS * 3600 + 5)
+    assert c2.get_json("/api/me")[0] == 401  # past its absolute expiry, however active
+
+
+def test_one_incident_per_occurrence_with_its_history_and_evidence(iccc: Iccc, tmp_path: Path) -> None:
+    edge = iccc.edge(tmp_path)
+    iid = edge.incident(status="start")
+    edge.incident(status="update", incident_id=iid, severity="high")
+    edge.incident(status="end", incident_id=iid, severity="high", snapshot=False)
+    other = edge.incident(kind="stray_animal", camera="cam-1")
+    c = iccc.client("viewer")
+    assert wait_until(lambda: len(incidents(c)) == 2 and {i["events"] for i in incidents(c)} == {3, 1})
+    inc = c.get_json(f"/api/incidents/edge-1/{iid}")[1]
+    assert [h["status"] for h in inc["history"]] == ["start", "update", "end"]
+    assert (inc["edge_status"], inc["severity"], inc["state"]) == ("end", "high", "new")
+    status, headers, jpeg = c.request("GET", f"/snapshots/{inc['snapshot_sha256']}")
+    assert status == 200 and headers["Content-Type"] == "image/jpeg" and jpeg[:2] == b"\xff\xd8"
+    assert hashlib.sha256(jpeg).hexdigest() == inc["snapshot_sha256"]
+    # filters
+    assert [i["incident_id"] for i in c.get_json("/api/incidents?type=stray_animal")[1]] == [other]
+    assert [i["incident_id"] for i in c.get_json("/api/incidents?severity=high")[1]] == [iid]
+    assert c.get_json("/api/incidents?camera=cam-9")[1] == []
+    assert c.get_json("/api/incidents?state=bogus")[0] == 400
+    page = c.request("GET", f"/incidents/edge-1/{iid}")[2]
+    assert b"19.07600, 72.87770" in page and b"yolov3-tiny-coco 1" in page and b'class="snapshot"' in page
+
+
+def test_a_clip_is_served_with_byte_ranges(iccc: Iccc) -> None:
+    sha = "ab" * 32
+    path = iccc.console.clip_path(sha)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(bytes(range(256)) * 4)
+    c = iccc.client("viewer")
+    status, headers, body = c.request("GET", f"/clips/{sha}", headers={"Range": "bytes=10-19"})
+    assert (status, headers["Content-Range"], body) == (206, "bytes 10-19/1024", bytes(range(10, 20)))
+    assert c.request("GET", f"/clips/{sha}", headers={"Range": "bytes=2000-"})[0] == 416
+    assert c.request("GET", f"/clips/{sha}")[2] == bytes(range(256)) * 4
+    assert c.request("GET", "/clips/" + "cd" * 32)[0] == 404
+
+
+def test_the_live_stream_pushes_a_new_incident_and_an_action(iccc: Iccc, tmp_path: Path) -> None:
+    edge = iccc.edge(tmp_path)
+    c = iccc.client("oper")
+    host, port = iccc.url.removeprefix("http://").split(":")
+    cookie = "; ".join(f"{k.name}={k.value}" for k in c.jar)
+    conn = http.client.HTTPConnection(host, int(port), timeout=10)
+    conn.request("GET", "/api/stream", headers={"Cookie": cookie})
+    r = conn.getresponse()
+    assert r.status == 200 and r.headers["Content-Type"] == "text/event-stream"
+    assert r.readline() == b"retry: 2000\n" and r.readline() == b"event: hello\n"
+
+    def next_event(kind: str) -> dict:
+        while True:
+            line = r.readline()
+            if line == f"event: {kind}\n".encode():
+                return json.loads(r.readline().removeprefix(b"data: "))
+
+    iid = edge.incident()
+    assert next_event("incident")["incident_id"] == iid
+    assert c.act("edge-1", iid, "acknowledge")[0] == 200
+    pushed = next_event("incident")
+    assert (pushed["incident_id"], pushed["state"], pushed["state_by"]) == (iid, "acknowledged", "oper")
+    conn.close()
+
+
+def test_zone_export_gives_yaml_for_the_camera_or_names_what_is_wrong(iccc: Iccc) -> None:
+    c = iccc.client("oper")
+    good = {
+        "camera_id": "cam-1",
+        "zones": [
+            {"name": "bay", "polygon": [[0.1, 0.1], [0.5, 0.1], [0.5, 0.6]], "kinds": ["no_encroachment"]}
+        ],
+        "lines": [{"name": "gate", "points": [[0, 0.5], [1, 0.5]]}],
+    }
+    status, _, raw = c.request("POST", "/api/zones/export", body=good, headers={"X-CSRF-Token": c.csrf})
+    exported = yaml.safe_load(json.loads(raw)["yaml"])
+    assert (
+        status == 200
+        and exported["zones"][0]["normalized"] is True
+        and exported["lines"][0]["name"] == "gate"
+    )
+    bad = {"camera_id": "cam-1", "zones": [{"name": "bay", "polygon": [[0.1, 0.1], [0.5, 0.1], [0.3, 0.1]]}]}
+    status, _, raw = c.request("POST", "/api/zones/export", body=bad, headers={"X-CSRF-Token": c.csrf})
+    assert (
+        status == 400 and "zone 'bay'" in json.loads(raw)["error"] and "no area" in json.loads(raw)["error"]
+    )
+    viewer = iccc.client("viewer")
+    assert (
+        viewer.request("POST", "/api/zones/export", body=good, headers={"X-CSRF-Token": viewer.csrf})[0]
+        == 403
+    )
+
+
+def test_safecity_users_adds_an_operator_who_can_then_log_in(iccc: Iccc, tmp_path: Path) -> None:
+    def users(*args: str, password: str = "") -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pipeline.cli",
+                "users",
+                *args,
+                "--db",
+                str(tmp_path / "sink.sqlite"),
+                "--console-db",
+                str(tmp_path / "console.sqlite"),
+            ],
+            input=password + "\n",
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    done = users("add", "ravi", "--role", "operator", "--password-stdin", password="ravi's long password")
+    assert done.returncode == 0, done.stderr
+    assert "ravi's long password" not in done.stdout + done.stderr
+    assert Client(iccc.url).login("ravi", "ravi's long password") == 303
+    again = users("add", "ravi", "--role", "viewer", "--password-stdin", password="another long one")
+    assert again.returncode == 2 and "exists already" in again.stderr
+    short = users("add", "sita", "--role", "operator", "--password-stdin", password="short")
+    assert short.returncode == 2 and "under 10 characters" in short.stderr
+    listed = users("list")
+    assert "ravi" in listed.stdout and "operator" in listed.stdout
+    assert (
+        users("disable", "ravi").returncode == 0
+        and Client(iccc.url).login("ravi", "ravi's long password") == 401
+    )

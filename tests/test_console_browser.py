@@ -1,0 +1,199 @@
+"""The console in a real headless browser (Debian's chromium, driven by Selenium through Debian's
+chromium-driver): log in, a new incident appears without a reload while an edge sends it, open it,
+acknowledge it in one window and see a second window follow, draw a zone, export it and run the
+pipeline with it. Screenshots go to test-artifacts/console/."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from .conftest import unavailable
+from .iccc import PASSWORD, Iccc
+from .util import free_port, scripted, write_config
+
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "console"
+CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def browser_factory() -> Iterator:
+    if CHROMIUM is None or DRIVER is None:
+        unavailable("chromium and chromedriver are not installed", "apt-get install chromium chromium-driver")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    drivers = []
+
+    def start(width: int = 1920, height: int = 1080):
+        options = webdriver.ChromeOptions()
+        options.binary_location = CHROMIUM
+        for arg in (
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-dev-shm-usage",
+            "--disable-gpu",
+            f"--window-size={width},{height}",
+            "--lang=en-GB",
+        ):
+            options.add_argument(arg)
+        d = webdriver.Chrome(service=Service(DRIVER), options=options)
+        drivers.append(d)
+        return d
+
+    yield start
+    for d in drivers:
+        d.quit()
+
+
+@pytest.fixture
+def iccc(tmp_path: Path) -> Iterator[Iccc]:
+    env = Iccc(tmp_path, free_port())
+    yield env
+    env.close()
+
+
+def wait(driver, cond, timeout: float = 15.0):
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(driver, timeout, poll_frequency=0.1).until(cond)
+
+
+def log_in(driver, url: str, name: str) -> None:
+    from selenium.webdriver.common.by import By
+
+    driver.get(url + "/")
+    assert driver.current_url.endswith("/login")  # no anonymous page: sent to log in
+    driver.find_element(By.NAME, "name").send_keys(name)
+    driver.find_element(By.NAME, "password").send_keys(PASSWORD)
+    driver.find_element(By.CSS_SELECTOR, "form.login button").click()
+    wait(driver, lambda d: d.find_element(By.ID, "live").text == "live")
+
+
+def shot(driver, name: str) -> Path:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    driver.save_screenshot(str(path))
+    assert path.stat().st_size > 10_000
+    return path
+
+
+def test_operators_work_an_incident_live_in_two_windows(browser_factory, iccc: Iccc, tmp_path: Path) -> None:
+    from selenium.webdriver.common.by import By
+
+    a, b = browser_factory(), browser_factory(1366, 768)  # a control-room screen and a laptop
+    log_in(a, iccc.url, "oper")
+    log_in(b, iccc.url, "oper2")
+    a.execute_script("window.notReloaded = true")
+    edge = iccc.edge(tmp_path, cameras=("gate-cam", "bay-cam"))
+    edge.incident(kind="theft", camera="gate-cam", severity="high")
+    iid = edge.incident(kind="encroachment", camera="bay-cam", severity="medium")
+    row = f'#queue tr[data-key="edge-1/{iid}"]'
+    wait(a, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#queue tr.incident-row")) == 2)
+    assert a.execute_script("return window.notReloaded") is True  # pushed, not reloaded
+    first = a.find_elements(By.CSS_SELECTOR, "#queue tr.incident-row")[0]
+    assert "bay-cam" in first.text and "new" in first.text  # newest first
+    shot(a, "queue-1920x1080")
+    # the filter narrows the live queue
+    a.find_element(By.CSS_SELECTOR, 'select[name="type"] option[value="theft"]').click()
+    wait(a, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#queue tr.incident-row")) == 1)
+    assert "gate-cam" in a.find_element(By.CSS_SELECTOR, "#queue tr.incident-row").text
+    a.find_element(By.CSS_SELECTOR, "#filters button[type=reset]").click()
+    wait(a, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#queue tr.incident-row")) == 2)
+
+    # both open the incident; a acknowledges it, b sees it change without reloading
+    a.find_element(By.CSS_SELECTOR, row + " a").click()
+    wait(a, lambda d: d.find_element(By.ID, "state").text == "new")
+    assert a.execute_script("return document.querySelector('img.snapshot').naturalWidth") == 320
+    b.get(a.current_url)
+    wait(b, lambda d: d.find_element(By.ID, "live").text == "live")
+    b.execute_script("window.notReloaded = true")
+    shot(a, "incident-1920x1080")
+    a.find_element(By.CSS_SELECTOR, "form.action button.act-acknowledge").click()
+    wait(a, lambda d: d.find_element(By.ID, "state").text == "acknowledged")
+    wait(b, lambda d: d.find_element(By.ID, "state").text == "acknowledged")
+    assert b.execute_script("return window.notReloaded") is True
+    assert "oper acknowledge" in b.find_element(By.ID, "action-log").text
+    assert not b.find_element(By.CSS_SELECTOR, "form.action button.act-acknowledge").is_displayed()
+    # b marks it a false alarm (a comment is required): a follows
+    form = b.find_element(By.CSS_SELECTOR, "form.action button.act-false_alarm").find_element(By.XPATH, "..")
+    form.find_element(By.NAME, "comment").send_keys("the owner, loading his own van")
+    form.find_element(By.TAG_NAME, "button").click()
+    wait(a, lambda d: d.find_element(By.ID, "state").text == "false alarm")
+    assert "the owner, loading his own van" in a.find_element(By.ID, "action-log").text
+    shot(b, "incident-1366x768")
+    a.get(iccc.url + "/")
+    wait(a, lambda d: "false alarm" in d.find_element(By.CSS_SELECTOR, row).text)
+
+
+def test_a_zone_drawn_in_the_browser_runs_in_the_pipeline(
+    browser_factory, iccc: Iccc, tmp_path: Path, clips: list[Path]
+) -> None:
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+
+    edge = iccc.edge(tmp_path, source="edge-7", cameras=("cam0",))
+    edge.incident(camera="cam0")
+    d = browser_factory()
+    log_in(d, iccc.url, "oper")
+    d.get(iccc.url + "/cameras")
+    wait(d, lambda d: "cam0" in d.find_element(By.ID, "cameras").text)
+    d.find_element(By.CSS_SELECTOR, 'tr[data-camera="cam0"] a').click()
+    canvas = wait(d, lambda d: d.find_element(By.ID, "zone-canvas"))
+    wait(d, lambda d: d.execute_script("return document.getElementById('zone-canvas').height") == 540)
+    w, h = canvas.size["width"], canvas.size["height"]
+    for fx, fy in ((0.1, 0.5), (0.6, 0.5), (0.6, 0.9), (0.1, 0.9)):  # offsets are from the centre
+        ActionChains(d).move_to_element_with_offset(
+            canvas, int((fx - 0.5) * w), int((fy - 0.5) * h)
+        ).click().perform()
+    name = d.find_element(By.ID, "shape-name")
+    name.clear()
+    name.send_keys("footpath")
+    d.find_element(By.ID, "close-polygon").click()
+    d.find_element(By.ID, "new-line").click()
+    for fx, fy in ((0.2, 0.3), (0.8, 0.3)):
+        ActionChains(d).move_to_element_with_offset(
+            canvas, int((fx - 0.5) * w), int((fy - 0.5) * h)
+        ).click().perform()
+    d.find_element(By.ID, "export").click()
+    text = wait(d, lambda d: d.find_element(By.ID, "yaml").get_attribute("value"))
+    shot(d, "zone-editor")
+    snippet = yaml.safe_load(text)
+    (zone,), (line,) = snippet["zones"], snippet["lines"]
+    assert zone["name"] == "footpath" and zone["normalized"] is True
+    assert [round(v, 1) for v in zone["polygon"][0]] == [0.1, 0.5] and [
+        round(v, 1) for v in zone["polygon"][2]
+    ] == [0.6, 0.9]
+    assert line["name"] == "line-2" and len(line["points"]) == 2
+
+    # the exported keys go into a camera of a config, and `safecity run` runs it, reporting to this sink
+    cfg = write_config(
+        tmp_path / "edge.yaml",
+        edge_id="edge-9",
+        device="cpu",
+        cameras=[{"id": "cam0", "source": str(clips[0]), "loop": True, "analytics_fps": 5, **snippet}],
+        model={
+            "backend": "scripted",
+            "scripted_detections": str(scripted(tmp_path / "s.jsonl", [], ["person"], 0)),
+        },
+        sink={"endpoint": iccc.endpoint, "outbox": str(tmp_path / "edge9.sqlite"), "insecure": True},
+    )
+    run = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "run", str(cfg), "--duration", "4", "--quiet"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr
+    # its heartbeats reached the console: the camera of the run is listed with its edge
+    d.get(iccc.url + "/cameras")
+    wait(d, lambda d: "edge-9" in d.find_element(By.ID, "cameras").text)
+    shot(d, "cameras")
