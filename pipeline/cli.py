@@ -599,6 +599,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .console.cli import add_parsers as add_console_parsers
 
     add_console_parsers(sub)  # console, users
+    from .bridges.cli import add_parsers as add_bridge_parsers
+
+    add_bridge_parsers(sub)  # bridge
 
     f = sub.add_parser("footage", help="real sample clips, or generated CCTV-like clips")
     f.add_argument("action", choices=["samples", "generate"])

@@ -5,7 +5,6 @@ published to the live consoles (``wait``)."""
 from __future__ import annotations
 
 import collections
-import json
 import logging
 import sqlite3
 import threading
@@ -14,7 +13,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from ..events.heartbeat import STALE_AFTER_INTERVALS
+from ..events.heartbeat import read_health
 from ..events.schema import rfc3339
 from .store import ConsoleStore
 
@@ -35,42 +34,14 @@ def open_sink_store(path: Path) -> sqlite3.Connection | None:
 
 
 def camera_health(sink: sqlite3.Connection | None, store: ConsoleStore, now: float) -> list[dict[str, Any]]:
-    """Every camera an edge reported, with its edge's last heartbeat: a camera whose edge has been
-    silent for STALE_AFTER_INTERVALS heartbeats is ``unknown``, whatever it last said."""
+    """Every camera an edge reported (``heartbeat.read_health``), with its incidents today."""
     if sink is None:
         return []
-    try:
-        edges = {
-            r["source"]: (r["received_at"], r["interval_s"])
-            for r in sink.execute("SELECT source, received_at, interval_s FROM edges")
-        }
-        rows = sink.execute(
-            "SELECT source, camera_id, state, received_at, changed_at, body FROM cameras "
-            "ORDER BY source, camera_id"
-        ).fetchall()
-    except sqlite3.OperationalError:  # a store from before heartbeats: no such tables yet
-        return []
+    cameras = read_health(sink, now)
     today = store.incidents_today(rfc3339(local_midnight_ts()))
-    out = []
-    for r in rows:
-        body = json.loads(r["body"])
-        seen, interval = edges.get(r["source"], (r["received_at"], 5.0))
-        stale = now - seen > interval * STALE_AFTER_INTERVALS
-        out.append(
-            {
-                "source": r["source"],
-                "camera_id": r["camera_id"],
-                "state": "unknown" if stale else r["state"],
-                "reported_state": r["state"],
-                "since": r["changed_at"],
-                "heartbeat_age_s": round(now - seen, 1),
-                "last_frame_age_s": None if stale else body.get("last_frame_age_s"),
-                "analysed_fps": body.get("analysed_fps"),
-                "behind": bool(body.get("behind")),
-                "incidents_today": today.get((r["source"], r["camera_id"]), 0),
-            }
-        )
-    return out
+    for cam in cameras:
+        cam["incidents_today"] = today.get((cam["source"], cam["camera_id"]), 0)
+    return cameras
 
 
 def local_midnight_ts() -> float:

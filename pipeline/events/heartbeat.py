@@ -118,6 +118,41 @@ def store(db: sqlite3.Connection, beats: list[Heartbeat], now: float) -> None:
         )
 
 
+def read_health(db: sqlite3.Connection, now: float) -> list[dict[str, Any]]:
+    """Every camera the edges reported, as of their last heartbeat: a camera whose edge has been
+    silent for STALE_AFTER_INTERVALS heartbeats is ``unknown``, whatever it last said."""
+    try:
+        edges = {
+            source: (seen, interval)
+            for source, seen, interval in db.execute("SELECT source, received_at, interval_s FROM edges")
+        }
+        rows = db.execute(
+            "SELECT source, camera_id, state, received_at, changed_at, body FROM cameras "
+            "ORDER BY source, camera_id"
+        ).fetchall()
+    except sqlite3.OperationalError:  # a store from before heartbeats: no such tables yet
+        return []
+    out = []
+    for source, camera, state, received, changed, raw in rows:
+        body = json.loads(raw)
+        seen, interval = edges.get(source, (received, INTERVAL_S))
+        stale = now - seen > interval * STALE_AFTER_INTERVALS
+        out.append(
+            {
+                "source": source,
+                "camera_id": camera,
+                "state": "unknown" if stale else state,
+                "reported_state": state,
+                "since": changed,
+                "heartbeat_age_s": round(now - seen, 1),
+                "last_frame_age_s": None if stale else body.get("last_frame_age_s"),
+                "analysed_fps": body.get("analysed_fps"),
+                "behind": bool(body.get("behind")),
+            }
+        )
+    return out
+
+
 class Beats:
     """The edge's side: the heartbeat body from the run's camera stats, with each camera's analysed
     rate over the last interval. ``stats()`` gives, per camera: state, decoded, analysed, dropped,
