@@ -179,6 +179,9 @@ def cmd_sink(args: argparse.Namespace) -> int:
             console = start_console(args)
         while t.is_alive() and not stop.is_set():
             t.join(0.2)
+            if console is not None and not console.feed.is_alive():
+                log.error("the console's feed stopped: stopping")
+                break
     finally:
         failed = not stop.is_set()  # the sink thread ended on its own: an error, already logged
         stop.set()

@@ -24,6 +24,27 @@ from pipeline.events.transport import Sender
 from pipeline.types import Incident, TrackedObject
 
 
+def jpeg_of(rgb: np.ndarray) -> bytes:
+    """An (H, W, 3) RGB frame as the edge encodes its snapshots."""
+    import torch
+    from torchvision.io import encode_jpeg
+
+    return bytes(
+        encode_jpeg(torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1), quality=85).numpy()
+    )
+
+
+def video_frame(path: Path, at_s: float) -> np.ndarray:
+    """The RGB frame of a video at ``at_s`` seconds."""
+    import av
+
+    with av.open(str(path)) as c:
+        for frame in c.decode(video=0):
+            if frame.time is not None and frame.time >= at_s:
+                return frame.to_ndarray(format="rgb24")
+    raise ValueError(f"{path} is shorter than {at_s} s")
+
+
 def jpeg(seed: int, w: int = 320, h: int = 180) -> bytes:
     """A real JPEG: a gradient with a box, different for each seed."""
     import av  # PyAV encodes the JPEG the same way the edge's CPU path does
@@ -86,7 +107,18 @@ class Edge:
         incident_id: str | None = None,
         severity: str = "medium",
         snapshot: bool = True,
+        frame: np.ndarray | None = None,
+        zone: tuple[str, list[list[float]]] = ("bay", [[0, 0], [1, 0], [1, 1]]),
+        objects: tuple[tuple[str, tuple[float, float, float, float]], ...] = (
+            ("car", (10.0, 20.0, 60.0, 80.0)),
+        ),
     ) -> str:
+        """One incident step. With ``frame`` (RGB) the snapshot is that frame annotated as the edge
+        does it (``zone``: its name and pixel polygon; ``objects``: label and box); else a made-up JPEG."""
+        from pipeline.analytics.zones import Zone
+        from pipeline.config import ZoneConfig
+        from pipeline.events.annotate import annotate
+
         self.n += 1
         iid = incident_id or f"{self.source}-{camera}-{kind}-{self.n}"
         now = time.time()
@@ -96,21 +128,29 @@ class Edge:
             status=status,
             severity=severity,
             camera_id=camera,
-            zone="bay",
+            zone=zone[0],
             started_at=now - 5.0,
             emitted_at=now,
             ended_at=now if status == "end" else None,
             objects=[
-                TrackedObject(track_id=7, label="car", confidence=0.91, bbox_xyxy=(10.0, 20.0, 60.0, 80.0))
+                TrackedObject(track_id=7 + i, label=label, confidence=0.91 - 0.05 * i, bbox_xyxy=box)
+                for i, (label, box) in enumerate(objects)
             ],
+            confidence=0.91,
         )
-        snap = jpeg(self.n) if snapshot else None
+        h, w = (180, 320) if frame is None else frame.shape[:2]
+        snap = None
+        if frame is not None:
+            zones = [Zone(ZoneConfig(name=zone[0], polygon=zone[1]))]
+            snap = jpeg_of(annotate(frame, inc, zones, wall_time=now))
+        elif snapshot:
+            snap = jpeg(self.n)
         event = build_event(
             inc,
             source=self.source,
             location=(72.8777, 19.076),
-            frame_w=320,
-            frame_h=180,
+            frame_w=w,
+            frame_h=h,
             model_name="yolov3-tiny-coco",
             model_version="1",
             wall_offset=0.0,

@@ -147,12 +147,11 @@ def world(tmp_path: Path) -> Iterator[dict[str, Any]]:
     sink.close()
 
 
-def send(edge: Edge, n: int, every_s: float = 0.0) -> list[str]:
-    """n incidents (start events), as an edge raises them; their event ids, read back from the outbox."""
+def send(edge: Edge, n: int, every_s: float = 0.0) -> None:
+    """n incidents (start events), as an edge raises them."""
     for i in range(n):
         edge.incident(kind=("theft", "encroachment")[i % 2], camera=f"cam-{1 + i % 2}", snapshot=False)
         time.sleep(every_s)
-    return []
 
 
 def sink_event_ids(db: Path) -> list[str]:
@@ -180,8 +179,8 @@ def test_mqtt_bridge_across_a_bridge_kill_and_a_broker_restart_loses_nothing(wor
         send(edge, 20, 0.02)
         time.sleep(1.0)
         broker.start()
+        assert wait_until(lambda: len(sink_event_ids(db)) == 80, 30)
         sent = sink_event_ids(db)
-        assert len(sent) == 80
         assert wait_until(lambda: {e["event"]["event_id"] for e in sub.events()} >= set(sent), 60), (
             f"{len({e['event']['event_id'] for e in sub.events()})} of 80\n{logs(db)}\n"
             + (broker.dir / "log.txt").read_text()[-3000:]
@@ -324,3 +323,54 @@ def test_webhook_bridge_retries_dead_letters_and_survives_restarts_and_an_outage
         assert listed.stdout.count("event ") == 1  # the outage dead-lettered nothing
     finally:
         rx.stop()
+
+
+def test_webhook_waits_out_a_misconfigured_receiver_and_dead_letters_only_refused_events(
+    world, tmp_path: Path
+) -> None:
+    """A redirect or 401/404 is about the endpoint: the bridge waits (nothing dead-lettered, nothing
+    counted delivered); a 400 is about the event: dead-lettered at once."""
+    from pipeline.bridges.state import BridgeState
+    from pipeline.bridges.webhook import WebhookBridge
+
+    db, edge = world["db"], world["edge"]
+    answers: list[int] = []  # what the receiver answers next, in order; then 204
+    got: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            pass
+
+        def do_POST(self) -> None:  # noqa: N802
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            code = answers.pop(0) if answers else 204
+            if code == 204:
+                got.append(json.loads(body)["event_id"])
+            self.send_response(code)
+            if code == 302:
+                self.send_header("Location", "https://elsewhere.example/hook")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    send(edge, 2)
+    assert wait_until(lambda: len(sink_event_ids(db)) == 2, 20)
+    first, second = sink_event_ids(db)
+    answers.extend([302, 401, 404, 404, 404, 404, 400])  # 6 endpoint problems, then the first is refused
+    state = BridgeState(tmp_path / "bridges.sqlite", "hook")
+    state.start_at(0)
+    bridge = WebhookBridge(db, state, f"http://127.0.0.1:{server.server_address[1]}/h", b"k" * 16,
+                           max_attempts=3, first_backoff_s=0.01, max_backoff_s=0.05)  # fmt: skip
+    t = threading.Thread(target=bridge.run, daemon=True)
+    t.start()
+    try:
+        assert wait_until(lambda: got == [second], 20)
+        assert [d["event_id"] for d in state.dead_letters()] == [first]
+        assert state.dead_letters()[0]["reason"] == "HTTP 400"
+        assert state.cursor()[0] == 2
+    finally:
+        bridge.stop()
+        t.join(5)
+        server.shutdown()
+        state.close()

@@ -8,6 +8,7 @@ import hashlib
 import http.client
 import json
 import logging
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -117,7 +118,7 @@ def test_roles_a_viewer_cannot_act_an_operator_cannot_manage_users(iccc: Iccc, t
     status, headers, _ = admin.request(
         "POST", "/users", form={"csrf": admin.csrf, "name": "newop", "role": "operator", "password": "y" * 12}
     )
-    assert status == 303 and "added" in headers["Location"]
+    assert status == 303 and b"added newop" in admin.request("GET", headers["Location"])[2]
     newop = Client(iccc.url)
     assert newop.login("newop", "y" * 12) == 303
     assert newop.act(source, iid, "acknowledge")[0] == 200
@@ -170,18 +171,56 @@ def test_the_workflow_each_step_recorded_with_who_and_when_and_refused_out_of_or
     assert b"incident.false_alarm" in page and b"a delivery van, allowed here" in page
 
 
-def test_log_in_is_throttled_per_user_and_per_client(iccc: Iccc, monkeypatch: pytest.MonkeyPatch) -> None:
-    c = Client(iccc.url)
+def test_log_in_is_throttled_per_client(iccc: Iccc, monkeypatch: pytest.MonkeyPatch) -> None:
+    c = Client(iccc.url)  # every client of this test is 127.0.0.1: one client, as the console sees it
     for _ in range(auth.FREE_FAILURES - 1):
         assert c.login("oper", "wrong password") == 401
-    assert c.login("oper", PASSWORD) == 303  # under the limit, the right password works (and resets it)
-    for _ in range(auth.FREE_FAILURES):
-        assert c.login("oper", "wrong password") == 401
+    assert c.login("oper", PASSWORD) == 303  # under the limit, the right password works
+    assert c.login("oper", "wrong password") == 401  # the limit's last free failure
     assert c.login("oper", PASSWORD) == 429  # now even the right password waits
-    assert c.login("oper2", PASSWORD) == 429  # the same client, another name: waits too
+    assert c.login("oper2", PASSWORD) == 429  # and so does another name from this client
     assert any(e["action"] == "login.throttled" for e in iccc.console.store.audit_log())
-    monkeypatch.setattr(auth.time, "monotonic", lambda: time.monotonic_ns() / 1e9 + auth.LOCKOUT_S + 1)
+    later = auth._monotonic() + auth.LOCKOUT_S + 1
+    monkeypatch.setattr(auth, "_monotonic", lambda: later)
     assert c.login("oper", PASSWORD) == 303  # after the lock-out, in again
+
+
+def test_the_throttle_counts_each_user_name_across_clients_and_doubles_its_wait(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = [1000.0]
+    monkeypatch.setattr(auth, "_monotonic", lambda: clock[0])
+    t = auth.Throttle()
+    for i in range(auth.FREE_FAILURES):  # one guess each from five addresses at one name
+        assert t.attempt("user:oper", f"client:10.0.0.{i}")[0] == 0
+    assert t.attempt("user:oper", "client:10.0.0.99")[0] == pytest.approx(auth.LOCKOUT_S)
+    assert t.attempt("user:oper2", "client:10.0.0.99")[0] == 0  # other names from there: free
+    clock[0] += auth.LOCKOUT_S + 1
+    assert t.attempt("user:oper", "client:10.0.0.98")[0] == 0  # tried (and failed) again: 6 failures
+    assert t.attempt("user:oper", "client:10.0.0.97")[0] == pytest.approx(2 * auth.LOCKOUT_S)
+    clock[0] += 2 * auth.LOCKOUT_S + 1
+    wait, mark = t.attempt("user:oper", "client:10.0.0.1")
+    assert wait == 0
+    t.succeeded("user:oper", "client:10.0.0.1", mark=mark)  # the right password: the name is clear again
+    assert t.attempt("user:oper", "client:10.0.0.5")[0] == 0
+
+
+def test_parallel_guesses_cannot_slip_past_the_throttle(iccc: Iccc) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    clients = [Client(iccc.url) for _ in range(12)]
+    with ThreadPoolExecutor(12) as pool:
+        codes = list(pool.map(lambda c: c.login("viewer", "a wrong guess"), clients))
+    assert codes.count(401) == auth.FREE_FAILURES and codes.count(429) == 12 - auth.FREE_FAILURES
+
+
+def test_logging_in_to_ones_own_account_does_not_reset_guessing_at_others(iccc: Iccc) -> None:
+    c = Client(iccc.url)
+    for name in ("oper2", "viewer", "admin", "oper2"):
+        assert c.login(name, "guess") == 401
+    assert c.login("oper", PASSWORD) == 303  # the attacker's own account
+    assert c.login("admin", "guess") == 401  # the client's fifth failure: still counted from before
+    assert c.login("admin", "guess") == 429
 
 
 def test_passwords_and_their_hashes_never_reach_the_logs(
@@ -204,15 +243,60 @@ def test_passwords_and_their_hashes_never_reach_the_logs(
 
 
 def test_idle_and_expired_sessions_end(iccc: Iccc, monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = [auth._now()]
+    monkeypatch.setattr(auth, "_now", lambda: clock[0])
     c = iccc.client("oper")
-    assert c.get_json("/api/me")[0] == 200
-    real = time.time
-    monkeypatch.setattr(auth.time, "time", lambda: real() + auth.IDLE_MINUTES * 60 + 5)
+    clock[0] += auth.IDLE_MINUTES * 60 - 5
+    assert c.get_json("/api/me")[0] == 200  # idle, but not for long enough
+    clock[0] += auth.IDLE_MINUTES * 60 + 5
     assert c.get_json("/api/me")[0] == 401  # idle too long
-    monkeypatch.setattr(auth.time, "time", real)
-    c2 = iccc.client("oper")
-    monkeypatch.setattr(auth.time, "time", lambda: real() + auth.SESSION_HOURS * 3600 + 5)
-    assert c2.get_json("/api/me")[0] == 401  # past its absolute expiry, however active
+    busy = iccc.client("oper")
+    start = clock[0]
+    while clock[0] < start + auth.SESSION_HOURS * 3600 - 600:
+        clock[0] += 600  # a request every 10 minutes: never idle
+        assert busy.get_json("/api/me")[0] == 200
+    clock[0] = start + auth.SESSION_HOURS * 3600 + 5
+    assert busy.get_json("/api/me")[0] == 401  # past its absolute expiry, however active
+
+
+def test_the_last_admin_cannot_be_demoted_or_disabled(iccc: Iccc) -> None:
+    from pipeline.errors import ConfigError
+
+    admin = iccc.client("admin")
+    admin.request("POST", "/users/admin", form={"csrf": admin.csrf, "do": "role", "role": "operator"})
+    assert "admin is the last enabled admin" in admin.request("GET", "/users")[2].decode()
+    admin.request("POST", "/users/admin", form={"csrf": admin.csrf, "do": "disable"})
+    assert "you cannot disable yourself" in admin.request("GET", "/users")[2].decode()
+    with pytest.raises(ConfigError, match="last enabled admin"):
+        iccc.console.users.set_disabled("admin", True)  # `safecity users disable admin`
+    assert admin.get_json("/api/me")[1] == {"user": "admin", "role": "admin"}
+    iccc.console.users.add("second", "admin", PASSWORD)
+    admin.request("POST", "/users/second", form={"csrf": admin.csrf, "do": "role", "role": "viewer"})
+    assert [u["role"] for u in iccc.console.users.list() if u["name"] == "second"] == ["viewer"]
+
+
+def test_notices_are_not_taken_from_the_url(iccc: Iccc, tmp_path: Path) -> None:
+    source, iid = one_incident(iccc, tmp_path)
+    c = iccc.client("oper")
+    page = c.request("GET", f"/incidents/{source}/{iid}?n=Call+this+number+now")[2]
+    assert b"Call this number" not in page
+    c.request(
+        "POST", f"/incidents/{source}/{iid}/act", form={"csrf": c.csrf, "action": "resolve", "expected": "x"}
+    )
+    assert b"the incident is new now" in c.request("GET", f"/incidents/{source}/{iid}")[2]  # shown once
+    assert b"the incident is new now" not in c.request("GET", f"/incidents/{source}/{iid}")[2]
+
+
+def test_another_host_name_is_refused_and_head_on_the_stream_ends(iccc: Iccc) -> None:
+    c = iccc.client("viewer")
+    status, _, _ = c.request("GET", "/api/me", headers={"Host": "attacker.example:80"})
+    assert status == 421  # a DNS-rebinding page reaches the console under its own name
+    host, port = iccc.url.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=5)
+    conn.request("HEAD", "/api/stream", headers={"Cookie": "; ".join(f"{k.name}={k.value}" for k in c.jar)})
+    r = conn.getresponse()
+    assert r.status == 200 and r.read() == b""  # answered and done, not a stream held open
+    conn.close()
 
 
 def test_one_incident_per_occurrence_with_its_history_and_evidence(iccc: Iccc, tmp_path: Path) -> None:
@@ -338,3 +422,47 @@ def test_safecity_users_adds_an_operator_who_can_then_log_in(iccc: Iccc, tmp_pat
         users("disable", "ravi").returncode == 0
         and Client(iccc.url).login("ravi", "ravi's long password") == 401
     )
+
+
+def test_the_sink_serves_the_console_and_stops_cleanly(tmp_path: Path) -> None:
+    """`safecity sink --http`: one process stores and serves; SIGTERM stops both with exit 0."""
+    from .util import free_port
+
+    db, web = tmp_path / "events.sqlite", free_port()
+    add = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "users", "add", "asha", "--role", "admin", "--password-stdin",
+         "--db", str(db)],
+        input=PASSWORD + "\n", capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert add.returncode == 0, add.stderr
+    sink = subprocess.Popen(
+        [sys.executable, "-m", "pipeline.cli", "sink", "--insecure", "--bind", f"tcp://127.0.0.1:{free_port()}",
+         "--db", str(db), "--http", f"127.0.0.1:{web}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        c = Client(f"http://127.0.0.1:{web}")
+        assert wait_until(lambda: c.login("asha", PASSWORD) == 303, 30, ignore=(OSError,))
+        assert c.get_json("/api/me")[1] == {"user": "asha", "role": "admin"}
+        sink.send_signal(signal.SIGTERM)
+        assert sink.wait(20) == 0
+        assert f"console on http://127.0.0.1:{web}" in sink.stderr.read()
+    finally:
+        if sink.poll() is None:
+            sink.kill()
+
+
+def test_a_console_port_in_use_is_a_one_line_error(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "-m", "pipeline.cli", "console", "--db", str(tmp_path / "e.sqlite"),
+             "--http", f"127.0.0.1:{port}"],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+    assert done.returncode == 2 and f"cannot listen on 127.0.0.1:{port}" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from .conftest import unavailable
-from .iccc import PASSWORD, Iccc
+from .iccc import PASSWORD, Iccc, video_frame
 from .util import free_port, scripted, write_config
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "console"
@@ -24,7 +24,7 @@ CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def browser_factory() -> Iterator:
     if CHROMIUM is None or DRIVER is None:
         unavailable("chromium and chromedriver are not installed", "apt-get install chromium chromium-driver")
@@ -86,7 +86,12 @@ def shot(driver, name: str) -> Path:
     return path
 
 
-def test_operators_work_an_incident_live_in_two_windows(browser_factory, iccc: Iccc, tmp_path: Path) -> None:
+BAY = ("loading-bay", [[600, 30], [768, 30], [768, 120], [600, 120]])  # configs/demo.yaml's, on vtest.avi
+
+
+def test_operators_work_an_incident_live_in_two_windows(
+    browser_factory, iccc: Iccc, tmp_path: Path, vtest: Path
+) -> None:
     from selenium.webdriver.common.by import By
 
     a, b = browser_factory(), browser_factory(1366, 768)  # a control-room screen and a laptop
@@ -94,8 +99,14 @@ def test_operators_work_an_incident_live_in_two_windows(browser_factory, iccc: I
     log_in(b, iccc.url, "oper2")
     a.execute_script("window.notReloaded = true")
     edge = iccc.edge(tmp_path, cameras=("gate-cam", "bay-cam"))
-    edge.incident(kind="theft", camera="gate-cam", severity="high")
-    iid = edge.incident(kind="encroachment", camera="bay-cam", severity="medium")
+    frame = video_frame(vtest, 6.0)  # real footage: the van and the car standing in the loading bay
+    lawn = ("lawn", [[0, 240], [330, 318], [470, 385], [768, 497], [768, 576], [0, 576]])
+    person = (("person", (300.0, 300.0, 350.0, 420.0)),)
+    parked = (("truck", (612.0, 38.0, 700.0, 110.0)), ("car", (700.0, 60.0, 766.0, 118.0)))
+    edge.incident(kind="theft", camera="gate-cam", severity="high", frame=frame, zone=lawn, objects=person)
+    iid = edge.incident(
+        kind="encroachment", camera="bay-cam", severity="medium", frame=frame, zone=BAY, objects=parked
+    )
     row = f'#queue tr[data-key="edge-1/{iid}"]'
     wait(a, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#queue tr.incident-row")) == 2)
     assert a.execute_script("return window.notReloaded") is True  # pushed, not reloaded
@@ -112,7 +123,7 @@ def test_operators_work_an_incident_live_in_two_windows(browser_factory, iccc: I
     # both open the incident; a acknowledges it, b sees it change without reloading
     a.find_element(By.CSS_SELECTOR, row + " a").click()
     wait(a, lambda d: d.find_element(By.ID, "state").text == "new")
-    assert a.execute_script("return document.querySelector('img.snapshot').naturalWidth") == 320
+    assert a.execute_script("return document.querySelector('img.snapshot').naturalWidth") == 768
     b.get(a.current_url)
     wait(b, lambda d: d.find_element(By.ID, "live").text == "live")
     b.execute_script("window.notReloaded = true")
@@ -135,20 +146,26 @@ def test_operators_work_an_incident_live_in_two_windows(browser_factory, iccc: I
 
 
 def test_a_zone_drawn_in_the_browser_runs_in_the_pipeline(
-    browser_factory, iccc: Iccc, tmp_path: Path, clips: list[Path]
+    browser_factory, iccc: Iccc, tmp_path: Path, clips: list[Path], vtest: Path
 ) -> None:
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
 
     edge = iccc.edge(tmp_path, source="edge-7", cameras=("cam0",))
-    edge.incident(camera="cam0")
+    edge.incident(
+        camera="cam0",
+        frame=video_frame(vtest, 6.0),
+        zone=BAY,
+        objects=(("truck", (612.0, 38.0, 700.0, 110.0)),),
+    )
     d = browser_factory()
     log_in(d, iccc.url, "oper")
     d.get(iccc.url + "/cameras")
     wait(d, lambda d: "cam0" in d.find_element(By.ID, "cameras").text)
     d.find_element(By.CSS_SELECTOR, 'tr[data-camera="cam0"] a').click()
     canvas = wait(d, lambda d: d.find_element(By.ID, "zone-canvas"))
-    wait(d, lambda d: d.execute_script("return document.getElementById('zone-canvas').height") == 540)
+    # the camera's latest snapshot (768x576) is drawn: the canvas takes its shape
+    wait(d, lambda d: d.execute_script("return document.getElementById('zone-canvas').height") == 720)
     w, h = canvas.size["width"], canvas.size["height"]
     for fx, fy in ((0.1, 0.5), (0.6, 0.5), (0.6, 0.9), (0.1, 0.9)):  # offsets are from the centre
         ActionChains(d).move_to_element_with_offset(

@@ -98,6 +98,11 @@ class Bridge:
         before it (0 or less than the first: none). Returns early when ``stop_event`` is set."""
         raise NotImplementedError
 
+    def ready(self) -> bool:
+        """Whether the destination can take events now (MQTT: connected); nothing is marked as
+        sent while it cannot."""
+        return True
+
     def tick(self, sink: sqlite3.Connection) -> None:
         """Called every round with the sink's store (MQTT: camera availability)."""
 
@@ -128,11 +133,9 @@ class Bridge:
                 if failing:
                     log.warning("bridge %s: reading %s again", m, self.sink_db)
                 failing = False
-            except sqlite3.Error as err:
+            except Exception as err:  # the store, the destination's client: logged once, tried again
                 if not failing:
-                    log.error(
-                        "bridge %s: cannot read the sink store %s (%s); trying again", m, self.sink_db, err
-                    )
+                    log.error("bridge %s: %s; trying again", m, err)
                 failing = True
                 if sink is not None:
                     sink.close()
@@ -152,7 +155,7 @@ class Bridge:
         newest = int(sink.execute("SELECT COALESCE(MAX(rowid), 0) FROM events").fetchone()[0])
         self.metrics.lag_events.labels(self.name).set(max(newest - position, 0))
         self.metrics.lag_seconds.labels(self.name).set(max(time.time() - rows[0][2], 0.0) if rows else 0.0)
-        if not rows:
+        if not rows or not self.ready():
             return False
         events = [Stored(int(r[0]), json.loads(r[1]), r[1], int(r[0]) <= sent_upto) for r in rows]
         self.state.sending(events[-1].position)

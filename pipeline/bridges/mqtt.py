@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 
 KINDS = {"start": "new", "update": "update", "end": "end"}
 ACK_TIMEOUT_S = 10.0
-RECONNECT_MIN_S = 0.5
+RECONNECT_MIN_S = 2.0  # also how long a connection attempt may take before another
 RECONNECT_MAX_S = 10.0
 AVAILABILITY_EVERY_S = 1.0
 
@@ -95,15 +95,21 @@ class MqttBridge(Bridge):
         client.reconnect_delay_set(min_delay=3600, max_delay=3600)  # never: see above
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
+        client.on_connect_fail = self._on_connect_fail
         return client
+
+    def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
+        if client is self.client:
+            self.connected = False
 
     def _ensure_connected(self) -> None:
         now = time.monotonic()
         if self.connected or now - self._attempt_at < self._backoff:
             return
-        if self.client is not None:
-            self.client.loop_stop()
-            self.client = None
+        old, self.client, self.connected = self.client, None, False  # its callbacks are ignored from now
+        if old is not None:
+            old.disconnect()
+            old.loop_stop()
         self._attempt_at = now
         self._backoff = min(self._backoff * 2, RECONNECT_MAX_S)
         self.client = self._new_client()
@@ -147,6 +153,9 @@ class MqttBridge(Bridge):
         kind = KINDS.get(event["status"], event["status"])
         return f"{self.prefix}/{event['source']}/{event['camera_id']}/{event['type']}/{kind}"
 
+    def ready(self) -> bool:
+        return self.connected and self.client is not None
+
     def deliver(self, events: list[Stored]) -> int:
         client = self.client
         if not self.connected or client is None:
@@ -183,6 +192,11 @@ class MqttBridge(Bridge):
             topic = f"{self.prefix}/{cam['source']}/{cam['camera_id']}/availability"
             value = "online" if cam["state"] == "up" else "offline"
             if self._available.get(topic) != value:
-                info = client.publish(topic, value, qos=1, retain=True)
+                try:
+                    info = client.publish(topic, value, qos=1, retain=True)
+                except ValueError as err:  # ids are checked at the sink; this keeps one bad row harmless
+                    log.warning("bridge %s: availability for %r not published: %s", self.name, topic, err)
+                    self._available[topic] = value
+                    continue
                 if info.rc == mqtt.MQTT_ERR_SUCCESS:
                     self._available[topic] = value

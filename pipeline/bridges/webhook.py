@@ -1,15 +1,17 @@
 """The webhook bridge: each stored event, in store order, as an HTTP POST of its JSON, signed:
 ``X-Safecity-Signature: sha256=HEX`` is HMAC-SHA256 of ``TIMESTAMP.BODY`` under the shared secret,
 ``X-Safecity-Timestamp`` that Unix time (a receiver refuses old ones: no replays). A 2xx delivers it;
-a 5xx, 408, 429 or a network error is retried with exponential backoff. An event the receiver keeps
-refusing (``max_attempts`` answers of 5xx/408/429, or one 4xx, which no retry mends) goes to the dead
-letters and the bridge goes on; a receiver that cannot be reached is waited for (the bridge lags, and
-says so in its metrics), so an outage dead-letters nothing."""
+a 5xx, 408, 425 or 429 is retried with exponential backoff, and after ``max_attempts`` of them the event
+goes to the dead letters and the bridge goes on; so does an event answered with another 4xx (400,
+413, 422: no retry mends it). A receiver that cannot be reached, or that refuses everything (a
+redirect, 401, 403, 404, 405, 410: a wrong URL or secret), is waited for and logged: the bridge lags
+(its metrics say so), but nothing is dead-lettered for it. Retries carry ``X-Safecity-Redelivery``."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import http.client
 import logging
 import time
 import urllib.error
@@ -25,6 +27,17 @@ from .state import BridgeState
 log = logging.getLogger(__name__)
 
 RETRYABLE = {408, 425, 429}
+MISCONFIGURED = {401, 403, 404, 405, 410}  # about the endpoint, not the event: waited out, like an outage
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """A redirect is an error (urllib would re-send a POST as a bodiless GET and call it delivered)."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirect)
 FIRST_BACKOFF_S = 0.5
 MAX_BACKOFF_S = 60.0
 TIMEOUT_S = 10.0
@@ -80,8 +93,10 @@ class WebhookBridge(Bridge):
         self.first_backoff_s = first_backoff_s
         self.max_backoff_s = max_backoff_s
 
-    def post(self, s: Stored, attempt: int) -> tuple[bool, bool, str]:
-        """One attempt: (delivered, worth retrying, what happened)."""
+    def post(self, s: Stored, sends: int) -> tuple[str, str]:
+        """One POST (the ``sends``-th of this event): (outcome, what happened); outcome is one of
+        ``delivered``, ``refused`` (this event, for good), ``retry`` (counts toward max_attempts),
+        ``wait`` (the receiver is unreachable or misconfigured: waited out, never dead-lettered)."""
         body = s.body.encode()
         ts = str(int(time.time()))
         headers = {
@@ -91,45 +106,56 @@ class WebhookBridge(Bridge):
             "X-Safecity-Kind": {"start": "new"}.get(s.event["status"], s.event["status"]),
             "X-Safecity-Timestamp": ts,
             "X-Safecity-Signature": sign(self.secret, ts, body),
-            "X-Safecity-Attempt": str(attempt),
+            "X-Safecity-Attempt": str(sends),
         }
-        if s.redelivery or attempt > 1:
+        if s.redelivery or sends > 1:  # the receiver may have it already (an answer lost on the way)
             headers["X-Safecity-Redelivery"] = "true"
         req = urllib.request.Request(self.url, data=body, method="POST", headers=headers)
         try:
-            with urllib.request.urlopen(req, timeout=TIMEOUT_S) as r:
+            with _OPENER.open(req, timeout=TIMEOUT_S) as r:
                 r.read()
-                return True, False, f"HTTP {r.status}"
+                return "delivered", f"HTTP {r.status}"
         except urllib.error.HTTPError as err:
-            return False, err.code >= 500 or err.code in RETRYABLE, f"HTTP {err.code}"
-        except (urllib.error.URLError, OSError) as err:
-            reason = getattr(err, "reason", err)
-            return False, True, f"not reached: {reason}"
+            code = err.code
+            if 300 <= code < 400:
+                return "wait", f"HTTP {code} redirect to {err.headers.get('Location')!r}: fix --url"
+            if code in MISCONFIGURED:
+                return "wait", f"HTTP {code}: the receiver refuses every event (URL or secret?)"
+            if code >= 500 or code in RETRYABLE:
+                return "retry", f"HTTP {code}"
+            return "refused", f"HTTP {code}"
+        except (urllib.error.URLError, OSError, http.client.HTTPException) as err:
+            return "wait", f"not reached: {getattr(err, 'reason', None) or err!r}"
 
     def deliver(self, events: list[Stored]) -> int:
         done = 0
         for s in events:
-            attempt, backoff = 1, self.first_backoff_s
+            attempts, sends, backoff = 0, 0, self.first_backoff_s
             while True:
-                ok, retry, what = self.post(s, attempt)
-                self.metrics.connected.labels(self.name).set(0 if what.startswith("not reached") else 1)
-                if ok:
+                sends += 1
+                outcome, what = self.post(s, sends)
+                self.metrics.connected.labels(self.name).set(0 if outcome == "wait" else 1)
+                if outcome == "delivered":
                     self.metrics.delivered.labels(self.name).inc()
                     break
                 self.metrics.failures.labels(self.name).inc()
-                if not retry or attempt >= self.max_attempts:
+                attempts += outcome != "wait"
+                if outcome == "refused" or attempts >= self.max_attempts:
                     log.error(
                         "bridge %s: event %s dead-lettered after %d attempts (%s)",
-                        self.name, s.event["event_id"], attempt, what,
+                        self.name, s.event["event_id"], attempts, what,
                     )  # fmt: skip
-                    self.state.dead_letter(s.position, s.event["event_id"], s.body, what, attempt)
+                    self.state.dead_letter(s.position, s.event["event_id"], s.body, what, attempts)
                     self.metrics.dead.labels(self.name).inc()
                     break
-                log.warning("bridge %s: %s, attempt %d; again in %.1f s", self.name, what, attempt, backoff)
+                level = (
+                    logging.ERROR
+                    if outcome == "wait" and not what.startswith("not reached")
+                    else logging.WARNING
+                )
+                log.log(level, "bridge %s: %s; again in %.1f s", self.name, what, backoff)
                 if self.stop_event.wait(backoff):
                     return done
-                if not what.startswith("not reached"):  # an outage is waited out (lag), not dead-lettered
-                    attempt += 1
                 backoff = min(backoff * 2, self.max_backoff_s)
             done = s.position
         return done

@@ -16,7 +16,8 @@ from typing import Any
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from ..errors import ConfigError
+from ..errors import ConfigError, SafeCityError
+from ..events.outbox import transaction
 from .store import ROLES, ConsoleStore
 
 SESSION_HOURS = 12.0
@@ -29,8 +30,15 @@ FAILURE_WINDOW_S = 15 * 60.0
 LOCKOUT_S = 30.0
 MAX_LOCKOUT_S = 15 * 60.0
 
+_now = time.time  # the clocks, replaceable in tests without touching the time module
+_monotonic = time.monotonic
+_verifying = threading.BoundedSemaphore(2)  # Argon2 takes 64 MiB and ~50 ms a check: at most 2 at once
 _hasher = PasswordHasher()  # Argon2id with the library's current recommended cost
 _DUMMY_HASH = _hasher.hash("a password nobody has, so unknown names cost the same time")
+
+
+class LoginBusy(SafeCityError):
+    """Password checks are all in use (a flood of log-ins): answered 503, tried again later."""
 
 
 @dataclass(frozen=True)
@@ -80,7 +88,7 @@ class Users:
                 raise ConfigError(f"user {name!r} exists already")
             self.store.db.execute(
                 "INSERT INTO console_users (name, role, pw_hash, created_at) VALUES (?, ?, ?, ?)",
-                (name, role, _hasher.hash(password), time.time()),
+                (name, role, _hasher.hash(password), _now()),
             )
             self.store.audit(by, "user.add", name, f"role {role}")
 
@@ -102,11 +110,14 @@ class Users:
     def _update(
         self, name: str, assignment: str, value: Any, *, by: str, action: str, detail: str = ""
     ) -> None:
-        with self.store.lock:
-            sql = f"UPDATE console_users SET {assignment} WHERE name = ?"
-            cur = self.store.db.execute(sql, (value, name))
+        db = self.store.db
+        with self.store.lock, transaction(db, "BEGIN IMMEDIATE"):
+            cur = db.execute(f"UPDATE console_users SET {assignment} WHERE name = ?", (value, name))
             if cur.rowcount == 0:
                 raise ConfigError(f"no user {name!r}")
+            admins = db.execute("SELECT COUNT(*) FROM console_users WHERE role = 'admin' AND NOT disabled")
+            if admins.fetchone()[0] == 0:  # rolled back: someone must be able to manage the users
+                raise ConfigError(f"{name} is the last enabled admin: make another admin first")
             self.store.audit(by, action, name, detail)
 
     def list(self) -> list[dict[str, Any]]:
@@ -123,10 +134,14 @@ class Users:
             row = self.store.db.execute(
                 "SELECT role, pw_hash, disabled FROM console_users WHERE name = ?", (name,)
             ).fetchone()
+        if not _verifying.acquire(timeout=5.0):
+            raise LoginBusy("too many log-ins at once: try again in a moment")
         try:
             _hasher.verify(row["pw_hash"] if row else _DUMMY_HASH, password)
         except (VerificationError, InvalidHashError):
             return None
+        finally:
+            _verifying.release()
         if row is None or row["disabled"]:
             return None
         if _hasher.check_needs_rehash(row["pw_hash"]):
@@ -139,8 +154,11 @@ class Users:
     # -- sessions ----------------------------------------------------------------------------
     def start_session(self, name: str, role: str) -> tuple[str, Session]:
         token = secrets.token_urlsafe(32)
-        now = time.time()
+        now = _now()
         session = Session(name, role, secrets.token_urlsafe(32), now + SESSION_HOURS * 3600)
+        for old, seen in list(self._seen.items()):
+            if now - seen > IDLE_MINUTES * 60:
+                self._seen.pop(old, None)
         with self.store.lock:
             self.store.db.execute("DELETE FROM console_sessions WHERE expires_at < ?", (now,))
             self.store.db.execute(
@@ -155,7 +173,7 @@ class Users:
         idle one past IDLE_MINUTES ends. ``touch``: this request counts as activity."""
         if not token or len(token) > 200:
             return None
-        now = time.time()
+        now = _now()
         with self.store.lock:
             row = self.store.db.execute(
                 "SELECT s.csrf, s.expires_at, s.created_at, u.name, u.role, u.disabled, s.token_sha256 "
@@ -190,36 +208,45 @@ def csrf_ok(session: Session, given: str | None) -> bool:
 
 class Throttle:
     """Failed log-ins per key (a user name, a client address): FREE_FAILURES in FAILURE_WINDOW_S
-    go free, then the key waits LOCKOUT_S, doubling with each further failure, up to MAX_LOCKOUT_S."""
+    go free, then the key waits LOCKOUT_S, doubling with each further failure, up to MAX_LOCKOUT_S.
+
+    ``attempt`` counts a try as failed before the password is checked (so parallel tries cannot slip
+    past the limit together); ``succeeded`` takes that back, and clears the user name's failures only
+    (a client's failures stay: logging in to one's own account does not reset guessing at others)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._failures: dict[str, list[float]] = {}
 
-    def wait_s(self, *keys: str) -> float:
-        """How long until these keys may try again (0: now)."""
-        now = time.monotonic()
-        longest = 0.0
-        with self._lock:
-            for key in keys:
-                times = [t for t in self._failures.get(key, []) if now - t < FAILURE_WINDOW_S]
-                self._failures[key] = times
-                extra = len(times) - FREE_FAILURES
-                if extra >= 0 and times:
-                    lock = min(LOCKOUT_S * 2**extra, MAX_LOCKOUT_S)
-                    longest = max(longest, times[-1] + lock - now)
-        return max(longest, 0.0)
+    def _wait(self, key: str, now: float) -> float:
+        times = [t for t in self._failures.get(key, ()) if now - t < FAILURE_WINDOW_S]
+        if times:
+            self._failures[key] = times
+        else:
+            self._failures.pop(key, None)
+        extra = len(times) - FREE_FAILURES
+        if extra < 0:
+            return 0.0
+        return max(times[-1] + min(LOCKOUT_S * 2**extra, MAX_LOCKOUT_S) - now, 0.0)
 
-    def failed(self, *keys: str) -> None:
-        now = time.monotonic()
+    def attempt(self, *keys: str) -> tuple[float, float]:
+        """(seconds to wait, 0 when the try may go ahead; the try's mark for ``succeeded``)."""
+        now = _monotonic()
         with self._lock:
+            wait = max((self._wait(k, now) for k in keys), default=0.0)
+            if wait > 0:
+                return wait, now
+            if len(self._failures) > 100_000:  # a flood of names: forget the oldest keys
+                for old in list(self._failures)[:50_000]:
+                    del self._failures[old]
             for key in keys:
                 self._failures.setdefault(key, []).append(now)
-                if len(self._failures) > 100_000:  # a flood of names: forget the oldest keys
-                    for old in list(self._failures)[:50_000]:
-                        del self._failures[old]
+        return 0.0, now
 
-    def succeeded(self, *keys: str) -> None:
+    def succeeded(self, user_key: str, *others: str, mark: float) -> None:
         with self._lock:
-            for key in keys:
-                self._failures.pop(key, None)
+            self._failures.pop(user_key, None)
+            for key in others:
+                times = self._failures.get(key)
+                if times and mark in times:
+                    times.remove(mark)

@@ -24,6 +24,11 @@ def add_console_options(p: argparse.ArgumentParser, *, default: str | None) -> N
         metavar="FILE",
         help="the console's users, sessions and audit log (default: beside --db)",
     )
+    p.add_argument(
+        "--public-url",
+        metavar="URL",
+        help="where browsers reach the console if not at --http (a TLS proxy: https://iccc.example)",
+    )
 
 
 def start_console(args: argparse.Namespace) -> Any:
@@ -32,7 +37,12 @@ def start_console(args: argparse.Namespace) -> Any:
     from .store import console_path
 
     db = Path(args.db)
-    console = Console(db, Path(args.console_db) if args.console_db else console_path(db), args.http)
+    console = Console(
+        db,
+        Path(args.console_db) if args.console_db else console_path(db),
+        args.http,
+        public_url=args.public_url,
+    )
     console.start()
     if not console.users.list():
         print(

@@ -80,7 +80,7 @@ class Feed(threading.Thread):
                 if failing:
                     log.warning("console: reading %s again", self.sink_db)
                 failing = False
-            except sqlite3.Error as err:
+            except Exception as err:  # the store gone, locked, corrupt: logged once, tried again
                 if not failing:
                     log.error("console: cannot read the sink store %s (%s); trying again", self.sink_db, err)
                 failing = True
@@ -109,7 +109,7 @@ class Feed(threading.Thread):
         cams = []
         for cam in camera_health(sink, self.store, time.time()):
             key = (cam["source"], cam["camera_id"])
-            seen = (cam["state"], cam["incidents_today"], cam["analysed_fps"], cam["behind"])
+            seen = (cam["state"], cam["incidents_today"], cam["behind"])  # rates: the page polls
             if self._cameras.get(key) != seen:
                 self._cameras[key] = seen
                 cams.append(("camera", cam))

@@ -107,10 +107,10 @@ def _objects(event: dict[str, Any]) -> str:
     rows = "".join(
         f"<tr><td>{e(o.get('label'))}</td><td>{e(o.get('track_id'))}</td>"
         f"<td>{float(o.get('confidence', 0)):.2f}</td>"
-        f"<td>{e(o.get('role', ''))}</td></tr>"
+        f"<td>{e(', '.join(o.get('models') or []))}{' (lying down)' if o.get('down') else ''}</td></tr>"
         for o in event.get("objects", [])
     )
-    head = "<tr><th>Object</th><th>Track</th><th>Confidence</th><th>Role</th></tr>"
+    head = "<tr><th>Object</th><th>Track</th><th>Confidence</th><th>Detected by</th></tr>"
     return f"<table><thead>{head}</thead>{rows}</table>"
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import secrets
 import socket
@@ -16,13 +17,13 @@ from http.cookies import CookieError, SimpleCookie
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, quote, unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from ..control import is_loopback, parse_bind
 from ..errors import ConfigError, SafeCityError
 from ..events.clip_store import SUFFIX, clips_dir
-from . import pages
-from .auth import Session, Throttle, Users, csrf_ok
+from . import auth, pages
+from .auth import LoginBusy, Session, Throttle, Users, csrf_ok
 from .feed import Feed, camera_health, open_sink_store
 from .store import STATES, Action, ActionRefused, ConsoleStore
 from .zones import export_yaml
@@ -46,7 +47,11 @@ _TYPES = {".css": "text/css; charset=utf-8", ".js": "text/javascript; charset=ut
 class Console:
     """The console for the sink store at ``sink_db`` (its own store at ``console_db``)."""
 
-    def __init__(self, sink_db: Path, console_db: Path, bind: str = "127.0.0.1:8080") -> None:
+    def __init__(
+        self, sink_db: Path, console_db: Path, bind: str = "127.0.0.1:8080", *, public_url: str | None = None
+    ) -> None:
+        """``public_url``: where browsers reach it when that is not ``bind`` (a TLS proxy in front:
+        https:// there makes the session cookie Secure). Other Host headers are refused (DNS rebinding)."""
         host, port = parse_bind(bind)
         self.sink_db = sink_db
         self.store = ConsoleStore(console_db)
@@ -63,6 +68,19 @@ class Console:
         self.httpd.daemon_threads = True
         self.port = int(self.httpd.server_address[1])
         self.url = f"http://{host}:{self.port}" if ":" not in host else f"http://[{host}]:{self.port}"
+        self.hosts = {urlsplit(self.url).netloc}
+        if is_loopback(host):
+            self.hosts |= {f"{h}:{self.port}" for h in ("localhost", "127.0.0.1", "[::1]")}
+        self.secure_cookies = False
+        if public_url:
+            u = urlsplit(public_url)
+            if u.scheme not in ("http", "https") or not u.netloc:
+                raise ConfigError(f"--public-url {public_url!r}: expected http(s)://HOST[:PORT]")
+            self.hosts.add(u.netloc)
+            self.secure_cookies = u.scheme == "https"
+        self.closing = False
+        self._notices: dict[str, str] = {}  # session's CSRF token -> a message for its next page
+        self._throttle_logged: dict[str, float] = {}
         if not is_loopback(host):
             log.warning("console listening beyond loopback (%s): put TLS in front of it", self.url)
         self._thread = threading.Thread(target=self.httpd.serve_forever, name="console", daemon=True)
@@ -73,10 +91,30 @@ class Console:
         log.info("console on %s", self.url)
 
     def close(self) -> None:
+        self.closing = True
         self.feed.stop()
         self.httpd.shutdown()
         self.httpd.server_close()
         self.store.close()
+
+    def notice(self, session: Session, text: str) -> None:
+        """A message the session's next page shows (never carried in the URL: nobody can forge one)."""
+        if len(self._notices) > 10_000:
+            self._notices.clear()
+        self._notices[session.csrf] = text[:500]
+
+    def take_notice(self, session: Session) -> str:
+        return self._notices.pop(session.csrf, "")
+
+    def note_throttled(self, key: str) -> bool:
+        """Whether a throttled log-in for ``key`` is worth recording (once a minute per key)."""
+        now = time.monotonic()
+        if now - self._throttle_logged.get(key, float("-inf")) < 60.0:
+            return False
+        if len(self._throttle_logged) > 10_000:
+            self._throttle_logged.clear()
+        self._throttle_logged[key] = now
+        return True
 
     def sink(self) -> sqlite3.Connection | None:
         return open_sink_store(self.sink_db)
@@ -108,6 +146,8 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "safecity-console"
     sys_version = ""
     protocol_version = "HTTP/1.1"
+    timeout = 30  # a client that stalls (slow body, idle keep-alive, a stream it stopped reading) is dropped
+    _consumed = True  # the request's body has been read (or it had none)
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
         log.debug("console %s %s", self.address_string(), format % args)
@@ -137,6 +177,9 @@ class _Handler(BaseHTTPRequestHandler):
         cookies: list[str] | None = None,
     ) -> None:
         self.send_response(status)
+        if not self._consumed:  # a body left unread would be taken for the next request: close instead
+            self.close_connection = True
+            self.send_header("Connection", "close")
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Content-Security-Policy", CSP)
@@ -162,6 +205,10 @@ class _Handler(BaseHTTPRequestHandler):
     def _redirect(self, where: str, cookies: list[str] | None = None) -> None:
         self._respond(303, b"", "text/plain", {"Location": where}, cookies)
 
+    def _notice(self, session: Session, text: str, where: str) -> None:
+        self.console.notice(session, text)
+        self._redirect(where)
+
     def _error(self, status: int, message: str, session: Session | None, api: bool) -> None:
         if api:
             self._json(status, {"error": message})
@@ -170,10 +217,13 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _body(self) -> dict[str, Any]:
         """A form's or a JSON body's fields; ValueError when it is too big or not either."""
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            raise ValueError("chunked bodies are not accepted: send Content-Length")
         length = int(self.headers.get("Content-Length") or 0)
         if length < 0 or length > MAX_BODY:
             raise ValueError(f"the request body is over {MAX_BODY} bytes")
         raw = self.rfile.read(length) if length else b""
+        self._consumed = True
         kind = self.headers.get("Content-Type", "").split(";")[0].strip()
         if kind == "application/json":
             value = json.loads(raw or b"{}")
@@ -192,7 +242,8 @@ class _Handler(BaseHTTPRequestHandler):
         return str(self.client_address[0])
 
     def _session_cookie(self, token: str, max_age: int) -> str:
-        return f"{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}"
+        secure = "; Secure" if self.console.secure_cookies else ""
+        return f"{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}"
 
     # -- routing ----------------------------------------------------------------------------
     def do_GET(self) -> None:  # noqa: N802 - http.server's names
@@ -205,6 +256,16 @@ class _Handler(BaseHTTPRequestHandler):
         self._route("POST")
 
     def _route(self, method: str) -> None:
+        length = self.headers.get("Content-Length", "0").strip()
+        self._consumed = "Transfer-Encoding" not in self.headers and length in ("", "0")
+        if self.console.closing:
+            self._consumed = False
+            return self._respond(503, b"the console is stopping\n", "text/plain")
+        if self.headers.get("Host") not in self.console.hosts:  # DNS rebinding, or a wrong --public-url
+            self._consumed = False
+            return self._respond(
+                421, b"unknown host: the console answers to its own address only\n", "text/plain"
+            )
         url = urlsplit(self.path)
         path = url.path
         parts = [unquote(p) for p in path.strip("/").split("/")] if path.strip("/") else []
@@ -239,6 +300,8 @@ class _Handler(BaseHTTPRequestHandler):
         except SafeCityError as err:
             self._error(400, str(err), None, api)
         except Exception:
+            if self.console.closing:  # its store closed under a request in flight: nothing to report
+                return
             log.exception("console: %s %s failed", method, path)
             self._error(500, "internal error (logged)", None, api)
 
@@ -255,7 +318,7 @@ class _Handler(BaseHTTPRequestHandler):
                 clip = ((inc["event"].get("evidence") or {}).get("clip") or {}).get("sha256", "")
                 exists = bool(SHA_RE.match(clip)) and c.clip_path(clip).exists()
                 return self._html(
-                    200, pages.incident_page(session, inc, clip_exists=exists, notice=q.get("n", ""))
+                    200, pages.incident_page(session, inc, clip_exists=exists, notice=c.take_notice(session))
                 )
             case ["cameras"]:
                 return self._html(200, pages.cameras_page(session))
@@ -267,7 +330,7 @@ class _Handler(BaseHTTPRequestHandler):
                     200, pages.zone_editor(session, source, camera, c.store.latest_snapshot(source, camera))
                 )
             case ["users"] if session.may("admin"):
-                return self._html(200, pages.users_page(session, c.users.list(), q.get("n", "")))
+                return self._html(200, pages.users_page(session, c.users.list(), c.take_notice(session)))
             case ["audit"] if session.may("admin"):
                 return self._html(200, pages.audit_page(session, c.store.audit_log(500)))
             case ["users"] | ["audit"]:
@@ -335,7 +398,8 @@ class _Handler(BaseHTTPRequestHandler):
                     if api:
                         return self._json(err.status, {"error": str(err)})
                     href = pages.incident_href(source, incident_id)
-                    return self._redirect(f"{href}?n={_q(str(err))}")
+                    c.notice(session, str(err))
+                    return self._redirect(href)
                 if api:
                     return self._json(200, inc)
                 return self._redirect(pages.incident_href(source, incident_id))
@@ -359,8 +423,8 @@ class _Handler(BaseHTTPRequestHandler):
                         by=session.user,
                     )
                 except ConfigError as err:
-                    return self._redirect(f"/users?n={_q(str(err))}")
-                return self._redirect(f"/users?n={_q('added ' + str(body.get('name')))}")
+                    return self._notice(session, str(err), "/users")
+                return self._notice(session, f"added {body.get('name')}", "/users")
             case ["users", name] if session.may("admin"):
                 try:
                     what = body.get("do")
@@ -373,8 +437,8 @@ class _Handler(BaseHTTPRequestHandler):
                     else:
                         raise ConfigError("expected do=role, disable or enable")
                 except ConfigError as err:
-                    return self._redirect(f"/users?n={_q(str(err))}")
-                return self._redirect(f"/users?n={_q('changed ' + name)}")
+                    return self._notice(session, str(err), "/users")
+                return self._notice(session, f"changed {name}", "/users")
             case ["users"] | ["users", _]:
                 return self._error(403, "admins only", session, api)
         return self._error(404, "not found", session, api)
@@ -405,23 +469,26 @@ class _Handler(BaseHTTPRequestHandler):
         ):
             return self._login_form("the log-in form expired: try again", status=403)
         name, password = str(body.get("name", ""))[:64], str(body.get("password", ""))
-        keys = (f"user:{name.lower()}", f"client:{self._client()}")
-        wait = c.throttle.wait_s(*keys)
+        user_key, client_key = f"user:{name.lower()}", f"client:{self._client()}"
+        wait, mark = c.throttle.attempt(user_key, client_key)
         if wait > 0:
-            c.store.audit(name or "?", "login.throttled", client=self._client())
-            log.warning("console: log-in for %r from %s throttled (%.0f s)", name, self._client(), wait)
+            if c.note_throttled(user_key):  # once a minute per name: a flood fills neither disk nor log
+                c.store.audit(name or "?", "login.throttled", client=self._client())
+                log.warning("console: log-in for %r from %s throttled (%.0f s)", name, self._client(), wait)
             self._login_form(f"Too many failed log-ins: try again in {wait:.0f} s.", name, status=429)
             return
-        role = c.users.verify(name, password)
+        try:
+            role = c.users.verify(name, password)
+        except LoginBusy as err:
+            return self._login_form(str(err), name, status=503)
         if role is None:
-            c.throttle.failed(*keys)
             c.store.audit(name or "?", "login.failed", client=self._client())
             log.warning("console: failed log-in for %r from %s", name, self._client())
             return self._login_form("Wrong user name or password.", name, status=401)
-        c.throttle.succeeded(*keys)
+        c.throttle.succeeded(user_key, client_key, mark=mark)
         token, session = c.users.start_session(name, role)
         c.store.audit(name, "login", client=self._client())
-        max_age = int(session.expires_at - time.time())
+        max_age = int(session.expires_at - auth._now())
         self._redirect(
             "/", [self._session_cookie(token, max_age), f"{LOGIN_COOKIE}=; Path=/login; Max-Age=0"]
         )
@@ -436,12 +503,14 @@ class _Handler(BaseHTTPRequestHandler):
     def _clip(self, path: Path, session: Session) -> None:
         """An evidence clip, with byte ranges (browsers seek in a video with them)."""
         try:
-            data = path.read_bytes()
+            f = path.open("rb")
         except OSError:
             return self._error(404, "no such clip (yet)", session, False)
-        size = len(data)
-        m = re.fullmatch(r"bytes=(\d*)-(\d*)", self.headers.get("Range", "").strip())
-        if m and (m.group(1) or m.group(2)):
+        with f:
+            size = os.fstat(f.fileno()).st_size
+            m = re.fullmatch(r"bytes=(\d*)-(\d*)", self.headers.get("Range", "").strip())
+            if not (m and (m.group(1) or m.group(2))):
+                return self._respond(200, f.read(), "video/mp4", {"Accept-Ranges": "bytes"})
             if m.group(1):
                 start = int(m.group(1))
                 end = min(int(m.group(2)), size - 1) if m.group(2) else size - 1
@@ -449,9 +518,9 @@ class _Handler(BaseHTTPRequestHandler):
                 start, end = max(size - int(m.group(2)), 0), size - 1
             if start >= size or start > end:
                 return self._respond(416, b"", "video/mp4", {"Content-Range": f"bytes */{size}"})
+            f.seek(start)
             headers = {"Content-Range": f"bytes {start}-{end}/{size}", "Accept-Ranges": "bytes"}
-            return self._respond(206, data[start : end + 1], "video/mp4", headers)
-        self._respond(200, data, "video/mp4", {"Accept-Ranges": "bytes"})
+            self._respond(206, f.read(end - start + 1), "video/mp4", headers)
 
     def _stream(self) -> None:
         """Server-Sent Events: ``incident`` and ``camera`` changes as they happen, until the session
@@ -462,6 +531,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Cache-Control", "no-store")
         self.send_header("X-Accel-Buffering", "no")
         self.end_headers()
+        if self.command == "HEAD":
+            return
         self.close_connection = True
         after = feed.latest
         checked = time.monotonic()
@@ -470,6 +541,9 @@ class _Handler(BaseHTTPRequestHandler):
         while not feed.stop_event.is_set():
             changes = feed.wait(after, STREAM_KEEPALIVE_S)
             out = []
+            if changes and changes[0][0] > after + 1:  # it fell behind what the feed keeps: start over
+                out.append(f"id: {changes[-1][0]}\nevent: reload\ndata: {{}}\n\n")
+                after, changes = changes[-1][0], []
             for number, kind, data in changes:
                 after = number
                 out.append(f"id: {number}\nevent: {kind}\ndata: {json.dumps(data, default=str)}\n\n")
@@ -480,7 +554,3 @@ class _Handler(BaseHTTPRequestHandler):
                     return
             self.wfile.write(("".join(out) or ": keep-alive\n\n").encode())
             self.wfile.flush()
-
-
-def _q(text: str) -> str:
-    return quote(text[:300], safe="")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import sqlite3
 import threading
 import time
@@ -19,6 +20,8 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from ..errors import SafeCityError
 from ..events.outbox import open_durable, transaction
+
+log = logging.getLogger(__name__)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS console_users (
@@ -58,6 +61,7 @@ CREATE TABLE IF NOT EXISTS incidents (
     state_by TEXT,
     state_at REAL,
     events INTEGER NOT NULL DEFAULT 0,
+    last_seq INTEGER NOT NULL,
     snapshot_sha256 TEXT,
     body TEXT NOT NULL,
     rev INTEGER NOT NULL,
@@ -201,64 +205,75 @@ class ConsoleStore:
     @_locked
     def ingest(self, rows: list[tuple[int, str]], name: str = "sink") -> int:
         """The sink's events ``(rowid, body)`` into incidents, with the cursor, in one transaction;
-        how many incidents changed."""
+        how many were new. One that cannot be read is logged and skipped, never stops the rest."""
         if not rows:
             return 0
-        changed: set[tuple[str, str]] = set()
+        before = self._rev()
         with transaction(self.db, "BEGIN IMMEDIATE"):
             rev = self._rev()
-            for _, body in rows:
-                e = json.loads(body)
-                key = (e["source"], e["incident_id"])
-                evidence = e.get("evidence") or {}
-                sha = evidence.get("sha256")
-                added = self.db.execute(
-                    "INSERT INTO incident_events (source, incident_id, event_id, seq, status, emitted_at, "
-                    "snapshot_sha256) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                    (*key, e["event_id"], e["seq"], e["status"], e["emitted_at"], sha),
-                ).rowcount
-                if not added:
-                    continue
-                rev += 1
-                changed.add(key)
-                # the latest event (by the edge's own order) describes the incident; the first keeps
-                # its start; an end is an end whatever arrives after it
-                self.db.execute(
-                    "INSERT INTO incidents (source, incident_id, type, severity, camera_id, zone, "
-                    "started_at, last_at, edge_status, events, snapshot_sha256, body, rev) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?) "
-                    "ON CONFLICT (source, incident_id) DO UPDATE SET events = incidents.events + 1, "
-                    "rev = excluded.rev, "
-                    "severity = CASE WHEN excluded.last_at >= incidents.last_at THEN excluded.severity "
-                    "ELSE incidents.severity END, "
-                    "body = CASE WHEN excluded.last_at >= incidents.last_at THEN excluded.body "
-                    "ELSE incidents.body END, "
-                    "snapshot_sha256 = COALESCE(CASE WHEN excluded.last_at >= incidents.last_at "
-                    "THEN excluded.snapshot_sha256 END, incidents.snapshot_sha256), "
-                    "edge_status = CASE WHEN incidents.edge_status = 'end' OR excluded.edge_status = 'end' "
-                    "THEN 'end' WHEN excluded.last_at >= incidents.last_at THEN excluded.edge_status "
-                    "ELSE incidents.edge_status END, "
-                    "last_at = MAX(incidents.last_at, excluded.last_at)",
-                    (
-                        *key,
-                        e["type"],
-                        e["severity"],
-                        e["camera_id"],
-                        e.get("zone"),
-                        e["started_at"],
-                        e["emitted_at"],
-                        e["status"],
-                        sha,
-                        body,
-                        rev,
-                    ),
-                )
+            for position, body in rows:
+                self.db.execute("SAVEPOINT one")
+                try:
+                    if self._ingest_one(json.loads(body), body, rev + 1):
+                        rev += 1
+                except (ValueError, KeyError, TypeError, sqlite3.Error) as err:  # never stop the feed
+                    self.db.execute("ROLLBACK TO one")
+                    log.error("console: event #%d of the sink store skipped: %s", position, err)
+                self.db.execute("RELEASE one")
             self.db.execute(
                 "INSERT INTO console_cursor (name, position) VALUES (?, ?) "
                 "ON CONFLICT (name) DO UPDATE SET position = excluded.position",
                 (name, rows[-1][0]),
             )
-        return len(changed)
+        return self._rev() - before
+
+    def _ingest_one(self, e: dict[str, Any], body: str, rev: int) -> bool:
+        """One event into its incident (at ``rev``); False when it was in already."""
+        key = (e["source"], e["incident_id"])
+        sha = (e.get("evidence") or {}).get("sha256")
+        added = self.db.execute(
+            "INSERT INTO incident_events (source, incident_id, event_id, seq, status, emitted_at, "
+            "snapshot_sha256) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            (*key, e["event_id"], e["seq"], e["status"], e["emitted_at"], sha),
+        ).rowcount
+        if not added:
+            return False
+        # the edge's own order (seq) says which step is the latest: it describes the incident;
+        # the first keeps its start; an end is an end whatever arrives after it
+        self.db.execute(
+            "INSERT INTO incidents (source, incident_id, type, severity, camera_id, zone, "
+            "started_at, last_at, edge_status, events, last_seq, snapshot_sha256, body, rev) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?) "
+            "ON CONFLICT (source, incident_id) DO UPDATE SET events = incidents.events + 1, "
+            "rev = excluded.rev, "
+            "severity = CASE WHEN excluded.last_seq > incidents.last_seq THEN excluded.severity "
+            "ELSE incidents.severity END, "
+            "body = CASE WHEN excluded.last_seq > incidents.last_seq THEN excluded.body "
+            "ELSE incidents.body END, "
+            "snapshot_sha256 = COALESCE(CASE WHEN excluded.last_seq > incidents.last_seq "
+            "THEN excluded.snapshot_sha256 END, incidents.snapshot_sha256), "
+            "edge_status = CASE WHEN incidents.edge_status = 'end' OR excluded.edge_status = 'end' "
+            "THEN 'end' WHEN excluded.last_seq > incidents.last_seq THEN excluded.edge_status "
+            "ELSE incidents.edge_status END, "
+            "last_at = CASE WHEN excluded.last_seq > incidents.last_seq THEN excluded.last_at "
+            "ELSE incidents.last_at END, "
+            "last_seq = MAX(incidents.last_seq, excluded.last_seq)",
+            (
+                *key,
+                e["type"],
+                e["severity"],
+                e["camera_id"],
+                e.get("zone"),
+                e["started_at"],
+                e["emitted_at"],
+                e["status"],
+                e["seq"],
+                sha,
+                body,
+                rev,
+            ),
+        )
+        return True
 
     def _rev(self) -> int:
         return int(self.db.execute("SELECT COALESCE(MAX(rev), 0) FROM incidents").fetchone()[0])
@@ -347,7 +362,8 @@ class ConsoleStore:
                 raise ActionRefused(f"no incident {incident_id} from {source}", 404)
             state = row["state"]
             if act.expected is not None and act.expected != state:
-                raise ActionRefused(f"the incident is {state.replace('_', ' ')} now (by {row['state_by']})")
+                by = f" (by {row['state_by']})" if row["state_by"] else ""
+                raise ActionRefused(f"the incident is {state.replace('_', ' ')} now{by}")
             if state not in allowed:
                 raise ActionRefused(f"cannot {act.action.replace('_', ' ')} an incident that is {state}")
             self.db.execute(

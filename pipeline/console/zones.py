@@ -10,6 +10,7 @@ from pydantic import ValidationError
 
 from ..config import LineConfig, ZoneConfig
 from ..errors import ConfigError
+from ..events.heartbeat import ID_RE
 
 MAX_SHAPES = 64
 
@@ -25,6 +26,8 @@ def export_yaml(camera_id: str, body: Any) -> str:
     ConfigError naming the shape and the field when one would not load."""
     if not isinstance(body, dict):
         raise ConfigError("expected a JSON object with 'zones' and 'lines'")
+    if not ID_RE.fullmatch(camera_id):
+        raise ConfigError(f"camera_id: expected {ID_RE.pattern}, got {camera_id[:80]!r}")
     zones_in, lines_in = body.get("zones") or [], body.get("lines") or []
     if not isinstance(zones_in, list) or not isinstance(lines_in, list):
         raise ConfigError("'zones' and 'lines' must be lists")
@@ -47,7 +50,9 @@ def export_yaml(camera_id: str, body: Any) -> str:
             item["normalized"] = True
             try:
                 cfg = model.model_validate(item)
-            except ValidationError as err:
+            except (ValidationError, TypeError, ValueError) as err:
+                if not isinstance(err, ValidationError):
+                    raise ConfigError(f"{kind} {i + 1}: points must be [x, y] numbers") from None
                 first = err.errors()[0]
                 where = ".".join(str(p) for p in first["loc"]) or "shape"
                 raise ConfigError(f"{kind} {item.get('name') or i + 1!r}: {where}: {first['msg']}") from None

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import sqlite3
 import time
 from collections.abc import Callable
@@ -29,6 +30,10 @@ VERSION = 1
 INTERVAL_S = 5.0
 STALE_AFTER_INTERVALS = 3  # an edge silent for this many intervals: its cameras are shown as unknown
 MAX_CAMERAS = 4096
+MAX_BYTES = 1 << 20
+MIN_INTERVAL_S, MAX_INTERVAL_S = 0.5, 300.0
+ID_RE = re.compile(r"[A-Za-z0-9_.\-]{1,64}")  # the event schema's pattern for source and camera_id
+STATE_RE = re.compile(r"[a-z_]{1,32}")
 
 HEARTBEAT_SCHEMA = """
 CREATE TABLE IF NOT EXISTS edges (
@@ -60,48 +65,72 @@ class Heartbeat:
 def _number(value: Any, field: str, *, optional: bool = False) -> float | None:
     if value is None and optional:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
-        raise SchemaError(f"heartbeat: {field} must be a number >= 0, got {value!r}")
+    try:
+        ok = (
+            not isinstance(value, bool)
+            and isinstance(value, int | float)
+            and math.isfinite(value)
+            and value >= 0
+        )
+    except OverflowError:  # an integer too big for a float
+        ok = False
+    if not ok:
+        raise SchemaError(f"heartbeat: {field} must be a number >= 0, got {str(value)[:40]}")
     return float(value)
 
 
+def _refuse_constant(name: str) -> Any:
+    raise SchemaError(f"heartbeat: {name} is not a number JSON allows")
+
+
+def _ident(value: Any, what: str) -> str:
+    if not isinstance(value, str) or not ID_RE.fullmatch(value):
+        raise SchemaError(
+            f"heartbeat: {what} must match {ID_RE.pattern} (as in events), got {str(value)[:80]!r}"
+        )
+    return value
+
+
 def parse(raw: bytes) -> Heartbeat:
-    """The heartbeat in ``raw``; SchemaError naming what is wrong."""
+    """The heartbeat in ``raw``; SchemaError naming what is wrong. Ids follow the events' own
+    pattern (so they are safe in MQTT topics and config files); intervals are clamped."""
+    if len(raw) > MAX_BYTES:
+        raise SchemaError(f"heartbeat: over {MAX_BYTES} bytes")
     try:
-        body = json.loads(raw)
-    except ValueError as err:
-        raise SchemaError(f"heartbeat: not JSON: {err}") from None
+        body = json.loads(raw, parse_constant=_refuse_constant)
+    except (ValueError, RecursionError) as err:
+        raise SchemaError(f"heartbeat: not JSON: {str(err)[:200]}") from None
     if not isinstance(body, dict):
         raise SchemaError("heartbeat: expected a JSON object")
     v = body.get("v")
     if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-        raise SchemaError(f"heartbeat: version 'v' must be an integer >= 1, got {v!r}")
-    source = body.get("source")
-    if not isinstance(source, str) or not source or len(source) > 128:
-        raise SchemaError("heartbeat: 'source' must be the edge id")
+        raise SchemaError(f"heartbeat: version 'v' must be an integer >= 1, got {str(v)[:40]}")
+    source = _ident(body.get("source"), "'source' (the edge id)")
     interval = _number(body.get("interval_s", INTERVAL_S), "interval_s") or INTERVAL_S
     cams = body.get("cameras")
     if not isinstance(cams, list) or len(cams) > MAX_CAMERAS:
         raise SchemaError(f"heartbeat: 'cameras' must be a list of at most {MAX_CAMERAS}")
     cameras = []
     for cam in cams:
-        if not isinstance(cam, dict) or not isinstance(cam.get("id"), str) or not cam["id"]:
-            raise SchemaError("heartbeat: each camera needs an 'id'")
+        if not isinstance(cam, dict):
+            raise SchemaError("heartbeat: each camera must be an object")
+        cid = _ident(cam.get("id"), "a camera's 'id'")
         state = cam.get("state")
-        if not isinstance(state, str) or not 0 < len(state) <= 32:
+        if not isinstance(state, str) or not STATE_RE.fullmatch(state):
             raise SchemaError(
-                f"heartbeat: camera {cam['id']!r} needs a 'state' (e.g. up, down), got {state!r}"
+                f"heartbeat: camera {cid!r} needs a 'state' (e.g. up, down), got {str(state)[:40]!r}"
             )
         _number(cam.get("last_frame_age_s"), "last_frame_age_s", optional=True)
         _number(cam.get("analysed_fps", 0), "analysed_fps")
         cameras.append(cam)
-    return Heartbeat(source, max(interval, 0.5), cameras, body)
+    return Heartbeat(source, min(max(interval, MIN_INTERVAL_S), MAX_INTERVAL_S), cameras, body)
 
 
 def store(db: sqlite3.Connection, beats: list[Heartbeat], now: float) -> None:
     """The latest of each edge and camera, in the open transaction (a camera's ``changed_at`` moves
-    when its state does)."""
-    for hb in beats:
+    when its state does); of several heartbeats from one edge, the last."""
+    latest = {hb.source: hb for hb in beats}
+    for hb in latest.values():
         db.execute(
             "INSERT INTO edges (source, received_at, interval_s, body) VALUES (?, ?, ?, ?) "
             "ON CONFLICT (source) DO UPDATE SET received_at = excluded.received_at, "
@@ -115,6 +144,12 @@ def store(db: sqlite3.Connection, beats: list[Heartbeat], now: float) -> None:
             "ELSE excluded.changed_at END, state = excluded.state, received_at = excluded.received_at, "
             "body = excluded.body",
             [(hb.source, c["id"], c["state"], now, now, json.dumps(c)) for c in hb.cameras],
+        )
+        # a camera the edge no longer reports (taken out of its config) is not left "up" for ever
+        db.execute(
+            "UPDATE cameras SET state = 'removed', changed_at = ?, received_at = ? "
+            "WHERE source = ? AND received_at < ? AND state != 'removed'",
+            (now, now, hb.source, now),
         )
 
 

@@ -382,7 +382,7 @@ class Sink:
             if self.clips is not None:
                 self.clips.forget_done(db)
             now = time.time()
-            store_heartbeats(db, beats, now)
+            self._store_heartbeats(db, beats, now)
             new = self._store(db, accepted, now)
             if accepted:  # crash points count batches that carry events
                 failpoint("sink.before_commit")
@@ -523,13 +523,25 @@ class Sink:
         try:
             beat = parse_heartbeat(raw)
             grant = self._check_source(beat.source, user)
-        except SchemaError as err:
+        except Exception as err:  # whatever a hostile heartbeat provokes, it is only refused
             self.metrics.rejected.labels(reason="heartbeat refused").inc()
             log.warning("heartbeat refused: %s", str(err)[:300])
             return None
         if grant is not None and grant.cameras is not None:
             beat.cameras[:] = [c for c in beat.cameras if c["id"] in grant.cameras]
         return beat
+
+    def _store_heartbeats(self, db: sqlite3.Connection, beats: list[Heartbeat], now: float) -> None:
+        """Camera health, under a savepoint: whatever goes wrong with it never costs the batch's events."""
+        if not beats:
+            return
+        db.execute("SAVEPOINT heartbeats")
+        try:
+            store_heartbeats(db, beats, now)
+        except (sqlite3.Error, ValueError) as err:  # UnicodeEncodeError is a ValueError
+            db.execute("ROLLBACK TO heartbeats")
+            log.warning("heartbeats not stored: %s", err)
+        db.execute("RELEASE heartbeats")
 
     def _reject(self, err: SchemaError, frames: list[bytes]) -> list[bytes]:
         """Count and log a rejected message; the NACK's [event id, reason]."""

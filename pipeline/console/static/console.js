@@ -30,6 +30,7 @@ function stream(handlers) {
   es.addEventListener("hello", () => { if (live) { live.textContent = "live"; live.classList.remove("off"); } if (handlers.open) handlers.open(); });
   es.onerror = () => { if (live) { live.textContent = "reconnecting"; live.classList.add("off"); } };
   es.addEventListener("logout", () => { location.href = "/login"; });
+  es.addEventListener("reload", () => { if (handlers.open) handlers.open(); else location.reload(); });
   for (const kind of ["incident", "camera"]) {
     if (handlers[kind]) es.addEventListener(kind, (ev) => handlers[kind](JSON.parse(ev.data)));
   }
@@ -141,6 +142,7 @@ function camerasPage() {
   };
   const load = async () => { cams.clear(); for (const c of await api("/api/cameras")) cams.set(c.source + "/" + c.camera_id, c); render(); };
   stream({ open: load, camera: (c) => { cams.set(c.source + "/" + c.camera_id, c); render(); } });
+  setInterval(load, 10000); // rates and ages; state changes come at once over the stream
 }
 
 // -- the zone editor ------------------------------------------------------------------------------
