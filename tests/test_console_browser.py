@@ -6,6 +6,7 @@ pipeline with it. Screenshots go to test-artifacts/console/."""
 from __future__ import annotations
 
 import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -13,6 +14,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+
+from pipeline.console.edges import EdgeControl
 
 from .conftest import unavailable
 from .iccc import PASSWORD, Iccc, video_frame
@@ -76,6 +79,16 @@ def log_in(driver, url: str, name: str) -> None:
     driver.find_element(By.NAME, "password").send_keys(PASSWORD)
     driver.find_element(By.CSS_SELECTOR, "form.login button").click()
     wait(driver, lambda d: d.find_element(By.ID, "live").text == "live")
+
+
+def click_at(driver, canvas, fx: float, fy: float) -> None:
+    """A click at (fx, fy) of the canvas, in fractions of its size (Selenium offsets from the centre)."""
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    w, h = canvas.size["width"], canvas.size["height"]
+    ActionChains(driver).move_to_element_with_offset(
+        canvas, int((fx - 0.5) * w), int((fy - 0.5) * h)
+    ).click().perform()
 
 
 def shot(driver, name: str) -> Path:
@@ -148,7 +161,6 @@ def test_operators_work_an_incident_live_in_two_windows(
 def test_a_zone_drawn_in_the_browser_runs_in_the_pipeline(
     browser_factory, iccc: Iccc, tmp_path: Path, clips: list[Path], vtest: Path
 ) -> None:
-    from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
 
     edge = iccc.edge(tmp_path, source="edge-7", cameras=("cam0",))
@@ -166,20 +178,15 @@ def test_a_zone_drawn_in_the_browser_runs_in_the_pipeline(
     canvas = wait(d, lambda d: d.find_element(By.ID, "zone-canvas"))
     # the camera's latest snapshot (768x576) is drawn: the canvas takes its shape
     wait(d, lambda d: d.execute_script("return document.getElementById('zone-canvas').height") == 720)
-    w, h = canvas.size["width"], canvas.size["height"]
     for fx, fy in ((0.1, 0.5), (0.6, 0.5), (0.6, 0.9), (0.1, 0.9)):  # offsets are from the centre
-        ActionChains(d).move_to_element_with_offset(
-            canvas, int((fx - 0.5) * w), int((fy - 0.5) * h)
-        ).click().perform()
+        click_at(d, canvas, fx, fy)
     name = d.find_element(By.ID, "shape-name")
     name.clear()
     name.send_keys("footpath")
     d.find_element(By.ID, "close-polygon").click()
     d.find_element(By.ID, "new-line").click()
     for fx, fy in ((0.2, 0.3), (0.8, 0.3)):
-        ActionChains(d).move_to_element_with_offset(
-            canvas, int((fx - 0.5) * w), int((fy - 0.5) * h)
-        ).click().perform()
+        click_at(d, canvas, fx, fy)
     d.find_element(By.ID, "export").click()
     text = wait(d, lambda d: d.find_element(By.ID, "yaml").get_attribute("value"))
     shot(d, "zone-editor")
@@ -192,6 +199,12 @@ def test_a_zone_drawn_in_the_browser_runs_in_the_pipeline(
     assert line["name"] == "line-2" and len(line["points"]) == 2
 
     # the exported keys go into a camera of a config, and `safecity run` runs it, reporting to this sink
+    # and serving its control interface, which the console is told about
+    control, token = free_port(), tmp_path / "control.token"
+    token.write_text("a control token of some length\n")
+    iccc.console.edges["edge-9"] = EdgeControl(
+        "edge-9", f"http://127.0.0.1:{control}", token.read_text().strip()
+    )
     cfg = write_config(
         tmp_path / "edge.yaml",
         edge_id="edge-9",
@@ -203,14 +216,61 @@ def test_a_zone_drawn_in_the_browser_runs_in_the_pipeline(
         },
         sink={"endpoint": iccc.endpoint, "outbox": str(tmp_path / "edge9.sqlite"), "insecure": True},
     )
-    run = subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", "run", str(cfg), "--duration", "4", "--quiet"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert run.returncode == 0, run.stderr
-    # its heartbeats reached the console: the camera of the run is listed with its edge
-    d.get(iccc.url + "/cameras")
-    wait(d, lambda d: "edge-9" in d.find_element(By.ID, "cameras").text)
-    shot(d, "cameras")
+    run = subprocess.Popen(
+        [sys.executable, "-m", "pipeline.cli", "run", str(cfg), "--duration", "90", "--quiet",
+         "--control", f"127.0.0.1:{control}", "--control-token-file", str(token)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        # its heartbeats reach the console: the camera of the run is listed with its edge, up
+        d.get(iccc.url + "/cameras")
+        wait(d, lambda d: "edge-9" in d.find_element(By.ID, "cameras").text, 60)
+        wait(d, lambda d: "up" in d.find_element(By.CSS_SELECTOR, "#cameras tr:last-child").text, 30)
+        shot(d, "cameras")
+        # an admin opens its zones: what the edge runs with is loaded, edited, pushed back
+        d.get(iccc.url + "/")
+        d.find_element(By.CSS_SELECTOR, "form.inline button.link").click()  # log out
+        log_in(d, iccc.url, "admin")
+        d.get(iccc.url + "/zones/edge-9/cam0")
+        wait(d, lambda d: "footpath" in d.find_element(By.ID, "shapes").text and "line-2" in d.find_element(
+            By.ID, "shapes").text)  # fmt: skip
+        canvas = d.find_element(By.ID, "zone-canvas")
+        for fx, fy in ((0.7, 0.1), (0.95, 0.1), (0.95, 0.3)):
+            click_at(d, canvas, fx, fy)
+        name = d.find_element(By.ID, "shape-name")
+        name.clear()
+        name.send_keys("bay2")
+        d.find_element(By.ID, "close-polygon").click()
+        d.find_element(By.ID, "push").click()
+        d.switch_to.alert.accept()  # "Replace the zones and lines camera cam0 runs with on edge-9?"
+        wait(
+            d,
+            lambda d: (
+                "pushed to edge-9: 2 zones, 1 lines" in d.find_element(By.ID, "yaml").get_attribute("value")
+            ),
+        )
+        shot(d, "zone-editor-push")
+        from pipeline.control import request
+
+        status, body = request(f"http://127.0.0.1:{control}/cameras", "GET", token=token.read_text().strip())
+        (cam,) = body["cameras"]
+        assert [z["name"] for z in cam["config"]["zones"]] == ["footpath", "bay2"]
+        assert [x["name"] for x in cam["config"]["lines"]] == ["line-2"]
+        assert any(
+            e["action"] == "zones.push" and e["user"] == "admin" for e in iccc.console.store.audit_log()
+        )
+        # only admins push; operators and viewers may look
+        oper = iccc.client("oper")
+        nothing = {"source": "edge-9", "camera_id": "cam0", "zones": [], "lines": []}
+        status, _, raw = oper.request(
+            "POST", "/api/zones/push", body=nothing, headers={"X-CSRF-Token": oper.csrf}
+        )
+        assert status == 403 and b"only admins" in raw
+        assert oper.get_json("/api/zones/edge-9/cam0")[0] == 200
+        assert iccc.client("viewer").get_json("/api/zones/edge-9/cam0")[0] == 404  # no such page for viewers
+        assert oper.get_json("/api/zones/edge-1/cam0")[0] == 404  # an edge the console does not know
+        run.send_signal(signal.SIGTERM)
+        assert run.wait(60) == 0, run.stderr.read() if run.stderr else ""
+    finally:
+        if run.poll() is None:
+            run.kill()

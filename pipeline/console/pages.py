@@ -217,7 +217,17 @@ def zones_index(session: Session, cameras: list[tuple[str, str]]) -> str:
     return layout("Zones", body, session=session, page="zones")
 
 
-def zone_editor(session: Session, source: str, camera: str, snapshot: str | None) -> str:
+def zone_editor(
+    session: Session, source: str, camera: str, snapshot: str | None, *, push: bool = False
+) -> str:
+    """``push``: the camera's edge is reachable and the user may change it (its zones load, and a
+    button sends the edited ones back)."""
+    push_button = (
+        '<button type="button" id="push" title="replaces the zones and lines this camera runs with">'
+        "Push to the edge</button>"
+        if push
+        else ""
+    )
     img = f"/snapshots/{snapshot}" if snapshot else ""
     body = (
         f"<h1>Zones of {e(camera)} <small>{e(source)}</small></h1>"
@@ -231,11 +241,11 @@ def zone_editor(session: Session, source: str, camera: str, snapshot: str | None
         '<button type="button" id="close-polygon">Close polygon</button>'
         '<button type="button" id="new-line">New line</button>'
         '<button type="button" id="undo">Undo</button><button type="button" id="clear">Clear</button>'
-        '<button type="button" id="export">Export YAML</button>'
+        f'<button type="button" id="export">Export YAML</button>{push_button}'
         '<ul id="shapes"></ul><p id="export-error" class="error" role="alert"></p>'
         '<textarea id="yaml" rows="14" readonly aria-label="exported YAML"></textarea></div></div>'
     )
-    data = {"camera": camera, "source": source, "snapshot": img}
+    data = {"camera": camera, "source": source, "snapshot": img, "push": "1" if push else ""}
     return layout(f"Zones of {camera}", body, session=session, page="zones-edit", data=data)
 
 

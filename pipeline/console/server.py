@@ -24,9 +24,10 @@ from ..errors import ConfigError, SafeCityError
 from ..events.clip_store import SUFFIX, clips_dir
 from . import auth, pages
 from .auth import LoginBusy, Session, Throttle, Users, csrf_ok
+from .edges import EdgeControl
 from .feed import Feed, camera_health, open_sink_store
 from .store import STATES, Action, ActionRefused, ConsoleStore
-from .zones import export_yaml
+from .zones import checked, export_yaml, normalised
 
 log = logging.getLogger(__name__)
 
@@ -48,12 +49,19 @@ class Console:
     """The console for the sink store at ``sink_db`` (its own store at ``console_db``)."""
 
     def __init__(
-        self, sink_db: Path, console_db: Path, bind: str = "127.0.0.1:8080", *, public_url: str | None = None
+        self,
+        sink_db: Path,
+        console_db: Path,
+        bind: str = "127.0.0.1:8080",
+        *,
+        public_url: str | None = None,
+        edges: dict[str, EdgeControl] | None = None,
     ) -> None:
         """``public_url``: where browsers reach it when that is not ``bind`` (a TLS proxy in front:
         https:// there makes the session cookie Secure). Other Host headers are refused (DNS rebinding)."""
         host, port = parse_bind(bind)
         self.sink_db = sink_db
+        self.edges = edges or {}  # edge id -> its control interface (zones loaded and pushed)
         self.store = ConsoleStore(console_db)
         self.users = Users(self.store)
         self.throttle = Throttle()
@@ -326,9 +334,11 @@ class _Handler(BaseHTTPRequestHandler):
                 cams = sorted({(x["source"], x["camera_id"]) for x in c.cameras()})
                 return self._html(200, pages.zones_index(session, cams))
             case ["zones", source, camera]:
-                return self._html(
-                    200, pages.zone_editor(session, source, camera, c.store.latest_snapshot(source, camera))
-                )
+                snapshot = c.store.latest_snapshot(source, camera)
+                push = source in c.edges and session.may("admin")
+                return self._html(200, pages.zone_editor(session, source, camera, snapshot, push=push))
+            case ["api", "zones", source, camera] if session.may("operator"):
+                return self._current_zones(source, camera)
             case ["users"] if session.may("admin"):
                 return self._html(200, pages.users_page(session, c.users.list(), c.take_notice(session)))
             case ["audit"] if session.may("admin"):
@@ -403,6 +413,8 @@ class _Handler(BaseHTTPRequestHandler):
                 if api:
                     return self._json(200, inc)
                 return self._redirect(pages.incident_href(source, incident_id))
+            case ["api", "zones", "push"]:
+                return self._push_zones(session, body)
             case ["api", "zones", "export"]:
                 if not session.may("operator"):
                     return self._error(403, "viewers cannot edit zones", session, api)
@@ -442,6 +454,48 @@ class _Handler(BaseHTTPRequestHandler):
             case ["users"] | ["users", _]:
                 return self._error(403, "admins only", session, api)
         return self._error(404, "not found", session, api)
+
+    # -- zones on the edges -----------------------------------------------------------------------
+    def _current_zones(self, source: str, camera: str) -> None:
+        """The camera's zones and lines as its edge runs them, normalised for the editor."""
+        edge = self.console.edges.get(source)
+        if edge is None:
+            return self._json(404, {"error": f"edge {source!r} is not in the console's --edges file"})
+        try:
+            cfg = edge.camera(camera)
+        except ConfigError as err:
+            return self._json(502, {"error": str(err)})
+        if cfg is None:
+            return self._json(404, {"error": f"edge {source} has no camera {camera!r}"})
+        w, h = self.console.store.frame_size(source, camera)
+        return self._json(
+            200,
+            {"zones": normalised(cfg.get("zones") or [], "polygon", w, h),
+             "lines": normalised(cfg.get("lines") or [], "points", w, h)},
+        )  # fmt: skip
+
+    def _push_zones(self, session: Session, body: dict[str, Any]) -> None:
+        """The drawn zones and lines replace the camera's on its edge (admins: it changes the edge)."""
+        if not session.may("admin"):
+            return self._json(403, {"error": "only admins change an edge's zones"})
+        source, camera = str(body.get("source", "")), str(body.get("camera_id", ""))
+        edge = self.console.edges.get(source)
+        if edge is None:
+            return self._json(404, {"error": f"edge {source!r} is not in the console's --edges file"})
+        try:
+            patch = checked(camera, body)
+            status, answer = edge.patch_camera(camera, patch)
+        except ConfigError as err:
+            return self._json(400 if "cannot reach" not in str(err) else 502, {"error": str(err)})
+        shapes = f"{len(patch['zones'])} zones, {len(patch['lines'])} lines"
+        detail = f"{shapes}: edge answered {status}"
+        self.console.store.audit(
+            session.user, "zones.push", f"{source}/{camera}", detail, client=self._client()
+        )
+        if status != 200:
+            error = answer.get("error", answer) if isinstance(answer, dict) else answer
+            return self._json(502 if status >= 500 else 400, {"error": f"edge {source}: {error}"})
+        return self._json(200, {"pushed": shapes, "edge": answer})
 
     # -- log-in ---------------------------------------------------------------------------------
     def _login_form(self, error: str = "", name: str = "", status: int = 200) -> None:

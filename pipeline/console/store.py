@@ -399,3 +399,13 @@ class ConsoleStore:
             (source, camera),
         ).fetchone()
         return None if row is None else str(row[0])
+
+    @_locked
+    def frame_size(self, source: str, camera: str) -> tuple[int, int]:
+        """The camera's frame size as its latest incident reported it ((0, 0): none yet)."""
+        row = self.db.execute(
+            "SELECT body FROM incidents WHERE source = ? AND camera_id = ? ORDER BY last_at DESC LIMIT 1",
+            (source, camera),
+        ).fetchone()
+        frame = json.loads(row[0]).get("frame") or {} if row else {}
+        return int(frame.get("width") or 0), int(frame.get("height") or 0)

@@ -24,6 +24,13 @@ def _round(points: Any) -> Any:
 def export_yaml(camera_id: str, body: Any) -> str:
     """``{"zones": [{name, polygon, kinds}], "lines": [{name, points}]}`` with points in 0..1 -> YAML;
     ConfigError naming the shape and the field when one would not load."""
+    head = f"# zones and lines of camera {camera_id}: put these keys in its entry under cameras:\n"
+    snippet = {k: v for k, v in checked(camera_id, body).items() if v}
+    return head + yaml.safe_dump(snippet, sort_keys=False, default_flow_style=None, width=100)
+
+
+def checked(camera_id: str, body: Any) -> dict[str, Any]:
+    """The camera's ``zones`` and ``lines`` as its config takes them (normalised), checked."""
     if not isinstance(body, dict):
         raise ConfigError("expected a JSON object with 'zones' and 'lines'")
     if not ID_RE.fullmatch(camera_id):
@@ -60,12 +67,20 @@ def export_yaml(camera_id: str, body: Any) -> str:
                 raise ConfigError(f"two zones or lines are named {cfg.name!r}")
             names.add(cfg.name)
             out.append(cfg.model_dump(mode="json", exclude_defaults=True) | {"normalized": True})
-    snippet: dict[str, Any] = {}
-    if zones:
-        snippet["zones"] = zones
-    if lines:
-        snippet["lines"] = lines
-    if not snippet:
+    if not zones and not lines:
         raise ConfigError("nothing drawn: add a zone or a line first")
-    head = f"# zones and lines of camera {camera_id}: put these keys in its entry under cameras:\n"
-    return head + yaml.safe_dump(snippet, sort_keys=False, default_flow_style=None, width=100)
+    return {"zones": zones, "lines": lines}
+
+
+def normalised(shapes: list[dict[str, Any]], key: str, width: int, height: int) -> list[dict[str, Any]]:
+    """A camera's configured zones (``key`` polygon) or lines (``points``) in 0..1, for the editor
+    (pixel coordinates divided by the frame size its events report)."""
+    out = []
+    for shape in shapes:
+        pts = shape.get(key) or []
+        if not shape.get("normalized"):
+            if not width or not height:
+                continue  # pixels, and no frame size known to scale them: not shown
+            pts = [[x / width, y / height] for x, y in pts]
+        out.append({**shape, key: [[round(x, 4), round(y, 4)] for x, y in pts], "normalized": True})
+    return out

@@ -147,7 +147,7 @@ function camerasPage() {
 
 // -- the zone editor ------------------------------------------------------------------------------
 function zoneEditor() {
-  const { camera, snapshot } = document.body.dataset;
+  const { camera, snapshot, source, push } = document.body.dataset;
   const canvas = $("#zone-canvas"), ctx = canvas.getContext("2d");
   const shapes = []; // {kind: "zone"|"line", name, zoneKind, points: [[x, y] in 0..1]}
   let current = null;
@@ -175,7 +175,7 @@ function zoneEditor() {
     const need = current.kind === "line" ? 2 : 3;
     if (current.points.length < need) { $("#export-error").textContent = `a ${current.kind} needs ${need} points`; return; }
     current.name = $("#shape-name").value.trim();
-    if (current.kind === "zone") current.zoneKind = $("#shape-kind").value;
+    if (current.kind === "zone") { current.zoneKind = $("#shape-kind").value; current.extra = { kinds: [current.zoneKind] }; }
     shapes.push(current); current = null; list(); nextName(); draw();
   };
   canvas.addEventListener("click", (ev) => {
@@ -192,18 +192,39 @@ function zoneEditor() {
   $("#undo").addEventListener("click", () => { if (current && current.points.length) current.points.pop(); else if (shapes.length) shapes.pop(); list(); draw(); });
   $("#clear").addEventListener("click", () => { shapes.length = 0; current = null; list(); draw(); });
   $("#shapes").addEventListener("click", (ev) => { const i = ev.target.dataset.remove; if (i !== undefined) { shapes.splice(Number(i), 1); list(); draw(); } });
+  // the shapes as the camera's config takes them (what a shape loaded from the edge had, kept)
+  const body = () => ({
+    source, camera_id: camera,
+    zones: shapes.filter((s) => s.kind === "zone").map((s) => ({ ...(s.extra || {}), name: s.name, polygon: s.points })),
+    lines: shapes.filter((s) => s.kind === "line").map((s) => ({ ...(s.extra || {}), name: s.name, points: s.points })),
+  });
+  const post = (path) => api(path, { method: "POST", headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf() }, body: JSON.stringify(body()) });
   $("#export").addEventListener("click", async () => {
     if (current) finish();
-    const body = {
-      camera_id: camera,
-      zones: shapes.filter((s) => s.kind === "zone").map((s) => ({ name: s.name, polygon: s.points, kinds: [s.zoneKind] })),
-      lines: shapes.filter((s) => s.kind === "line").map((s) => ({ name: s.name, points: s.points })),
-    };
     try {
-      const out = await api("/api/zones/export", { method: "POST", headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf() }, body: JSON.stringify(body) });
+      const out = await post("/api/zones/export");
       $("#yaml").value = out.yaml; $("#export-error").textContent = "";
     } catch (err) { $("#export-error").textContent = err.message; }
   });
+  if (push) {
+    $("#push").addEventListener("click", async () => {
+      if (current) finish();
+      if (!confirm(`Replace the zones and lines camera ${camera} runs with on ${source}?`)) return;
+      try {
+        const out = await post("/api/zones/push");
+        $("#export-error").textContent = ""; $("#yaml").value = `pushed to ${source}: ${out.pushed}`;
+      } catch (err) { $("#export-error").textContent = err.message; }
+    });
+    // what the camera runs with now, to edit rather than redraw
+    api(`/api/zones/${encodeURIComponent(source)}/${encodeURIComponent(camera)}`).then((now) => {
+      for (const z of now.zones) {
+        const { name, polygon, normalized, ...extra } = z;
+        shapes.push({ kind: "zone", name, points: polygon, zoneKind: (z.kinds || ["no_encroachment"]).join(", "), extra });
+      }
+      for (const l of now.lines) { const { name, points, normalized, ...extra } = l; shapes.push({ kind: "line", name, points, extra }); }
+      list(); draw();
+    }).catch((err) => { $("#export-error").textContent = "zones on the edge: " + err.message; });
+  }
   img.onload = () => { canvas.height = Math.round(canvas.width * img.naturalHeight / img.naturalWidth); draw(); };
   if (snapshot) img.src = snapshot; else draw();
 }
