@@ -86,13 +86,16 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def read_token(path: Path) -> str:
+def read_token(path: Path, option: str = "--control-token-file") -> str:
+    """A shared secret from a file (a control token, a webhook's HMAC key): 16 characters at least."""
     try:
         token = path.read_text().strip()
-    except OSError as err:
-        raise ConfigError(f"--control-token-file {path}: cannot read it: {err.strerror}") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(
+            f"{option} {path}: cannot read it: {getattr(err, 'strerror', None) or err}"
+        ) from None
     if len(token) < 16:
-        raise ConfigError(f"--control-token-file {path}: the token is under 16 characters")
+        raise ConfigError(f"{option} {path}: the secret is under 16 characters")
     return token
 
 

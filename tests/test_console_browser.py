@@ -91,6 +91,18 @@ def click_at(driver, canvas, fx: float, fy: float) -> None:
     ).click().perform()
 
 
+def draw_zone(driver, canvas, name: str, corners: tuple[tuple[float, float], ...]) -> None:
+    """Click the corners, name the zone, close it (as an operator does in the editor)."""
+    from selenium.webdriver.common.by import By
+
+    for fx, fy in corners:
+        click_at(driver, canvas, fx, fy)
+    field = driver.find_element(By.ID, "shape-name")
+    field.clear()
+    field.send_keys(name)
+    driver.find_element(By.ID, "close-polygon").click()
+
+
 def shot(driver, name: str) -> Path:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     path = ARTIFACTS / f"{name}.png"
@@ -178,12 +190,7 @@ def test_a_zone_drawn_in_the_browser_runs_in_the_pipeline(
     canvas = wait(d, lambda d: d.find_element(By.ID, "zone-canvas"))
     # the camera's latest snapshot (768x576) is drawn: the canvas takes its shape
     wait(d, lambda d: d.execute_script("return document.getElementById('zone-canvas').height") == 720)
-    for fx, fy in ((0.1, 0.5), (0.6, 0.5), (0.6, 0.9), (0.1, 0.9)):  # offsets are from the centre
-        click_at(d, canvas, fx, fy)
-    name = d.find_element(By.ID, "shape-name")
-    name.clear()
-    name.send_keys("footpath")
-    d.find_element(By.ID, "close-polygon").click()
+    draw_zone(d, canvas, "footpath", ((0.1, 0.5), (0.6, 0.5), (0.6, 0.9), (0.1, 0.9)))
     d.find_element(By.ID, "new-line").click()
     for fx, fy in ((0.2, 0.3), (0.8, 0.3)):
         click_at(d, canvas, fx, fy)
@@ -235,12 +242,7 @@ def test_a_zone_drawn_in_the_browser_runs_in_the_pipeline(
         wait(d, lambda d: "footpath" in d.find_element(By.ID, "shapes").text and "line-2" in d.find_element(
             By.ID, "shapes").text)  # fmt: skip
         canvas = d.find_element(By.ID, "zone-canvas")
-        for fx, fy in ((0.7, 0.1), (0.95, 0.1), (0.95, 0.3)):
-            click_at(d, canvas, fx, fy)
-        name = d.find_element(By.ID, "shape-name")
-        name.clear()
-        name.send_keys("bay2")
-        d.find_element(By.ID, "close-polygon").click()
+        draw_zone(d, canvas, "bay2", ((0.7, 0.1), (0.95, 0.1), (0.95, 0.3)))
         d.find_element(By.ID, "push").click()
         d.switch_to.alert.accept()  # "Replace the zones and lines camera cam0 runs with on edge-9?"
         wait(

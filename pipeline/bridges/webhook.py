@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from ..control import read_token
 from ..errors import ConfigError
 from .base import Bridge, Stored
 from .state import BridgeState
@@ -57,13 +58,7 @@ def verify(secret: bytes, timestamp: str, body: bytes, signature: str, *, max_ag
 
 
 def read_secret(path: Path) -> bytes:
-    try:
-        secret = path.read_bytes().strip()
-    except OSError as err:
-        raise ConfigError(f"--secret-file {path}: {err.strerror or err}") from None
-    if len(secret) < 16:
-        raise ConfigError(f"--secret-file {path}: the secret is under 16 bytes")
-    return secret
+    return read_token(path, "--secret-file").encode()
 
 
 class WebhookBridge(Bridge):
