@@ -65,9 +65,12 @@ def iccc(tmp_path: Path) -> Iterator[Iccc]:
 
 
 def wait(driver, cond, timeout: float = 15.0):
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    return WebDriverWait(driver, timeout, poll_frequency=0.1).until(cond)
+    # the live pages re-render their tables as changes arrive: an element found a moment ago may be gone
+    ignored = (NoSuchElementException, StaleElementReferenceException)
+    return WebDriverWait(driver, timeout, poll_frequency=0.1, ignored_exceptions=ignored).until(cond)
 
 
 def log_in(driver, url: str, name: str) -> None:
@@ -146,7 +149,7 @@ def test_operators_work_an_incident_live_in_two_windows(
     wait(a, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#queue tr.incident-row")) == 2)
 
     # both open the incident; a acknowledges it, b sees it change without reloading
-    a.find_element(By.CSS_SELECTOR, row + " a").click()
+    wait(a, lambda d: d.find_element(By.CSS_SELECTOR, row + " a").click() or True)  # (the row may re-render)
     wait(a, lambda d: d.find_element(By.ID, "state").text == "new")
     assert a.execute_script("return document.querySelector('img.snapshot').naturalWidth") == 768
     b.get(a.current_url)
