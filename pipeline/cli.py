@@ -485,7 +485,7 @@ def cmd_footage(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    """``safecity bench [throughput | accuracy | capacity | levers] ...``: each parses its own options."""
+    """``safecity bench [throughput | accuracy | capacity | levers | fleet] ...``: each parses its options."""
     rest = list(args.rest)
     if rest and rest[0] == "accuracy":
         from benchmarks.accuracy import main as accuracy_main
@@ -495,6 +495,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
         from benchmarks.capacity import main as capacity_main
 
         return capacity_main(rest[1:])
+    if rest and rest[0] == "fleet":
+        from benchmarks.fleet import main as fleet_main
+
+        return fleet_main(rest[1:])
     if rest and rest[0] == "levers":
         from benchmarks.levers import main as levers_main
 
@@ -605,6 +609,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .bridges.cli import add_parsers as add_bridge_parsers
 
     add_bridge_parsers(sub)  # bridge
+    from .fleet.cli import add_parsers as add_fleet_parsers
+
+    add_fleet_parsers(sub)  # fleet
 
     f = sub.add_parser("footage", help="real sample clips, or generated CCTV-like clips")
     f.add_argument("action", choices=["samples", "generate"])
@@ -621,7 +628,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser(
         "bench",
-        help="benchmarks: throughput (the default), accuracy, capacity or levers "
+        help="benchmarks: throughput (the default), accuracy, capacity, levers or fleet "
         "(`safecity bench capacity --help`)",
         add_help=False,
     )

@@ -1,0 +1,189 @@
+"""The camera inventory and the edge servers, from CSV or YAML, checked row by row.
+
+Inventory columns: ``camera_id, corporation, site, owner, lat, lon, url, codec, width, height, fps``
+and optionally ``analytics_fps`` (default 5). ``owner`` is one of public, petrol_pump, bank, shop,
+residential; ``codec`` h264 or hevc; ``url`` may be a template over the row's fields
+(``rtsp://{camera_id}.{site}.cams.example/stream1``).
+
+Servers: ``server_id, site, capacity`` (camera-equivalents: what ``safecity bench capacity`` sustains,
+counted in 1080p30 H.264 cameras analysed at 5 fps; see ``weight``).
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from ..errors import ConfigError
+
+ID_RE = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
+OWNERS = ("public", "petrol_pump", "bank", "shop", "residential")
+# decode cost per frame relative to H.264 (NVDEC sustains ~229 HEVC to ~148 H.264 1080p30 streams)
+CODEC_COST = {"h264": 1.0, "hevc": 0.65}
+DECODE_SHARE = 0.6  # of a reference camera's cost: decoding every frame; the rest is analysing 5 fps
+
+
+def weight(width: int, height: int, fps: float, codec: str, analytics_fps: float) -> float:
+    """A camera in camera-equivalents: 1.0 is 1080p30 H.264 analysed at 5 fps. Decoding scales with
+    pixels, frame rate and codec; analysis with pixels (the resize) and the analysed rate."""
+    pixels = width * height / (1920 * 1080)
+    decode = DECODE_SHARE * pixels * fps / 30 * CODEC_COST[codec]
+    analyse = (1 - DECODE_SHARE) * (0.5 + 0.5 * pixels) * analytics_fps / 5
+    return decode + analyse
+
+
+@dataclass
+class Inventory:
+    """Column arrays, one entry per camera (400,000 of them fit in a few tens of MB)."""
+
+    camera_id: list[str]
+    corporation: list[str]
+    site: list[str]
+    owner: list[str]
+    lat: np.ndarray
+    lon: np.ndarray
+    url: list[str]
+    codec: list[str]
+    width: np.ndarray
+    height: np.ndarray
+    fps: np.ndarray
+    analytics_fps: np.ndarray
+    weight: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.camera_id)
+
+    def source(self, i: int) -> str:
+        """Camera ``i``'s stream URL, its template filled from its row."""
+        template = self.url[i]
+        if "{" not in template:
+            return template
+        fields = {
+            "camera_id": self.camera_id[i], "corporation": self.corporation[i], "site": self.site[i],
+            "owner": self.owner[i], "codec": self.codec[i],
+        }  # fmt: skip
+        try:
+            return template.format_map(fields)
+        except (KeyError, ValueError, IndexError) as err:
+            raise ConfigError(f"camera {self.camera_id[i]}: url template {template!r}: {err}") from None
+
+
+@dataclass
+class Servers:
+    server_id: list[str]
+    site: list[str]
+    capacity: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.server_id)
+
+
+def _rows(path: Path, key: str) -> list[dict[str, Any]]:
+    """The rows of a CSV file, or of a YAML list (top level, or under ``key``)."""
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{path}: cannot read it: {getattr(err, 'strerror', None) or err}") from None
+    if path.suffix.lower() == ".csv":
+        return list(csv.DictReader(text.splitlines()))
+    try:
+        doc = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {str(err).splitlines()[0]}") from None
+    rows = doc.get(key) if isinstance(doc, dict) else doc
+    if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+        raise ConfigError(f"{path}: expected a CSV file, or YAML with a list of rows under {key}:")
+    return rows
+
+
+class _Row:
+    def __init__(self, path: Path, n: int, row: dict[str, Any]) -> None:
+        self.where, self.row = f"{path}: row {n}", row
+
+    def text(self, field: str, choices: tuple[str, ...] | None = None, *, ident: bool = False) -> str:
+        value = self.row.get(field)
+        if value is None or str(value).strip() == "":
+            raise ConfigError(f"{self.where}: {field} is missing")
+        value = str(value).strip()
+        if choices is not None and value not in choices:
+            raise ConfigError(f"{self.where}: {field} {value!r}: expected one of {', '.join(choices)}")
+        if ident and not ID_RE.fullmatch(value):
+            raise ConfigError(
+                f"{self.where}: {field} {value!r}: expected letters, digits, . _ - (64 at most)"
+            )
+        return value
+
+    def number(self, field: str, low: float, high: float, default: float | None = None) -> float:
+        value = self.row.get(field)
+        if (value is None or str(value).strip() == "") and default is not None:
+            return default
+        try:
+            x = float(value)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            raise ConfigError(f"{self.where}: {field} {value!r}: expected a number") from None
+        if not low <= x <= high:
+            raise ConfigError(f"{self.where}: {field} {x:g}: expected {low:g} to {high:g}")
+        return x
+
+
+def load_inventory(path: Path) -> Inventory:
+    rows = _rows(path, "cameras")
+    if not rows:
+        raise ConfigError(f"{path}: no cameras")
+    cols: dict[str, list[Any]] = {k: [] for k in Inventory.__dataclass_fields__}
+    seen: dict[str, int] = {}
+    for n, raw in enumerate(rows, start=2 if path.suffix.lower() == ".csv" else 1):
+        r = _Row(path, n, raw)
+        cid = r.text("camera_id", ident=True)
+        if cid in seen:
+            raise ConfigError(f"{r.where}: camera_id {cid!r} is also on row {seen[cid]}")
+        seen[cid] = n
+        codec = r.text("codec", tuple(CODEC_COST))
+        width, height = r.number("width", 64, 8192), r.number("height", 64, 8192)
+        fps, analytics_fps = r.number("fps", 1, 120), r.number("analytics_fps", 0.1, 60, default=5.0)
+        values: dict[str, Any] = {
+            "camera_id": cid,
+            "corporation": r.text("corporation"),
+            "site": r.text("site", ident=True),
+            "owner": r.text("owner", OWNERS),
+            "lat": r.number("lat", -90, 90),
+            "lon": r.number("lon", -180, 180),
+            "url": r.text("url"),
+            "codec": codec,
+            "width": width,
+            "height": height,
+            "fps": fps,
+            "analytics_fps": analytics_fps,
+            "weight": weight(int(width), int(height), fps, codec, analytics_fps),
+        }
+        for k, v in values.items():
+            cols[k].append(v)
+    arrays = {
+        k: np.asarray(cols[k], dtype=np.float64) for k in ("lat", "lon", "fps", "analytics_fps", "weight")
+    }
+    arrays |= {k: np.asarray(cols[k], dtype=np.int32) for k in ("width", "height")}
+    return Inventory(**{k: arrays.get(k, cols[k]) for k in cols})  # type: ignore[arg-type]
+
+
+def load_servers(path: Path) -> Servers:
+    rows = _rows(path, "servers")
+    if not rows:
+        raise ConfigError(f"{path}: no servers")
+    ids, sites, caps = [], [], []
+    seen: set[str] = set()
+    for n, raw in enumerate(rows, start=2 if path.suffix.lower() == ".csv" else 1):
+        r = _Row(path, n, raw)
+        sid = r.text("server_id", ident=True)
+        if sid in seen:
+            raise ConfigError(f"{r.where}: server_id {sid!r} is listed twice")
+        seen.add(sid)
+        ids.append(sid)
+        sites.append(r.text("site", ident=True))
+        caps.append(r.number("capacity", 0.1, 100_000))
+    return Servers(ids, sites, np.asarray(caps, dtype=np.float64))
