@@ -8,6 +8,7 @@ from __future__ import annotations
 import shutil
 import time
 from pathlib import Path
+from typing import Any
 
 import onnx
 import pytest
@@ -16,10 +17,18 @@ from onnx import numpy_helper
 from pipeline.config import load_config
 from pipeline.control import ControlServer, request
 from pipeline.metrics import Metrics
+from pipeline.ml.cli import SWAP_WAIT_S
 from pipeline.ml.versions import load_version, version_dir, write_version
 from pipeline.runner import Runner
 
 from .util import free_port, wait_until, write_config
+
+
+def post(url: str, body: object) -> tuple[int, Any]:
+    """A swap or shadow request, waited for as `safecity models swap` waits: the edge loads and checks
+    the model before it answers, which on a busy 2-core machine can take more than a minute."""
+    return request(url, "POST", body, timeout_s=SWAP_WAIT_S)
+
 
 pytestmark = pytest.mark.slow
 
@@ -104,7 +113,7 @@ def test_a_version_swapped_in_under_load_keeps_every_camera_and_the_incident_in_
         before_tag = runner.detector.model_tags[0]
         assert before_tag.startswith("fall-yolov8@") and before_tag != "fall-yolov8@1"
         analysed = {c: s.analysed for c, s in runner.stats.cameras.items()}
-        code, reply = request(f"{control.url}/models/fall-yolov8", "POST", {"name": "fall-yolov8@1"})
+        code, reply = post(f"{control.url}/models/fall-yolov8", {"name": "fall-yolov8@1"})
         assert code == 200, reply
         checks = reply["checks"]
         assert checks["frames"] >= 2 and checks["export_check"]["accepted"] and checks["latency_ratio"] <= 1.5
@@ -155,16 +164,16 @@ def test_a_broken_export_and_a_model_of_other_classes_are_refused_and_nothing_ch
     try:
         assert wait_until(lambda: len(runner._recent) >= 4, 60)
         before = runner.detector
-        code, reply = request(f"{control.url}/models/fall-yolov8", "POST", {"name": broken})
+        code, reply = post(f"{control.url}/models/fall-yolov8", {"name": broken})
         assert code == 409 and "does not agree with its checkpoint" in reply["error"], reply
         assert "first difference: frame" in reply["error"]
-        code, reply = request(f"{control.url}/models/fall-yolov8", "POST", {"path": str(coco_model)})
+        code, reply = post(f"{control.url}/models/fall-yolov8", {"path": str(coco_model)})
         assert code == 409 and "are not the running model's ['Normal', 'Fall']" in reply["error"], reply
-        code, reply = request(f"{control.url}/models/fall-yolov8", "POST", {"name": "fall-yolov8@9"})
+        code, reply = post(f"{control.url}/models/fall-yolov8", {"name": "fall-yolov8@9"})
         assert code == 409 and "not in the local registry" in reply["error"], reply
-        code, reply = request(f"{control.url}/models/nope", "POST", {"name": "fall-yolov8@1"})
+        code, reply = post(f"{control.url}/models/nope", {"name": "fall-yolov8@1"})
         assert code == 404 and "detectors: fall-yolov8" in reply["error"]
-        code, reply = request(f"{control.url}/models/fall-yolov8", "POST", {"model": "x"})
+        code, reply = post(f"{control.url}/models/fall-yolov8", {"model": "x"})
         assert code == 400 and 'naming the model: {"name": "NAME@N"}' in reply["error"]
         assert runner.detector is before and runner.error is None
         assert sample(metrics, "safecity_model_swaps_total", model="fall-yolov8", outcome="refused") == 3
@@ -180,7 +189,7 @@ def test_a_swap_is_rolled_back_on_an_error_on_slow_batches_and_on_command(
     try:
         assert wait_until(lambda: len(runner._recent) >= 4, 60)
         original = runner.detector
-        swap = lambda: request(f"{control.url}/models/fall-yolov8", "POST", {"name": "fall-yolov8@1"})  # noqa: E731
+        swap = lambda: post(f"{control.url}/models/fall-yolov8", {"name": "fall-yolov8@1"})  # noqa: E731
 
         # 1. the new model fails on a batch: back to the old one at once, the batch run again on it
         assert swap()[0] == 200
@@ -235,7 +244,7 @@ def test_a_shadow_records_what_the_candidate_sees_and_would_raise_and_sends_noth
             f"{control.url}/models/fall-yolov8/shadow", "POST", {"name": "fall-yolov8@1", "share": 0.5}
         )
         assert code == 201 and reply["candidate"] == "fall-yolov8@1", reply
-        code, reply = request(f"{control.url}/models/fall-yolov8/shadow", "POST", {"name": "fall-yolov8@1"})
+        code, reply = post(f"{control.url}/models/fall-yolov8/shadow", {"name": "fall-yolov8@1"})
         assert code == 400 and "runs already" in reply["error"]
         assert wait_until(lambda: runner.shadow is not None and runner.shadow.state.frames >= 12, 60)
         assert wait_until(
