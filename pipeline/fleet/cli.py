@@ -9,6 +9,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..errors import ConfigError
+
 
 def cmd_fleet_plan(args: argparse.Namespace) -> int:
     from .configs import load_template, write_configs
@@ -42,6 +44,13 @@ def cmd_fleet_plan(args: argparse.Namespace) -> int:
         summary |= {"moved": n_moved, "known_before": n_known}
         share = 100 * n_moved / max(n_known, 1)
         print(f"moved: {n_moved} of {n_known} cameras in the previous plan ({share:.2f} %)")
+    if args.kubernetes:
+        if not args.site:
+            raise ConfigError("--kubernetes needs --site: one StatefulSet (one overlay) per site")
+        from .configs import write_kubernetes
+
+        pods = write_kubernetes(Path(args.kubernetes), args.site, inv, servers, p, template)
+        print(f"wrote the plan of site {args.site} ({pods} pods) to {args.kubernetes}", file=sys.stderr)
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
@@ -73,4 +82,10 @@ def add_parsers(sub: Any) -> None:
         "--template", metavar="YAML", help="the edge settings every config gets (models, sink, ...)"
     )
     p.add_argument("--no-configs", action="store_true", help="the plan only")
+    p.add_argument(
+        "--kubernetes",
+        metavar="DIR",
+        help="write one site's plan as the `plan` of a deploy/kubernetes overlay (ConfigMaps, replicas)",
+    )
+    p.add_argument("--site", help="the site --kubernetes writes")
     p.set_defaults(func=cmd_fleet_plan)

@@ -1,0 +1,45 @@
+"""Kubernetes probes for an edge, with the standard library only (fast enough to run every few
+seconds): ``python -m pipeline.probe live|ready [PORT]`` asks the edge's control interface on
+loopback (``safecity run --control 127.0.0.1:PORT``, no token needed there) and exits 0 or 1.
+
+live: the run has not failed (a camera being down is not a reason to restart the pod);
+ready: it runs and its outbox takes incidents (a sink that is away is the sink's problem: the outbox
+holds the incidents meanwhile, and a rolling update should not stall on it)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import urllib.error
+import urllib.request
+
+
+def health(port: int) -> dict:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=3) as r:
+            return json.loads(r.read())
+    except urllib.error.HTTPError as err:  # 503 while not ready: its body still says why
+        return json.loads(err.read() or b"{}")
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] not in ("live", "ready"):
+        print("usage: python -m pipeline.probe live|ready [PORT]", file=sys.stderr)
+        return 2
+    port = int(argv[1]) if len(argv) > 1 else 8089
+    try:
+        body = health(port)
+    except (OSError, ValueError) as err:
+        print(f"probe: no answer on 127.0.0.1:{port}: {err}", file=sys.stderr)
+        return 1
+    if argv[0] == "live":
+        ok = bool(body.get("live"))
+    else:
+        ok = bool(body.get("ready") and body.get("outbox_writable"))
+    if not ok:
+        print(f"probe: not {argv[0]}: {json.dumps(body)}", file=sys.stderr)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,194 @@
+"""deploy/kubernetes: the base and both overlays, with a plan written by `safecity fleet plan
+--kubernetes`, rendered by kustomize (`kubectl kustomize`) and validated offline against the
+Kubernetes schemas (kubernetes-validate, strict); the configs in the plan's ConfigMaps load as
+`safecity run` reads them; the probes' script answers as the kubelet expects."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from pipeline.config import load_config
+from pipeline.fleet.configs import CONFIGMAP_BYTES, write_kubernetes
+from pipeline.fleet.inventory import load_servers
+from pipeline.fleet.plan import plan
+
+from .conftest import unavailable
+from .test_fleet import make_inventory, make_servers
+
+ROOT = Path(__file__).resolve().parent.parent
+KUBERNETES_VERSION = "1.32.0"
+
+
+def kustomize(directory: Path) -> list[dict[str, Any]]:
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        unavailable("kubectl (with kustomize) is not installed", "apt-get install kubernetes-client")
+    done = subprocess.run([kubectl, "kustomize", str(directory)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return [d for d in yaml.safe_load_all(done.stdout) if d]
+
+
+def validate(docs: list[dict[str, Any]]) -> None:
+    import kubernetes_validate
+
+    for doc in docs:
+        kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)  # raises naming the field
+
+
+def planned(tmp_path: Path, overlay: str, site: str, template: dict[str, Any] | None = None) -> Path:
+    """A copy of deploy/ with the example inventory's plan for ``site`` in ``overlay``."""
+    shutil.copytree(ROOT / "deploy", tmp_path / "deploy")
+    tpl = tmp_path / "template.yaml"
+    tpl.write_text(
+        yaml.safe_dump(template or yaml.safe_load((ROOT / "configs/fleet/edge-template.yaml").read_text()))
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "fleet", "plan", str(ROOT / "configs/fleet/inventory.csv"),
+         "--servers", str(ROOT / "configs/fleet/servers.yaml"), "--template", str(tpl),
+         "--kubernetes", str(tmp_path / "deploy/kubernetes/overlays" / overlay / "plan"), "--site", site],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return tmp_path / "deploy/kubernetes/overlays" / overlay
+
+
+def of(docs: list[dict[str, Any]], kind: str, name: str | None = None) -> list[dict[str, Any]]:
+    return [d for d in docs if d["kind"] == kind and (name is None or d["metadata"]["name"] == name)]
+
+
+def test_the_base_renders_and_validates() -> None:
+    docs = kustomize(ROOT / "deploy/kubernetes/base")
+    validate(docs)
+    assert {d["kind"] for d in docs} == {"StatefulSet", "Deployment", "Service", "PersistentVolumeClaim",
+                                         "PodDisruptionBudget"}  # fmt: skip
+
+
+def test_a_corporation_on_gpus_one_pod_per_planned_server(tmp_path: Path) -> None:
+    site = "pune-shivajinagar"
+    docs = kustomize(planned(tmp_path, "corporation", site))
+    validate(docs)
+    (edge,) = of(docs, "StatefulSet", "edge")
+    every = load_servers(ROOT / "configs/fleet/servers.yaml")
+    servers = [s for s, at in zip(every.server_id, every.site, strict=True) if at == site]
+    assert edge["spec"]["replicas"] == len(servers) == 2
+    pod = edge["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == 1
+    assert container["image"] == "registry.iccc.example/safecity:0.1.0"
+    assert "/etc/safecity/plan/${POD_NAME}.yaml" in container["command"][-1]
+    assert container["livenessProbe"]["exec"]["command"] == ["python", "-m", "pipeline.probe", "live"]
+    assert container["readinessProbe"]["exec"]["command"][-1] == "ready"
+    assert container["lifecycle"]["preStop"] and pod["terminationGracePeriodSeconds"] >= 60
+    assert edge["spec"]["volumeClaimTemplates"][0]["metadata"]["name"] == "outbox"
+    assert all(d["metadata"]["namespace"] == "safecity-pune" for d in docs)
+    assert {p["metadata"]["name"] for p in of(docs, "PodDisruptionBudget")} == {"edge", "sink"}
+    assert of(docs, "Service", "edge")[0]["metadata"]["annotations"]["prometheus.io/scrape"] == "true"
+    # each pod's config: the N-th server of the site, outbox on its volume, its own Curve key
+    plan_volume = next(v for v in pod["volumes"] if v["name"] == "plan")
+    maps = {m["configMap"]["name"] for m in plan_volume["projected"]["sources"]}
+    data: dict[str, str] = {}
+    for cm in of(docs, "ConfigMap"):
+        assert cm["metadata"]["name"] in maps
+        data |= cm["data"]
+    assert sorted(data) == [f"edge-{n}.yaml" for n in range(len(servers))]
+    for n, server in enumerate(servers):
+        (tmp_path / f"edge-{n}.yaml").write_text(data[f"edge-{n}.yaml"])
+        cfg = load_config(tmp_path / f"edge-{n}.yaml")
+        assert cfg.edge_id == server and cfg.cameras
+        assert str(cfg.sink.outbox) == "/var/lib/safecity/outbox.sqlite"
+        assert str(cfg.sink.client_secret_file) == f"/etc/safecity/keys/edge-{n}.key_secret"
+
+
+def test_a_cpu_site_asks_for_no_gpu(tmp_path: Path) -> None:
+    template = yaml.safe_load((ROOT / "configs/fleet/edge-template.yaml").read_text()) | {"device": "cpu"}
+    docs = kustomize(planned(tmp_path, "cpu-site", "pune-hadapsar", template))
+    validate(docs)
+    (edge,) = of(docs, "StatefulSet", "edge")
+    resources = edge["spec"]["template"]["spec"]["containers"][0]["resources"]
+    assert "nvidia.com/gpu" not in resources.get("limits", {}) and resources["requests"]["cpu"] == "2"
+    (cm,) = of(docs, "ConfigMap")
+    assert all(yaml.safe_load(text)["device"] == "cpu" for text in cm["data"].values())
+
+
+def test_a_broken_manifest_is_caught(tmp_path: Path) -> None:
+    docs = kustomize(ROOT / "deploy/kubernetes/base")
+    (edge,) = of(docs, "StatefulSet", "edge")
+    edge["spec"]["replicas"] = "two"
+    import kubernetes_validate
+
+    with pytest.raises(kubernetes_validate.ValidationError):
+        validate([edge])
+
+
+def test_a_big_site_is_split_over_configmaps_under_the_size_limit(tmp_path: Path) -> None:
+    inv = make_inventory(["s"] * 30_000, [1.0] * 30_000)
+    servers = make_servers([(f"s-gpu{j}", "s", 200.0) for j in range(160)])
+    pods = write_kubernetes(tmp_path, "s", inv, servers, plan(inv, servers), {"device": "cuda"})
+    maps = sorted(tmp_path.glob("configmap-*.yaml"))
+    assert pods == 160 and len(maps) > 1
+    keys = []
+    for path in maps:
+        assert len(path.read_bytes()) < CONFIGMAP_BYTES + 64 * 1024 < 1 << 20
+        keys += list(yaml.safe_load(path.read_text())["data"])
+    assert sorted(keys, key=lambda k: int(k[5:-5])) == [f"edge-{n}.yaml" for n in range(160)]
+    patch = yaml.safe_load((tmp_path / "statefulset.yaml").read_text())
+    sources = patch["spec"]["template"]["spec"]["volumes"][0]["projected"]["sources"]
+    assert patch["spec"]["replicas"] == 160 and len(sources) == len(maps)
+
+
+def test_kubernetes_output_needs_a_known_site(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "fleet", "plan", str(ROOT / "configs/fleet/inventory.csv"),
+         "--servers", str(ROOT / "configs/fleet/servers.yaml"), "--kubernetes", str(tmp_path),
+         "--site", "mars"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 2 and "--site mars: no server of the plan is in it" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "live", "ready"),
+    [
+        (200, {"live": True, "ready": True, "outbox_writable": True}, 0, 0),
+        (503, {"live": True, "ready": False, "outbox_writable": True}, 0, 1),  # starting: alive, not ready
+        (200, {"live": True, "ready": True, "outbox_writable": False}, 0, 1),  # a full disk: out of service
+        (503, {"live": False, "ready": False, "error": "detect stage failed"}, 1, 1),
+    ],
+)
+def test_the_probe_script(status: int, body: dict, live: int, ready: int) -> None:
+    class Health(BaseHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            pass
+
+        def do_GET(self) -> None:  # noqa: N802
+            raw = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(raw)))
+            self.end_headers()
+            self.wfile.write(raw)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Health)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = str(server.server_address[1])
+    try:
+        for kind, expected in (("live", live), ("ready", ready)):
+            done = subprocess.run(
+                [sys.executable, "-m", "pipeline.probe", kind, port], capture_output=True, timeout=30
+            )
+            assert done.returncode == expected, (kind, done.stderr)
+    finally:
+        server.shutdown()
+    nobody = subprocess.run(
+        [sys.executable, "-m", "pipeline.probe", "live", "1"], capture_output=True, timeout=30
+    )
+    assert nobody.returncode == 1
