@@ -647,16 +647,23 @@ def parse_config(data: object, *, source: str = "config") -> Config:
         raise ConfigError(_format_error(err, source, one_model=one_model)) from None
 
 
+def read_yaml(path: Path, option: str = "") -> Any:
+    """A YAML file's content; ConfigError naming the file (after ``option``, the flag that gave it)
+    when it cannot be read or is not YAML. libyaml's loader where there is one: inventories are big."""
+    where = f"{option} {path}".strip()
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{where}: cannot read it: {getattr(err, 'strerror', None) or err}") from None
+    try:
+        return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{where}: not valid YAML: {str(err).splitlines()[0]}") from None
+
+
 def load_config(path: str | Path) -> Config:
     p = Path(path)
-    try:
-        text = p.read_text()
-    except OSError as err:
-        raise ConfigError(f"{p}: cannot read config: {err.strerror}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{p}: not valid YAML: {str(err).splitlines()[0]}") from None
+    data = read_yaml(p)
     cfg = parse_config(data, source=str(p))
     # relative paths in a config are relative to the config file
     base = p.resolve().parent

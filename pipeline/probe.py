@@ -15,8 +15,9 @@ import urllib.request
 
 
 def health(port: int) -> dict:
+    direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never through HTTP_PROXY
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=3) as r:
+        with direct.open(f"http://127.0.0.1:{port}/health", timeout=3) as r:
             return json.loads(r.read())
     except urllib.error.HTTPError as err:  # 503 while not ready: its body still says why
         return json.loads(err.read() or b"{}")

@@ -71,6 +71,10 @@ def test_the_base_renders_and_validates() -> None:
     validate(docs)
     assert {d["kind"] for d in docs} == {"StatefulSet", "Deployment", "Service", "PersistentVolumeClaim",
                                          "PodDisruptionBudget"}  # fmt: skip
+    (models,) = [
+        d for d in docs if d["kind"] == "PersistentVolumeClaim" and d["metadata"]["name"] == "models"
+    ]
+    assert models["spec"]["accessModes"] == ["ReadOnlyMany"]  # every edge pod reads the same models
 
 
 def test_a_corporation_on_gpus_one_pod_per_planned_server(tmp_path: Path) -> None:
@@ -90,9 +94,15 @@ def test_a_corporation_on_gpus_one_pod_per_planned_server(tmp_path: Path) -> Non
     assert container["readinessProbe"]["exec"]["command"][-1] == "ready"
     assert container["lifecycle"]["preStop"] and pod["terminationGracePeriodSeconds"] >= 60
     assert edge["spec"]["volumeClaimTemplates"][0]["metadata"]["name"] == "outbox"
-    assert all(d["metadata"]["namespace"] == "safecity-pune" for d in docs)
-    assert {p["metadata"]["name"] for p in of(docs, "PodDisruptionBudget")} == {"edge", "sink"}
-    assert of(docs, "Service", "edge")[0]["metadata"]["annotations"]["prometheus.io/scrape"] == "true"
+    assert all(d["metadata"]["namespace"] == "safecity-pune" for d in docs if d["kind"] != "Namespace")
+    assert [n["metadata"]["name"] for n in of(docs, "Namespace")] == ["safecity-pune"]
+    assert [p["metadata"]["name"] for p in of(docs, "PodDisruptionBudget")] == ["edge"]
+    assert edge["spec"]["template"]["metadata"]["annotations"]["prometheus.io/scrape"] == "true"
+    assert (
+        len(edge["spec"]["template"]["metadata"]["annotations"]["safecity/plan"]) == 16
+    )  # the plan's digest
+    assert all(p["timeoutSeconds"] >= 3 for p in (container[k] for k in ("startupProbe", "livenessProbe",
+                                                                         "readinessProbe")))  # fmt: skip
     # each pod's config: the N-th server of the site, outbox on its volume, its own Curve key
     plan_volume = next(v for v in pod["volumes"] if v["name"] == "plan")
     maps = {m["configMap"]["name"] for m in plan_volume["projected"]["sources"]}
@@ -192,3 +202,27 @@ def test_the_probe_script(status: int, body: dict, live: int, ready: int) -> Non
         [sys.executable, "-m", "pipeline.probe", "live", "1"], capture_output=True, timeout=30
     )
     assert nobody.returncode == 1
+
+
+def test_a_new_plan_changes_the_pods_digest_and_removes_what_it_no_longer_needs(tmp_path: Path) -> None:
+    servers = make_servers([(f"s-gpu{j}", "s", 200.0) for j in range(4)])
+    inv = make_inventory(["s"] * 300, [1.0] * 300)
+    write_kubernetes(tmp_path, "s", inv, servers, plan(inv, servers), {})
+    first = yaml.safe_load((tmp_path / "statefulset.yaml").read_text())
+    (tmp_path / "configmap-7.yaml").write_text("stale: true\n")  # a map of a bigger plan before
+    more = make_inventory(["s"] * 301, [1.0] * 301)
+    write_kubernetes(tmp_path, "s", more, servers, plan(more, servers), {})
+    second = yaml.safe_load((tmp_path / "statefulset.yaml").read_text())
+    digest = lambda p: p["spec"]["template"]["metadata"]["annotations"]["safecity/plan"]  # noqa: E731
+    assert digest(first) != digest(second)  # the pods roll onto the new configs
+    assert not (tmp_path / "configmap-7.yaml").exists()
+
+
+def test_a_server_left_without_cameras_is_refused_before_anything_is_written(tmp_path: Path) -> None:
+    from pipeline.errors import ConfigError
+
+    servers = make_servers([(f"s-gpu{j}", "s", 200.0) for j in range(4)])
+    inv = make_inventory(["s"] * 3, [1.0] * 3)  # four servers, three cameras: one idles
+    with pytest.raises(ConfigError, match=r"gets 0 cameras; an edge runs 1 to 2048"):
+        write_kubernetes(tmp_path / "k", "s", inv, servers, plan(inv, servers), {})
+    assert not (tmp_path / "k").exists()

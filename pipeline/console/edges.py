@@ -12,8 +12,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-import yaml
-
+from ..config import read_yaml
 from ..control import read_token, request
 from ..errors import ConfigError
 
@@ -41,12 +40,7 @@ class EdgeControl:
 
 
 def load_edges(path: Path) -> dict[str, EdgeControl]:
-    try:
-        doc = yaml.safe_load(path.read_text())
-    except OSError as err:
-        raise ConfigError(f"--edges {path}: {err.strerror or err}") from None
-    except yaml.YAMLError as err:
-        raise ConfigError(f"--edges {path}: not valid YAML: {str(err).splitlines()[0]}") from None
+    doc = read_yaml(path, "--edges")
     items = (doc or {}).get("edges") if isinstance(doc, dict) else None
     if not isinstance(items, list):
         raise ConfigError(f"--edges {path}: expected 'edges:' with a list of {{id, control, token_file}}")

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from ..config import read_yaml
 from ..errors import ConfigError
 from .inventory import Inventory, Servers
 from .plan import Plan
@@ -20,12 +22,7 @@ _Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)  # libyaml: 400,000 came
 def load_template(path: Path | None) -> dict[str, Any]:
     if path is None:
         return {}
-    try:
-        doc = yaml.safe_load(path.read_text())
-    except OSError as err:
-        raise ConfigError(f"--template {path}: {err.strerror or err}") from None
-    except yaml.YAMLError as err:
-        raise ConfigError(f"--template {path}: not valid YAML: {str(err).splitlines()[0]}") from None
+    doc = read_yaml(path, "--template")
     if not isinstance(doc, dict):
         raise ConfigError(f"--template {path}: expected the mapping of an edge config")
     if "cameras" in doc or "edge_id" in doc:
@@ -33,11 +30,19 @@ def load_template(path: Path | None) -> dict[str, Any]:
     return doc
 
 
+MAX_CAMERAS = 2048  # what one edge config takes (config.py)
+CONFIGMAP_BYTES = 900_000  # under Kubernetes' 1 MiB a ConfigMap (apply them with --server-side)
+
+
+def _quoted(text: str) -> str:
+    return json.dumps(text, ensure_ascii=False)  # (YAML reads no surrogate-pair escapes)
+
+
 def _camera_lines(inv: Inventory, cams: np.ndarray) -> list[str]:
     # one camera a line, in YAML's flow style (strings JSON-quoted, which YAML reads: an id such as
     # 0123 or "true" stays a string): fast to write for 400,000 cameras, easy to read and to diff
     return [
-        f"  - {{id: {json.dumps(inv.camera_id[i])}, source: {json.dumps(inv.source(int(i)))}, "
+        f"  - {{id: {json.dumps(inv.camera_id[i])}, source: {_quoted(inv.source(int(i)))}, "
         f"analytics_fps: {float(inv.analytics_fps[i]):g}, "
         f"location: [{inv.lon[i]:.6f}, {inv.lat[i]:.6f}]}}"
         for i in cams
@@ -49,74 +54,100 @@ def _config(sid: str, site: str, load: float, capacity: float, settings: str, li
         f"# written by `safecity fleet plan`: server {sid} of site {site}, "
         f"{len(lines)} cameras, {load:.1f} of {capacity:g} camera-equivalents\n"
     )
-    body = f"edge_id: {json.dumps(sid)}\ncameras:" + ("\n" + "\n".join(lines) if lines else " []")
-    return head + settings + body + "\n"
+    return head + settings + f"edge_id: {json.dumps(sid)}\ncameras:\n" + "\n".join(lines) + "\n"
 
 
-def _by_server(p: Plan, n: int) -> tuple[np.ndarray, np.ndarray]:
+def _configs(members: list[int], inv: Inventory, servers: Servers, p: Plan, settings: list[str]) -> list[str]:
+    """The config text of each of ``members`` (server indexes; ``settings`` theirs); ConfigError for
+    a server with no camera (an edge needs one) or more than one edge config takes."""
     order = np.argsort(p.server, kind="stable")
-    return order, np.searchsorted(p.server[order], np.arange(n + 1))
+    bounds = np.searchsorted(p.server[order], np.arange(len(servers) + 1))
+    texts = []
+    for j, text in zip(members, settings, strict=True):
+        cams = order[bounds[j] : bounds[j + 1]]
+        sid = servers.server_id[j]
+        if not len(cams) or len(cams) > MAX_CAMERAS:
+            raise ConfigError(
+                f"server {sid} of site {servers.site[j]} gets {len(cams)} cameras; an edge runs 1 to "
+                f"{MAX_CAMERAS}: {'remove it or lower the others' if not len(cams) else 'lower its'} capacity"
+            )
+        texts.append(
+            _config(sid, servers.site[j], p.load[j], servers.capacity[j], text, _camera_lines(inv, cams))
+        )
+    return texts
+
+
+def _replace(out: Path, files: dict[str, str], stale: str) -> None:
+    """Write ``files`` (name -> text) into ``out`` and remove the other files matching ``stale`` there
+    (of servers no longer planned): everything is built before anything is written."""
+    out.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        tmp = out / f".{name}.tmp"
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(out / name)
+    for old in out.glob(stale):
+        if old.name not in files:
+            old.unlink()
+
+
+def _settings(template: dict[str, Any]) -> str:
+    return (
+        yaml.dump(template, Dumper=_Dumper, sort_keys=False, width=120, allow_unicode=True)
+        if template
+        else ""
+    )
 
 
 def write_configs(out: Path, inv: Inventory, servers: Servers, p: Plan, template: dict[str, Any]) -> int:
-    """``out/SERVER.yaml`` for every server (one with no camera too); how many were written."""
-    out.mkdir(parents=True, exist_ok=True)
-    order, bounds = _by_server(p, len(servers))
-    settings = yaml.dump(template, Dumper=_Dumper, sort_keys=False, width=120) if template else ""
-    for j, sid in enumerate(servers.server_id):
-        lines = _camera_lines(inv, order[bounds[j] : bounds[j + 1]])
-        text = _config(sid, servers.site[j], p.load[j], servers.capacity[j], settings, lines)
-        (out / f"{sid}.yaml").write_text(text)
-    return len(servers)
-
-
-CONFIGMAP_BYTES = 900_000  # under Kubernetes' 1 MiB a ConfigMap
+    """``out/SERVER.yaml`` for every server; how many were written."""
+    members = list(range(len(servers)))
+    texts = _configs(members, inv, servers, p, [_settings(template)] * len(members))
+    _replace(out, {f"{servers.server_id[j]}.yaml": t for j, t in zip(members, texts, strict=True)}, "*.yaml")
+    return len(members)
 
 
 def write_kubernetes(
     out: Path, site: str, inv: Inventory, servers: Servers, p: Plan, template: dict[str, Any]
 ) -> int:
     """The site's plan as a Kustomize resource for ``deploy/kubernetes`` overlays: ConfigMaps
-    ``edge-plan-K`` holding ``edge-N.yaml`` (the config of the site's N-th server, for pod edge-N of
-    the StatefulSet), and ``statefulset.yaml``, the patch that sets the replicas and mounts them.
-    In each config the outbox is on the pod's volume and the Curve key is the pod's own. Returns the
-    number of pods."""
+    ``edge-plan-K`` holding ``edge-N.yaml`` (the config of the site's N-th server in the servers file,
+    for pod edge-N of the StatefulSet), and ``statefulset.yaml``, the patch that sets the replicas,
+    mounts them and carries the plan's digest (a new plan rolls the pods onto it). In each config the
+    outbox is on the pod's volume and the Curve key is the pod's own. Returns the number of pods."""
     members = [j for j, s in enumerate(servers.site) if s == site]
     if not members:
-        raise ConfigError(
-            f"--site {site}: no server of the plan is in it (sites: {', '.join(sorted(set(servers.site)))})"
-        )
-    out.mkdir(parents=True, exist_ok=True)
-    for old in out.glob("configmap-*.yaml"):
-        old.unlink()
-    order, bounds = _by_server(p, len(servers))
-    maps: list[dict[str, str]] = [{}]
-    size = 0
-    for n, j in enumerate(members):
-        pod = f"edge-{n}"
+        known = ", ".join(sorted(set(servers.site)))
+        raise ConfigError(f"--site {site}: no server of the plan is in it (sites: {known})")
+    settings = []
+    for n in range(len(members)):
         tpl = {
             **template,
             "sink": {**(template.get("sink") or {}), "outbox": "/var/lib/safecity/outbox.sqlite"},
         }
         if not tpl["sink"].get("insecure"):
             tpl["sink"] |= {"server_public_key": "/etc/safecity/keys/sink.key",
-                            "client_secret_file": f"/etc/safecity/keys/{pod}.key_secret"}  # fmt: skip
-        settings = yaml.dump(tpl, Dumper=_Dumper, sort_keys=False, width=120)
-        lines = _camera_lines(inv, order[bounds[j] : bounds[j + 1]])
-        text = _config(servers.server_id[j], site, p.load[j], servers.capacity[j], settings, lines)
-        if size + len(text) > CONFIGMAP_BYTES and maps[-1]:
+                            "client_secret_file": f"/etc/safecity/keys/edge-{n}.key_secret"}  # fmt: skip
+        settings.append(_settings(tpl))
+    texts = _configs(members, inv, servers, p, settings)
+    maps: list[dict[str, str]] = [{}]
+    size = 0
+    for n, text in enumerate(texts):
+        if len(text.encode()) > CONFIGMAP_BYTES:
+            raise ConfigError(
+                f"server {servers.server_id[members[n]]}: its config is over {CONFIGMAP_BYTES} bytes"
+            )
+        if size + len(text.encode()) > CONFIGMAP_BYTES and maps[-1]:
             maps.append({})
             size = 0
-        maps[-1][f"{pod}.yaml"] = text
-        size += len(text)
-    names = []
+        maps[-1][f"edge-{n}.yaml"] = text
+        size += len(text.encode())
+    digest = hashlib.sha256("".join(texts).encode()).hexdigest()[:16]
+    files = {}
     for k, data in enumerate(maps):
-        name = f"edge-plan-{k}"
-        names.append(name)
-        meta = {"name": name, "labels": {"safecity/site": site}}
+        meta = {"name": f"edge-plan-{k}", "labels": {"safecity/site": site}}
         doc = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta, "data": data}
-        (out / f"configmap-{k}.yaml").write_text(
-            yaml.dump(doc, Dumper=_Dumper, sort_keys=False, width=1 << 20)
+        files[f"configmap-{k}.yaml"] = yaml.dump(
+            doc, Dumper=_Dumper, sort_keys=False, width=1 << 20, allow_unicode=True
         )
     patch = {
         "apiVersion": "apps/v1",
@@ -124,13 +155,20 @@ def write_kubernetes(
         "metadata": {"name": "edge"},
         "spec": {
             "replicas": len(members),
-            "template": {"spec": {"volumes": [
-                {"name": "plan", "projected": {"sources": [{"configMap": {"name": n}} for n in names]}}
-            ]}},
+            "template": {
+                "metadata": {"annotations": {"safecity/plan": digest}},
+                "spec": {"volumes": [{"name": "plan", "projected": {
+                    "sources": [{"configMap": {"name": f"edge-plan-{k}"}} for k in range(len(maps))]}}]},
+            },
         },
     }  # fmt: skip
-    head = f"# written by `safecity fleet plan --kubernetes`: site {site}, {len(members)} servers\n"
-    (out / "statefulset.yaml").write_text(head + yaml.dump(patch, Dumper=_Dumper, sort_keys=False))
-    kustomization = {"resources": [f"configmap-{k}.yaml" for k in range(len(maps))]}
-    (out / "kustomization.yaml").write_text(head + yaml.dump(kustomization, Dumper=_Dumper, sort_keys=False))
+    head = (
+        f"# written by `safecity fleet plan --kubernetes`: site {site}, {len(members)} servers, "
+        f"plan {digest}\n"
+    )
+    files["statefulset.yaml"] = head + yaml.dump(patch, Dumper=_Dumper, sort_keys=False)
+    files["kustomization.yaml"] = head + yaml.dump(
+        {"resources": [f"configmap-{k}.yaml" for k in range(len(maps))]}, Dumper=_Dumper, sort_keys=False
+    )
+    _replace(out, files, "configmap-*.yaml")
     return len(members)

@@ -12,14 +12,17 @@ counted in 1080p30 H.264 cameras analysed at 5 fps; see ``weight``).
 from __future__ import annotations
 
 import csv
+import io
 import re
+import string
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import numpy as np
-import yaml
 
+from ..config import read_yaml
 from ..errors import ConfigError
 
 ID_RE = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
@@ -60,7 +63,9 @@ class Inventory:
         return len(self.camera_id)
 
     def source(self, i: int) -> str:
-        """Camera ``i``'s stream URL, its template filled from its row."""
+        """Camera ``i``'s stream URL: its template's ``{field}`` names (of the row: camera_id,
+        corporation, site, owner, codec) filled in, each value URL-quoted (a space or an @ in a
+        corporation's name cannot change the host)."""
         template = self.url[i]
         if "{" not in template:
             return template
@@ -68,10 +73,18 @@ class Inventory:
             "camera_id": self.camera_id[i], "corporation": self.corporation[i], "site": self.site[i],
             "owner": self.owner[i], "codec": self.codec[i],
         }  # fmt: skip
+        out = []
         try:
-            return template.format_map(fields)
-        except (KeyError, ValueError, IndexError) as err:
+            for text, name, spec, conv in string.Formatter().parse(template):
+                out.append(text)
+                if name is None:
+                    continue
+                if name not in fields or spec or conv:
+                    raise ValueError(f"{{{name}}}: expected one of {{{'}, {'.join(fields)}}}, bare")
+                out.append(quote(fields[name], safe=""))
+        except ValueError as err:
             raise ConfigError(f"camera {self.camera_id[i]}: url template {template!r}: {err}") from None
+        return "".join(out)
 
 
 @dataclass
@@ -86,20 +99,28 @@ class Servers:
 
 def _rows(path: Path, key: str) -> list[dict[str, Any]]:
     """The rows of a CSV file, or of a YAML list (top level, or under ``key``)."""
-    try:
-        text = path.read_text()
-    except (OSError, UnicodeDecodeError) as err:
-        raise ConfigError(f"{path}: cannot read it: {getattr(err, 'strerror', None) or err}") from None
     if path.suffix.lower() == ".csv":
-        return list(csv.DictReader(text.splitlines()))
-    try:
-        doc = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML: {str(err).splitlines()[0]}") from None
-    rows = doc.get(key) if isinstance(doc, dict) else doc
-    if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+        try:
+            text = path.read_text(encoding="utf-8-sig")  # a spreadsheet's byte-order mark is not a column
+        except (OSError, UnicodeDecodeError) as err:
+            raise ConfigError(f"{path}: cannot read it: {getattr(err, 'strerror', None) or err}") from None
+        reader = csv.DictReader(io.StringIO(text, newline=""))
+        if reader.fieldnames:
+            reader.fieldnames = [f.strip() for f in reader.fieldnames]
+        rows: list[dict[str, Any]] = []
+        try:
+            for row in reader:
+                if None in row:  # more fields than the header has: an unquoted comma, most likely
+                    raise ConfigError(f"{path}: row {reader.line_num}: more fields than the header's")
+                rows.append(row)
+        except csv.Error as err:
+            raise ConfigError(f"{path}: not valid CSV: {err}") from None
+        return rows
+    doc = read_yaml(path)
+    found = doc.get(key) if isinstance(doc, dict) else doc
+    if not isinstance(found, list) or not all(isinstance(r, dict) for r in found):
         raise ConfigError(f"{path}: expected a CSV file, or YAML with a list of rows under {key}:")
-    return rows
+    return found
 
 
 class _Row:

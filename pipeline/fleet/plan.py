@@ -5,8 +5,8 @@ Each camera ranks its site's servers by ``-ln(u) / capacity``, ``u`` a uniform h
 server): the weighted rendezvous ranking, so a server's expected share is proportional to its
 capacity and adding or removing one server changes the top choice of only the cameras that gain or
 lose it (about 1/N of the site). Capacity is a hard bound: cameras propose to servers in their order
-and each server keeps the proposals that rank it best while their weights fit (a camera-proposing
-deferred acceptance); whoever does not fit tries its next server. With slack on every server that is
+and each server keeps, best-ranked first, every proposal that still fits (a camera-proposing deferred
+acceptance); whoever does not fit tries its next server. With slack on every server that is
 plain rendezvous hashing; near capacity, a change can push a few more cameras to their next choice.
 Other sites never move. Vectorised with numpy: 400,000 cameras over 2,400 servers in seconds."""
 
@@ -99,20 +99,33 @@ def _place_site(
         srvs = np.concatenate([held[holders], proposed])
         order = np.lexsort((key_of(cams, srvs), srvs))
         cams, srvs = cams[order], srvs[order]
-        cum = np.cumsum(weight[cams])
-        starts = np.flatnonzero(np.r_[True, srvs[1:] != srvs[:-1]])
-        before = np.repeat(cum[starts] - weight[cams[starts]], np.diff(np.r_[starts, len(cams)]))
-        within = cum - before
-        # keep the best-ranked prefix that fits (a later, lighter camera does not jump the queue)
-        fits = within <= cap[srvs] + 1e-9
-        first_out = np.minimum.reduceat(np.where(fits, len(cams), np.arange(len(cams))), starts)
-        keep = np.arange(len(cams)) < np.repeat(first_out, np.diff(np.r_[starts, len(cams)]))
+        keep = _fitting(weight[cams], srvs, cap)
         held[cams[keep]] = srvs[keep]
         out = cams[~keep]
         held[out] = -1
         idx[out] += 1
         pending = out
     return held, rounds
+
+
+def _fitting(weights: np.ndarray, srvs: np.ndarray, cap: np.ndarray) -> np.ndarray:
+    """Which of the candidates (grouped by server, best-ranked first) each server keeps: in rank
+    order, every one that still fits (one that does not is passed over; a lighter one after it may
+    fit). One pass per candidate passed over in the fullest group: a few in practice."""
+    m = len(srvs)
+    starts = np.flatnonzero(np.r_[True, srvs[1:] != srvs[:-1]])
+    sizes = np.diff(np.r_[starts, m])
+    room = np.repeat(cap[srvs[starts]], sizes) + 1e-9
+    keep = np.ones(m, dtype=bool)
+    at = np.arange(m)
+    while True:
+        cum = np.cumsum(np.where(keep, weights, 0.0))
+        within = cum - np.repeat(cum[starts] - np.where(keep[starts], weights[starts], 0.0), sizes)
+        over = keep & (within > room)
+        if not over.any():
+            return keep
+        first = np.minimum.reduceat(np.where(over, at, m), starts)
+        keep[first[first < m]] = False
 
 
 def plan(inv: Inventory, servers: Servers) -> Plan:
@@ -172,7 +185,7 @@ def read_plan(path: Path) -> dict[str, str]:
     try:
         with path.open(newline="") as f:
             return {row["camera_id"]: row["server_id"] for row in csv.DictReader(f)}
-    except (OSError, KeyError) as err:
+    except (OSError, KeyError, UnicodeDecodeError, csv.Error) as err:
         raise ConfigError(
             f"--previous {path}: expected a plan.csv written by `safecity fleet plan` ({err})"
         ) from None
