@@ -306,3 +306,52 @@ def test_url_templates_take_bare_row_fields_and_quote_them(tmp_path: Path) -> No
     path.write_text(HEADER + row.format(url="rtsp://x").rstrip("\n") + ",extra\n")
     with pytest.raises(ConfigError, match="row 2: more fields than the header's"):
         load_inventory(path)
+
+
+def test_fleet_status_shows_each_server_from_its_heartbeats_against_the_plan(tmp_path: Path) -> None:
+    """Two edges report to a real sink (one with a camera down); the plan gives a third server that
+    never reported: `safecity fleet status` says so per server."""
+    import json as _json
+
+    from .conftest import SinkThread
+    from .iccc import Edge
+    from .util import free_port, wait_until
+
+    port = free_port()
+    sink = SinkThread(port, tmp_path / "sink.sqlite")
+    edges = [Edge(tmp_path, f"tcp://127.0.0.1:{port}", f"pune-gpu{k}", ("c1", "c2")) for k in (0, 1)]
+    edges[1].health["c2"]["state"] = "down"
+    plan_csv = tmp_path / "plan.csv"
+    plan_csv.write_text(
+        "camera_id,site,server_id,weight\n"
+        + "".join(f"cam{k}{i},pune,pune-gpu{k},1.0\n" for k in (0, 1) for i in (1, 2))
+        + "c9,pune,pune-gpu2,1.0\n"
+    )
+    try:
+        assert wait_until(lambda: all(e.sender.connected for e in edges))
+        assert wait_until(lambda: (tmp_path / "sink.sqlite").exists())
+
+        def status() -> list[dict]:
+            done = subprocess.run(
+                [sys.executable, "-m", "pipeline.cli", "fleet", "status", "--db",
+                 str(tmp_path / "sink.sqlite"), "--plan", str(plan_csv), "--json"],
+                capture_output=True, text=True, timeout=60,
+            )  # fmt: skip
+            assert done.returncode == 0, done.stderr
+            return _json.loads(done.stdout)
+
+        assert wait_until(lambda: [r["up"] for r in status()] == [2, 1, 0], 30)
+        rows = {r["server"]: r for r in status()}
+        assert rows["pune-gpu0"]["state"] == "ok" and rows["pune-gpu0"]["assigned"] == 2
+        assert rows["pune-gpu1"]["reported"] == 2 and rows["pune-gpu1"]["outbox_backlog"] == 0
+        assert rows["pune-gpu2"]["state"] == "missing" and rows["pune-gpu2"]["heartbeat_age_s"] is None
+        table = subprocess.run(
+            [sys.executable, "-m", "pipeline.cli", "fleet", "status", "--db", str(tmp_path / "sink.sqlite"),
+             "--plan", str(plan_csv)],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert "3 servers; not reporting: 1; with cameras down: 2" in table.stdout
+    finally:
+        for e in edges:
+            e.close()
+        sink.close()

@@ -64,6 +64,28 @@ def cmd_fleet_plan(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_fleet_status(args: argparse.Namespace) -> int:
+    from .status import fleet_status, print_status
+
+    plan = None
+    if args.plan:
+        import csv
+
+        try:
+            with open(args.plan, newline="") as f:
+                plan = {r["camera_id"]: (r["site"], r["server_id"]) for r in csv.DictReader(f)}
+        except (OSError, KeyError, UnicodeDecodeError, csv.Error) as err:
+            raise ConfigError(
+                f"--plan {args.plan}: expected a plan.csv of `safecity fleet plan` ({err})"
+            ) from None
+    rows = fleet_status(Path(args.db), plan)
+    if args.json:
+        print(json.dumps(rows, indent=1))
+    else:
+        print_status(rows)
+    return 0
+
+
 def add_parsers(sub: Any) -> None:
     f = sub.add_parser("fleet", help="many edge servers: place the camera inventory on them")
     fs = f.add_subparsers(dest="fleet_cmd", required=True)
@@ -88,4 +110,9 @@ def add_parsers(sub: Any) -> None:
         help="write one site's plan as the `plan` of a deploy/kubernetes overlay (ConfigMaps, replicas)",
     )
     p.add_argument("--site", help="the site --kubernetes writes")
+    st = fs.add_parser("status", help="per site and server: cameras assigned vs up, rate, backlog, heartbeat")
+    st.add_argument("--db", default="events.sqlite", help="the sink's store (the edges' heartbeats)")
+    st.add_argument("--plan", metavar="PLAN_CSV", help="the plan: what each server was given, and its site")
+    st.add_argument("--json", action="store_true")
+    st.set_defaults(func=cmd_fleet_status)
     p.set_defaults(func=cmd_fleet_plan)
