@@ -4,7 +4,6 @@ incidents with real JPEG snapshots, and an HTTP client for the console with its 
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import re
 import time
@@ -46,24 +45,13 @@ def video_frame(path: Path, at_s: float) -> np.ndarray:
 
 
 def jpeg(seed: int, w: int = 320, h: int = 180) -> bytes:
-    """A real JPEG: a gradient with a box, different for each seed."""
-    import av  # PyAV encodes the JPEG the same way the edge's CPU path does
-
+    """A real JPEG, encoded as the edge encodes its snapshots: a gradient with a box, one per seed."""
     img = np.zeros((h, w, 3), np.uint8)
     img[..., 0] = np.linspace(0, 255, w, dtype=np.uint8)[None, :]
     img[..., 1] = (seed * 37) % 255
     x = 20 + (seed * 13) % (w - 80)
     img[60:120, x : x + 40] = (255, 220, 0)
-    frame = av.VideoFrame.from_ndarray(img, format="rgb24")
-    out = io.BytesIO()
-    with av.open(out, "w", format="image2pipe") as c:
-        s = c.add_stream("mjpeg", rate=1)
-        s.width, s.height, s.pix_fmt = w, h, "yuvj420p"
-        for p in s.encode(frame.reformat(format="yuvj420p")):
-            c.mux(p)
-        for p in s.encode():
-            c.mux(p)
-    return out.getvalue()
+    return jpeg_of(img)
 
 
 class Edge:

@@ -65,19 +65,10 @@ def cmd_fleet_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_fleet_status(args: argparse.Namespace) -> int:
+    from .plan import read_plan
     from .status import fleet_status, print_status
 
-    plan = None
-    if args.plan:
-        import csv
-
-        try:
-            with open(args.plan, newline="") as f:
-                plan = {r["camera_id"]: (r["site"], r["server_id"]) for r in csv.DictReader(f)}
-        except (OSError, KeyError, UnicodeDecodeError, csv.Error) as err:
-            raise ConfigError(
-                f"--plan {args.plan}: expected a plan.csv of `safecity fleet plan` ({err})"
-            ) from None
+    plan = read_plan(Path(args.plan), "--plan") if args.plan else None
     rows = fleet_status(Path(args.db), plan)
     if args.json:
         print(json.dumps(rows, indent=1))

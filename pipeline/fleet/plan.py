@@ -173,21 +173,22 @@ def plan(inv: Inventory, servers: Servers) -> Plan:
     return result
 
 
-def moved(inv: Inventory, servers: Servers, now: Plan, before: dict[str, str]) -> tuple[int, int]:
+def moved(inv: Inventory, servers: Servers, now: Plan, before: dict[str, tuple[str, str]]) -> tuple[int, int]:
     """(cameras on another server than in ``before``, cameras that were in it at all)."""
     ids = np.asarray(servers.server_id)[now.server]
-    was = np.asarray([before.get(c, "") for c in inv.camera_id])
+    was = np.asarray([before.get(c, ("", ""))[1] for c in inv.camera_id])
     known = was != ""
     return int((ids[known] != was[known]).sum()), int(known.sum())
 
 
-def read_plan(path: Path) -> dict[str, str]:
+def read_plan(path: Path, option: str = "--previous") -> dict[str, tuple[str, str]]:
+    """A plan.csv written by ``write_plan``: camera id -> (site, server id)."""
     try:
         with path.open(newline="") as f:
-            return {row["camera_id"]: row["server_id"] for row in csv.DictReader(f)}
+            return {row["camera_id"]: (row["site"], row["server_id"]) for row in csv.DictReader(f)}
     except (OSError, KeyError, UnicodeDecodeError, csv.Error) as err:
         raise ConfigError(
-            f"--previous {path}: expected a plan.csv written by `safecity fleet plan` ({err})"
+            f"{option} {path}: expected a plan.csv written by `safecity fleet plan` ({err})"
         ) from None
 
 

@@ -11,16 +11,17 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from ..console.feed import open_sink_store
 from ..errors import ConfigError, StorageError
 from ..events.heartbeat import STALE_AFTER_INTERVALS, read_health
 
 
 def fleet_status(db_path: Path, plan: dict[str, tuple[str, str]] | None = None) -> list[dict[str, Any]]:
     """One row per server (edge): ``plan`` maps camera id -> (site, server id)."""
-    if not db_path.exists():
-        raise ConfigError(f"no sink store at {db_path}")
     try:
-        db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+        db = open_sink_store(db_path)
+        if db is None:
+            raise ConfigError(f"no sink store at {db_path}")
         try:
             edges = {s: (t, i, json.loads(b)) for s, t, i, b in db.execute(
                 "SELECT source, received_at, interval_s, body FROM edges")}  # fmt: skip
