@@ -240,6 +240,7 @@ def test_a_zone_drawn_in_the_browser_runs_in_the_pipeline(
         # an admin opens its zones: what the edge runs with is loaded, edited, pushed back
         d.get(iccc.url + "/")
         d.find_element(By.CSS_SELECTOR, "form.inline button.link").click()  # log out
+        wait(d, lambda d: d.current_url.endswith("/login"))  # the click returns before the post is done
         log_in(d, iccc.url, "admin")
         d.get(iccc.url + "/zones/edge-9/cam0")
         wait(d, lambda d: "footpath" in d.find_element(By.ID, "shapes").text and "line-2" in d.find_element(
