@@ -183,7 +183,7 @@ def run_soak(
         )
     )
     stop_sink = threading.Event()
-    sink = Sink(bind=f"tcp://127.0.0.1:{sink_port}", db_path=work / "sink.sqlite")
+    sink = Sink(bind=f"tcp://127.0.0.1:{sink_port}", store=work / "sink.sqlite")
     sink_thread = threading.Thread(target=sink.serve, args=(stop_sink,), daemon=True)
     sink_thread.start()
     runner = Runner(load_config(config), metrics=Metrics())

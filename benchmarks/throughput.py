@@ -145,7 +145,8 @@ def bench_pipeline(
         }
     )
     stop = threading.Event()
-    sink = Sink(bind=cfg.sink.endpoint, db_path=tmp / "sink.sqlite")
+    assert isinstance(cfg.sink.endpoint, str)
+    sink = Sink(bind=cfg.sink.endpoint, store=tmp / "sink.sqlite")
     threading.Thread(target=sink.serve, args=(stop,), daemon=True).start()
     runner = Runner(cfg)
     runner.detector.detect(

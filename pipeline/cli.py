@@ -15,9 +15,13 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .errors import ConfigError, SafeCityError, SourceError, StorageError
+from .errors import ConfigError, SafeCityError, SourceError
 from .process import settle_heap
+
+if TYPE_CHECKING:
+    from .events.store import Db
 
 log = logging.getLogger("safecity")
 
@@ -150,9 +154,14 @@ def cmd_sink(args: argparse.Namespace) -> int:
         curve, allow = None, None
     else:
         raise ConfigError("safecity sink: give --secret-key and --allowlist (Curve), or --insecure")
+    from .events.store import describe, is_url
+
+    if is_url(args.db) and not args.clips:
+        raise ConfigError("safecity sink: a PostgreSQL --db needs --clips DIR (a volume the replicas share)")
     sink = Sink(
         bind=args.bind,
-        db_path=Path(args.db),
+        store=args.db if is_url(args.db) else Path(args.db),
+        clips=Path(args.clips) if args.clips else None,
         registry=registry,
         on_event=show,
         curve_keypair=curve,
@@ -168,7 +177,8 @@ def cmd_sink(args: argparse.Namespace) -> int:
         if sink.error is not None:
             stop.set()
             raise sink.error
-        print(f"sink listening on {sink.bound_endpoint}, storing to {args.db}", file=sys.stderr, flush=True)
+        where = describe(args.db)
+        print(f"sink listening on {sink.bound_endpoint}, storing to {where}", file=sys.stderr, flush=True)
         if curve is None:
             print("warning: --insecure: accepting unencrypted, unauthenticated incidents", file=sys.stderr)
     console = None
@@ -202,18 +212,14 @@ def _positive_float(text: str) -> float:
 
 
 def cmd_events(args: argparse.Namespace) -> int:
-    from .events.outbox import check_kind, describe_db_error
     from .events.sink import format_event
+    from .events.store import local_file, open_reader, store_target
 
-    db_path = Path(args.db)
-    if not db_path.exists():
-        raise ConfigError(f"no sink database at {db_path}")
+    target = store_target(args.db)
+    db = open_reader(target)
+    if db is None:
+        raise ConfigError(f"no sink database at {args.db}")
     try:
-        db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
-        check_kind(db, db_path, "sink store", new_ok=False)
-    except sqlite3.Error as err:
-        raise StorageError(f"the sink store {db_path} {describe_db_error(db_path, err)}") from None
-    with db:
         if args.snapshot is not None:
             prefix = _digest_prefix(args.snapshot, "--snapshot")
             rows = db.execute(
@@ -228,7 +234,8 @@ def cmd_events(args: argparse.Namespace) -> int:
             from .events.clip_store import SUFFIX, clips_dir
 
             prefix = _digest_prefix(args.clip, "--clip")
-            found = sorted(clips_dir(db_path).glob(f"{prefix}*{SUFFIX}"))
+            clips = local_file(target, args.clips, clips_dir, "--clips DIR")
+            found = sorted(clips.glob(f"{prefix}*{SUFFIX}"))
             if len(found) != 1:
                 wanted = _count(db, "clip_wanted", prefix)
                 return _not_found("clip", args.clip, ambiguous=bool(found), fetching=wanted > 0)
@@ -245,6 +252,8 @@ def cmd_events(args: argparse.Namespace) -> int:
                 + (f" sha256={sha[:16]}" if sha else "")
                 + (f" clip={clip[:16]}" if clip else "")
             )
+    finally:
+        db.close()
     return 0
 
 
@@ -256,15 +265,9 @@ def _digest_prefix(text: str, option: str) -> str:
     return prefix
 
 
-def _count(db: sqlite3.Connection, table: str, prefix: str) -> int:
-    """Rows of ``table`` (snapshot_wanted, clip_wanted) whose sha256 starts with ``prefix``; 0 for a
-    store older than the table."""
-    try:
-        return int(
-            db.execute(f"SELECT COUNT(*) FROM {table} WHERE sha256 LIKE ?", (prefix + "%",)).fetchone()[0]
-        )
-    except sqlite3.OperationalError:
-        return 0
+def _count(db: Db, table: str, prefix: str) -> int:
+    """Rows of ``table`` (snapshot_wanted, clip_wanted) whose sha256 starts with ``prefix``."""
+    return int(db.execute(f"SELECT COUNT(*) FROM {table} WHERE sha256 LIKE ?", (prefix + "%",)).fetchone()[0])
 
 
 def _not_found(what: str, given: str, *, ambiguous: bool, fetching: bool) -> int:
@@ -323,7 +326,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     db = run_dir / "sink.sqlite"
     for p in run_dir.glob("*.sqlite*"):
         p.unlink()
-    bind = cfg.sink.endpoint
+    bind = cfg.sink.endpoint if isinstance(cfg.sink.endpoint, str) else cfg.sink.endpoint[0]
     print(f"== starting the ICCC sink on {bind}", flush=True)
     sink_log = run_dir / "sink.log"
     with sink_log.open("w") as logf:
@@ -536,7 +539,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("sink", help="run the ICCC event sink")
     s.add_argument("--bind", default="tcp://127.0.0.1:5555")
-    s.add_argument("--db", default="events.sqlite")
+    s.add_argument(
+        "--db",
+        default="events.sqlite",
+        help="the store: a SQLite file, or postgresql://USER@HOST/DB shared by several sinks "
+        "(the password from PGPASSWORD or a pgpass file, not the URL)",
+    )
+    s.add_argument(
+        "--clips", metavar="DIR", help="where evidence clips are kept (default: beside a SQLite --db)"
+    )
     s.add_argument("--metrics-port", type=int, default=None)
     s.add_argument("--quiet", action="store_true")
     s.add_argument("--secret-key", help="the sink's Curve .key_secret file")
@@ -548,7 +559,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--clips-max-gb",
         type=_positive_float,
         default=500.0,
-        help="evidence clips kept beside the store (STORE.clips/), at most; the oldest go first",
+        help="evidence clips kept (in --clips, or beside the store), at most; the oldest go first",
     )
     from .console.cli import add_console_options
 
@@ -556,7 +567,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_sink)
 
     e = sub.add_parser("events", help="what a sink stored: recent events, or one incident's snapshot or clip")
-    e.add_argument("--db", default="events.sqlite")
+    e.add_argument(
+        "--db", default="events.sqlite", help="the sink's store: a SQLite file or a PostgreSQL URL"
+    )
+    e.add_argument("--clips", metavar="DIR", help="the sinks' evidence clips (default: beside a SQLite --db)")
     e.add_argument("--last", type=int, default=20, help="show the last N events")
     e.add_argument("--snapshot", metavar="SHA256", help="write this snapshot's JPEG (a prefix will do)")
     e.add_argument("--clip", metavar="SHA256", help="copy this evidence clip's MP4 (a prefix will do)")

@@ -453,7 +453,11 @@ def check_endpoint(v: str) -> str:
 
 
 class SinkConfig(Strict):
-    endpoint: str = "tcp://127.0.0.1:5555"
+    endpoint: str | list[str] = Field(
+        default="tcp://127.0.0.1:5555",
+        description="the sink, or a list of its replicas (one store behind them): this edge prefers them "
+        "in an order of its own (by its id) and moves to the next when one is unreachable",
+    )
     server_public_key: str | None = Field(
         default=None, description="the sink's Curve public key: 40 Z85 characters or its .key file"
     )
@@ -483,8 +487,14 @@ class SinkConfig(Strict):
 
     @field_validator("endpoint")
     @classmethod
-    def _check_endpoint(cls, v: str) -> str:
-        return check_endpoint(v)
+    def _check_endpoint(cls, v: str | list[str]) -> str | list[str]:
+        if isinstance(v, str):
+            return check_endpoint(v)
+        if not 1 <= len(v) <= 64:
+            raise ValueError(f"expected 1 to 64 sink replicas, got {len(v)}")
+        if len(set(v)) != len(v):
+            raise ValueError("a sink replica is listed twice")
+        return [check_endpoint(e) for e in v]
 
 
 class SwapConfig(Strict):

@@ -127,6 +127,11 @@ class Metrics:
         self.sink_connected = Gauge(
             "safecity_sink_connected", "1 while the connection to the sink is up (handshake done)", registry=r
         )
+        self.sink_failovers = Counter(
+            "safecity_sink_failovers_total",
+            "Moves to another sink replica (the one in use unreachable) or back to the preferred one",
+            registry=r,
+        )
         self.snapshots_served = Counter(
             "safecity_snapshots_served_total", "Snapshots sent to the sink on its request", registry=r
         )

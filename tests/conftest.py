@@ -32,14 +32,14 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 class SinkThread:
     """A real sink serving on a loopback port in a thread of the test process."""
 
-    def __init__(self, port: int, db: Path, **sink_options: Any) -> None:
+    def __init__(self, port: int, db: Path | str, **sink_options: Any) -> None:
         """``sink_options``: further Sink arguments (Curve keys, allowlist, message size limit)."""
         import threading
 
         from pipeline.events.sink import Sink
 
         self.stop = threading.Event()
-        self.sink = Sink(bind=f"tcp://127.0.0.1:{port}", db_path=db, **sink_options)
+        self.sink = Sink(bind=f"tcp://127.0.0.1:{port}", store=db, **sink_options)
         self.thread = threading.Thread(target=self.sink.serve, args=(self.stop,), daemon=True)
         self.thread.start()
         assert self.sink.ready.wait(5) and self.sink.error is None
@@ -168,3 +168,17 @@ def keys(tmp_path: Path) -> dict[str, Path]:
         "edges:\n  - {source: edge-1, public_key: keys/edge-1.key, cameras: [cam1]}\n"
     )
     return out
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Any:
+    """A real PostgreSQL server for the session (``tests/postgres.py``); ``postgres.url()`` is a new
+    database on it."""
+    from .postgres import Postgres, binaries
+
+    bindir = binaries()
+    if bindir is None:
+        unavailable("PostgreSQL is not installed", "apt-get install postgresql")
+    server = Postgres(bindir)
+    yield server
+    server.close()

@@ -226,15 +226,17 @@ class Iccc:
     """A real sink (thread) with its console on a free port, and users admin / oper / oper2 / viewer
     (all with PASSWORD)."""
 
-    def __init__(self, tmp: Path, port: int, **console_kw: Any) -> None:
+    def __init__(self, tmp: Path, port: int, *, store: str | None = None, **console_kw: Any) -> None:
+        """``store``: a PostgreSQL URL (default: a SQLite file in ``tmp``)."""
         from pipeline.console.server import Console
 
         from .conftest import SinkThread
 
-        self.db = tmp / "sink.sqlite"
+        self.db: Path | str = store or tmp / "sink.sqlite"
+        clips = {"clips": tmp / "clips"} if store else {}
         self.endpoint = f"tcp://127.0.0.1:{port}"
-        self.sink = SinkThread(port, self.db)
-        self.console = Console(self.db, tmp / "console.sqlite", "127.0.0.1:0", **console_kw)
+        self.sink = SinkThread(port, self.db, **clips)
+        self.console = Console(self.db, tmp / "console.sqlite", "127.0.0.1:0", **clips, **console_kw)
         self.console.start()
         for name, role in (
             ("admin", "admin"),

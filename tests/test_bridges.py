@@ -158,7 +158,7 @@ def sink_event_ids(db: Path) -> list[str]:
     import sqlite3
 
     with sqlite3.connect(db) as c:
-        return [r[0] for r in c.execute("SELECT event_id FROM events ORDER BY rowid")]
+        return [r[0] for r in c.execute("SELECT event_id FROM events ORDER BY id")]
 
 
 def test_mqtt_bridge_across_a_bridge_kill_and_a_broker_restart_loses_nothing(world, tmp_path: Path) -> None:

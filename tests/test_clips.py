@@ -463,11 +463,10 @@ def test_a_file_where_the_clips_go_is_a_one_line_error_at_start(footage: Path, t
 
 def test_an_operator_gets_a_clip_out_but_never_over_another_file(tmp_path: Path) -> None:
     from pipeline.errors import ConfigError
-    from pipeline.events.sink import SINK_SCHEMA
+    from pipeline.events.store import open_store
 
     db = tmp_path / "sink.sqlite"
-    with sqlite3.connect(db) as c:
-        c.executescript(SINK_SCHEMA)
+    open_store(db).close()
     store = ClipStore(clips_dir(db))
     store.ensure()
     tmp = store.temp_path()

@@ -156,7 +156,7 @@ def test_sink_reports_a_port_in_use(tmp_path: Path, port: int) -> None:
     first = SinkThread(port, tmp_path / "a.sqlite")
     try:
         stop = threading.Event()
-        second = Sink(bind=f"tcp://127.0.0.1:{port}", db_path=tmp_path / "b.sqlite")
+        second = Sink(bind=f"tcp://127.0.0.1:{port}", store=tmp_path / "b.sqlite")
         second.serve(stop)
         assert second.error is not None and "Address already in use" in str(second.error)
     finally:

@@ -226,3 +226,35 @@ def test_a_server_left_without_cameras_is_refused_before_anything_is_written(tmp
     with pytest.raises(ConfigError, match=r"gets 0 cameras; an edge runs 1 to 2048"):
         write_kubernetes(tmp_path / "k", "s", inv, servers, plan(inv, servers), {})
     assert not (tmp_path / "k").exists()
+
+
+def test_a_shared_store_site_runs_sink_replicas_each_edge_listing_them(tmp_path: Path) -> None:
+    template = yaml.safe_load((ROOT / "configs/fleet/edge-template.yaml").read_text())
+    replicas = [f"tcp://sink-{n}.sink-replicas:5555" for n in range(3)]
+    template["sink"]["endpoint"] = replicas
+    docs = kustomize(planned(tmp_path, "shared-store", "pune-shivajinagar", template))
+    validate(docs)
+    assert not of(docs, "Deployment", "sink") and not of(docs, "PersistentVolumeClaim", "sink-store")
+    (sink,) = of(docs, "StatefulSet", "sink")
+    assert sink["spec"]["replicas"] == 3 and sink["spec"]["serviceName"] == "sink-replicas"
+    (headless,) = of(docs, "Service", "sink-replicas")
+    assert headless["spec"]["clusterIP"] == "None"
+    (container,) = sink["spec"]["template"]["spec"]["containers"]
+    assert {"--db=$(SINK_STORE_URL)", "--clips=/var/lib/safecity/clips"} <= set(container["command"])
+    env = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in container["env"]}
+    assert env == {"SINK_STORE_URL": {"name": "sink-store", "key": "url"},
+                   "PGPASSWORD": {"name": "sink-store", "key": "password"}}  # fmt: skip
+    (clips,) = of(docs, "PersistentVolumeClaim", "sink-clips")
+    assert clips["spec"]["accessModes"] == ["ReadWriteMany"]  # every replica writes, the console reads
+    assert sorted(p["metadata"]["name"] for p in of(docs, "PodDisruptionBudget")) == ["edge", "sink"]
+    (console,) = of(docs, "Deployment", "console")
+    command = console["spec"]["template"]["spec"]["containers"][0]["command"]
+    assert (
+        command[:2] == ["safecity", "console"]
+        and "--console-db=/var/lib/safecity/console/console.sqlite" in command
+    )
+    # and the edges' configs, as `safecity run` reads them, list the replicas
+    (cm,) = of(docs, "ConfigMap")
+    for name, text in cm["data"].items():
+        (tmp_path / name).write_text(text)
+        assert load_config(tmp_path / name).sink.endpoint == replicas

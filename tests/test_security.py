@@ -157,7 +157,7 @@ def test_a_key_cannot_claim_another_edges_snapshot_requests(tmp_path: Path, keys
     """HELLO tells the sink where to send an edge's snapshot requests; only the edge's own key may."""
     sink = Sink(
         bind="tcp://127.0.0.1:1",
-        db_path=tmp_path / "sink.sqlite",
+        store=tmp_path / "sink.sqlite",
         curve_keypair=load_keypair(keys["sink"]),
         allowlist=load_allowlist(tmp_path / "allow.yaml"),
     )

@@ -5,16 +5,14 @@ from __future__ import annotations
 
 import json
 import logging
-import sqlite3
 import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from ..console.feed import open_sink_store
+from ..events.store import Db, StoreTarget, describe, open_reader
 from .state import BridgeState
 
 log = logging.getLogger(__name__)
@@ -80,7 +78,7 @@ class Bridge:
 
     def __init__(
         self,
-        sink_db: Path,
+        sink_db: StoreTarget,
         state: BridgeState,
         *,
         registry: CollectorRegistry | None = None,
@@ -103,35 +101,37 @@ class Bridge:
         sent while it cannot."""
         return True
 
-    def tick(self, sink: sqlite3.Connection) -> None:
+    def tick(self, sink: Db) -> None:
         """Called every round with the sink's store (MQTT: camera availability)."""
 
-    def start_position(self, sink_db: Path, from_start: bool) -> int:
+    def start_position(self, sink_db: StoreTarget, from_start: bool) -> int:
         if from_start:
             return 0
-        sink = open_sink_store(sink_db)
+        sink = open_reader(sink_db)
         if sink is None:
             return 0
         try:
-            return int(sink.execute("SELECT COALESCE(MAX(rowid), 0) FROM events").fetchone()[0])
+            return int(sink.execute("SELECT COALESCE(MAX(id), 0) FROM events").fetchone()[0])
         finally:
             sink.close()
 
     def run(self) -> None:
-        sink: sqlite3.Connection | None = None
+        self.state.start_at(0)  # a bridge new to its state file starts at the first event (the CLI may
+        # have set another start already: then this changes nothing), and its cursor can move
+        sink: Db | None = None
         failing = False
         m = self.name
         while not self.stop_event.is_set():
             try:
                 if sink is None:
-                    sink = open_sink_store(self.sink_db)
+                    sink = open_reader(self.sink_db)
                     if sink is None:
                         self.stop_event.wait(1.0)
                         continue
                 self.tick(sink)
                 moved = self._round(sink)
                 if failing:
-                    log.warning("bridge %s: reading %s again", m, self.sink_db)
+                    log.warning("bridge %s: reading %s again", m, describe(self.sink_db))
                 failing = False
             except Exception as err:  # the store, the destination's client: logged once, tried again
                 if not failing:
@@ -145,14 +145,14 @@ class Bridge:
         if sink is not None:
             sink.close()
 
-    def _round(self, sink: sqlite3.Connection) -> bool:
+    def _round(self, sink: Db) -> bool:
         """One batch; whether the cursor moved."""
         position, sent_upto = self.state.cursor()
         rows = sink.execute(
-            "SELECT rowid, body, received_at FROM events WHERE rowid > ? ORDER BY rowid LIMIT ?",
+            "SELECT id, body, received_at FROM events WHERE id > ? ORDER BY id LIMIT ?",
             (position, self.batch),
         ).fetchall()
-        newest = int(sink.execute("SELECT COALESCE(MAX(rowid), 0) FROM events").fetchone()[0])
+        newest = int(sink.execute("SELECT COALESCE(MAX(id), 0) FROM events").fetchone()[0])
         self.metrics.lag_events.labels(self.name).set(max(newest - position, 0))
         self.metrics.lag_seconds.labels(self.name).set(max(time.time() - rows[0][2], 0.0) if rows else 0.0)
         if not rows or not self.ready():

@@ -12,15 +12,18 @@ from ..errors import ConfigError
 
 
 def _common(p: argparse.ArgumentParser, default_name: str) -> None:
-    p.add_argument("--db", default="events.sqlite", help="the sink's store")
+    p.add_argument(
+        "--db", default="events.sqlite", help="the sink's store: a SQLite file or a PostgreSQL URL"
+    )
     p.add_argument("--name", default=default_name, help="this bridge's name (its cursor and dead letters)")
     p.add_argument("--state", metavar="FILE", help="cursors and dead letters (default: beside --db)")
 
 
 def _state(args: argparse.Namespace) -> Any:
+    from ..events.store import local_file, store_target
     from .state import BridgeState, state_path
 
-    return BridgeState(Path(args.state) if args.state else state_path(Path(args.db)), args.name)
+    return BridgeState(local_file(store_target(args.db), args.state, state_path, "--state FILE"), args.name)
 
 
 def cmd_bridge(args: argparse.Namespace) -> int:
@@ -36,7 +39,9 @@ def cmd_bridge(args: argparse.Namespace) -> int:
                 print(f"#{d['id']} event {d['event_id']} after {d['attempts']} attempts: {d['reason']}")
             return 0
         registry = CollectorRegistry()
-        db = Path(args.db)
+        from ..events.store import describe, store_target
+
+        db = store_target(args.db)
         bridge: Any
         if args.kind == "mqtt":
             from .mqtt import MqttBridge, parse_broker
@@ -68,7 +73,11 @@ def cmd_bridge(args: argparse.Namespace) -> int:
         t = threading.Thread(target=bridge.run, name=f"bridge-{args.name}", daemon=True)
         t.start()
         position, _ = state.cursor()
-        print(f"bridge {args.name}: {db} -> {where}, from event #{position}", file=sys.stderr, flush=True)
+        print(
+            f"bridge {args.name}: {describe(db)} -> {where}, from event #{position}",
+            file=sys.stderr,
+            flush=True,
+        )
         while t.is_alive() and not stop.wait(0.2):
             pass
         bridge.stop()

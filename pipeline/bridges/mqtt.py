@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import json
 import logging
-import sqlite3
 import ssl
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -20,6 +18,7 @@ import paho.mqtt.client as mqtt
 
 from ..errors import ConfigError
 from ..events.heartbeat import read_health
+from ..events.store import Db, StoreTarget
 from .base import Bridge, Stored
 from .state import BridgeState
 
@@ -59,7 +58,7 @@ class MqttBridge(Bridge):
     kind = "mqtt"
 
     def __init__(
-        self, sink_db: Path, state: BridgeState, broker: Broker, *, prefix: str = "safecity", **kw: Any
+        self, sink_db: StoreTarget, state: BridgeState, broker: Broker, *, prefix: str = "safecity", **kw: Any
     ):
         super().__init__(sink_db, state, **kw)
         if not prefix or any(c in prefix for c in "+#") or prefix.startswith("/") or prefix.endswith("/"):
@@ -180,7 +179,7 @@ class MqttBridge(Bridge):
         self.metrics.delivered.labels(self.name).inc(done)
         return sent[-1][0].position if sent else 0
 
-    def tick(self, sink: sqlite3.Connection) -> None:
+    def tick(self, sink: Db) -> None:
         """Each camera's availability, retained, when it changes (and all again after a reconnection)."""
         self._ensure_connected()
         now = time.monotonic()

@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 
 from ..control import read_token
 from ..errors import ConfigError
+from ..events.store import StoreTarget
 from .base import Bridge, Stored
 from .state import BridgeState
 
@@ -66,7 +67,7 @@ class WebhookBridge(Bridge):
 
     def __init__(
         self,
-        sink_db: Path,
+        sink_db: StoreTarget,
         state: BridgeState,
         url: str,
         secret: bytes,

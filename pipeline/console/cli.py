@@ -33,14 +33,17 @@ def add_console_options(p: argparse.ArgumentParser, *, default: str | None) -> N
 
 def start_console(args: argparse.Namespace) -> Any:
     """The console for ``args.db`` on ``args.http``, started; the caller closes it."""
+    from ..events.clip_store import clips_dir
+    from ..events.store import local_file, store_target
     from .server import Console
     from .store import console_path
 
-    db = Path(args.db)
+    db = store_target(args.db)
     console = Console(
         db,
-        Path(args.console_db) if args.console_db else console_path(db),
+        local_file(db, args.console_db, console_path, "--console-db FILE (the console's own store)"),
         args.http,
+        clips=local_file(db, args.clips, clips_dir, "--clips DIR (where the sinks keep evidence clips)"),
         public_url=args.public_url,
     )
     console.start()
@@ -55,8 +58,9 @@ def start_console(args: argparse.Namespace) -> Any:
 
 def cmd_console(args: argparse.Namespace) -> int:
     from ..cli import _install_stop_signals
+    from ..events.store import is_url
 
-    if not Path(args.db).exists():
+    if not is_url(args.db) and not Path(args.db).exists():
         print(
             f"console: {args.db} does not exist yet; showing incidents once the sink creates it",
             file=sys.stderr,
@@ -86,10 +90,11 @@ def _password(args: argparse.Namespace) -> str:
 
 
 def cmd_users(args: argparse.Namespace) -> int:
+    from ..events.store import local_file, store_target
     from .auth import Users
     from .store import ConsoleStore, console_path
 
-    path = Path(args.console_db) if args.console_db else console_path(Path(args.db))
+    path = local_file(store_target(args.db), args.console_db, console_path, "--console-db FILE")
     store = ConsoleStore(path)
     try:
         users = Users(store)
@@ -115,7 +120,10 @@ def cmd_users(args: argparse.Namespace) -> int:
 
 def add_parsers(sub: Any) -> None:
     c = sub.add_parser("console", help="serve the ICCC operator console on a sink's store")
-    c.add_argument("--db", default="events.sqlite", help="the sink's store")
+    c.add_argument(
+        "--db", default="events.sqlite", help="the sink's store: a SQLite file or a PostgreSQL URL"
+    )
+    c.add_argument("--clips", metavar="DIR", help="the sinks' evidence clips (default: beside a SQLite --db)")
     add_console_options(c, default="127.0.0.1:8080")
     c.set_defaults(func=cmd_console)
 

@@ -6,15 +6,14 @@ from __future__ import annotations
 
 import collections
 import logging
-import sqlite3
 import threading
 import time
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 from ..events.heartbeat import read_health
 from ..events.schema import rfc3339
+from ..events.store import Db, StoreTarget, describe, open_reader
 from .store import ConsoleStore
 
 log = logging.getLogger(__name__)
@@ -24,16 +23,7 @@ INGEST_BATCH = 1000
 KEEP_CHANGES = 5000
 
 
-def open_sink_store(path: Path) -> sqlite3.Connection | None:
-    """The sink's store, read-only; None while it does not exist yet (the sink creates it)."""
-    if not path.exists():
-        return None
-    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10.0, check_same_thread=False)
-    db.row_factory = sqlite3.Row
-    return db
-
-
-def camera_health(sink: sqlite3.Connection | None, store: ConsoleStore, now: float) -> list[dict[str, Any]]:
+def camera_health(sink: Db | None, store: ConsoleStore, now: float) -> list[dict[str, Any]]:
     """Every camera an edge reported (``heartbeat.read_health``), with its incidents today."""
     if sink is None:
         return []
@@ -51,7 +41,7 @@ def local_midnight_ts() -> float:
 class Feed(threading.Thread):
     """Polls the sink's store; ``changes`` is what live consoles are sent: (number, kind, data)."""
 
-    def __init__(self, sink_db: Path, store: ConsoleStore, *, poll_s: float = POLL_S) -> None:
+    def __init__(self, sink_db: StoreTarget, store: ConsoleStore, *, poll_s: float = POLL_S) -> None:
         super().__init__(name="console-feed", daemon=True)
         self.sink_db = sink_db
         self.store = store
@@ -70,19 +60,20 @@ class Feed(threading.Thread):
             return int(self.store.db.execute("SELECT COALESCE(MAX(rev), 0) FROM incidents").fetchone()[0])
 
     def run(self) -> None:
-        sink: sqlite3.Connection | None = None
+        sink: Db | None = None
         failing = False
+        where = describe(self.sink_db)
         while not self.stop_event.is_set():
             try:
                 if sink is None:
-                    sink = open_sink_store(self.sink_db)
+                    sink = open_reader(self.sink_db)
                 self.poll(sink)
                 if failing:
-                    log.warning("console: reading %s again", self.sink_db)
+                    log.warning("console: reading %s again", where)
                 failing = False
             except Exception as err:  # the store gone, locked, corrupt: logged once, tried again
                 if not failing:
-                    log.error("console: cannot read the sink store %s (%s); trying again", self.sink_db, err)
+                    log.error("console: cannot read the sink store %s (%s); trying again", where, err)
                 failing = True
                 if sink is not None:
                     sink.close()
@@ -91,12 +82,12 @@ class Feed(threading.Thread):
         if sink is not None:
             sink.close()
 
-    def poll(self, sink: sqlite3.Connection | None) -> None:
+    def poll(self, sink: Db | None) -> None:
         """One round: new events in, changed incidents and cameras out."""
         if sink is not None:
             while True:
                 rows = sink.execute(
-                    "SELECT rowid, body FROM events WHERE rowid > ? ORDER BY rowid LIMIT ?",
+                    "SELECT id, body FROM events WHERE id > ? ORDER BY id LIMIT ?",
                     (self.store.cursor("sink"), INGEST_BATCH),
                 ).fetchall()
                 self.store.ingest([(r[0], r[1]) for r in rows])

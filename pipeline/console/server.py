@@ -10,7 +10,6 @@ import os
 import re
 import secrets
 import socket
-import sqlite3
 import threading
 import time
 from http.cookies import CookieError, SimpleCookie
@@ -22,10 +21,11 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from ..control import is_loopback, parse_bind
 from ..errors import ConfigError, SafeCityError
 from ..events.clip_store import SUFFIX, clips_dir
+from ..events.store import Db, StoreTarget, local_file, open_reader
 from . import auth, pages
 from .auth import LoginBusy, Session, Throttle, Users, csrf_ok
 from .edges import EdgeControl
-from .feed import Feed, camera_health, open_sink_store
+from .feed import Feed, camera_health
 from .store import STATES, Action, ActionRefused, ConsoleStore
 from .zones import checked, export_yaml, normalised
 
@@ -46,14 +46,16 @@ _TYPES = {".css": "text/css; charset=utf-8", ".js": "text/javascript; charset=ut
 
 
 class Console:
-    """The console for the sink store at ``sink_db`` (its own store at ``console_db``)."""
+    """The console for the sink store at ``sink_db`` (its own store at ``console_db``; the evidence
+    clips in ``clips``, by default beside a SQLite sink store)."""
 
     def __init__(
         self,
-        sink_db: Path,
+        sink_db: StoreTarget,
         console_db: Path,
         bind: str = "127.0.0.1:8080",
         *,
+        clips: Path | None = None,
         public_url: str | None = None,
         edges: dict[str, EdgeControl] | None = None,
     ) -> None:
@@ -61,6 +63,7 @@ class Console:
         https:// there makes the session cookie Secure). Other Host headers are refused (DNS rebinding)."""
         host, port = parse_bind(bind)
         self.sink_db = sink_db
+        self.clips = clips if clips is not None else local_file(sink_db, None, clips_dir, "--clips")
         self.edges = edges or {}  # edge id -> its control interface (zones loaded and pushed)
         self.store = ConsoleStore(console_db)
         self.users = Users(self.store)
@@ -124,8 +127,8 @@ class Console:
         self._throttle_logged[key] = now
         return True
 
-    def sink(self) -> sqlite3.Connection | None:
-        return open_sink_store(self.sink_db)
+    def sink(self) -> Db | None:
+        return open_reader(self.sink_db)
 
     def snapshot(self, sha: str) -> bytes | None:
         db = self.sink()
@@ -138,7 +141,7 @@ class Console:
         return None if row is None else bytes(row[0])
 
     def clip_path(self, sha: str) -> Path:
-        return clips_dir(self.sink_db) / f"{sha}{SUFFIX}"
+        return self.clips / f"{sha}{SUFFIX}"
 
     def cameras(self) -> list[dict[str, Any]]:
         db = self.sink()

@@ -204,7 +204,7 @@ class ConsoleStore:
 
     @_locked
     def ingest(self, rows: list[tuple[int, str]], name: str = "sink") -> int:
-        """The sink's events ``(rowid, body)`` into incidents, with the cursor, in one transaction;
+        """The sink's events ``(id, body)`` into incidents, with the cursor, in one transaction;
         how many were new. One that cannot be read is logged and skipped, never stops the rest."""
         if not rows:
             return 0

@@ -7,14 +7,16 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import sqlite3
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import zmq
 
 from .clip_store import ClipStore
+
+if TYPE_CHECKING:
+    from .store import Db
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +62,7 @@ class ClipFetcher:
         self.done: list[str] = []  # fetched or given up: their rows go with the next commit
         self.want = True  # clip_wanted may have rows
 
-    def wanted(self, db: sqlite3.Connection, items: list[tuple[str, int, str]], now: float) -> None:
+    def wanted(self, db: Db, items: list[tuple[str, int, str]], now: float) -> None:
         """Note the clips (sha256, bytes, source) of newly stored events, in the open transaction."""
         rows = []
         for sha, size, source in items:
@@ -76,13 +78,13 @@ class ClipFetcher:
             )
             self.want = True
 
-    def forget_done(self, db: sqlite3.Connection) -> None:
+    def forget_done(self, db: Db) -> None:
         """In the open transaction: the clips fetched (or missing) since the last commit."""
         if self.done:
             db.executemany("DELETE FROM clip_wanted WHERE sha256 = ?", [(s,) for s in self.done])
             self.done.clear()
 
-    def request(self, db: sqlite3.Connection, sock: zmq.Socket, peers: dict[str, bytes]) -> None:
+    def request(self, db: Db, sock: zmq.Socket, peers: dict[str, bytes]) -> None:
         """Ask the connected edges for the next chunk of up to ``CLIP_WINDOW`` clips (again after a
         timeout); an edge that is away holds up nobody else's clips."""
         now = time.monotonic()

@@ -21,10 +21,13 @@ import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import SchemaError
 from .schema import rfc3339
+
+if TYPE_CHECKING:
+    from .store import Db
 
 VERSION = 1
 INTERVAL_S = 5.0
@@ -126,7 +129,7 @@ def parse(raw: bytes) -> Heartbeat:
     return Heartbeat(source, min(max(interval, MIN_INTERVAL_S), MAX_INTERVAL_S), cameras, body)
 
 
-def store(db: sqlite3.Connection, beats: list[Heartbeat], now: float) -> None:
+def store(db: Db, beats: list[Heartbeat], now: float) -> None:
     """The latest of each edge and camera, in the open transaction (a camera's ``changed_at`` moves
     when its state does); of several heartbeats from one edge, the last."""
     latest = {hb.source: hb for hb in beats}
@@ -153,7 +156,7 @@ def store(db: sqlite3.Connection, beats: list[Heartbeat], now: float) -> None:
         )
 
 
-def read_health(db: sqlite3.Connection, now: float) -> list[dict[str, Any]]:
+def read_health(db: Db, now: float) -> list[dict[str, Any]]:
     """Every camera the edges reported, as of their last heartbeat: a camera whose edge has been
     silent for STALE_AFTER_INTERVALS heartbeats is ``unknown``, whatever it last said."""
     try:

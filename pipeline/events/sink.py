@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -19,14 +18,14 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from ..errors import SafeCityError, SchemaError, SinkError, StorageError
 from ..failpoints import failpoint
-from .clip_fetch import CLIP_SCHEMA, ClipFetcher, clip_of
+from .clip_fetch import ClipFetcher, clip_of
 from .clip_store import ClipStore, clips_dir
-from .heartbeat import HEARTBEAT_SCHEMA, Heartbeat
+from .heartbeat import Heartbeat
 from .heartbeat import parse as parse_heartbeat
 from .heartbeat import store as store_heartbeats
-from .outbox import open_durable, rollback
 from .schema import validate_event
 from .security import EdgeGrant, start_authenticator
+from .store import DB_ERRORS, EVENTS_LOCK, Db, PgDb, describe, is_url, open_store, rollback
 
 try:  # four times faster than the standard library; the sink parses every message
     from orjson import loads as _loads
@@ -37,32 +36,6 @@ log = logging.getLogger(__name__)
 
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 
-SINK_SCHEMA = """
-CREATE TABLE IF NOT EXISTS events (
-    source TEXT NOT NULL,
-    event_id TEXT NOT NULL,
-    seq INTEGER NOT NULL,
-    incident_id TEXT NOT NULL,
-    type TEXT NOT NULL,
-    status TEXT NOT NULL,
-    camera_id TEXT NOT NULL,
-    emitted_at TEXT NOT NULL,
-    received_at REAL NOT NULL,
-    snapshot_sha256 TEXT,
-    body TEXT NOT NULL,
-    PRIMARY KEY (source, event_id)
-);
-CREATE TABLE IF NOT EXISTS snapshots (
-    sha256 TEXT PRIMARY KEY,
-    jpeg BLOB NOT NULL
-);
-CREATE TABLE IF NOT EXISTS snapshot_wanted (
-    sha256 TEXT PRIMARY KEY,
-    source TEXT NOT NULL,
-    wanted_at REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS snapshot_wanted_order ON snapshot_wanted (wanted_at);
-"""
 _INSERT_SNAPSHOT = "INSERT INTO snapshots (sha256, jpeg) VALUES (?, ?) ON CONFLICT DO NOTHING"
 MAX_BATCH_EVENTS = 512  # read before one commit (at least one message)
 _NOBLOCK = int(zmq.NOBLOCK)  # a plain int: pyzmq's flag enums cost a little on every call
@@ -180,7 +153,8 @@ class Sink:
         self,
         *,
         bind: str,
-        db_path: Path,
+        store: Path | str,
+        clips: Path | None = None,
         registry: CollectorRegistry | None = None,
         on_event: Callable[[dict[str, Any], bool], None] | None = None,
         max_message_bytes: int = MAX_MESSAGE_BYTES,
@@ -188,10 +162,16 @@ class Sink:
         allowlist: dict[str, EdgeGrant] | None = None,
         clips_max_bytes: int | None = None,
     ) -> None:
-        """With ``curve_keypair`` (the sink's public, secret keys) only edges in ``allowlist`` connect,
-        and each may report only its own source and cameras."""
+        """``store``: a SQLite file, or a PostgreSQL URL (a store several sinks share; ``store.py``).
+        ``clips``: where evidence clips are kept (default: beside a SQLite store; needed with PostgreSQL,
+        a volume the replicas share). With ``curve_keypair`` (the sink's public, secret keys) only edges
+        in ``allowlist`` connect, and each may report only its own source and cameras."""
         self.bind = bind
-        self.db_path = db_path
+        self.store = store
+        self.where = describe(store)
+        if clips is None and is_url(store):
+            raise ValueError("a PostgreSQL store needs a directory for the evidence clips")
+        self.clips_path = clips if clips is not None else clips_dir(Path(store))
         self.metrics = SinkMetrics(registry or CollectorRegistry())
         self.on_event = on_event
         self.max_message_bytes = max_message_bytes
@@ -210,23 +190,23 @@ class Sink:
         self.clips_max_bytes = clips_max_bytes
 
     def serve(self, stop_event: threading.Event) -> None:
-        try:  # 16 KiB pages: inserting ~600-byte events costs about 13 % less than with 4 KiB
-            db = open_durable(
-                self.db_path, SINK_SCHEMA + CLIP_SCHEMA + HEARTBEAT_SCHEMA, kind="sink store", page_size=16384
-            )
-            store = ClipStore(clips_dir(self.db_path), max_bytes=self.clips_max_bytes)
-            store.ensure()
-        except OSError as err:
-            self.error = StorageError(f"the sink store's clips cannot be kept beside {self.db_path}: {err}")
-            self.ready.set()
-            return
+        try:
+            db = open_store(self.store)
         except StorageError as err:
             self.error = err
             self.ready.set()
             return
+        try:
+            clip_store = ClipStore(self.clips_path, max_bytes=self.clips_max_bytes)
+            clip_store.ensure()
+        except OSError as err:
+            db.close()
+            self.error = StorageError(f"the sink's evidence clips cannot be kept in {self.clips_path}: {err}")
+            self.ready.set()
+            return
         m = self.metrics
         self.clips = ClipFetcher(
-            store, fetched=m.clips_fetched, missing=m.clips_missing, store_errors=m.clip_store_errors
+            clip_store, fetched=m.clips_fetched, missing=m.clips_missing, store_errors=m.clip_store_errors
         )
         committer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sink-commit")
         ctx: zmq.Context = zmq.Context()  # its own: the ZAP authenticator is per context
@@ -265,8 +245,7 @@ class Sink:
                     committing = None
                 if committing is None and time.monotonic() - last_fetch > 0.2:
                     last_fetch = time.monotonic()
-                    self._request_snapshots(db, sock)
-                    self.clips.request(db, sock, self._peers)
+                    self._fetch_evidence(db, sock, clips=True)
                 if not sock.poll(1 if committing is not None else 100):
                     continue
                 accepted, snapshots, beats = self._parse(self._receive(sock), sock)
@@ -275,7 +254,7 @@ class Sink:
                     committing = None
                 try:
                     committing = self._write(db, committer, accepted, snapshots, beats)
-                except sqlite3.Error as err:
+                except DB_ERRORS as err:
                     self._store_failed(err, len(accepted))
             if committing is not None:
                 self._complete(committing, db, sock)
@@ -368,14 +347,14 @@ class Sink:
 
     def _write(
         self,
-        db: sqlite3.Connection,
+        db: Db,
         committer: ThreadPoolExecutor,
         accepted: list[_Accepted],
         snapshots: list[list[bytes]],
         beats: list[Heartbeat],
     ) -> _Commit:
         """Store a parsed batch in one transaction and start its commit on the committer thread."""
-        db.execute("BEGIN IMMEDIATE")
+        db.execute("BEGIN" if isinstance(db, PgDb) else "BEGIN IMMEDIATE")
         try:
             for frames in snapshots:
                 self._on_snapshot(frames, db)
@@ -392,11 +371,11 @@ class Sink:
             raise
         return _Commit(future, accepted, new)
 
-    def _complete(self, commit: _Commit, db: sqlite3.Connection, sock: zmq.Socket) -> None:
+    def _complete(self, commit: _Commit, db: Db, sock: zmq.Socket) -> None:
         """Once the commit is durable: ack (one message per edge), then tell ``on_event``."""
         try:
             commit.future.result()
-        except sqlite3.Error as err:
+        except DB_ERRORS as err:
             rollback(db)
             self._store_failed(err, len(commit.accepted))
             return
@@ -406,7 +385,7 @@ class Sink:
         if not self.storing and commit.accepted:  # an empty commit (a HELLO) proves nothing
             self.storing = True
             self.metrics.store_ok.set(1)
-            log.warning("storing events in %s again", self.db_path)
+            log.warning("storing events in %s again", self.where)
         if commit.accepted:
             failpoint("sink.after_commit")
         acks: dict[bytes, list[bytes]] = {}
@@ -417,9 +396,9 @@ class Sink:
             for (_, event, _, _), is_new in zip(commit.accepted, commit.new, strict=True):
                 self.on_event(event, is_new)
         if self._want_snapshots and len(self._fetching) < FETCH_WINDOW // 2:
-            self._request_snapshots(db, sock)  # keep the window of snapshot requests full
+            self._fetch_evidence(db, sock)  # keep the window of snapshot requests full
 
-    def _store_failed(self, err: sqlite3.Error, events: int) -> None:
+    def _store_failed(self, err: Exception, events: int) -> None:
         """The store refused a batch (a full disk, an I/O error): nothing of it is acknowledged, so the
         edges keep those events and send them again; the sink goes on and tries with the next batch."""
         self.metrics.store_errors.inc()
@@ -429,7 +408,7 @@ class Sink:
             log.error(
                 "cannot store events in %s (%s): not acknowledging them (%d in this batch); the edges keep "
                 "them and send them again",
-                self.db_path,
+                self.where,
                 err,
                 events,
             )
@@ -442,7 +421,7 @@ class Sink:
             except zmq.ZMQError as err:
                 log.warning("could not reply to a peer: %s", err)
 
-    def _store(self, db: sqlite3.Connection, accepted: list[_Accepted], now: float) -> list[bool]:
+    def _store(self, db: Db, accepted: list[_Accepted], now: float) -> list[bool]:
         """Insert the batch's events that are not stored yet (and their snapshots, or requests for
         them), in the open transaction; for each event, whether it was new."""
         if not accepted:
@@ -458,12 +437,10 @@ class Sink:
                 marks = ",".join("?" * len(part))
                 query = f"SELECT event_id FROM events WHERE source = ? AND event_id IN ({marks})"
                 stored.update((source, i) for (i,) in db.execute(query, [source, *part]))
-        rows, snapshots, wanted, new, clips = [], [], [], [], []
+        rows, snapshots, wanted, clips = [], [], [], []
         for _, e, snapshot, body in accepted:
             key = (e["source"], e["event_id"])
-            is_new = key not in stored
-            new.append(is_new)
-            if not is_new:
+            if key in stored:
                 continue
             stored.add(key)
             sha = e["evidence"]["sha256"] if e.get("evidence") else None
@@ -498,14 +475,14 @@ class Sink:
             "WHERE NOT EXISTS (SELECT 1 FROM snapshots WHERE sha256 = ?) ON CONFLICT DO NOTHING",
             wanted,
         )
-        db.executemany(
-            "INSERT INTO events (source, event_id, seq, incident_id, type, status, camera_id, emitted_at, "
-            "received_at, snapshot_sha256, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-            "ON CONFLICT (source, event_id) DO NOTHING",
-            rows,
-        )
-        self.metrics.new.inc(len(rows))
-        self.metrics.duplicate.inc(len(new) - len(rows))
+        inserted = insert_events(db, rows)
+        new, seen = [], set()
+        for _, e, _, _ in accepted:  # the first of an event sent twice in one batch is the new one
+            key = (e["source"], e["event_id"])
+            new.append(key in inserted and key not in seen)
+            seen.add(key)
+        self.metrics.new.inc(len(inserted))
+        self.metrics.duplicate.inc(len(accepted) - len(inserted))
         return new
 
     def _on_hello(self, source: str, ident: bytes, user: str | None) -> None:
@@ -531,14 +508,14 @@ class Sink:
             beat.cameras[:] = [c for c in beat.cameras if c["id"] in grant.cameras]
         return beat
 
-    def _store_heartbeats(self, db: sqlite3.Connection, beats: list[Heartbeat], now: float) -> None:
+    def _store_heartbeats(self, db: Db, beats: list[Heartbeat], now: float) -> None:
         """Camera health, under a savepoint: whatever goes wrong with it never costs the batch's events."""
         if not beats:
             return
         db.execute("SAVEPOINT heartbeats")
         try:
             store_heartbeats(db, beats, now)
-        except (sqlite3.Error, ValueError) as err:  # UnicodeEncodeError is a ValueError
+        except (*DB_ERRORS, ValueError) as err:  # type: ignore[misc]  # UnicodeEncodeError: a ValueError
             db.execute("ROLLBACK TO heartbeats")
             log.warning("heartbeats not stored: %s", err)
         db.execute("RELEASE heartbeats")
@@ -555,7 +532,7 @@ class Sink:
             pass
         return [event_id, reason.encode()]
 
-    def _on_snapshot(self, frames: list[bytes], db: sqlite3.Connection) -> None:
+    def _on_snapshot(self, frames: list[bytes], db: Db) -> None:
         """``[SNAP, sha256, jpeg]`` or ``[MISS, sha256]`` from an edge, answering our GET."""
         sha = frames[1].decode(errors="replace") if len(frames) > 1 else ""
         self._fetching.pop(sha, None)  # with its row deleted below: not asked for again
@@ -571,7 +548,17 @@ class Sink:
             self.metrics.snapshots_missing.inc()
         db.execute("DELETE FROM snapshot_wanted WHERE sha256 = ?", (sha,))
 
-    def _request_snapshots(self, db: sqlite3.Connection, sock: zmq.Socket) -> None:
+    def _fetch_evidence(self, db: Db, sock: zmq.Socket, *, clips: bool = False) -> None:
+        """Ask for the snapshots (and ``clips``) still wanted; a store that cannot be read now (a
+        PostgreSQL server restarting) is counted like a refused batch, and asked again next time."""
+        try:
+            self._request_snapshots(db, sock)
+            if clips and self.clips is not None:
+                self.clips.request(db, sock, self._peers)
+        except DB_ERRORS as err:
+            self._store_failed(err, 0)
+
+    def _request_snapshots(self, db: Db, sock: zmq.Socket) -> None:
         """Ask edges for referenced snapshots, a bounded number at a time, again after a timeout."""
         now = time.monotonic()
         for sha, asked in list(self._fetching.items()):
@@ -601,6 +588,36 @@ class Sink:
                 continue
             self._fetching[sha] = now
             room -= 1
+
+
+_COLUMNS = ", ".join(
+    ("source", "event_id", "seq", "incident_id", "type", "status", "camera_id", "emitted_at", "received_at")
+    + ("snapshot_sha256", "body")
+)
+_PG_INSERT_EVENTS = (
+    f"INSERT INTO events ({_COLUMNS}) SELECT * FROM unnest(?::text[], ?::text[], ?::bigint[], ?::text[], "
+    "?::text[], ?::text[], ?::text[], ?::text[], ?::float8[], ?::text[], ?::text[]) "
+    "ON CONFLICT (source, event_id) DO NOTHING RETURNING source, event_id"
+)
+_SQLITE_INSERT_EVENTS = (
+    f"INSERT INTO events ({_COLUMNS}, id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (source, event_id) DO NOTHING"
+)
+
+
+def insert_events(db: Db, rows: list[tuple[Any, ...]]) -> set[tuple[str, str]]:
+    """Insert events (rows of ``_COLUMNS``) in the open transaction, each with the next ``id``; the
+    (source, event_id) keys this insert stored. An event another replica stored first (a failover's
+    resend) is left as it is: the unique key makes it a duplicate, not a second row."""
+    if not rows:
+        return set()
+    if isinstance(db, PgDb):  # taken in turn, held to the commit: ids become visible in order
+        db.execute("SELECT pg_advisory_xact_lock(?)", (EVENTS_LOCK,))
+        return {(s, e) for s, e in db.execute(_PG_INSERT_EVENTS, [list(c) for c in zip(*rows, strict=True)])}
+    # one writer at a time (BEGIN IMMEDIATE): the next ids follow the largest
+    last = int(db.execute("SELECT COALESCE(MAX(id), 0) FROM events").fetchone()[0])
+    db.executemany(_SQLITE_INSERT_EVENTS, [(*row, last + i) for i, row in enumerate(rows, 1)])
+    return {(row[0], row[1]) for row in rows}
 
 
 def format_event(event: dict[str, Any]) -> str:

@@ -12,12 +12,20 @@ clip from ``offset``, decimal).
 Unacked events are resent after ``ack_timeout`` with exponential backoff, and at once after the
 connection comes back (heartbeats notice a dead or stalled sink within ``HEARTBEAT_TIMEOUT_MS``);
 a NACKed event goes to the outbox's dead-letter table instead of being retried for ever.
+
+Given several sink replicas (one store behind them), each edge prefers them in an order of its own
+(rendezvous hashing of its id: the edges spread evenly, and each keeps its order as replicas come and
+go). It sends to one at a time; when that one has been unreachable for ``failover_s`` it moves to the
+next in its order, resending what was unacknowledged (the store's unique key makes a resend of an
+event the old replica stored a duplicate, not a second row); after ``failback_s`` away from its first
+choice it tries that one again.
 """
 
 from __future__ import annotations
 
 import collections
 import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -25,7 +33,7 @@ import socket
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -78,6 +86,12 @@ def warn_if_unresolvable(endpoint: str) -> None:
         )
 
 
+def preference(endpoints: Sequence[str], source: str) -> list[str]:
+    """The order an edge tries the sink replicas in: highest rendezvous hash of (edge, endpoint) first."""
+    score = {e: hashlib.sha256(f"{source}\0{e}".encode()).digest() for e in endpoints}
+    return sorted(dict.fromkeys(endpoints), key=lambda e: score[e], reverse=True)
+
+
 def _sendable_snapshot(outbox: Outbox, sha: str, *, beside: int = 0) -> bytes | None:
     """The stored snapshot, or None when there is none or it would take a message past
     SNAPSHOT_LIMIT_BYTES with ``beside`` bytes of event (the sink would drop the connection): then the
@@ -94,7 +108,7 @@ class Sender(threading.Thread):
         self,
         *,
         outbox_path: Path,
-        endpoint: str,
+        endpoint: str | Sequence[str],
         metrics: Metrics | None,
         max_in_flight: int = 256,
         max_in_flight_bytes: int = 64 << 20,
@@ -107,6 +121,8 @@ class Sender(threading.Thread):
         on_error: Callable[[BaseException], None] | None = None,
         heartbeat: Callable[[], bytes] | None = None,
         heartbeat_s: float = 5.0,
+        failover_s: float = 5.0,
+        failback_s: float = 300.0,
     ) -> None:
         """The window is ``max_in_flight`` events and ``max_in_flight_bytes`` of event and inline
         snapshot bytes, whichever is reached first (one event at least).
@@ -116,10 +132,18 @@ class Sender(threading.Thread):
         in a HELLO on every (re)connection so the sink knows where to ask for snapshots.
         ``on_error(err)``: the sender thread died of ``err`` (kept as ``error`` too).
         ``heartbeat()``: the body of a ``[HB, body]`` message (``events/heartbeat.py``), sent every
-        ``heartbeat_s`` while connected and at once after each (re)connection."""
+        ``heartbeat_s`` while connected and at once after each (re)connection.
+        ``endpoint``: the sink, or its replicas (tried in ``preference`` order; module docstring)."""
         super().__init__(name="event-sender", daemon=True)
         self.outbox_path = outbox_path
-        self.endpoint = endpoint
+        self.endpoints = preference([endpoint] if isinstance(endpoint, str) else endpoint, source or "")
+        if not self.endpoints:
+            raise ValueError("no sink endpoint")
+        self.endpoint = self.endpoints[0]  # the one in use
+        self.failover_s = failover_s
+        self.failback_s = failback_s
+        self.failovers = 0
+        self._down_since = self._up_since = 0.0
         self.metrics = metrics
         self.max_in_flight = max_in_flight
         self.max_in_flight_bytes = max_in_flight_bytes
@@ -196,29 +220,72 @@ class Sender(threading.Thread):
                 log.exception("event sender failed")
 
     def _run(self) -> None:
-        warn_if_unresolvable(self.endpoint)
+        for endpoint in self.endpoints:
+            warn_if_unresolvable(endpoint)
         with contextlib.ExitStack() as cleanup:  # whatever was set up is closed, on any error too
             outbox = Outbox(self.outbox_path)
             cleanup.callback(outbox.close)
             # Losing a "delivered" mark in a power cut only means a resend the sink deduplicates.
             outbox.conn.execute("PRAGMA synchronous=NORMAL")
-            ctx: zmq.Context = zmq.Context.instance()
-            sock = self._socket(ctx)
-            cleanup.callback(sock.close, linger=0)
-            monitor = sock.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED)
-            cleanup.callback(monitor.close, linger=0)
-            cleanup.callback(sock.disable_monitor)
-            sock.connect(self.endpoint)
             poller = zmq.Poller()
-            poller.register(sock, zmq.POLLIN)
-            poller.register(monitor, zmq.POLLIN)
+            self._connect(poller, time.monotonic())
+            cleanup.callback(self._disconnect, poller)
             with self._pipe_lock:
                 self._wake_r, self._wake_w = os.pipe()
                 os.set_blocking(self._wake_r, False)
                 os.set_blocking(self._wake_w, False)
             cleanup.callback(self._close_wake_pipe)
             poller.register(self._wake_r, zmq.POLLIN)
-            self._loop(outbox, sock, monitor, poller)
+            self._loop(outbox, poller)
+
+    def _connect(self, poller: zmq.Poller, now: float) -> None:
+        """A socket (and its monitor) connected to ``self.endpoint``; a new one for each replica, so
+        nothing of the last connection (its queue, its monitor's events) is taken for the new one."""
+        self._sock = self._socket(zmq.Context.instance())
+        self._monitor = self._sock.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED)
+        self._sock.connect(self.endpoint)
+        poller.register(self._sock, zmq.POLLIN)
+        poller.register(self._monitor, zmq.POLLIN)
+        self._down_since = now
+
+    def _disconnect(self, poller: zmq.Poller) -> None:
+        for s in (self._sock, self._monitor):
+            with contextlib.suppress(KeyError):
+                poller.unregister(s)
+        with contextlib.suppress(zmq.ZMQError):
+            self._sock.disable_monitor()
+        self._monitor.close(linger=0)
+        self._sock.close(linger=0)
+
+    def _failover(self, poller: zmq.Poller, now: float) -> None:
+        """To the next replica after ``failover_s`` unreachable; back to the first after ``failback_s``."""
+        if len(self.endpoints) < 2:
+            return
+        at = self.endpoints.index(self.endpoint)
+        if not self.connected and now - self._down_since >= self.failover_s:
+            to = (at + 1) % len(self.endpoints)
+            log.warning(
+                "sink %s unreachable for %.0f s: sending to %s (%d events to resend)",
+                self.endpoint, now - self._down_since, self.endpoints[to], len(self.in_flight),
+            )  # fmt: skip
+        elif self.connected and at != 0 and now - self._up_since >= self.failback_s:
+            to = 0
+            away = now - self._up_since
+            log.info(
+                "back to the preferred sink %s after %.0f s on %s", self.endpoints[0], away, self.endpoint
+            )
+        else:
+            return
+        self._disconnect(poller)
+        self.endpoint = self.endpoints[to]
+        self._connect(poller, now)
+        self.failovers += 1
+        if self.connected:
+            self.connected = False
+            if self.metrics:
+                self.metrics.sink_connected.set(0)
+        if self.metrics:
+            self.metrics.sink_failovers.inc()
 
     def _close_wake_pipe(self) -> None:
         with self._pipe_lock:
@@ -226,7 +293,7 @@ class Sender(threading.Thread):
             os.close(self._wake_w)
             self._wake_r = self._wake_w = -1
 
-    def _loop(self, outbox: Outbox, sock: zmq.Socket, monitor: zmq.Socket, poller: zmq.Poller) -> None:
+    def _loop(self, outbox: Outbox, poller: zmq.Poller) -> None:
         last_seq = 0
         last_gauges = last_scan = 0.0
         last_prune = time.monotonic() - PRUNE_EVERY_S + 30.0
@@ -240,6 +307,8 @@ class Sender(threading.Thread):
                     # nor is the sink fetching clips (it asks for those of events it has just acked)
                     if now - max(self._last_clip_request, self._last_clip_ack) > CLIP_QUIET_S:
                         break
+            self._failover(poller, now)
+            sock, monitor = self._sock, self._monitor
             room = self.max_in_flight - len(self.in_flight)
             if room > 0 and self.in_flight_bytes < self.max_in_flight_bytes:
                 last_seq = self._load(outbox, last_seq, room, now)
@@ -407,11 +476,13 @@ class Sender(threading.Thread):
                         self._to_send.append(inf)
             self.reconnects += 1
             self.connected = True
+            self._up_since = time.monotonic()
             self._hello_due = self.source is not None
             self._last_beat = float("-inf")  # the sink learns the cameras' state at once
         elif event["event"] == zmq.EVENT_DISCONNECTED:
             if self.connected:
                 log.warning("connection to the sink lost; %d events unacked", len(self.in_flight))
+                self._down_since = time.monotonic()
             self.connected = False
         if self.metrics:
             self.metrics.sink_connected.set(1 if self.connected else 0)

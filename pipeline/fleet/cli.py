@@ -65,11 +65,12 @@ def cmd_fleet_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_fleet_status(args: argparse.Namespace) -> int:
+    from ..events.store import store_target
     from .plan import read_plan
     from .status import fleet_status, print_status
 
     plan = read_plan(Path(args.plan), "--plan") if args.plan else None
-    rows = fleet_status(Path(args.db), plan)
+    rows = fleet_status(store_target(args.db), plan)
     if args.json:
         print(json.dumps(rows, indent=1))
     else:

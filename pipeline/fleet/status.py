@@ -5,31 +5,29 @@ outbox backlog, last heartbeat."""
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 from collections import defaultdict
-from pathlib import Path
 from typing import Any
 
-from ..console.feed import open_sink_store
 from ..errors import ConfigError, StorageError
 from ..events.heartbeat import STALE_AFTER_INTERVALS, read_health
+from ..events.store import DB_ERRORS, StoreTarget, describe, open_reader
 
 
-def fleet_status(db_path: Path, plan: dict[str, tuple[str, str]] | None = None) -> list[dict[str, Any]]:
+def fleet_status(store: StoreTarget, plan: dict[str, tuple[str, str]] | None = None) -> list[dict[str, Any]]:
     """One row per server (edge): ``plan`` maps camera id -> (site, server id)."""
     try:
-        db = open_sink_store(db_path)
+        db = open_reader(store)
         if db is None:
-            raise ConfigError(f"no sink store at {db_path}")
+            raise ConfigError(f"no sink store at {describe(store)}")
         try:
             edges = {s: (t, i, json.loads(b)) for s, t, i, b in db.execute(
                 "SELECT source, received_at, interval_s, body FROM edges")}  # fmt: skip
             cameras = read_health(db, time.time())
         finally:
             db.close()
-    except sqlite3.Error as err:
-        raise StorageError(f"the sink store {db_path}: {err}") from None
+    except DB_ERRORS as err:
+        raise StorageError(f"the sink store {describe(store)}: {err}") from None
     now = time.time()
     assigned: dict[str, int] = defaultdict(int)
     site_of: dict[str, str] = {}
