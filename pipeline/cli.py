@@ -158,6 +158,8 @@ def cmd_sink(args: argparse.Namespace) -> int:
 
     if is_url(args.db) and not args.clips:
         raise ConfigError("safecity sink: a PostgreSQL --db needs --clips DIR (a volume the replicas share)")
+    if args.http and is_url(args.db) and not args.console_db:
+        raise ConfigError("safecity sink: --http with a PostgreSQL --db needs --console-db FILE")
     sink = Sink(
         bind=args.bind,
         store=args.db if is_url(args.db) else Path(args.db),
@@ -173,10 +175,12 @@ def cmd_sink(args: argparse.Namespace) -> int:
     settle_heap()
     t = threading.Thread(target=sink.serve, args=(stop,), daemon=True)
     t.start()
-    if sink.ready.wait(10):
-        if sink.error is not None:
-            stop.set()
-            raise sink.error
+    while not sink.ready.wait(0.5) and t.is_alive():  # (opening a store may take a while: a migration)
+        pass
+    if sink.error is not None:
+        stop.set()
+        raise sink.error
+    if sink.ready.is_set():
         where = describe(args.db)
         print(f"sink listening on {sink.bound_endpoint}, storing to {where}", file=sys.stderr, flush=True)
         if curve is None:

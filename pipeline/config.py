@@ -484,6 +484,15 @@ class SinkConfig(Strict):
     retention_hours: Annotated[float, Field(gt=0, le=24 * 365)] = Field(
         default=168.0, description="how long delivered events and their snapshots stay in the outbox"
     )
+    failover_seconds: Annotated[float, Field(gt=0, le=3600, allow_inf_nan=False)] = Field(
+        default=5.0, description="with several sink replicas: how long one may be unreachable before the next"
+    )
+    stall_seconds: Annotated[float, Field(gt=0, le=3600, allow_inf_nan=False)] = Field(
+        default=30.0, description="... or acknowledge nothing while events wait (its store refusing them)"
+    )
+    failback_seconds: Annotated[float, Field(gt=0, le=86_400, allow_inf_nan=False)] = Field(
+        default=300.0, description="how long on another replica before trying the preferred one again"
+    )
 
     @field_validator("endpoint")
     @classmethod

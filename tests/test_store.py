@@ -22,6 +22,7 @@ from pipeline.events.store import (
     open_reader,
     open_store,
     redact,
+    rollback,
     schema_version,
 )
 from pipeline.events.transport import Sender, preference
@@ -61,6 +62,11 @@ def test_a_store_from_before_versioning_is_migrated_and_keeps_its_order(tmp_path
     assert migrate(store, str(db)) == 2  # nothing left to do, nothing done twice
     store.close()
     assert stored(db) == [(1, "edge-b"), (2, "edge-a")]  # the rowid order, now explicit
+    with sqlite3.connect(db) as c:  # a sink from before events.id stores one more (a downgrade)
+        c.execute("INSERT INTO events VALUES ('edge-c', 'e3', 1, 'i', 'theft', 'start', 'cam', 't', 0, NULL, "
+                  "'{}', NULL)")  # fmt: skip
+    open_store(db).close()
+    assert stored(db) == [(1, "edge-b"), (2, "edge-a"), (5, "edge-c")]  # numbered after the rest
     with sqlite3.connect(db) as c:
         c.execute("INSERT INTO schema_migrations VALUES (3, 'from the future', 0)")
     with pytest.raises(StorageError, match="schema version 3, newer than this safecity knows"):
@@ -103,6 +109,16 @@ def test_a_store_url_never_shows_its_password(tmp_path: Path) -> None:
     with pytest.raises(StorageError) as err:
         open_store(url)
     assert "s3cret" not in str(err.value) and "cannot be used" in str(err.value)
+    # libpq takes # ? / unescaped in a password; a bad escape is echoed in its error; a bad host
+    for odd in ("ab#c?d/e", "se%zzcret", "pa@ss"):
+        for bad in (
+            f"postgresql://iccc:{odd}@127.0.0.1:{free_port()}/events",
+            f"postgresql://iccc:{odd}@[::1/x",
+        ):
+            assert odd not in redact(bad)
+            with pytest.raises(StorageError) as err:
+                open_store(bad)
+            assert odd not in str(err.value), str(err.value)
     from pipeline.cli import build_parser
 
     def run(*argv: str) -> int:
@@ -228,3 +244,96 @@ def test_three_replicas_on_postgresql_one_killed_lose_and_duplicate_nothing(post
     assert 0 < result.killed_at_stored < 100_000  # killed mid-run ...
     assert result.failovers >= 1 and result.resends_deduplicated > 0  # ... its edges moved and resent
     assert result.edge_exit_codes == [0] * 5
+
+
+@pytest.mark.slow
+def test_events_a_store_cannot_hold_are_refused_alone_and_the_rest_stored(postgres, tmp_path: Path) -> None:
+    import zmq
+
+    port = free_port()
+    sink = SinkThread(port, postgres.url(), clips=tmp_path / "clips")
+    raw = zmq.Context.instance().socket(zmq.DEALER)
+    raw.connect(f"tcp://127.0.0.1:{port}")
+    try:
+        good = incident_event(1, "edge-1") | {"seq": 1}
+        bad = [
+            incident_event(2, "edge-1") | {"seq": 2, "incident_id": "x\u0000y"},  # PostgreSQL text: no NUL
+            incident_event(3, "edge-1") | {"seq": 3.0},  # a JSON Schema integer, not one for the store
+            incident_event(4, "edge-1") | {"seq": 1 << 63},  # over 64 bits
+        ]
+        raw.send_multipart([b"MISS", b"\x00"])  # an answer to nothing, not a digest
+        raw.send_multipart([b"EVTS", b"\n".join(json.dumps(e).encode() for e in [*bad, good])])
+        replies = []
+        while raw.poll(5000):
+            replies.append(raw.recv_multipart())
+            if any(r[0] == b"ACK" for r in replies) and sum(r[0] == b"NACK" for r in replies) == 3:
+                break
+        nacks = {r[1].decode(): r[2].decode() for r in replies if r[0] == b"NACK"}
+        assert [r[1:] for r in replies if r[0] == b"ACK"] == [[good["event_id"].encode()]]
+        assert "NUL character" in nacks[bad[0]["event_id"]]
+        assert "expected a whole number below 2^63" in nacks[bad[1]["event_id"]]
+        assert "expected a whole number below 2^63" in nacks[bad[2]["event_id"]]
+        assert [s for _, s in stored(sink.sink.store)] == ["edge-1"] and sink.sink.storing
+    finally:
+        raw.close(0)
+        sink.close()
+
+
+def test_an_edge_leaves_a_replica_that_stores_nothing(tmp_path: Path) -> None:
+    """A replica that takes the connection but acknowledges nothing (its store refusing) is left."""
+    import zmq
+
+    ports = [free_port() for _ in range(2)]
+    endpoints = [f"tcp://127.0.0.1:{p}" for p in ports]
+    first, second = (ports[endpoints.index(e)] for e in preference(endpoints, "edge-3"))
+    stuck = zmq.Context.instance().socket(zmq.ROUTER)
+    stuck.bind(f"tcp://127.0.0.1:{first}")
+    good = SinkThread(second, tmp_path / "good.sqlite")
+    outbox, sender = edge_sending(tmp_path, "edge-3", endpoints, 20, stall_s=1.5)
+    try:
+        assert wait_until(lambda: stuck.poll(0), 10)  # it was sent there first ...
+        assert wait_until(lambda: outbox.count_pending() == 0, 20)  # ... and stored by the other
+        assert len(stored(tmp_path / "good.sqlite")) == 20 and sender.failovers == 1
+    finally:
+        sender.stop(drain_s=0)
+        outbox.close()
+        good.close()
+        stuck.close(0)
+
+
+@pytest.mark.slow
+def test_a_transaction_never_goes_on_in_autocommit_after_its_connection_broke(postgres) -> None:
+    import psycopg
+
+    url = postgres.url()
+    db = open_store(url)
+    other = psycopg.connect(url, autocommit=True)
+    try:
+        assert db.execute("SHOW lock_timeout").fetchone()[0] == "10s"
+        assert db.execute("SHOW synchronous_commit").fetchone()[0] == "on"
+        row = ("edge-1", "e1", 1, "i1", "theft", "start", "cam", "t", 0.0, None, "{}")
+        db.execute("BEGIN")
+        insert_events(db, [row])
+        other.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'safecity'"
+        )
+        with pytest.raises(psycopg.Error):
+            insert_events(db, [(*row[:1], "e2", *row[2:])])  # the connection is gone ...
+        with pytest.raises(psycopg.OperationalError, match="lost in a transaction"):
+            db.execute("INSERT INTO snapshots VALUES ('x', 'y')")  # ... and nothing runs on its own
+        with pytest.raises(psycopg.OperationalError):
+            db.execute("COMMIT")
+        rollback(db)
+        assert other.execute("SELECT COUNT(*) FROM snapshots").fetchone()[0] == 0
+        db.execute("BEGIN")  # connected again for the next transaction
+        insert_events(db, [row])
+        db.execute("COMMIT")
+        db.execute("BEGIN")  # a failed statement: PostgreSQL answers the COMMIT with a rollback
+        with pytest.raises(psycopg.Error):
+            db.execute("SELECT no_such_column FROM events")
+        with pytest.raises(psycopg.OperationalError, match="not committed"):
+            db.execute("COMMIT")
+        assert other.execute("SELECT event_id FROM events").fetchall() == [("e1",)]
+    finally:
+        other.close()
+        db.close()

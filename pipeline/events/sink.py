@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -38,6 +39,7 @@ MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 
 _INSERT_SNAPSHOT = "INSERT INTO snapshots (sha256, jpeg) VALUES (?, ?) ON CONFLICT DO NOTHING"
 MAX_BATCH_EVENTS = 512  # read before one commit (at least one message)
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 _NOBLOCK = int(zmq.NOBLOCK)  # a plain int: pyzmq's flag enums cost a little on every call
 FETCH_WINDOW = 64  # snapshot requests outstanding at once: events come first
 FETCH_TIMEOUT_S = 5.0
@@ -97,7 +99,9 @@ class SinkMetrics:
             registry=registry,
         )
         self.snapshots_wanted = Gauge(
-            "safecity_sink_snapshots_wanted", "Referenced snapshots not fetched yet", registry=registry
+            "safecity_sink_snapshots_wanted",
+            "Referenced snapshots not fetched yet, of the edges connected to this sink",
+            registry=registry,
         )
         self.clips_fetched = Counter(
             "safecity_sink_clips_fetched_total", "Evidence clips fetched from edges", registry=registry
@@ -135,6 +139,12 @@ def check_message(frames: list[bytes]) -> tuple[dict[str, Any], bytes | None]:
     except ValueError as err:  # JSONDecodeError, UnicodeDecodeError and orjson's error are ValueErrors
         raise SchemaError(f"event is not JSON: {err}") from None
     validate_event(event)
+    # What the schema allows but a store cannot hold: PostgreSQL's text takes no NUL character (JSON
+    # carries it only escaped), and seq is a 64-bit integer there and in SQLite.
+    if b"\\u0000" in frames[1]:
+        raise SchemaError("the event contains a NUL character (\\u0000), which the store cannot keep")
+    if not isinstance(event["seq"], int) or event["seq"] >= 1 << 63:
+        raise SchemaError(f"seq {event['seq']!r}: expected a whole number below 2^63")
     snapshot = frames[2] or None
     evidence = event.get("evidence")
     if evidence is None and snapshot is not None:
@@ -535,6 +545,10 @@ class Sink:
     def _on_snapshot(self, frames: list[bytes], db: Db) -> None:
         """``[SNAP, sha256, jpeg]`` or ``[MISS, sha256]`` from an edge, answering our GET."""
         sha = frames[1].decode(errors="replace") if len(frames) > 1 else ""
+        if not _SHA256.fullmatch(sha):  # nothing asked for: not a digest (NUL and all) near the store
+            log.warning("an edge answered a snapshot request that was never made (%r)", sha[:80])
+            self.metrics.rejected.labels(reason="not a snapshot asked for").inc()
+            return
         self._fetching.pop(sha, None)  # with its row deleted below: not asked for again
         if frames[0] == b"SNAP" and len(frames) == 3 and hashlib.sha256(frames[2]).hexdigest() == sha:
             db.execute(_INSERT_SNAPSHOT, (sha, frames[2]))
@@ -567,8 +581,11 @@ class Sink:
         room = FETCH_WINDOW - len(self._fetching)
         if room <= 0 or not self._peers:
             return
+        sources = list(self._peers)[:500]  # the edges connected here (with several replicas, not all)
         rows = db.execute(
-            "SELECT sha256, source FROM snapshot_wanted ORDER BY wanted_at LIMIT ?", (FETCH_WINDOW * 2,)
+            f"SELECT sha256, source FROM snapshot_wanted WHERE source IN ({','.join('?' * len(sources))}) "
+            "ORDER BY wanted_at LIMIT ?",
+            (*sources, FETCH_WINDOW * 2),
         ).fetchall()
         self._want_snapshots = bool(rows)
         self.metrics.snapshots_wanted.set(

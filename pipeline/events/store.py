@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote
 
 from ..errors import ConfigError, StorageError
 from .clip_fetch import CLIP_SCHEMA
@@ -70,24 +70,42 @@ DB_ERRORS: tuple[type[Exception], ...] = (
     (sqlite3.Error,) if psycopg is None else (sqlite3.Error, psycopg.Error)
 )
 
+LOCK_TIMEOUT = "10s"  # (PgDb)
+IDLE_IN_TRANSACTION = "60s"
 EVENTS_LOCK = 0x5AFE_C17E  # the advisory lock PostgreSQL replicas take in turn to store events
 MIGRATE_LOCK = 0x5AFE_C17F  # ... and to migrate the schema
 
 
 def is_url(target: str | Path) -> bool:
     """A PostgreSQL connection URL (else a SQLite file)."""
-    return isinstance(target, str) and target.startswith(("postgresql://", "postgres://"))
+    return isinstance(target, str) and target.lower().startswith(("postgresql://", "postgres://"))
+
+
+_URL = re.compile(r"^(?P<scheme>[A-Za-z]+://)(?P<user>[^:@]*):(?P<password>.*)@(?P<rest>[^@]*)$", re.S)
+
+
+def _password(url: str) -> str | None:
+    """The password a URL carries, as written (libpq takes ``#``, ``?`` and ``/`` in it unescaped)."""
+    m = _URL.match(url)
+    return m["password"] if m and m["password"] else None
+
+
+def scrub(text: str, url: str) -> str:
+    """``text`` with the URL's password (as written, or percent-decoded) replaced by ``***``."""
+    secret = _password(url)
+    if secret:
+        for form in {secret, unquote(secret)}:
+            if form:
+                text = text.replace(form, "***")
+    return re.sub(r"(?i)(password\s*=\s*)[^&\s'\"]*", r"\1***", text)
 
 
 def redact(url: str) -> str:
     """The URL without its password, for messages and logs."""
-    parts = urlsplit(url)
-    netloc = parts.netloc
-    if parts.password is not None:
-        user, _, host = netloc.rpartition("@")
-        netloc = f"{user.split(':', 1)[0]}:***@{host}"
-    query = re.sub(r"(?i)(password=)[^&]*", r"\1***", parts.query)
-    return urlunsplit(parts._replace(netloc=netloc, query=query))
+    m = _URL.match(url)
+    if m and m["password"]:
+        url = f"{m['scheme']}{m['user']}:***@{m['rest']}"
+    return scrub(url, url)
 
 
 StoreTarget = Path | str  # a SQLite file, or a PostgreSQL URL
@@ -120,37 +138,66 @@ def _pg_sql(sql: str) -> str:
 
 class PgDb:
     """A psycopg connection in autocommit mode (transactions are explicit: ``BEGIN`` ... ``COMMIT``),
-    with the ``sqlite3.Connection`` methods the sink, console and bridges use. A connection the server
-    dropped (a restart, a failover) is made again at the next statement outside a transaction; the
-    statement that found it broken failed, and its transaction with it."""
+    with the ``sqlite3.Connection`` methods the sink, console and bridges use.
+
+    A connection the server dropped (a restart, a failover) is made again at the next ``BEGIN`` or
+    statement outside a transaction; inside one, every statement until the ``ROLLBACK`` fails, so
+    nothing of a transaction runs on its own. A ``COMMIT`` that PostgreSQL answered with a rollback
+    (the transaction had failed) is an error too.
+
+    The sink's sessions give up waiting for a lock after ``LOCK_TIMEOUT`` (a replica frozen while
+    holding the events lock stalls the others that long, not for ever), are ended by the server when
+    idle in a transaction for ``IDLE_IN_TRANSACTION``, keep TCP keepalives (a replica cut off is
+    noticed in about a minute) and commit synchronously whatever the server's default: an event is
+    acknowledged only once it is durable."""
 
     def __init__(self, url: str, *, read_only: bool) -> None:
         self.url = url
         self.where = redact(url)
         self.read_only = read_only
+        self._in_transaction = False
         self.conn = self._connect()
 
     def _connect(self) -> Any:
-        conn = psycopg.connect(self.url, autocommit=True, connect_timeout=10, application_name="safecity")
+        conn = psycopg.connect(
+            self.url, autocommit=True, connect_timeout=10, application_name="safecity",
+            keepalives=1, keepalives_idle=20, keepalives_interval=5, keepalives_count=4,
+        )  # fmt: skip
+        settings = [
+            ("lock_timeout", LOCK_TIMEOUT),
+            ("idle_in_transaction_session_timeout", IDLE_IN_TRANSACTION),
+            ("synchronous_commit", "on"),
+        ]
         if self.read_only:
-            conn.execute("SET default_transaction_read_only = on")
+            settings.append(("default_transaction_read_only", "on"))
+        for name, value in settings:
+            conn.execute(f"SET {name} = '{value}'")
         return conn
 
     def _live(self, sql: str) -> Any:
         if self.conn.broken or self.conn.closed:
-            if sql == "ROLLBACK":  # the transaction went with the connection
-                return None
-            if sql == "COMMIT":  # (the statement that broke it raised already; this is belt and braces)
-                raise psycopg.OperationalError("the connection to the store was lost before the commit")
+            if self._in_transaction:  # the transaction went with the connection
+                raise psycopg.OperationalError("the connection to the store was lost in a transaction")
             self.conn = self._connect()  # a psycopg.Error while the server is away: a store error
             log.warning("sink store %s: connected again", self.where)
         return self.conn
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        if sql == "ROLLBACK":
+            self._in_transaction = False
+            if self.conn.broken or self.conn.closed:
+                return None
         conn = self._live(sql)
-        if conn is None:
-            return None
-        return conn.execute(_pg_sql(sql), params) if params else conn.execute(sql)
+        try:
+            cur = conn.execute(_pg_sql(sql), params) if params else conn.execute(sql)
+        finally:
+            if sql == "COMMIT":
+                self._in_transaction = False
+        if sql.startswith("BEGIN"):
+            self._in_transaction = True
+        elif sql == "COMMIT" and cur.statusmessage != "COMMIT":
+            raise psycopg.OperationalError(f"the transaction was not committed ({cur.statusmessage})")
+        return cur
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         rows = list(rows)
@@ -160,7 +207,7 @@ class PgDb:
 
     @property
     def in_transaction(self) -> bool:
-        return not self.conn.broken and self.conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE
+        return self._in_transaction
 
     def close(self) -> None:
         self.conn.close()
@@ -185,9 +232,10 @@ def connect_postgres(url: str, *, read_only: bool = False) -> PgDb:
         )
     try:
         return PgDb(url, read_only=read_only)
-    except psycopg.Error as err:
+    except (psycopg.Error, ValueError) as err:  # (ValueError: a URL psycopg cannot even parse)
         reason = "; ".join(line.strip() for line in str(err).strip().splitlines() if line.strip())
-        raise StorageError(f"the sink store {where} cannot be used: {reason or type(err).__name__}") from None
+        reason = scrub(reason, url) or type(err).__name__
+        raise StorageError(f"the sink store {where} cannot be used: {reason}") from None
 
 
 @dataclass(frozen=True)
@@ -226,15 +274,23 @@ def _statements(script: str) -> list[str]:
 
 def schema_version(db: Db) -> int:
     """The last migration applied to the store (0: none, or an empty store)."""
-    try:
-        return int(db.execute("SELECT COALESCE(MAX(version), 0) FROM schema_migrations").fetchone()[0])
-    except DB_ERRORS:
+    pg = isinstance(db, PgDb)
+    exists = (
+        "SELECT to_regclass('schema_migrations') IS NOT NULL"
+        if pg
+        else "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations')"
+    )
+    if not db.execute(exists).fetchone()[0]:
         return 0
+    return int(db.execute("SELECT COALESCE(MAX(version), 0) FROM schema_migrations").fetchone()[0])
 
 
 def migrate(db: Db, where: str) -> int:
     """Apply the migrations the store lacks, in one transaction; the version it had before."""
     pg = isinstance(db, PgDb)
+    current = schema_version(db)
+    if current == SCHEMA_VERSION:  # (nothing to create: a role without CREATE rights can run a sink)
+        return current
     db.execute("BEGIN" if pg else "BEGIN IMMEDIATE")
     try:
         if pg:
@@ -265,6 +321,15 @@ def migrate(db: Db, where: str) -> int:
     return before
 
 
+def backfill_ids(db: Db) -> None:
+    """Events a sink from before ``events.id`` stored after the migration (a downgrade and back) get
+    ids after the others, in the order they were stored, so the readers see them."""
+    if db.execute("SELECT 1 FROM events WHERE id IS NULL LIMIT 1").fetchone():
+        last = db.execute("SELECT COALESCE(MAX(id), 0) FROM events").fetchone()[0]
+        db.execute("UPDATE events SET id = ? + rowid WHERE id IS NULL", (last,))
+        log.warning("sink store: events stored without an id (by an older sink) numbered after the rest")
+
+
 def open_store(target: str | Path) -> Db:
     """The sink's store, for writing: a SQLite file (created if need be) or a PostgreSQL URL,
     migrated to this version's schema. StorageError names the store and what is wrong."""
@@ -275,6 +340,8 @@ def open_store(target: str | Path) -> Db:
         db = open_durable(Path(target), "", kind="sink store", page_size=16384)
     try:
         migrate(db, where)
+        if not is_url(target):
+            backfill_ids(db)
     except StorageError:
         db.close()
         raise

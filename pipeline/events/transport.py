@@ -15,7 +15,8 @@ a NACKed event goes to the outbox's dead-letter table instead of being retried f
 
 Given several sink replicas (one store behind them), each edge prefers them in an order of its own
 (rendezvous hashing of its id: the edges spread evenly, and each keeps its order as replicas come and
-go). It sends to one at a time; when that one has been unreachable for ``failover_s`` it moves to the
+go). It sends to one at a time; when that one has been unreachable for ``failover_s``, or has
+acknowledged nothing for ``stall_s`` while events wait (its store refusing them), it moves to the
 next in its order, resending what was unacknowledged (the store's unique key makes a resend of an
 event the old replica stored a duplicate, not a second row); after ``failback_s`` away from its first
 choice it tries that one again.
@@ -123,6 +124,7 @@ class Sender(threading.Thread):
         heartbeat_s: float = 5.0,
         failover_s: float = 5.0,
         failback_s: float = 300.0,
+        stall_s: float = 30.0,
     ) -> None:
         """The window is ``max_in_flight`` events and ``max_in_flight_bytes`` of event and inline
         snapshot bytes, whichever is reached first (one event at least).
@@ -142,6 +144,8 @@ class Sender(threading.Thread):
         self.endpoint = self.endpoints[0]  # the one in use
         self.failover_s = failover_s
         self.failback_s = failback_s
+        self.stall_s = stall_s
+        self._last_ack = 0.0
         self.failovers = 0
         self._down_since = self._up_since = 0.0
         self.metrics = metrics
@@ -262,13 +266,26 @@ class Sender(threading.Thread):
         if len(self.endpoints) < 2:
             return
         at = self.endpoints.index(self.endpoint)
+        waiting = now - max(self._last_ack, self._up_since)
         if not self.connected and now - self._down_since >= self.failover_s:
             to = (at + 1) % len(self.endpoints)
             log.warning(
                 "sink %s unreachable for %.0f s: sending to %s (%d events to resend)",
                 self.endpoint, now - self._down_since, self.endpoints[to], len(self.in_flight),
             )  # fmt: skip
-        elif self.connected and at != 0 and now - self._up_since >= self.failback_s:
+        elif self.connected and self.in_flight and waiting >= self.stall_s:
+            # connected, but storing nothing (its store refuses, or waits on a lock): the next one
+            to = (at + 1) % len(self.endpoints)
+            log.warning(
+                "sink %s acknowledged nothing for %.0f s: sending to %s (%d events to resend)",
+                self.endpoint, waiting, self.endpoints[to], len(self.in_flight),
+            )  # fmt: skip
+        elif (
+            self.connected
+            and at != 0
+            and now - self._up_since >= self.failback_s
+            and not self._stopping.is_set()
+        ):
             to = 0
             away = now - self._up_since
             log.info(
@@ -537,7 +554,7 @@ class Sender(threading.Thread):
             return
         kind = msg[0]
         if kind == b"ACK":  # [ACK, event id, event id, ...]
-            now = time.monotonic()
+            now = self._last_ack = time.monotonic()
             for raw in msg[1:]:
                 acked = self.in_flight.pop(raw.decode(errors="replace"), None)
                 if acked is None:
