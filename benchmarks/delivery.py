@@ -2,8 +2,10 @@
 real sender (DEALER) to a real sink process (`safecity sink`: ROUTER, validation, SQLite commit,
 then ack), without snapshots, with 50 KB snapshots inline and with 50 KB snapshots by reference
 (fetched by the sink after the ack). Reports acknowledged incidents per second; writes JSON.
+With ``--store postgresql://...`` the cases run on that PostgreSQL store too, interleaved with the
+SQLite ones, and the PostgreSQL/SQLite ratios are reported (the machine's noise cancels out).
 
-    python -m benchmarks.delivery --events 40000
+    python -m benchmarks.delivery --events 40000 [--store postgresql://iccc@db/bench]
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ import argparse
 import json
 import os
 import socket
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -25,6 +26,7 @@ from rich.console import Console
 
 from pipeline.events.outbox import Outbox
 from pipeline.events.schema import build_event
+from pipeline.events.store import describe, open_reader
 from pipeline.events.transport import Sender, SnapshotMode
 from pipeline.process import settle_heap
 from pipeline.registry import sha256_bytes
@@ -78,8 +80,8 @@ def fill_outbox(
         outbox.append_many(batch)
 
 
-def start_sink(db: Path, port: int, log: Path) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "pipeline.cli", "sink", "--insecure", "--quiet"]
+def start_sink(db: Path | str, port: int, log: Path, clips: Path) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "pipeline.cli", "sink", "--insecure", "--quiet", "--clips", str(clips)]
     proc = subprocess.Popen(
         [*cmd, "--bind", f"tcp://127.0.0.1:{port}", "--db", str(db)],
         stdout=subprocess.DEVNULL,
@@ -96,14 +98,20 @@ def start_sink(db: Path, port: int, log: Path) -> subprocess.Popen:
     raise RuntimeError("the sink did not start listening")
 
 
-def run(events: int, snapshot_bytes: int, mode: SnapshotMode, tmp: Path) -> dict[str, Any]:
+def run(
+    events: int, snapshot_bytes: int, mode: SnapshotMode, tmp: Path, store: str | None = None
+) -> dict[str, Any]:
+    """One case into a new SQLite store in ``tmp``, or into the PostgreSQL ``store`` (its events
+    from earlier runs stay: these are new ones)."""
     outbox = Outbox(tmp / "outbox.sqlite")
     t0 = time.perf_counter()
     fill_outbox(outbox, events, snapshot_bytes)
     commit_s = time.perf_counter() - t0
     os.sync()  # the outbox's pages reach the disk now, not while the sink is fsyncing its commits
     port = free_port()
-    sink = start_sink(tmp / "sink.sqlite", port, tmp / "sink.log")
+    db = store or tmp / "sink.sqlite"
+    sink = start_sink(db, port, tmp / "sink.log", tmp / "clips")
+    snapshots_before = _snapshots(db)
     sender = Sender(
         outbox_path=tmp / "outbox.sqlite",
         endpoint=f"tcp://127.0.0.1:{port}",
@@ -125,19 +133,18 @@ def run(events: int, snapshot_bytes: int, mode: SnapshotMode, tmp: Path) -> dict
         edge_cpu = sum(edge_proc.cpu_times()[:2]) - edge_cpu0
         fetched_s = None
         if snapshot_bytes and mode == "reference":
-            db = sqlite3.connect(str(tmp / "sink.sqlite"), timeout=30)
             while time.perf_counter() - t0 < 600:
-                if db.execute("SELECT COUNT(*) FROM snapshots").fetchone()[0] >= events:
+                if _snapshots(db) - snapshots_before >= events:
                     break
                 time.sleep(0.05)
             fetched_s = time.perf_counter() - t0
-            db.close()
         sender.stop(drain_s=1)
     finally:
         sink.terminate()
         sink.wait(10)
         outbox.close()
     return {
+        "store": "postgresql" if store else "sqlite",
         "events": events,
         "snapshot_bytes": snapshot_bytes,
         "snapshots": mode if snapshot_bytes else "none",
@@ -149,32 +156,50 @@ def run(events: int, snapshot_bytes: int, mode: SnapshotMode, tmp: Path) -> dict
     }
 
 
+def _snapshots(db: Path | str) -> int:
+    reader = open_reader(db)
+    if reader is None:
+        return 0
+    try:
+        return int(reader.execute("SELECT COUNT(*) FROM snapshots").fetchone()[0])
+    finally:
+        reader.close()
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--events", type=int, default=40000, help="without snapshots; a quarter with them")
     ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds; the median is reported")
     ap.add_argument("--out", default="benchmarks/results")
+    ap.add_argument("--store", metavar="URL", help="a PostgreSQL store to run the cases on as well")
     args = ap.parse_args(argv)
     settle_heap()  # this process is the edge: as `safecity run` (and the sink process) do
-    cases: list[tuple[int, int, SnapshotMode]] = [
+    kinds: list[tuple[int, int, SnapshotMode]] = [
         (args.events, 0, "inline"),
         (args.events // 4, 50 * 1024, "reference"),
         (args.events // 4, 50 * 1024, "inline"),
     ]
+    stores: list[str | None] = [None, args.store] if args.store else [None]
+    cases = [(n, size, mode, store) for n, size, mode in kinds for store in stores]
     runs: dict[int, list[dict[str, Any]]] = {i: [] for i in range(len(cases))}
     for r in range(args.rounds):
-        for i, (n, size, mode) in enumerate(cases):
-            label = f"round {r + 1}: {n} events, " + (
-                f"{size // 1024} KB snapshots {mode}" if size else "no snapshots"
+        for i, (n, size, mode, store) in enumerate(cases):
+            label = (
+                f"round {r + 1}: {n} events, "
+                + (f"{size // 1024} KB snapshots {mode}" if size else "no snapshots")
+                + (f", into {describe(store)}" if store else ", into SQLite")
             )
             with tempfile.TemporaryDirectory() as d, Console(stderr=True).status(label):
-                runs[i].append(run(n, size, mode, Path(d)))
+                runs[i].append(run(n, size, mode, Path(d), store))
             print(label, "->", runs[i][-1]["acked_per_second"], "acked/s", flush=True)
     results = []
     for i in runs:
         rates = sorted(x["acked_per_second"] for x in runs[i])
         median = sorted(runs[i], key=lambda x: x["acked_per_second"])[len(rates) // 2]
         results.append({**median, "acked_per_second_min": rates[0], "acked_per_second_max": rates[-1]})
+    if args.store:  # each PostgreSQL case against the SQLite one just before it, same round order
+        for pg, lite in zip(results[1::2], results[0::2], strict=True):
+            pg["vs_sqlite_acked"] = round(pg["acked_per_second"] / lite["acked_per_second"], 2)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "delivery.json").write_text(json.dumps(results, indent=2))

@@ -501,9 +501,10 @@ class SinkConfig(Strict):
             return check_endpoint(v)
         if not 1 <= len(v) <= 64:
             raise ValueError(f"expected 1 to 64 sink replicas, got {len(v)}")
-        if len(set(v)) != len(v):
+        checked = [check_endpoint(e) for e in v]
+        if len({e.lower() for e in checked}) != len(checked):
             raise ValueError("a sink replica is listed twice")
-        return [check_endpoint(e) for e in v]
+        return checked
 
 
 class SwapConfig(Strict):

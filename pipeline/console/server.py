@@ -4,6 +4,7 @@ session; every POST needs the session's CSRF token (and a same-origin Origin whe
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -12,6 +13,7 @@ import secrets
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from http.cookies import CookieError, SimpleCookie
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -42,6 +44,7 @@ CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; media-src 'self'; "
     "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 )
+READERS = 4  # readers of the sink's store kept open between requests
 _TYPES = {".css": "text/css; charset=utf-8", ".js": "text/javascript; charset=utf-8"}
 
 
@@ -63,6 +66,8 @@ class Console:
         https:// there makes the session cookie Secure). Other Host headers are refused (DNS rebinding)."""
         host, port = parse_bind(bind)
         self.sink_db = sink_db
+        self._readers: list[Db] = []  # the sink store's readers between requests (``sink``)
+        self._readers_lock = threading.Lock()
         self.clips = clips if clips is not None else local_file(sink_db, None, clips_dir, "--clips")
         self.edges = edges or {}  # edge id -> its control interface (zones loaded and pushed)
         self.store = ConsoleStore(console_db)
@@ -107,6 +112,10 @@ class Console:
         self.httpd.shutdown()
         self.httpd.server_close()
         self.store.close()
+        with self._readers_lock:
+            for db in self._readers:
+                db.close()
+            self._readers.clear()
 
     def notice(self, session: Session, text: str) -> None:
         """A message the session's next page shows (never carried in the URL: nobody can forge one)."""
@@ -127,29 +136,41 @@ class Console:
         self._throttle_logged[key] = now
         return True
 
-    def sink(self) -> Db | None:
-        return open_reader(self.sink_db)
+    @contextlib.contextmanager
+    def sink(self) -> Iterator[Db | None]:
+        """A reader of the sink's store (None while it does not exist), kept for the next request:
+        a PostgreSQL connection is not made again for every snapshot and camera poll."""
+        with self._readers_lock:
+            db = self._readers.pop() if self._readers else None
+        if db is None:
+            db = open_reader(self.sink_db)
+        if db is None:
+            yield None
+            return
+        try:
+            yield db
+        except BaseException:
+            db.close()  # (it may be what failed)
+            raise
+        with self._readers_lock:
+            if len(self._readers) < READERS and not self.closing:
+                self._readers.append(db)
+                return
+        db.close()
 
     def snapshot(self, sha: str) -> bytes | None:
-        db = self.sink()
-        if db is None:
-            return None
-        try:
+        with self.sink() as db:
+            if db is None:
+                return None
             row = db.execute("SELECT jpeg FROM snapshots WHERE sha256 = ?", (sha,)).fetchone()
-        finally:
-            db.close()
         return None if row is None else bytes(row[0])
 
     def clip_path(self, sha: str) -> Path:
         return self.clips / f"{sha}{SUFFIX}"
 
     def cameras(self) -> list[dict[str, Any]]:
-        db = self.sink()
-        try:
+        with self.sink() as db:
             return camera_health(db, self.store, time.time())
-        finally:
-            if db is not None:
-                db.close()
 
 
 class _Handler(BaseHTTPRequestHandler):
