@@ -442,6 +442,10 @@ class Sink:
         stored: set[tuple[str, str]] = set()
         for source, id_set in by_source.items():  # (source, event_id) is the key: an index lookup each
             ids = list(id_set)
+            if isinstance(db, PgDb):  # one statement whatever the batch (prepared once), sent in binary
+                query = "SELECT event_id FROM events WHERE source = ? AND event_id = ANY(?::text[])"
+                stored.update((source, i) for (i,) in db.execute(query, [source, ids], binary=True))
+                continue
             for chunk in range(0, len(ids), 500):
                 part = ids[chunk : chunk + 500]
                 marks = ",".join("?" * len(part))
@@ -630,7 +634,8 @@ def insert_events(db: Db, rows: list[tuple[Any, ...]]) -> set[tuple[str, str]]:
         return set()
     if isinstance(db, PgDb):  # taken in turn, held to the commit: ids become visible in order
         db.execute("SELECT pg_advisory_xact_lock(?)", (EVENTS_LOCK,))
-        return {(s, e) for s, e in db.execute(_PG_INSERT_EVENTS, [list(c) for c in zip(*rows, strict=True)])}
+        columns = [list(c) for c in zip(*rows, strict=True)]
+        return {(s, e) for s, e in db.execute(_PG_INSERT_EVENTS, columns, binary=True)}
     # one writer at a time (BEGIN IMMEDIATE): the next ids follow the largest
     last = int(db.execute("SELECT COALESCE(MAX(id), 0) FROM events").fetchone()[0])
     db.executemany(_SQLITE_INSERT_EVENTS, [(*row, last + i) for i, row in enumerate(rows, 1)])

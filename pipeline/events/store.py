@@ -131,9 +131,9 @@ def describe(target: str | Path) -> str:
 
 
 @functools.lru_cache(maxsize=256)
-def _pg_sql(sql: str) -> str:
-    """``?`` placeholders as psycopg's ``%s`` (a literal ``%`` doubled)."""
-    return sql.replace("%", "%%").replace("?", "%s")
+def _pg_sql(sql: str, mark: str = "%s") -> str:
+    """``?`` placeholders as psycopg's ``%s`` (or ``%b``: sent in binary), a literal ``%`` doubled."""
+    return sql.replace("%", "%%").replace("?", mark)
 
 
 class PgDb:
@@ -182,14 +182,18 @@ class PgDb:
             log.warning("sink store %s: connected again", self.where)
         return self.conn
 
-    def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
+    def execute(self, sql: str, params: Sequence[Any] = (), *, binary: bool = False) -> Any:
+        """``binary``: the parameters go in PostgreSQL's binary format (arrays of JSON text need no
+        escaping: several times cheaper for a batch of events)."""
         if sql == "ROLLBACK":
             self._in_transaction = False
             if self.conn.broken or self.conn.closed:
                 return None
         conn = self._live(sql)
         try:
-            cur = conn.execute(_pg_sql(sql), params) if params else conn.execute(sql)
+            cur = (
+                conn.execute(_pg_sql(sql, "%b" if binary else "%s"), params) if params else conn.execute(sql)
+            )
         finally:
             if sql == "COMMIT":
                 self._in_transaction = False
