@@ -355,3 +355,18 @@ def test_fleet_status_shows_each_server_from_its_heartbeats_against_the_plan(tmp
         for e in edges:
             e.close()
         sink.close()
+
+
+def test_the_plan_is_the_same_whatever_the_block_of_cameras_scored_at_once(monkeypatch) -> None:
+    """Scores are computed for blocks of cameras (memory: block x servers, not cameras x servers):
+    the plan must not depend on the block size, down to blocks smaller than a camera's choices."""
+    from pipeline.fleet import plan as planner
+
+    rng = np.random.default_rng(5)
+    weights = list(rng.uniform(0.3, 2.5, 2000))
+    inv = make_inventory(["s"] * 2000, weights)
+    srv = make_servers([(f"v{j}", "s", sum(weights) / 0.85 / 30) for j in range(30)])
+    whole = plan(inv, srv).server
+    for block in (7, 1000, 1999):
+        monkeypatch.setattr(planner, "ROWS_PER_BLOCK", block)
+        assert (plan(inv, srv).server == whole).all()

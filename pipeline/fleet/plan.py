@@ -23,6 +23,7 @@ from ..errors import ConfigError
 from .inventory import Inventory, Servers
 
 TOP_K = 8  # choices kept per camera; one that runs out of them gets its whole ranking
+ROWS_PER_BLOCK = 4096  # cameras whose scores against every server are computed at once
 
 
 def hash64(ids: list[str]) -> np.ndarray:
@@ -67,10 +68,12 @@ def _place_site(
     n, s = len(cam_h), len(srv_h)
     key_of = lambda c, j: -np.log(_uniform(cam_h[c], srv_h[j])) / cap[j]  # noqa: E731 - lower is better
     k = min(TOP_K, s)
-    keys = -np.log(_uniform(cam_h[:, None], srv_h[None, :])) / cap[None, :]
-    top = np.argpartition(keys, k - 1, axis=1)[:, :k] if k < s else np.tile(np.arange(s), (n, 1))
-    top = np.take_along_axis(top, np.argsort(np.take_along_axis(keys, top, axis=1), axis=1), axis=1)
-    del keys
+    top = np.empty((n, k), dtype=np.int64)  # each camera's k best servers, best first
+    for a in range(0, n, ROWS_PER_BLOCK):  # in blocks of cameras: memory is block x servers, not n x s
+        b = min(a + ROWS_PER_BLOCK, n)
+        keys = -np.log(_uniform(cam_h[a:b, None], srv_h[None, :])) / cap[None, :]
+        t = np.argpartition(keys, k - 1, axis=1)[:, :k] if k < s else np.tile(np.arange(s), (b - a, 1))
+        top[a:b] = np.take_along_axis(t, np.argsort(np.take_along_axis(keys, t, axis=1), axis=1), axis=1)
     full: dict[int, np.ndarray] = {}  # camera -> its whole ranking, for the few that need it
 
     def choice(cams: np.ndarray, idx: np.ndarray) -> np.ndarray:
