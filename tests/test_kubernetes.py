@@ -14,10 +14,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import yaml
 
 from pipeline.config import load_config
+from pipeline.errors import ConfigError
 from pipeline.fleet.configs import CONFIGMAP_BYTES, write_kubernetes
 from pipeline.fleet.inventory import load_servers
 from pipeline.fleet.plan import plan
@@ -103,7 +105,7 @@ def test_a_corporation_on_gpus_one_pod_per_planned_server(tmp_path: Path) -> Non
     )  # the plan's digest
     assert all(p["timeoutSeconds"] >= 3 for p in (container[k] for k in ("startupProbe", "livenessProbe",
                                                                          "readinessProbe")))  # fmt: skip
-    # each pod's config: the N-th server of the site, outbox on its volume, its own Curve key
+    # each pod's config: the N-th server of the site (a first plan), outbox on its volume, its server's key
     plan_volume = next(v for v in pod["volumes"] if v["name"] == "plan")
     maps = {m["configMap"]["name"] for m in plan_volume["projected"]["sources"]}
     data: dict[str, str] = {}
@@ -116,7 +118,7 @@ def test_a_corporation_on_gpus_one_pod_per_planned_server(tmp_path: Path) -> Non
         cfg = load_config(tmp_path / f"edge-{n}.yaml")
         assert cfg.edge_id == server and cfg.cameras
         assert str(cfg.sink.outbox) == "/var/lib/safecity/outbox.sqlite"
-        assert str(cfg.sink.client_secret_file) == f"/etc/safecity/keys/edge-{n}.key_secret"
+        assert str(cfg.sink.client_secret_file) == f"/etc/safecity/keys/{server}.key_secret"
 
 
 def test_a_cpu_site_asks_for_no_gpu(tmp_path: Path) -> None:
@@ -143,7 +145,7 @@ def test_a_broken_manifest_is_caught(tmp_path: Path) -> None:
 def test_a_big_site_is_split_over_configmaps_under_the_size_limit(tmp_path: Path) -> None:
     inv = make_inventory(["s"] * 30_000, [1.0] * 30_000)
     servers = make_servers([(f"s-gpu{j}", "s", 200.0) for j in range(160)])
-    pods = write_kubernetes(tmp_path, "s", inv, servers, plan(inv, servers), {"device": "cuda"})
+    pods, _ = write_kubernetes(tmp_path, "s", inv, servers, plan(inv, servers), {"device": "cuda"})
     maps = sorted(tmp_path.glob("configmap-*.yaml"))
     assert pods == 160 and len(maps) > 1
     keys = []
@@ -258,3 +260,50 @@ def test_a_shared_store_site_runs_sink_replicas_each_edge_listing_them(tmp_path:
     for name, text in cm["data"].items():
         (tmp_path / name).write_text(text)
         assert load_config(tmp_path / name).sink.endpoint == replicas
+
+
+def test_a_server_keeps_its_pod_from_plan_to_plan(tmp_path: Path) -> None:
+    """Pod edge-N keeps its server (its outbox volume is that server's) while the server stays: one
+    leaving the middle of the list frees its pod for the last one, not a shift of every pod after it."""
+
+    def pods() -> dict[str, str]:
+        data: dict[str, str] = {}
+        for path in tmp_path.glob("configmap-*.yaml"):
+            data |= yaml.safe_load(path.read_text())["data"]
+        return {name: yaml.safe_load(text)["edge_id"] for name, text in data.items()}
+
+    inv = make_inventory(["s"] * 600, [1.0] * 600)
+
+    def plan_for(ids: list[str]) -> list[str]:
+        servers = make_servers([(i, "s", 300.0) for i in ids])
+        return write_kubernetes(tmp_path, "s", inv, servers, plan(inv, servers), {})[1]
+
+    assert plan_for(["a", "b", "c", "d", "e"]) == []
+    assert pods() == {"edge-0.yaml": "a", "edge-1.yaml": "b", "edge-2.yaml": "c", "edge-3.yaml": "d",
+                      "edge-4.yaml": "e"}  # fmt: skip
+    assert plan_for(["a", "c", "d", "e"]) == ["e"]  # b gone: e moves down into its pod, c and d stay
+    assert pods() == {"edge-0.yaml": "a", "edge-1.yaml": "e", "edge-2.yaml": "c", "edge-3.yaml": "d"}
+    assert plan_for(["f", "a", "c", "d", "e"]) == []  # a new server takes the next pod
+    assert pods()["edge-4.yaml"] == "f" and pods()["edge-1.yaml"] == "e"
+    assert plan_for(["g", "h", "a", "c"]) == []  # d, e, f gone, g and h new: into the free pods 1 and 3
+    assert pods() == {"edge-0.yaml": "a", "edge-1.yaml": "g", "edge-2.yaml": "c", "edge-3.yaml": "h"}
+    (tmp_path / "ordinals.csv").write_text("ordinal,server_id\n0,a\n0,c\n")
+    with pytest.raises(ConfigError, match="ordinals repeated"):
+        plan_for(["a", "c"])
+
+
+def test_ordinals_are_a_permutation_that_keeps_every_server_it_can() -> None:
+    from pipeline.fleet.ordinals import assign
+
+    rng = np.random.default_rng(11)
+    for _ in range(300):
+        pool = [f"s{i}" for i in range(12)]
+        before = list(rng.permutation(pool)[: rng.integers(0, 12)])
+        previous = {sid: o for o, sid in enumerate(before)}
+        now = list(rng.permutation(pool)[: rng.integers(1, 12)])
+        by_ordinal, moved = assign(now, previous)
+        assert sorted(by_ordinal) == sorted(now)
+        for o, sid in enumerate(by_ordinal):
+            if sid in previous and previous[sid] < len(now):
+                assert previous[sid] == o  # kept its pod
+        assert sorted(moved) == sorted(s for s in now if s in previous and previous[s] >= len(now))

@@ -49,8 +49,11 @@ def cmd_fleet_plan(args: argparse.Namespace) -> int:
             raise ConfigError("--kubernetes needs --site: one StatefulSet (one overlay) per site")
         from .configs import write_kubernetes
 
-        pods = write_kubernetes(Path(args.kubernetes), args.site, inv, servers, p, template)
+        pods, moved_pods = write_kubernetes(Path(args.kubernetes), args.site, inv, servers, p, template)
         print(f"wrote the plan of site {args.site} ({pods} pods) to {args.kubernetes}", file=sys.stderr)
+        if moved_pods:
+            print(f"servers on another pod than before (moved down into the pods of servers gone): "
+                  f"{', '.join(moved_pods)}", file=sys.stderr)  # fmt: skip
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)

@@ -14,6 +14,8 @@ import yaml
 from ..config import read_yaml
 from ..errors import ConfigError
 from .inventory import Inventory, Servers
+from .ordinals import FILE as ORDINALS
+from .ordinals import assign, ordinals_csv, read_ordinals
 from .plan import Plan
 
 _Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)  # libyaml: 400,000 cameras in seconds
@@ -108,25 +110,28 @@ def write_configs(out: Path, inv: Inventory, servers: Servers, p: Plan, template
 
 def write_kubernetes(
     out: Path, site: str, inv: Inventory, servers: Servers, p: Plan, template: dict[str, Any]
-) -> int:
+) -> tuple[int, list[str]]:
     """The site's plan as a Kustomize resource for ``deploy/kubernetes`` overlays: ConfigMaps
-    ``edge-plan-K`` holding ``edge-N.yaml`` (the config of the site's N-th server in the servers file,
-    for pod edge-N of the StatefulSet), and ``statefulset.yaml``, the patch that sets the replicas,
-    mounts them and carries the plan's digest (a new plan rolls the pods onto it). In each config the
-    outbox is on the pod's volume and the Curve key is the pod's own. Returns the number of pods."""
-    members = [j for j, s in enumerate(servers.site) if s == site]
-    if not members:
+    ``edge-plan-K`` holding ``edge-N.yaml`` (the config of the server pod edge-N of the StatefulSet
+    runs: ``ordinals.py``, recorded in ``ordinals.csv``), and ``statefulset.yaml``, the patch that sets
+    the replicas, mounts them and carries the plan's digest (a new plan rolls the pods onto it). In each
+    config the outbox is on the pod's volume and the Curve key is its server's own
+    (``SERVER.key_secret``). Returns the number of pods and the servers that changed pod."""
+    ids = {servers.server_id[j]: j for j, s in enumerate(servers.site) if s == site}
+    if not ids:
         known = ", ".join(sorted(set(servers.site)))
         raise ConfigError(f"--site {site}: no server of the plan is in it (sites: {known})")
+    by_ordinal, moved = assign(list(ids), read_ordinals(out))
+    members = [ids[sid] for sid in by_ordinal]
     settings = []
-    for n in range(len(members)):
+    for sid in by_ordinal:
         tpl = {
             **template,
             "sink": {**(template.get("sink") or {}), "outbox": "/var/lib/safecity/outbox.sqlite"},
         }
         if not tpl["sink"].get("insecure"):
             tpl["sink"] |= {"server_public_key": "/etc/safecity/keys/sink.key",
-                            "client_secret_file": f"/etc/safecity/keys/edge-{n}.key_secret"}  # fmt: skip
+                            "client_secret_file": f"/etc/safecity/keys/{sid}.key_secret"}  # fmt: skip
         settings.append(_settings(tpl))
     texts = _configs(members, inv, servers, p, settings)
     maps: list[dict[str, str]] = [{}]
@@ -170,5 +175,6 @@ def write_kubernetes(
     files["kustomization.yaml"] = head + yaml.dump(
         {"resources": [f"configmap-{k}.yaml" for k in range(len(maps))]}, Dumper=_Dumper, sort_keys=False
     )
+    files[ORDINALS] = ordinals_csv(by_ordinal)
     _replace(out, files, "configmap-*.yaml")
-    return len(members)
+    return len(members), moved
