@@ -154,15 +154,16 @@ def cmd_sink(args: argparse.Namespace) -> int:
         curve, allow = None, None
     else:
         raise ConfigError("safecity sink: give --secret-key and --allowlist (Curve), or --insecure")
-    from .events.store import describe, is_url
+    from .events.store import describe, is_url, store_target
 
-    if is_url(args.db) and not args.clips:
+    target = store_target(args.db)
+    if is_url(target) and not args.clips:
         raise ConfigError("safecity sink: a PostgreSQL --db needs --clips DIR (a volume the replicas share)")
-    if args.http and is_url(args.db) and not args.console_db:
+    if args.http and is_url(target) and not args.console_db:
         raise ConfigError("safecity sink: --http with a PostgreSQL --db needs --console-db FILE")
     sink = Sink(
         bind=args.bind,
-        store=args.db if is_url(args.db) else Path(args.db),
+        store=target,
         clips=Path(args.clips) if args.clips else None,
         registry=registry,
         on_event=show,
@@ -181,7 +182,7 @@ def cmd_sink(args: argparse.Namespace) -> int:
         stop.set()
         raise sink.error
     if sink.ready.is_set():
-        where = describe(args.db)
+        where = describe(target)
         print(f"sink listening on {sink.bound_endpoint}, storing to {where}", file=sys.stderr, flush=True)
         if curve is None:
             print("warning: --insecure: accepting unencrypted, unauthenticated incidents", file=sys.stderr)

@@ -435,7 +435,7 @@ def check_endpoint(v: str) -> str:
     """A ZeroMQ address to connect to: ``tcp://HOST:PORT`` (port 1-65535), ``ipc://PATH`` or
     ``inproc://NAME``; ValueError saying what is wrong otherwise."""
     if v.startswith("tcp://"):
-        m = _TCP_ENDPOINT.match(v)
+        m = _TCP_ENDPOINT.fullmatch(v)  # ($ alone would let a trailing newline through)
         if m is None:
             raise ValueError(
                 f"endpoint {v!r} is not tcp://HOST:PORT (a host and a port number are both needed)"
@@ -448,6 +448,8 @@ def check_endpoint(v: str) -> str:
     if v.startswith(("ipc://", "inproc://")):
         if not v.split("://", 1)[1]:
             raise ValueError(f"endpoint {v!r} has no path or name after '://'")
+        if any(c.isspace() for c in v):
+            raise ValueError(f"endpoint {v!r} has white space in it")
         return v
     raise ValueError(f"endpoint {v!r} is not a ZeroMQ address like tcp://host:port")
 
@@ -502,7 +504,7 @@ class SinkConfig(Strict):
         if not 1 <= len(v) <= 64:
             raise ValueError(f"expected 1 to 64 sink replicas, got {len(v)}")
         checked = [check_endpoint(e) for e in v]
-        if len({e.lower() for e in checked}) != len(checked):
+        if len({e.lower() if e.startswith("tcp://") else e for e in checked}) != len(checked):
             raise ValueError("a sink replica is listed twice")
         return checked
 

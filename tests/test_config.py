@@ -60,6 +60,7 @@ def test_good_config_and_defaults() -> None:
         ("sink", {"endpoint": "ipc://"}, "has no path or name"),
         ("sink", {"endpoint": []}, "expected 1 to 64 sink replicas, got 0"),
         ("sink", {"endpoint": ["tcp://a:5555", "tcp://A:5555"]}, "a sink replica is listed twice"),
+        ("sink", {"endpoint": ["tcp://a:5555\n"]}, "is not tcp://HOST:PORT"),
         ("sink", {"endpoint": ["tcp://a:5555", "tcp://b"]}, "a host and a port number are both needed"),
         ("cameras.1.source", "rtsp://", "has no host; expected rtsp://HOST[:PORT]/PATH"),
         ("cameras.1.source", "rtsp:///stream1", "has no host"),

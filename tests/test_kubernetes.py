@@ -287,9 +287,20 @@ def test_a_server_keeps_its_pod_from_plan_to_plan(tmp_path: Path) -> None:
     assert pods()["edge-4.yaml"] == "f" and pods()["edge-1.yaml"] == "e"
     assert plan_for(["g", "h", "a", "c"]) == []  # d, e, f gone, g and h new: into the free pods 1 and 3
     assert pods() == {"edge-0.yaml": "a", "edge-1.yaml": "g", "edge-2.yaml": "c", "edge-3.yaml": "h"}
-    (tmp_path / "ordinals.csv").write_text("ordinal,server_id\n0,a\n0,c\n")
-    with pytest.raises(ConfigError, match="ordinals repeated"):
-        plan_for(["a", "c"])
+    (tmp_path / "ordinals.csv").unlink()  # lost: the previous plan's ConfigMaps still say who ran where
+    assert plan_for(["g", "h", "a", "c", "i"]) == []
+    assert pods() == {"edge-0.yaml": "a", "edge-1.yaml": "g", "edge-2.yaml": "c", "edge-3.yaml": "h",
+                      "edge-4.yaml": "i"}  # fmt: skip
+    for text, why in [("ordinal,server_id\n0,a\n0,c\n", "ordinals repeated"),
+                      ("ordinal,server_id\n0,a\n3,a\n", "server 'a' is listed twice"),
+                      ("ordinal,server_id\n1_0,a\n", "line 2: expected ORDINAL,SERVER_ID"),
+                      ("ordinal,server_id\n0\n", "line 2: expected ORDINAL,SERVER_ID"),
+                      ("server,pod\n0,a\n", "expected the header")]:  # fmt: skip
+        (tmp_path / "ordinals.csv").write_text(text)
+        with pytest.raises(ConfigError, match=why):
+            plan_for(["a", "c"])
+    (tmp_path / "ordinals.csv").write_text("\ufeffordinal , server_id\n 0 , a \n1,c\n")  # a spreadsheet's
+    assert plan_for(["a", "c"]) == []
 
 
 def test_ordinals_are_a_permutation_that_keeps_every_server_it_can() -> None:

@@ -104,21 +104,26 @@ def test_replicas_starting_together_migrate_once_and_a_resend_is_not_stored_twic
 
 
 def test_a_store_url_never_shows_its_password(tmp_path: Path) -> None:
-    url = f"postgresql://iccc:s3cret@127.0.0.1:{free_port()}/events?password=s3cret"
-    assert "s3cret" not in redact(url) and "iccc:***@127.0.0.1" in redact(url)
-    with pytest.raises(StorageError) as err:
-        open_store(url)
-    assert "s3cret" not in str(err.value) and "cannot be used" in str(err.value)
-    # libpq takes # ? / unescaped in a password; a bad escape is echoed in its error; a bad host
-    for odd in ("ab#c?d/e", "se%zzcret", "pa@ss"):
-        for bad in (
-            f"postgresql://iccc:{odd}@127.0.0.1:{free_port()}/events",
-            f"postgresql://iccc:{odd}@[::1/x",
-        ):
+    from pipeline.events.store import store_target
+
+    # a password goes in PGPASSWORD or a pgpass file: a URL carrying one is refused, and not shown
+    for odd in ("s3cret", "ab#c?d/e", "se%zzcret", "Tr0ub4dor@horse", "top secret"):
+        for bad in (f"postgresql://iccc:{odd}@127.0.0.1:5432/events", f"postgresql://iccc:{odd}@[::1/x",
+                    f"postgresql://iccc@127.0.0.1/events?sslmode=require&password={odd}"):  # fmt: skip
             assert odd not in redact(bad)
-            with pytest.raises(StorageError) as err:
-                open_store(bad)
-            assert odd not in str(err.value), str(err.value)
+            for attempt in (open_store, store_target):
+                with pytest.raises(ConfigError, match="put the password in PGPASSWORD") as err:
+                    attempt(bad)
+                assert odd not in str(err.value), str(err.value)
+    # what is neither a SQLite file nor a PostgreSQL URL is refused, not taken for a file name
+    for text in ("host=127.0.0.1 user=iccc dbname=events", "postgresql+psycopg://iccc@h/db", "pg://iccc@h/db",
+                 "postgresql:/iccc@h/db", " ", "postgresql://iccc@127.0.0.1:notaport/db"):  # fmt: skip
+        with pytest.raises(ConfigError, match="neither a SQLite file|not a URL PostgreSQL reads|empty"):
+            store_target(text)
+    assert store_target("PostgreSQL://iccc@127.0.0.1/events") == "postgresql://iccc@127.0.0.1/events"
+    with pytest.raises(StorageError, match="cannot be used"):  # nobody there
+        open_store(f"postgresql://iccc@127.0.0.1:{free_port()}/events")
+    url = f"postgresql://iccc@127.0.0.1:{free_port()}/events"
     from pipeline.cli import build_parser
 
     def run(*argv: str) -> int:

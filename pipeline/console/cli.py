@@ -39,9 +39,10 @@ def start_console(args: argparse.Namespace) -> Any:
     from .store import console_path
 
     db = store_target(args.db)
+    own = local_file(db, args.console_db, console_path, "--console-db FILE (the console's own store)")
     console = Console(
         db,
-        local_file(db, args.console_db, console_path, "--console-db FILE (the console's own store)"),
+        own,
         args.http,
         clips=local_file(db, args.clips, clips_dir, "--clips DIR (where the sinks keep evidence clips)"),
         public_url=args.public_url,
@@ -49,7 +50,7 @@ def start_console(args: argparse.Namespace) -> Any:
     console.start()
     if not console.users.list():
         print(
-            f"console: no users yet; add one with `safecity users add NAME --role admin --db {db}`",
+            f"console: no users yet; add one with `safecity users add NAME --role admin --console-db {own}`",
             file=sys.stderr,
         )
     print(f"console on {console.url}", file=sys.stderr, flush=True)
@@ -58,9 +59,9 @@ def start_console(args: argparse.Namespace) -> Any:
 
 def cmd_console(args: argparse.Namespace) -> int:
     from ..cli import _install_stop_signals
-    from ..events.store import is_url
+    from ..events.store import is_url, store_target
 
-    if not is_url(args.db) and not Path(args.db).exists():
+    if not is_url(store_target(args.db)) and not Path(args.db).exists():
         print(
             f"console: {args.db} does not exist yet; showing incidents once the sink creates it",
             file=sys.stderr,

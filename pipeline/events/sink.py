@@ -209,9 +209,13 @@ class Sink:
         try:
             clip_store = ClipStore(self.clips_path, max_bytes=self.clips_max_bytes)
             clip_store.ensure()
-        except OSError as err:
+        except (OSError, StorageError) as err:
             db.close()
-            self.error = StorageError(f"the sink's evidence clips cannot be kept in {self.clips_path}: {err}")
+            self.error = (
+                err
+                if isinstance(err, StorageError)
+                else StorageError(f"the sink's evidence clips cannot be kept in {self.clips_path}: {err}")
+            )
             self.ready.set()
             return
         m = self.metrics

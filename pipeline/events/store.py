@@ -111,9 +111,47 @@ def redact(url: str) -> str:
 StoreTarget = Path | str  # a SQLite file, or a PostgreSQL URL
 
 
-def store_target(text: str) -> StoreTarget:
-    """What ``--db`` names: a PostgreSQL URL as it is, anything else a SQLite file."""
-    return text if is_url(text) else Path(text)
+_DSN = re.compile(r"^\s*(host|hostaddr|port|dbname|user|password|service|sslmode)\s*=", re.I)
+
+
+def store_target(text: str, option: str = "--db") -> StoreTarget:
+    """What ``--db`` names: a PostgreSQL URL (checked: ``check_url``), or a SQLite file. Anything that
+    looks like neither (another scheme, a key=value connection string) is a ConfigError: taken for a
+    file name it would quietly split a shared store into local ones."""
+    if not text.strip():
+        raise ConfigError(f"{option}: empty; give a SQLite file or postgresql://USER@HOST/DB")
+    if is_url(text):
+        scheme, rest = text.split("://", 1)
+        return check_url(f"{scheme.lower()}://{rest}", option)
+    if "://" in text or _DSN.match(text) or text.lower().startswith(("postgres:", "postgresql:")):
+        raise ConfigError(
+            f"{option} {redact(text)!r}: neither a SQLite file nor a postgresql://USER@HOST[:PORT]/DB URL"
+        )
+    return Path(text)
+
+
+def check_url(url: str, option: str = "--db") -> str:
+    """A PostgreSQL URL libpq can read, without a password in it (that goes in PGPASSWORD or a pgpass
+    file: a URL shows in process lists, logs and error messages); ConfigError otherwise. libpq's own
+    complaint is not repeated: it can quote any part of the URL."""
+    if _password(url) or re.search(r"(?i)[?&]password=", url):
+        raise ConfigError(
+            f"{option} {redact(url)}: put the password in PGPASSWORD or a pgpass file (PGPASSFILE), "
+            "not in the URL (a URL shows in process lists and logs)"
+        )
+    if psycopg is not None:
+        from psycopg.conninfo import conninfo_to_dict
+
+        try:
+            parts = conninfo_to_dict(url)
+            if not all(p.isdigit() for p in str(parts.get("port", "5432")).split(",")):
+                raise psycopg.ProgrammingError("port")
+        except psycopg.Error:
+            raise ConfigError(
+                f"{option} {redact(url)}: not a URL PostgreSQL reads; expected "
+                "postgresql://USER@HOST[:PORT]/DB[?sslmode=...]"
+            ) from None
+    return url
 
 
 def local_file(target: StoreTarget, given: str | None, derive: Callable[[Path], Path], option: str) -> Path:
@@ -234,6 +272,7 @@ def connect_postgres(url: str, *, read_only: bool = False) -> PgDb:
         raise StorageError(
             f"the sink store {where} is PostgreSQL: install psycopg (pip install 'psycopg[binary]')"
         )
+    check_url(url, "the sink store")
     try:
         return PgDb(url, read_only=read_only)
     except (psycopg.Error, ValueError) as err:  # (ValueError: a URL psycopg cannot even parse)

@@ -56,12 +56,17 @@ def cmd_fleet_plan(args: argparse.Namespace) -> int:
                   f"{', '.join(moved_pods)}", file=sys.stderr)  # fmt: skip
     if args.out:
         out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        write_plan(out / "plan.csv", inv, servers, p)
-        written = 0 if args.no_configs else write_configs(out / "configs", inv, servers, p, template)
-        t3 = time.perf_counter()
-        summary["write_seconds"] = round(t3 - t2, 3)
-        (out / "summary.json").write_text(json.dumps(summary, indent=2))
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            write_plan(out / "plan.csv", inv, servers, p)
+            written = 0 if args.no_configs else write_configs(out / "configs", inv, servers, p, template)
+            t3 = time.perf_counter()
+            summary["write_seconds"] = round(t3 - t2, 3)
+            (out / "summary.json").write_text(json.dumps(summary, indent=2))
+        except OSError as err:
+            raise ConfigError(
+                f"--out {out}: cannot write there: {err.filename or out}: {err.strerror or err}"
+            ) from None
         print(f"wrote {out / 'plan.csv'}, {written} configs under {out / 'configs'} in {t3 - t2:.1f} s",
               file=sys.stderr)  # fmt: skip
     return 0

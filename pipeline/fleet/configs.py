@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from ..config import read_yaml
+from ..config import parse_config, read_yaml
 from ..errors import ConfigError
 from .inventory import Inventory, Servers
 from .ordinals import FILE as ORDINALS
@@ -29,6 +29,12 @@ def load_template(path: Path | None) -> dict[str, Any]:
         raise ConfigError(f"--template {path}: expected the mapping of an edge config")
     if "cameras" in doc or "edge_id" in doc:
         raise ConfigError(f"--template {path}: leave out edge_id and cameras (the plan fills them in)")
+    # checked as an edge reads it (with a stand-in id and camera): a mistake is named now, not by every
+    # pod of the fleet at its start
+    probe = {"edge_id": "template-check", "cameras": [{"id": "template-check", "source": "rtsp://check/x"}]}
+    cfg = parse_config({**doc, **probe}, source=f"--template {path}")
+    if isinstance(doc.get("sink"), dict) and "insecure" in doc["sink"]:
+        doc["sink"] = {**doc["sink"], "insecure": cfg.sink.insecure}  # as the edge reads it ("no": false)
     return doc
 
 
@@ -82,14 +88,27 @@ def _configs(members: list[int], inv: Inventory, servers: Servers, p: Plan, sett
 def _replace(out: Path, files: dict[str, str], stale: str) -> None:
     """Write ``files`` (name -> text) into ``out`` and remove the other files matching ``stale`` there
     (of servers no longer planned): everything is built before anything is written."""
-    out.mkdir(parents=True, exist_ok=True)
-    for name, text in files.items():
-        tmp = out / f".{name}.tmp"
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(out / name)
-    for old in out.glob(stale):
-        if old.name not in files:
-            old.unlink()
+    written: list[Path] = []
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        for name in files:
+            if (out / name).is_dir():
+                raise IsADirectoryError(0, "a folder is in the way", str(out / name))
+        for name, text in files.items():  # every file whole beside its place first ...
+            tmp = out / f".{name}.tmp"
+            written.append(tmp)
+            tmp.write_text(text, encoding="utf-8")
+        for name in files:  # ... then each moved into place (a rename: never half a file)
+            (out / f".{name}.tmp").replace(out / name)
+        written.clear()
+        for old in out.glob(stale):
+            if old.name not in files:
+                old.unlink()
+    except OSError as err:
+        for tmp in written:
+            tmp.unlink(missing_ok=True)
+        where = err.filename or out
+        raise ConfigError(f"cannot write the plan into {out}: {where}: {err.strerror or err}") from None
 
 
 def _settings(template: dict[str, Any]) -> str:
