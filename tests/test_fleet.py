@@ -370,3 +370,20 @@ def test_the_plan_is_the_same_whatever_the_block_of_cameras_scored_at_once(monke
     for block in (7, 1000, 1999):
         monkeypatch.setattr(planner, "ROWS_PER_BLOCK", block)
         assert (plan(inv, srv).server == whole).all()
+
+
+def test_a_template_is_checked_as_an_edge_reads_it(tmp_path: Path) -> None:
+    from pipeline.fleet.configs import load_template
+
+    tpl = tmp_path / "t.yaml"
+    for text, why in [
+        ("sink: tcp://sink:5555\n", "sink: got 'tcp://sink:5555'"),
+        ("sink: {endpoint: [tcp://a:1, tcp://A:1]}\n", "a sink replica is listed twice"),
+        ("edge_id: x\n", "leave out edge_id and cameras"),
+        ("batching: {max_batch_size: 0}\n", "batching.max_batch_size"),
+    ]:
+        tpl.write_text(text)
+        with pytest.raises(ConfigError, match=why):
+            load_template(tpl)
+    tpl.write_text("sink: {endpoint: [tcp://a:1, tcp://b:1], insecure: 'no'}\n")
+    assert load_template(tpl)["sink"]["insecure"] is False  # as the edge reads it: keys are written
