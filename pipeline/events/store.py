@@ -24,9 +24,9 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote
 
 from ..errors import ConfigError, StorageError
+from ..urls import redact as redact_secrets
 from .clip_fetch import CLIP_SCHEMA
 from .heartbeat import HEARTBEAT_SCHEMA
 from .outbox import check_kind, describe_db_error, open_durable
@@ -90,22 +90,13 @@ def _password(url: str) -> str | None:
     return m["password"] if m and m["password"] else None
 
 
-def scrub(text: str, url: str) -> str:
-    """``text`` with the URL's password (as written, or percent-decoded) replaced by ``***``."""
-    secret = _password(url)
-    if secret:
-        for form in {secret, unquote(secret)}:
-            if form:
-                text = text.replace(form, "***")
-    return re.sub(r"(?i)(password\s*=\s*)[^&\s'\"]*", r"\1***", text)
-
-
 def redact(url: str) -> str:
-    """The URL without its password, for messages and logs."""
+    """The URL without its password, for messages and logs: the user info's as libpq reads it (up to
+    the last '@', '/' and all), then what ``urls.redact`` hides in any URL (``password=`` ...)."""
     m = _URL.match(url)
     if m and m["password"]:
         url = f"{m['scheme']}{m['user']}:***@{m['rest']}"
-    return scrub(url, url)
+    return redact_secrets(url)
 
 
 StoreTarget = Path | str  # a SQLite file, or a PostgreSQL URL
@@ -276,9 +267,9 @@ def connect_postgres(url: str, *, read_only: bool = False) -> PgDb:
     try:
         return PgDb(url, read_only=read_only)
     except (psycopg.Error, ValueError) as err:  # (ValueError: a URL psycopg cannot even parse)
+        # (check_url let no password through: libpq's message cannot quote one)
         reason = "; ".join(line.strip() for line in str(err).strip().splitlines() if line.strip())
-        reason = scrub(reason, url) or type(err).__name__
-        raise StorageError(f"the sink store {where} cannot be used: {reason}") from None
+        raise StorageError(f"the sink store {where} cannot be used: {reason or type(err).__name__}") from None
 
 
 @dataclass(frozen=True)
