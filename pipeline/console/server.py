@@ -22,7 +22,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from ..control import is_loopback, parse_bind
 from ..errors import ConfigError, SafeCityError
-from ..events.clip_store import SUFFIX, clips_dir
+from ..events.clip_store import SUFFIX, clips_dir, is_digest
 from ..events.store import Db, StoreTarget, local_file, open_reader
 from . import auth, pages
 from .auth import LoginBusy, Session, Throttle, Users, csrf_ok
@@ -39,7 +39,6 @@ MAX_BODY = 64 * 1024
 STREAM_KEEPALIVE_S = 15.0
 STREAM_RECHECK_S = 30.0
 STATIC = Path(__file__).parent / "static"
-SHA_RE = re.compile(r"^[0-9a-f]{64}$")
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; media-src 'self'; "
     "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
@@ -348,7 +347,7 @@ class _Handler(BaseHTTPRequestHandler):
                 if inc is None:
                     return self._error(404, "no such incident", session, api)
                 clip = ((inc["event"].get("evidence") or {}).get("clip") or {}).get("sha256", "")
-                exists = bool(SHA_RE.match(clip)) and c.clip_path(clip).exists()
+                exists = is_digest(clip) and c.clip_path(clip).exists()
                 return self._html(
                     200, pages.incident_page(session, inc, clip_exists=exists, notice=c.take_notice(session))
                 )
@@ -369,12 +368,12 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._html(200, pages.audit_page(session, c.store.audit_log(500)))
             case ["users"] | ["audit"]:
                 return self._error(403, "admins only", session, api)
-            case ["snapshots", sha] if SHA_RE.match(sha):
+            case ["snapshots", sha] if is_digest(sha):
                 jpeg = c.snapshot(sha)
                 if jpeg is None:
                     return self._error(404, "no such snapshot (yet)", session, api)
                 return self._respond(200, jpeg, "image/jpeg", {"Cache-Control": "private, max-age=86400"})
-            case ["clips", sha] if SHA_RE.match(sha):
+            case ["clips", sha] if is_digest(sha):
                 return self._clip(c.clip_path(sha), session)
             case ["api", "incidents"]:
                 return self._json(200, self._incidents(q))

@@ -29,7 +29,8 @@ def clips_dir(db_path: Path) -> Path:
     return db_path.with_name(db_path.name + ".clips")
 
 
-def _is_digest(sha: str) -> bool:
+def is_digest(sha: str) -> bool:
+    """A sha256 as the events and stores write it: 64 lower-case hex digits, nothing else."""
     return len(sha) == 64 and all(c in "0123456789abcdef" for c in sha)
 
 
@@ -70,7 +71,7 @@ class ClipStore:
             ) from None
 
     def path(self, sha: str) -> Path:
-        if not _is_digest(sha):
+        if not is_digest(sha):
             raise ValueError(f"not a sha256 digest: {sha[:80]!r}")
         return self.root / f"{sha}{SUFFIX}"
 
@@ -80,17 +81,17 @@ class ClipStore:
         return self.root / f".clip-{os.getpid()}-{time.monotonic_ns()}.tmp"
 
     def has(self, sha: str) -> bool:
-        return _is_digest(sha) and self.path(sha).is_file()
+        return is_digest(sha) and self.path(sha).is_file()
 
     def size(self, sha: str) -> int | None:
         try:
-            return self.path(sha).stat().st_size if _is_digest(sha) else None
+            return self.path(sha).stat().st_size if is_digest(sha) else None
         except OSError:
             return None
 
     def read(self, sha: str, offset: int, n: int = CHUNK_BYTES) -> tuple[bytes, int] | None:
         """Up to ``n`` bytes of the clip from ``offset``, and its size; None when it is not here."""
-        if not _is_digest(sha) or offset < 0:
+        if not is_digest(sha) or offset < 0:
             return None
         try:
             with open(self.path(sha), "rb") as f:
@@ -170,12 +171,12 @@ class ClipStore:
     # -- the sink: a clip fetched in chunks ------------------------------------------------
     def part_size(self, sha: str) -> int:
         try:
-            return (self.root / f"{sha}.part").stat().st_size if _is_digest(sha) else 0
+            return (self.root / f"{sha}.part").stat().st_size if is_digest(sha) else 0
         except OSError:
             return 0
 
     def drop_part(self, sha: str) -> None:
-        if _is_digest(sha):
+        if is_digest(sha):
             (self.root / f"{sha}.part").unlink(missing_ok=True)
 
     def append_part(self, sha: str, offset: int, data: bytes) -> int | None:

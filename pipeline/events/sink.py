@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import re
 import threading
 import time
 from collections.abc import Callable
@@ -20,7 +19,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from ..errors import SafeCityError, SchemaError, SinkError, StorageError
 from ..failpoints import failpoint
 from .clip_fetch import ClipFetcher, clip_of
-from .clip_store import ClipStore, clips_dir
+from .clip_store import ClipStore, clips_dir, is_digest
 from .heartbeat import Heartbeat
 from .heartbeat import parse as parse_heartbeat
 from .heartbeat import store as store_heartbeats
@@ -39,7 +38,6 @@ MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 
 _INSERT_SNAPSHOT = "INSERT INTO snapshots (sha256, jpeg) VALUES (?, ?) ON CONFLICT DO NOTHING"
 MAX_BATCH_EVENTS = 512  # read before one commit (at least one message)
-_SHA256 = re.compile(r"[0-9a-f]{64}")
 _NOBLOCK = int(zmq.NOBLOCK)  # a plain int: pyzmq's flag enums cost a little on every call
 FETCH_WINDOW = 64  # snapshot requests outstanding at once: events come first
 FETCH_TIMEOUT_S = 5.0
@@ -553,7 +551,7 @@ class Sink:
     def _on_snapshot(self, frames: list[bytes], db: Db) -> None:
         """``[SNAP, sha256, jpeg]`` or ``[MISS, sha256]`` from an edge, answering our GET."""
         sha = frames[1].decode(errors="replace") if len(frames) > 1 else ""
-        if not _SHA256.fullmatch(sha):  # nothing asked for: not a digest (NUL and all) near the store
+        if not is_digest(sha):  # nothing asked for: not a digest (NUL and all) near the store
             log.warning("an edge answered a snapshot request that was never made (%r)", sha[:80])
             self.metrics.rejected.labels(reason="not a snapshot asked for").inc()
             return
