@@ -167,6 +167,7 @@ def run_soak(
                 "rules": {
                     "encroachment": {
                         "dwell_seconds": 0.3,
+                        "stationary_seconds": 0.2,
                         "confirm_seconds": 0.2,
                         "clear_seconds": 0.3,
                         "cooldown_seconds": 0,

@@ -191,7 +191,7 @@ def cmd_sink(args: argparse.Namespace) -> int:
         if args.http:
             from .console.cli import start_console
 
-            console = start_console(args)
+            console = start_console(args, registry=registry)
         while t.is_alive() and not stop.is_set():
             t.join(0.2)
             if console is not None and not console.feed.is_alive():

@@ -13,6 +13,7 @@ from .errors import ConfigError
 from .urls import check_source, is_live_source, redact
 
 Point = tuple[float, float]
+FrameSide = Annotated[int, Field(ge=16, le=16384)]  # pixels
 
 
 class Strict(BaseModel):
@@ -82,6 +83,54 @@ def polygon_problem(points: list[Point]) -> str | None:
     return None
 
 
+class ObjectFilter(Strict):
+    """What an object of one role (or class) must be like for the rules to look at it: false-alarm
+    controls, per camera and per zone, like Frigate's object filters. Sizes are the box's longer side
+    as a share of the frame's height (or, on a camera with a ground plane, the box's width on the
+    ground in metres); the score is the median of the object's detections over ``score_seconds``
+    (one confident frame of a shadow is not a person)."""
+
+    min_size: Annotated[float, Field(ge=0, le=10)] = Field(
+        default=0.0, description="smallest box: its longer side as a share of the frame's height"
+    )
+    max_size: Annotated[float, Field(gt=0, le=10)] = Field(
+        default=10.0, description="largest box: its longer side as a share of the frame's height"
+    )
+    min_aspect: Annotated[float, Field(ge=0, le=100)] = Field(
+        default=0.0, description="narrowest box: width over height"
+    )
+    max_aspect: Annotated[float, Field(gt=0, le=100)] = Field(
+        default=100.0, description="widest box: width over height"
+    )
+    min_width_m: Annotated[float, Field(ge=0, le=1000)] = Field(
+        default=0.0, description="on a camera with a ground plane: the box's width on the ground, metres"
+    )
+    max_width_m: Annotated[float, Field(gt=0, le=1000)] = Field(
+        default=1000.0, description="on a camera with a ground plane: the box's width on the ground, metres"
+    )
+    min_score: Annotated[float, Field(ge=0, le=1)] = Field(
+        default=0.0, description="the median confidence of its detections over score_seconds"
+    )
+    score_seconds: Annotated[float, Field(gt=0, le=60)] = Field(
+        default=1.0, description="how far back the median confidence looks"
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> ObjectFilter:
+        for lo, hi in (
+            ("min_size", "max_size"),
+            ("min_aspect", "max_aspect"),
+            ("min_width_m", "max_width_m"),
+        ):
+            if getattr(self, lo) >= getattr(self, hi):
+                raise ValueError(f"{lo} ({getattr(self, lo)}) must be below {hi} ({getattr(self, hi)})")
+        return self
+
+
+# role or class name -> its filter
+Filters = dict[Annotated[str, Field(pattern=r"^[A-Za-z0-9_ .\-]{1,64}$")], ObjectFilter]
+
+
 class ZoneConfig(Strict):
     name: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")]
     polygon: Annotated[list[Point], Field(min_length=3, max_length=256)]
@@ -90,6 +139,11 @@ class ZoneConfig(Strict):
     schedule: list[str] = Field(
         default_factory=list,
         description='local times when the zone reports, e.g. ["08:00-22:00"]; empty: always',
+    )
+    filters: Filters = Field(
+        default_factory=dict,
+        description="role or class -> what its objects must be like to count in this zone (on top of the "
+        "camera's filters), e.g. {vehicle: {min_size: 0.08}}",
     )
 
     @field_validator("schedule")
@@ -165,6 +219,17 @@ class CameraConfig(Strict):
     zones: list[ZoneConfig] = []
     lines: list[LineConfig] = []
     ground_plane: GroundPlaneConfig | None = None
+    filters: Filters = Field(
+        default_factory=dict,
+        description="role or class -> what its objects must be like for this camera's rules (over the "
+        "top-level filters)",
+    )
+    zones_drawn_on: tuple[FrameSide, FrameSide] | None = Field(
+        default=None,
+        description="[width, height] of the frame the pixel coordinates of zones, lines and the ground "
+        "plane were drawn on: frames of another size (a sub-stream, a changed resolution) scale them; "
+        "default: they are the frame's own pixels",
+    )
     schedule: list[str] = Field(
         default_factory=list, description="local times when this camera reports incidents; empty: always"
     )
@@ -347,13 +412,43 @@ class RuleConfig(Strict):
         return data
 
 
+def _refuse_replaced(data: object, replaced: dict[str, str]) -> object:
+    """A key that was replaced is an error naming its replacement (``replaced``: old key -> why)."""
+    if isinstance(data, dict):
+        for old, why in replaced.items():
+            if old in data:
+                raise ValueError(f"{old} was replaced: {why}")
+    return data
+
+
 class EncroachmentConfig(RuleConfig):
     roles: Annotated[list[Annotated[str, Field(pattern=ROLE_NAME)]], Field(min_length=1)] = [
         "person",
         "vehicle",
     ]
-    dwell_seconds: Annotated[float, Field(gt=0, le=86_400)] = 30.0
-    stationary_speed_px_s: Annotated[float, Field(gt=0)] = 40.0
+    dwell_seconds: Annotated[float, Field(gt=0, le=86_400)] = Field(
+        default=30.0, description="how long something must stand in the zone before it is an incident"
+    )
+    stationary_sizes: Annotated[float, Field(gt=0, le=5)] = Field(
+        default=0.3,
+        description="standing: staying within this many of the object's own sizes (a person's height, "
+        "a vehicle's length) of one place; someone walking, however slowly, leaves it",
+    )
+    stationary_seconds: Annotated[float, Field(gt=0, le=600)] = Field(
+        default=2.0,
+        description="for this long, before the object counts as standing (its dwell counts from then)",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _replaced(cls, data: object) -> object:
+        return _refuse_replaced(
+            data,
+            {
+                "stationary_speed_px_s": "standing is judged in the object's own size, not in pixels: "
+                "stationary_sizes (default 0.3 of its size) for stationary_seconds (default 2)",
+            },
+        )
 
 
 class StrayAnimalConfig(RuleConfig):
@@ -363,23 +458,44 @@ class StrayAnimalConfig(RuleConfig):
 
 
 class AccidentConfig(RuleConfig):
-    overlap_iou: Annotated[float, Field(gt=0, lt=1)] = 0.05
-    window_seconds: Annotated[float, Field(gt=0, le=60)] = 2.0
-    moving_speed_px_s: Annotated[float, Field(gt=0)] = 80.0
-    stopped_speed_px_s: Annotated[float, Field(gt=0)] = 15.0
-    stopped_seconds: Annotated[float, Field(gt=0, le=600)] = 2.0
-    fallen_seconds: Annotated[float, Field(gt=0, le=600)] = 3.0
+    overlap_iou: Annotated[float, Field(gt=0, lt=1)] = Field(
+        default=0.05, description="boxes overlapping this much (IoU) are in contact"
+    )
+    window_seconds: Annotated[float, Field(gt=0, le=60)] = Field(
+        default=2.0, description="how long before a stop a vehicle's motion and contacts are looked at"
+    )
+    moving_sizes: Annotated[float, Field(gt=0, le=50)] = Field(
+        default=1.0,
+        description="moving: going at least this many of its own sizes (a vehicle's length) in "
+        "window_seconds before it stopped",
+    )
+    stopped_sizes: Annotated[float, Field(gt=0, le=5)] = Field(
+        default=0.15, description="stopped: staying within this many of its own sizes of one place"
+    )
+    stop_seconds: Annotated[float, Field(gt=0, le=60)] = Field(
+        default=0.4, description="for this long, before a vehicle (or a person down) counts as stopped"
+    )
+    stopped_seconds: Annotated[float, Field(gt=0, le=600)] = Field(
+        default=2.0, description="a sharp stop in a carriageway: stopped this long after moving"
+    )
+    fallen_seconds: Annotated[float, Field(gt=0, le=600)] = Field(
+        default=3.0, description="a person down and lying still in a carriageway this long"
+    )
     severity: Literal["low", "medium", "high", "critical"] = "critical"
     confirm_seconds: Annotated[float, Field(ge=0, le=600)] = 0.2
 
-    @model_validator(mode="after")
-    def _check_speeds(self) -> AccidentConfig:
-        if self.stopped_speed_px_s >= self.moving_speed_px_s:
-            raise ValueError(
-                f"stopped_speed_px_s ({self.stopped_speed_px_s}) must be below moving_speed_px_s "
-                f"({self.moving_speed_px_s})"
-            )
-        return self
+    @model_validator(mode="before")
+    @classmethod
+    def _replaced(cls, data: object) -> object:
+        return _refuse_replaced(
+            data,
+            {
+                "moving_speed_px_s": "motion is judged in the vehicle's own size, not in pixels: "
+                "moving_sizes (default 1.0: its own length in window_seconds)",
+                "stopped_speed_px_s": "stopping is judged in the vehicle's own size, not in pixels: "
+                "stopped_sizes (default 0.15 of its length) for stop_seconds (default 0.4)",
+            },
+        )
 
 
 class AssaultConfig(RuleConfig):
@@ -563,6 +679,11 @@ class Config(Strict):
         description="the detectors every batch goes through; their detections of one object are merged",
     )
     merge: MergeConfig = MergeConfig()
+    filters: Filters = Field(
+        default_factory=dict,
+        description="role or class -> what its objects must be like for the rules, on every camera "
+        "(a camera's and a zone's filters add to these)",
+    )
     batching: BatchingConfig = BatchingConfig()
     tracker: TrackerConfig = TrackerConfig()
     rules: RulesConfig = RulesConfig()
@@ -610,6 +731,8 @@ class Config(Strict):
         for cam in self.cameras:
             if cam.rules:
                 self.camera_rules(cam)  # raises naming the camera and the field
+            if cam.filters:
+                self.camera_filters(cam)  # the camera's fields over the top-level ones: still a filter
         t = self.tracker
         for m in self.models:
             if m.backend != "scripted" and m.conf_threshold >= t.high_threshold:
@@ -638,6 +761,26 @@ class Config(Strict):
             where = ".".join(str(p) for p in first["loc"])
             msg = first["msg"].removeprefix("Value error, ")
             raise ValueError(f"camera {cam.id}: rules.{where}: {msg}") from None
+
+    def camera_filters(self, cam: CameraConfig) -> dict[str, ObjectFilter]:
+        """The filters a camera's rules apply: the top-level ``filters`` with the camera's own fields
+        over them, per role or class."""
+        out = dict(self.filters)
+        for key, f in cam.filters.items():
+            base = out.get(key)
+            if base is None:
+                out[key] = f
+                continue
+            try:
+                out[key] = ObjectFilter.model_validate(
+                    {**base.model_dump(exclude_unset=True), **f.model_dump(exclude_unset=True)}
+                )
+            except ValidationError as err:
+                msg = err.errors()[0]["msg"].removeprefix("Value error, ")
+                raise ValueError(
+                    f"camera {cam.id}: filters.{key} over the top-level filters.{key}: {msg}"
+                ) from None
+        return out
 
     def camera_models(self, cam: CameraConfig) -> list[str]:
         """The ids of the detectors that run on a camera's frames."""

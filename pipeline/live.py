@@ -2,7 +2,8 @@
 
 Only cameras change while the edge runs. A camera whose source settings changed (URL, live, loop,
 realtime, timeouts, RTSP transport: anything but what follows) is restarted; one whose analytics
-changed (zones, lines, ground plane, schedule, rules, models) is reconfigured between batches,
+changed (zones, lines, ground plane, zones_drawn_on, filters, schedule, rules, models) is
+reconfigured between batches,
 its decoding untouched (its open incidents end with reason ``camera_changed``); a new rate goes to
 its sampler; a removed camera's open incidents end with reason ``camera_removed``. Every other
 camera goes on untouched.
@@ -19,7 +20,16 @@ from .errors import ConfigError
 
 # what a change rebuilds a camera's analytics for (its decoding goes on); any other setting (the
 # source, live, loop, realtime, timeouts, rtsp_transport ...) restarts the camera
-ANALYTICS_FIELDS = ("zones", "lines", "ground_plane", "schedule", "rules", "models")
+ANALYTICS_FIELDS = (
+    "zones",
+    "lines",
+    "ground_plane",
+    "zones_drawn_on",
+    "filters",
+    "schedule",
+    "rules",
+    "models",
+)
 RATE_FIELDS = ("analytics_fps",)
 INFO_FIELDS = ("location",)  # only what events say
 

@@ -178,6 +178,8 @@ class Metrics:
 def serve_metrics(registry: CollectorRegistry, port: int, addr: str = "0.0.0.0") -> int:
     """Expose ``registry`` over HTTP; port 0 picks a free port. Returns the port; a port that cannot
     be taken is a SafeCityError naming it."""
+    if not 0 <= port <= 65535:
+        raise SafeCityError(f"metrics port {port}: expected 0 to 65535")
     try:
         server, _thread = start_http_server(port, addr=addr, registry=registry)
     except OSError as err:

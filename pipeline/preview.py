@@ -18,8 +18,7 @@ import numpy as np
 import torch
 
 from .analytics.camera import CameraAnalytics
-from .analytics.rules.base import Dwell
-from .analytics.zones import Line, Zone
+from .analytics.zones import camera_lines, camera_zones
 from .config import CameraConfig, Config
 from .detect import create_detectors
 from .detect.detector_set import DetectorSet
@@ -41,6 +40,7 @@ LINE_RGB = (0, 255, 255)
 DETECTION_RGB = (200, 200, 200)
 TRACK_RGB = (60, 220, 60)
 INCIDENT_RGB = (230, 40, 40)
+DWELL_RGB = (255, 170, 0)  # a dwell timer filling along the top of its object's box
 
 
 class Scene:
@@ -51,8 +51,8 @@ class Scene:
         self.ca = ca
         self.names = detectors.info.class_names
         self.models = detectors.model_tags
-        self.zones = [Zone(z) for z in cam.zones]
-        self.lines = [Line(ln) for ln in cam.lines]
+        self.zones = camera_zones(cam)
+        self.lines = camera_lines(cam)
         self.open: dict[str, Incident] = {}
 
     def note(self, incidents: list[Incident]) -> None:
@@ -118,19 +118,26 @@ class Scene:
         labels.put(text, _dark(colour), [(x1, y1 - 1), (x1, y2 + 18)])
 
     def _dwell(self, img: np.ndarray, labels: Labels, t: float) -> None:
-        """The dwell timers the rules are counting, next to their tracks."""
-        boxes = {tid: info.xyxy for tid, info in self.ca.memory.tracks.items() if info.last_seen == t}
+        """The dwell timers the rules are counting, on their own object: a bar along the top of its
+        box that fills as the dwell runs, and the seconds inside the box (in a crowd, where labels
+        beside boxes get pushed about, the timer stays on the person it counts for)."""
+        import cv2
+
+        h, w = img.shape[:2]
+        thick = max(3, round(min(h, w) / 200))
         for rule in self.ca.rules:
-            dwell = getattr(rule, "dwell", None)  # the rules that count a dwell time
-            if not isinstance(dwell, Dwell):
-                continue
-            need = getattr(rule.cfg, "dwell_seconds", 0.0)
-            for (_zone, tid), since in dwell.since.items():
-                if tid in boxes:
-                    x1, _, _, y2 = (round(float(v)) for v in boxes[tid])
-                    labels.put(
-                        f"dwell {t - since:.1f}/{need:g} s", (90, 60, 0), [(x1, y2 + 36), (x1, y2 + 54)]
-                    )
+            for timer in rule.timers(t):
+                if timer.info.last_seen != t:
+                    continue
+                x1, y1, x2, y2 = (round(float(v)) for v in timer.info.xyxy)
+                share = min(timer.seconds / timer.need, 1.0) if timer.need > 0 else 1.0
+                cv2.line(img, (x1, y1), (x2, y1), (60, 60, 60), thick, cv2.LINE_AA)
+                cv2.line(img, (x1, y1), (x1 + round((x2 - x1) * share), y1), DWELL_RGB, thick, cv2.LINE_AA)
+                labels.put(
+                    f"{timer.seconds:.1f}/{timer.need:g} s",
+                    (90, 60, 0),
+                    [(x1 + 2, y1 + round(22 * labels.scale) + thick), (x1 + 2, (y1 + y2) // 2)],
+                )
 
 
 def _dark(rgb: tuple[int, int, int]) -> tuple[int, int, int]:

@@ -122,7 +122,11 @@ class Runner:
                 else create_detectors(cfg, metrics=self.metrics)
             )
             try:
-                check_loaded_roles(cfg, {m.key: m.roles for m in self.detector.members})
+                check_loaded_roles(
+                    cfg,
+                    {m.key: m.roles for m in self.detector.members},
+                    class_names=self.detector.info.class_names,
+                )
                 self._wire(cfg, curve)
             except BaseException:
                 if detector is None:
@@ -223,6 +227,9 @@ class Runner:
         self.incidents: deque[Incident] = deque(maxlen=1000)  # the latest, for callers and tests
         # camera -> [(frame index, tracks)] of every analysed frame, when a caller asks (the accuracy bench)
         self.track_log: dict[str, list[tuple[int, list[Track]]]] | None = None
+        # camera -> [(frame index, media time, wall time, width, height, merged detections)] of every
+        # analysed frame, when a caller asks (the accuracy bench replays them through tracker and rules)
+        self.detection_log: dict[str, list[tuple[int, float, float, int, int, Detections]]] | None = None
         self.watch = Watch(self.detector)  # cameras watched live: their frames drawn (watch.py)
         self._recent: deque[Frame] = deque(maxlen=cfg.swap.check_frames)  # what a model swap is checked on
         self.swaps = ModelSwaps(  # live model swaps and their probation (detect/swap.py)
@@ -258,7 +265,12 @@ class Runner:
             p = plan(self.cfg, new)
             if p.empty:
                 return p
-            check_loaded_roles(new, {m.key: m.roles for m in self.detector.members}, warn=False)
+            check_loaded_roles(
+                new,
+                {m.key: m.roles for m in self.detector.members},
+                warn=False,
+                class_names=self.detector.info.class_names,
+            )
             added = {cam.id: self._analytics_for(cam, new) for cam in p.added + p.restarted}  # may raise
             self._changing = True
             try:
@@ -408,6 +420,10 @@ class Runner:
             return  # a frame of a camera removed (or restarted) while it was in flight
         ca.tracker.model_names = models  # the versions that made these detections (a swap between)
         t = frame.pts_seconds
+        if self.detection_log is not None:
+            self.detection_log.setdefault(frame.camera_id, []).append(
+                (frame.frame_index, t, frame.wall_time, frame.width, frame.height, dets)
+            )
         tracks = ca.tracker.update(dets, t)
         incidents = ca.analyse_tracks(
             tracks, t=t, wall_time=frame.wall_time, frame_w=frame.width, frame_h=frame.height

@@ -543,6 +543,7 @@ def incident_camera() -> dict[str, Any]:
 INCIDENT_RULES = {
     "encroachment": {
         "dwell_seconds": 0.5,
+        "stationary_seconds": 0.2,
         "confirm_seconds": 0.2,
         "clear_seconds": 0.5,
         "update_seconds": 0.5,

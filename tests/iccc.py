@@ -100,9 +100,12 @@ class Edge:
         objects: tuple[tuple[str, tuple[float, float, float, float]], ...] = (
             ("car", (10.0, 20.0, 60.0, 80.0)),
         ),
+        original: bool = False,
     ) -> str:
         """One incident step. With ``frame`` (RGB) the snapshot is that frame annotated as the edge
-        does it (``zone``: its name and pixel polygon; ``objects``: label and box); else a made-up JPEG."""
+        does it (``zone``: its name and pixel polygon; ``objects``: label and box); else a made-up JPEG.
+        ``original``: the frame itself (nothing drawn) is kept too, for the sink to fetch, as the edge
+        does for a start."""
         from pipeline.analytics.zones import Zone
         from pipeline.config import ZoneConfig
         from pipeline.events.annotate import annotate
@@ -144,8 +147,11 @@ class Edge:
             wall_offset=0.0,
             snapshot_sha256=hashlib.sha256(snap).hexdigest() if snap else None,
             snapshot_bytes=len(snap) if snap else 0,
+            frame_jpeg_sha256=hashlib.sha256(jpeg_of(frame)).hexdigest()
+            if original and frame is not None
+            else None,
         )
-        self.outbox.append(event, snap)
+        self.outbox.append_many([(event, snap, jpeg_of(frame) if original and frame is not None else None)])
         self.sender.notify()
         return iid
 

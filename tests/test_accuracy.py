@@ -172,7 +172,14 @@ def test_safecity_bench_accuracy_scores_a_run_and_shows_why(tmp_path: Path, clip
             "backend": "scripted",
             "scripted_detections": str(scripted(tmp_path / "s.jsonl", rows, ["person"], 0)),
         },
-        rules={"encroachment": {"dwell_seconds": 0.5, "confirm_seconds": 0.2, "clear_seconds": 0.3}},
+        rules={
+            "encroachment": {
+                "dwell_seconds": 0.5,
+                "stationary_seconds": 0.2,
+                "confirm_seconds": 0.2,
+                "clear_seconds": 0.3,
+            }
+        },
     )
     # the person's box on every frame from 0.4 s (frame 10 of 25 fps; MOTChallenge counts from 1)
     (tmp_path / "gt.txt").write_text("".join(f"{f},1,100,120,40,100,1,1,1\n" for f in range(11, 51)))
@@ -183,7 +190,18 @@ def test_safecity_bench_accuracy_scores_a_run_and_shows_why(tmp_path: Path, clip
         "  - {type: theft, start: 0.5, end: 1.5, note: a bag taken}\n"
     )
     out = tmp_path / "report"
-    assert main(["bench", "accuracy", "--config", str(config), str(ann), "--out", str(out)]) == 0
+    argv = [
+        "bench",
+        "accuracy",
+        "--config",
+        str(config),
+        str(ann),
+        "--out",
+        str(out),
+        "--variants",
+        "original",
+    ]
+    assert main(argv) == 0
     report = json.loads((out / "accuracy.json").read_text())
     (types,) = [v["types"] for v in report["variants"].values()]
     by_type = {t["type"]: t for t in types}
@@ -216,3 +234,256 @@ def test_the_scenario_library_is_scored_for_all_five_types(
     truth, predicted = accuracy.scenario_intervals()
     scores = match(truth, [p for p in predicted if p.type != "assault"])
     assert scores["assault"].recall == 0.0 and len(scores["assault"].misses) == 2
+
+
+def test_onset_within_a_few_seconds_matches_a_short_prediction_of_a_long_incident() -> None:
+    """The operator got the alert for the occurrence, on time: a prediction that starts within
+    ``onset_s`` of the truth matches even with a low IoU; a late one does not."""
+    truth = [iv("encroachment", 55, 73.5)]
+    assert match(truth, [iv("encroachment", 54.3, 58.5)])["encroachment"].tp == 1  # IoU 0.22, onset 0.7 s
+    assert match(truth, [iv("encroachment", 60.8, 66.2)])["encroachment"].tp == 0  # IoU 0.28, 5.8 s late
+    assert match(truth, [iv("encroachment", 54.3, 58.5)], onset_s=0)["encroachment"].tp == 0
+
+
+def test_figures_false_alerts_per_camera_hour_per_zone_and_latency_past_the_wait(tmp_path: Path) -> None:
+    from pipeline.accuracy import summary
+    from pipeline.accuracy.annotations import Annotation, footage_key
+    from pipeline.accuracy.runs import Run
+    from pipeline.config import parse_config
+
+    cfg = parse_config(
+        {
+            "cameras": [{"id": "cam", "source": "x.mp4", "rules": {"encroachment": {"dwell_seconds": 10}}}],
+            "model": {"backend": "scripted", "scripted_detections": "x.jsonl"},
+        }
+    )
+    key = footage_key(tmp_path / "a.mp4", "cam")
+    truth = [Interval(key, "encroachment", 0, 30, "lane")]
+    predicted = [
+        Interval(key, "encroachment", 0, 30, "lane", alert=11.5),  # 1.5 s past its 10 s dwell
+        Interval(key, "accident", 40, 45, None, alert=40.0, severity="critical"),
+        Interval(key, "encroachment", 50, 60, "bay", alert=60.0),
+    ]
+    ann = Annotation(tmp_path / "a.yaml", tmp_path / "a.mp4", "cam", truth)
+    runs = [Run(ann, predicted, tmp_path / "o.sqlite", seconds=1800.0)]  # half an hour of video
+    scores = match(truth, predicted)
+    f = summary.overall(cfg, runs, scores).row()
+    assert f["false_alerts_per_camera_hour"] == 4.0 and f["critical_false_alerts"] == 1
+    assert (f["tp"], f["fp"], f["fn"], f["recall"]) == (1, 2, 0, 1.0)
+    assert f["latency_past_wait_p90_s"] == 1.5
+    zones = {(z, k): fig.row() for (_, z, k), fig in summary.per_zone(cfg, runs, scores).items()}
+    assert zones[("lane", "encroachment")]["tp"] == 1 and zones[("bay", "encroachment")]["fp"] == 1
+    assert zones[("-", "accident")]["false_alerts_per_camera_hour"] == 2.0
+    assert summary.spread([1.0, 0.67, None, 0.8]) == pytest.approx(0.33)
+
+
+def test_variants_are_the_same_scene_as_a_camera_would_send_it(tmp_path: Path, clips: list[Path]) -> None:
+    """1080p (aspect kept, 2 Mbit/s), HEVC 720p, dusk (darker) and 5 fps re-encodings of a 25 fps
+    320 x 240 clip, made once and reused."""
+    import av
+    import numpy as np
+
+    from pipeline.accuracy.variants import make_variant
+
+    def probe(path: Path) -> tuple[str, int, int, int, float]:
+        with av.open(str(path)) as c:
+            st = c.streams.video[0]
+            frames = [f.to_ndarray(format="gray").mean() for f in c.decode(st)]
+            return (
+                st.codec_context.name,
+                st.codec_context.width,
+                st.codec_context.height,
+                len(frames),
+                float(np.mean(frames)),
+            )
+
+    _, w, h, n, light = probe(clips[0])
+    assert (w, h, n) == (320, 240, 50)
+    made = {
+        v: make_variant(clips[0], v, folder=tmp_path)
+        for v in ("h264-1080p-2Mbps", "hevc-720p", "dusk", "5fps")
+    }
+    assert probe(made["h264-1080p-2Mbps"])[:4] == ("h264", 1440, 1080, 50)
+    assert probe(made["hevc-720p"])[:4] == ("hevc", 960, 720, 50)
+    assert probe(made["5fps"])[:4] == ("h264", 320, 240, 10)
+    assert probe(made["dusk"])[4] < 0.6 * light
+    before = made["dusk"].stat().st_mtime_ns
+    assert make_variant(clips[0], "dusk", folder=tmp_path) == made["dusk"]  # kept, not made again
+    assert made["dusk"].stat().st_mtime_ns == before
+    assert make_variant(clips[0], "original") == clips[0]
+    with pytest.raises(ValueError, match="unknown variant"):
+        make_variant(clips[0], "vhs")
+
+
+@pytest.mark.slow
+def test_the_robustness_matrix_and_kept_detections(tmp_path: Path, clips: list[Path]) -> None:
+    """`safecity bench accuracy` over three variants of a clip: false alerts per camera-hour first, a
+    matrix row per variant, per-zone rows; a second run replays the kept detections (no model) and
+    gives the same incidents."""
+    import json
+
+    from pipeline.cli import main
+
+    from .util import scripted, write_config
+
+    rows = [
+        {"camera": "cam", "t": round(k * 0.1, 2), "boxes": [[100, 120, 140, 220, 0.9, 0]] if k >= 4 else []}
+        for k in range(20)
+    ] + [{"camera": "cam", "t": 1.2, "boxes": [[100, 120, 140, 220, 0.9, 0], [250, 20, 290, 120, 0.9, 0]]}]
+    config = write_config(
+        tmp_path / "edge.yaml",
+        cameras=[
+            {
+                "id": "cam",
+                "source": "placeholder.mp4",
+                "analytics_fps": 10,
+                "zones": [
+                    {"name": "path", "polygon": [[0, 150], [200, 150], [200, 240], [0, 240]]},
+                    {"name": "verge", "polygon": [[200, 0], [320, 0], [320, 150], [200, 150]]},
+                ],
+            }
+        ],
+        model={
+            "backend": "scripted",
+            "scripted_detections": str(scripted(tmp_path / "s.jsonl", rows, ["person"], 0)),
+        },
+        rules={
+            "encroachment": {
+                "dwell_seconds": 0.5,
+                "stationary_seconds": 0.2,
+                "confirm_seconds": 0.2,
+                "clear_seconds": 0.3,
+            }
+        },
+    )
+    ann = tmp_path / "truth.yaml"
+    ann.write_text(
+        f"footage: {clips[0]}\ncamera: cam\nincidents:\n"
+        "  - {type: encroachment, zone: path, start: 0.4, end: 2.0}\n"
+    )
+    keep = tmp_path / "kept"
+    argv = ["bench", "accuracy", "--config", str(config), str(ann), "--variants", "original,dusk,5fps"]
+    assert main([*argv, "--out", str(tmp_path / "r1"), "--reuse-detections", str(keep)]) == 0
+    assert len(list(keep.glob("*.npz"))) == 3  # one file of detections per footage
+    first = json.loads((tmp_path / "r1" / "accuracy.json").read_text())
+    assert main([*argv, "--out", str(tmp_path / "r2"), "--reuse-detections", str(keep)]) == 0
+    second = json.loads((tmp_path / "r2" / "accuracy.json").read_text())
+
+    def incidents(report: dict) -> dict:
+        return {
+            k: [(p["type"], p["zone"], p["start"], p["end"]) for p in v["predicted"]]
+            for k, v in report["variants"].items()
+        }
+
+    assert incidents(first) == incidents(second)
+    assert not any(f["replayed"] for v in first["variants"].values() for f in v["footage"])
+    assert all(f["replayed"] for v in second["variants"].values() for f in v["footage"])
+    (matrix,) = first["matrix"].values()
+    assert list(matrix["variants"]) == ["original", "dusk", "5fps"]
+    assert all(r["tp"] == 1 and r["fn"] == 0 for r in matrix["variants"].values())
+    assert {(z["zone"], z["type"]) for z in matrix["zones"]} == {("path", "encroachment")}
+    assert first["headline"]["false_alerts_per_camera_hour"] == 0.0
+    md = (tmp_path / "r1" / "accuracy.md").read_text()
+    assert md.index("False alerts per camera-hour") < md.index("Robustness matrix")
+    assert "| 5fps |" in md and "Each zone by variant" in md
+
+
+def test_kept_detections_that_do_not_read_back_whole_are_a_miss(tmp_path: Path) -> None:
+    """A damaged or tampered file of kept detections is never replayed: the models run instead."""
+    import json
+
+    import numpy as np
+
+    from pipeline.accuracy.detections import DetectionLog
+    from pipeline.types import Detections
+
+    good = DetectionLog(
+        [(0, 0.0, 1e9, 320, 240, Detections(np.array([[1, 2, 3, 4]]), np.array([0.9]), np.array([0])))],
+        ("person",),
+        {"person": frozenset({"person"})},
+        ("script@1",),
+        2.0,
+    )
+    path = tmp_path / "k.npz"
+    good.save(path)
+    back = DetectionLog.load(path)
+    assert back is not None and back.seconds == 2.0 and len(back.frames) == 1
+    header = json.loads(path.with_suffix(".json").read_text())
+    for bad in ({**header, "label_roles": {"person": "person"}}, {**header, "class_names": []}, [1, 2]):
+        path.with_suffix(".json").write_text(json.dumps(bad))
+        assert DetectionLog.load(path) is None
+    path.with_suffix(".json").write_text(json.dumps(header))
+    with np.load(path) as z:
+        arrays = {k: z[k] for k in z.files}
+    np.savez(path, **{**arrays, "counts": np.array([7])})  # counts that do not add up
+    assert DetectionLog.load(path) is None
+    np.savez(path, **{**arrays, "xyxy": np.array([object()], dtype=object)})  # a pickle inside
+    assert DetectionLog.load(path) is None
+    path.write_bytes(b"not a zip")
+    assert DetectionLog.load(path) is None
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        (["--onset", "nan"], "--onset: expected 0 to 60"),
+        (["--iou", "0"], "--iou: expected"),
+        (["--variants", "vhs"], "--variants: unknown 'vhs'"),
+    ],
+)
+def test_bench_accuracy_refuses_bad_options_at_once(
+    option: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pipeline.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["bench", "accuracy", "--scenarios", *option])
+    assert exit_.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_a_false_alarm_whose_frame_is_not_the_cameras_is_left_out(tmp_path: Path) -> None:
+    """`dataset negatives` takes only a JPEG of the size the event reports (a hostile or broken
+    edge's blob is left out, never crashes the rest), and two incidents whose ids read alike once
+    made safe for a file name are two images."""
+    import io
+    import json
+
+    import numpy as np
+    from PIL import Image
+
+    from pipeline.ml.dataset import DatasetInfo, load_info, write_info
+    from pipeline.ml.negatives import add_negatives
+
+    (tmp_path / "ds").mkdir()
+    write_info(tmp_path / "ds", DatasetInfo(["person"], 1.0, "time", 0.2, None, None, labelled_by="empty"))
+
+    def jpeg(w: int, h: int) -> bytes:
+        out = io.BytesIO()
+        Image.fromarray(np.full((h, w, 3), 90, np.uint8)).save(out, format="JPEG")
+        return out.getvalue()
+
+    blobs = {"a" * 64: jpeg(64, 48), "b" * 64: b"not a jpeg at all", "c" * 64: jpeg(640, 480)}
+
+    def example(iid: str, sha: str) -> dict:
+        event = {
+            "objects": [{"label": "person", "bbox": [1, 2, 10, 20]}],
+            "frame": {"width": 64, "height": 48},
+        }
+        return {
+            "verdict": "false_alarm", "reason": "detection", "source": "edge-1", "incident_id": iid,
+            "camera_id": "cam/1", "type": "encroachment", "zone": None, "frame_jpeg_sha256": sha,
+            "event": event,
+        }  # fmt: skip
+
+    examples = [
+        example("é1", "a" * 64),
+        example("ü1", "a" * 64),
+        example("x", "b" * 64),
+        example("y", "c" * 64),
+    ]
+    result = add_negatives(tmp_path / "ds", examples, blobs.get)
+    assert len(result.added) == 2 and len(set(result.added)) == 2
+    assert result.unusable == ["x", "y"]  # not a JPEG; a JPEG of another size
+    assert all("/" not in name for name in result.added)
+    assert {n["incident_id"] for n in load_info(tmp_path / "ds").negatives} == {"é1", "ü1"}
+    assert json.loads((tmp_path / "ds" / "dataset.json").read_text())["counts"]["train"] == 2

@@ -211,6 +211,7 @@ def run_with_clips(
             rules={
                 "encroachment": {
                     "dwell_seconds": 0.5,
+                    "stationary_seconds": 0.2,
                     "confirm_seconds": 0.2,
                     "clear_seconds": 0.3,
                     "update_seconds": 60,

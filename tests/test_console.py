@@ -466,3 +466,99 @@ def test_a_console_port_in_use_is_a_one_line_error(tmp_path: Path) -> None:
         )  # fmt: skip
     assert done.returncode == 2 and f"cannot listen on 127.0.0.1:{port}" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_false_alarm_verdict_becomes_a_hard_negative_and_a_count_per_day(
+    iccc: Iccc, tmp_path: Path, clips: list[Path]
+) -> None:
+    """Through the console's real route: the operator marks a false alarm (why: the model saw a
+    person that is not there); the frame as the camera showed it (fetched by the sink from the edge,
+    nothing drawn on it) and the false box become a labelled example; `safecity dataset negatives`
+    adds it to a dataset; the console counts false alarms per camera, type and day, and Prometheus
+    scrapes them. A behaviour false alarm is not a detector's negative; reopening withdraws a verdict."""
+    import urllib.request
+
+    import numpy as np
+    from PIL import Image
+    from prometheus_client import CollectorRegistry
+
+    from pipeline.cli import main
+    from pipeline.console.verdicts import register
+    from pipeline.metrics import serve_metrics
+    from pipeline.ml.dataset import extract, load_info
+
+    from .iccc import jpeg_of, video_frame
+
+    frame = np.ascontiguousarray(video_frame(clips[0], 0.5))
+    edge = iccc.edge(tmp_path)
+    shadow = ("person", (40.0, 60.0, 90.0, 200.0))
+    iid = edge.incident(
+        frame=frame, original=True, objects=(shadow,), zone=("path", [[0, 0], [320, 0], [320, 240]])
+    )
+    iid2 = edge.incident(frame=frame, original=True, objects=(("person", (200.0, 60.0, 240.0, 200.0)),))
+    oper = iccc.client("oper")
+    assert wait_until(lambda: {iid, iid2} <= {i["incident_id"] for i in incidents(oper)})
+    digest = hashlib.sha256(jpeg_of(frame)).hexdigest()
+    assert wait_until(lambda: oper.request("GET", f"/snapshots/{digest}")[0] == 200, timeout_s=20)
+    status, body = oper.act(
+        edge.source, iid, "false_alarm", comment="a shadow on the path", reason="detection"
+    )
+    assert status == 200 and body["state"] == "false_alarm"
+    assert (
+        oper.act(edge.source, iid2, "false_alarm", comment="waiting for a friend", reason="behaviour")[0]
+        == 200
+    )
+    assert oper.act(edge.source, iid2, "false_alarm", comment="x", reason="typo")[0] in (400, 409)
+    status, examples = oper.get_json("/api/verdicts")
+    assert status == 200 and {e["incident_id"]: e["reason"] for e in examples} == {
+        iid: "detection",
+        iid2: "behaviour",
+    }
+    ex = next(e for e in examples if e["incident_id"] == iid)
+    assert ex["frame_jpeg_sha256"] == digest and ex["zone"] == "path" and ex["camera_id"] == "cam-1"
+    assert ex["event"]["objects"][0]["bbox"] == list(shadow[1])
+    assert iccc.client("viewer").get_json("/api/verdicts")[0] == 404  # viewers see counts, not examples
+    status, per_day = oper.get_json("/api/false-alarms")
+    assert status == 200 and [(r["camera_id"], r["type"], r["n"]) for r in per_day] == [
+        ("cam-1", "encroachment", 2)
+    ]
+    assert b"False alarms per day" in oper.request("GET", "/cameras")[2]
+    registry = CollectorRegistry()
+    register(iccc.console.store, registry)
+    port = serve_metrics(registry, 0, "127.0.0.1")
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+        scraped = r.read().decode()
+    assert 'safecity_false_alarms_last_day{camera="cam-1",edge="edge-1",type="encroachment"} 2.0' in scraped
+    assert oper.request("GET", "/api/false-alarms?days=nan")[0] == 400
+    assert oper.request("GET", "/api/verdicts?verdict=maybe")[0] == 400
+    assert oper.act(edge.source, iid2, "reopen", comment="looking again")[0] == 200
+    assert oper.act(edge.source, iid2, "false_alarm", comment="x", reason=["detection"])[0] == 400  # type: ignore[arg-type]
+    assert (
+        oper.act(edge.source, iid2, "false_alarm", comment="waiting for a friend", reason="behaviour")[0]
+        == 200
+    )
+    # the dataset takes the detection false alarm (its frame, no box labelled), not the behaviour one
+    dataset = tmp_path / "dataset"
+    extract([clips[1]], dataset, every_s=1.0, teacher=None, names=["person"])
+    argv = [
+        "dataset",
+        "negatives",
+        str(dataset),
+        "--db",
+        str(iccc.db),
+        "--console-db",
+        str(tmp_path / "console.sqlite"),
+    ]
+    assert main(argv) == 0
+    (added,) = load_info(dataset).negatives
+    assert added["incident_id"] == iid and added["reason"] == "detection"
+    image = dataset / "images" / "train" / f"{added['image']}.jpg"
+    saved = np.asarray(Image.open(image).convert("RGB"), np.float32)
+    assert (
+        saved.shape == frame.shape and np.abs(saved - frame).mean() < 4
+    )  # the clean frame, not the drawn one
+    assert (dataset / "labels" / "train" / f"{added['image']}.txt").read_text() == ""
+    assert main(argv) == 0 and len(load_info(dataset).negatives) == 1  # taken once
+    # reopening withdraws the verdict (the dataset keeps what it took)
+    assert oper.act(edge.source, iid, "reopen", comment="it was a person after all")[0] == 200
+    assert [e["incident_id"] for e in oper.get_json("/api/verdicts")[1]] == [iid2]

@@ -51,6 +51,12 @@ def test_a_person_seen_by_both_is_one_object_with_the_fall_verdict() -> None:
     assert len(merge([(FALL, fall), (COCO, coco)], 0.5, lone_posture_conf=0.65)) == 2
     assert len(merge([(FALL, fall), (COCO, coco)], 0.5, lone_posture_conf=0.6)) == 3
     assert len(merge([(FALL, fall)], 0.5, lone_posture_conf=0.99)) == 2  # nothing else sees people: all kept
+    # with the set's person class given, the posture model's own person is a person with a posture
+    labelled = merge([(FALL, fall), (COCO, coco)], 0.5, person_class=0)
+    assert sorted(labelled.class_id.tolist()) == [0, 0, 1] and sorted(labelled.down.tolist())[-2:] == [
+        DOWN,
+        DOWN,
+    ]
 
 
 def test_a_posture_models_two_boxes_on_one_person_are_one_verdict() -> None:
@@ -148,6 +154,12 @@ def test_real_coco_and_fall_models_on_one_batch(coco_model: Path, fall_model: Pa
         assert not (iou[cross] >= 0.5).any()
         persons_both += int(((d.sources == 0b11) & (d.down != NO_VERDICT)).sum())
     assert persons_both >= 3  # people both models saw, with the fall model's verdict on them
+    # a person only the fall model saw is a "person" with its verdict, never a "Normal" or a "Fall"
+    assert not any(names[c] in ("Normal", "Fall") for d in out for c in d.class_id)
+    alone = create_detectors(
+        parse_config({"cameras": [{"id": "c", "source": "a"}], "model": {"name": "fall-yolov8"}})
+    )
+    assert alone.info.class_names[alone.person_class] == "person" and "person" in alone.label_roles["person"]
     scraped = {
         s.labels["model"]: s.value
         for m in metrics.registry.collect()

@@ -75,6 +75,7 @@ def test_cli_run_with_tiny_yolo_reaches_a_real_sink(
         rules={
             "encroachment": {
                 "dwell_seconds": 0.5,
+                "stationary_seconds": 0.2,
                 "confirm_seconds": 0.2,
                 "update_seconds": 1,
                 "roles": ["anything"],
@@ -186,6 +187,7 @@ def test_incident_flows_through_real_stages_with_scripted_detections(
             rules={
                 "encroachment": {
                     "dwell_seconds": 0.5,
+                    "stationary_seconds": 0.2,
                     "confirm_seconds": 0.4,
                     "clear_seconds": 0.3,
                     "update_seconds": 0.5,
@@ -235,6 +237,36 @@ def test_incident_flows_through_real_stages_with_scripted_detections(
     assert re.fullmatch(r"[0-9a-f]{64}", start["evidence"]["frame_sha256"])
     assert start["evidence"]["frame_sha256"] != start["evidence"]["sha256"]
     assert start["objects"][0]["models"] == ["script@1"] and start["objects"][0]["down"] is False
+    # a recording's frame is told by its time in the video; the start's frame as the camera showed it
+    # (nothing drawn) is kept by the edge and fetched by the sink by reference
+    assert 0.5 <= start["frame"]["media_time_seconds"] <= 2.0
+    assert all(r["frame"].get("media_time_seconds") is not None for r in rows_in)
+    original = start["evidence"]["frame_jpeg_sha256"]
+    assert all("frame_jpeg_sha256" not in (r["evidence"] or {}) for r in rows_in[1:])  # the start's only
+
+    def fetched() -> bytes | None:
+        with sqlite3.connect(tmp_path / "sink.sqlite") as c:
+            row = c.execute("SELECT jpeg FROM snapshots WHERE sha256 = ?", (original,)).fetchone()
+        return None if row is None else bytes(row[0])
+
+    sink = SinkThread(port, tmp_path / "sink.sqlite")  # the sink asks the edge's outbox (served again) for it
+    try:
+        from pipeline.events.transport import Sender
+
+        sender = Sender(
+            outbox_path=tmp_path / "outbox.sqlite", endpoint=f"tcp://127.0.0.1:{port}", metrics=None
+        )
+        sender.start()
+        try:
+            assert wait_until(lambda: fetched() is not None, timeout_s=20)
+        finally:
+            sender.stop(drain_s=1)
+    finally:
+        sink.close()
+    clean = decode_jpeg(torch.frombuffer(bytearray(fetched() or b""), dtype=torch.uint8))
+    assert hashlib.sha256(fetched() or b"").hexdigest() == original and tuple(clean.shape) == (3, 240, 320)
+    bare = clean[:, 130:215, 100:102].float().mean(dim=(1, 2))
+    assert (bare - torch.tensor([255.0, 200.0, 0.0])).abs().max() > 60, bare  # no box drawn on it
 
 
 def test_a_dead_camera_is_reported_and_the_others_keep_running(tmp_path: Path, clips: list[Path]) -> None:
@@ -328,7 +360,9 @@ def test_real_model_on_real_footage_reports_an_incident(tmp_path: Path, fall_mod
         sink.close()
     rows = sink_rows(tmp_path / "sink.sqlite")
     assert rows and rows[0]["status"] == "start" and rows[0]["camera_id"] == "carphone"
-    assert rows[0]["objects"][0]["label"] == "Normal" and rows[0]["objects"][0]["confidence"] > 0.3
+    # the fall model alone: its person is a person with a posture, not a "Normal"
+    assert rows[0]["objects"][0]["label"] == "person" and rows[0]["objects"][0]["confidence"] > 0.3
+    assert rows[0]["objects"][0]["down"] is False
     assert rows[0]["model"]["name"] == "fall-yolov8"
 
 
@@ -484,6 +518,7 @@ def test_an_incidents_times_agree_across_its_events_and_follow_the_video(
             rules={
                 "encroachment": {
                     "dwell_seconds": 0.2,
+                    "stationary_seconds": 0.2,
                     "confirm_seconds": 0,
                     "clear_seconds": 0.2,
                     "update_seconds": 0.2,

@@ -111,7 +111,12 @@ def test_every_incident_type_reaches_the_sink(tmp_path: Path) -> None:
         assert e["objects"] and all(0 <= o["confidence"] <= 1 and len(o["bbox"]) == 4 for o in e["objects"])
         assert e["severity"] in ("low", "medium", "high", "critical")
         assert e["location"]["coordinates"] == [77.59, 12.97]
-        assert e["frame"] == {"width": 1280, "height": 720, "index": e["frame"]["index"]}
+        assert e["frame"] == {
+            "width": 1280,
+            "height": 720,
+            "index": e["frame"]["index"],
+            "media_time_seconds": e["frame"]["media_time_seconds"],
+        }
         assert e["model"] == {"name": "scripted-street", "version": "2"}
         assert e["evidence"]["sha256"] in snapshots
         assert e["started_at"] <= e["emitted_at"]

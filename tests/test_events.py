@@ -312,3 +312,25 @@ def test_incident_snapshots_are_halved_until_they_fit_a_message() -> None:
         (240, 320),
         (120, 160),
     )
+
+
+def test_a_recordings_snapshot_tells_the_time_in_the_video() -> None:
+    """A live camera's snapshot caption says the wall-clock time; a recording's, its time in the video
+    (the run's clock means nothing to someone looking at recorded footage)."""
+    import numpy as np
+
+    from pipeline.events.annotate import annotate, video_time
+    from pipeline.types import Incident
+
+    assert (
+        video_time(65.34) == "0:01:05.3"
+        and video_time(3725.0) == "1:02:05.0"
+        and video_time(-1) == "0:00:00.0"
+    )
+    inc = Incident("i", "encroachment", "start", "medium", "cam", None, 1.0, 2.0, None, [], 0.9)
+    frame = np.zeros((240, 320, 3), np.uint8)
+    live = annotate(frame, inc, [], wall_time=1.7e9)
+    a = annotate(frame, inc, [], wall_time=1.7e9, media_time=65.3)
+    b = annotate(frame, inc, [], wall_time=1.8e9, media_time=65.3)
+    assert (a == b).all()  # the run's clock does not show on a recording's snapshot
+    assert not (a == live).all()

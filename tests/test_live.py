@@ -43,7 +43,14 @@ def edge(tmp_path: Path, clips: list[Path], cameras: list[dict[str, Any]]) -> Pa
             "backend": "scripted",
             "scripted_detections": str(scripted(tmp_path / "s.jsonl", rows, ["person"], 2.0)),
         },
-        rules={"encroachment": {"dwell_seconds": 0.5, "confirm_seconds": 0.2, "update_seconds": 60}},
+        rules={
+            "encroachment": {
+                "dwell_seconds": 0.5,
+                "stationary_seconds": 0.2,
+                "confirm_seconds": 0.2,
+                "update_seconds": 60,
+            }
+        },
         sink={
             "endpoint": f"tcp://127.0.0.1:{free_port()}",
             "outbox": str(tmp_path / "o.sqlite"),

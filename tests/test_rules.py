@@ -45,13 +45,15 @@ ONLY_COLLISION = {"stopped_seconds": 20}
 THRESHOLDS = [
     ("stray_cow_on_road", {}, {"stray_animal": {"dwell_seconds": 21}}),
     ("vendor_encroaching_footpath", {}, {"encroachment": {"dwell_seconds": 21}}),
-    ("vendor_encroaching_footpath", {}, {"encroachment": {"stationary_speed_px_s": 0.01}}),
+    ("vendor_encroaching_footpath", {}, {"encroachment": {"stationary_sizes": 0.001}}),
+    ("vendor_encroaching_footpath", {}, {"encroachment": {"stationary_seconds": 25}}),
     ("collision", {"accident": ONLY_COLLISION}, {"accident": {**ONLY_COLLISION, "overlap_iou": 0.9}}),
-    ("collision", {"accident": ONLY_COLLISION}, {"accident": {**ONLY_COLLISION, "moving_speed_px_s": 600}}),
+    ("collision", {"accident": ONLY_COLLISION}, {"accident": {**ONLY_COLLISION, "moving_sizes": 6}}),
     ("collision", {"accident": ONLY_COLLISION}, {"accident": {**ONLY_COLLISION, "window_seconds": 0.1}}),
+    ("collision", {"accident": ONLY_COLLISION}, {"accident": {**ONLY_COLLISION, "stop_seconds": 9}}),
     ("sudden_stop_on_road", {}, {"accident": {"stopped_seconds": 9}}),
-    ("sudden_stop_on_road", {}, {"accident": {"moving_speed_px_s": 250}}),
-    ("sudden_stop_on_road", {}, {"accident": {"stopped_speed_px_s": 0.01}}),
+    ("sudden_stop_on_road", {}, {"accident": {"moving_sizes": 3}}),
+    ("sudden_stop_on_road", {}, {"accident": {"stopped_sizes": 0.0001}}),
     ("person_down_on_road", {}, {"accident": {"fallen_seconds": 10}}),
     ("person_down_on_road", {}, {"fallen_aspect": 5.0, "accident": {"confirm_seconds": 9}}),
     ("person_falls_id_switch", {}, {"fallen_aspect": 5.0}),
@@ -77,6 +79,66 @@ def test_threshold_past_the_scenario_does_not_fire(
     data = scenario(name)
     assert starts(data, base), f"{name} fires with {base or 'its own settings'}"
     assert starts(data, moved) == []
+
+
+# Every field of every rule's section and its unit: none is in pixels (a threshold in pixels means
+# something else at every resolution and distance from the camera).
+UNITS = {
+    "enabled": "on/off",
+    "severity": "level",
+    "schedule": "local time ranges",
+    "roles": "roles",
+    "confirm_seconds": "media seconds",
+    "clear_seconds": "media seconds",
+    "update_seconds": "media seconds",
+    "cooldown_seconds": "media seconds",
+    "dwell_seconds": "media seconds",
+    "stationary_sizes": "the object's own sizes",
+    "stationary_seconds": "media seconds",
+    "overlap_iou": "ratio of box areas",
+    "window_seconds": "media seconds",
+    "moving_sizes": "the object's own sizes",
+    "stopped_sizes": "the object's own sizes",
+    "stop_seconds": "media seconds",
+    "stopped_seconds": "media seconds",
+    "fallen_seconds": "media seconds",
+    "distance_heights": "the people's own heights",
+    "relative_speed_heights_s": "the people's own heights per second",
+    "sustain_seconds": "media seconds",
+    "down_seconds": "media seconds",
+    "owner_seconds": "media seconds",
+    "owner_distance_heights": "the person's own heights",
+    "release_distance_heights": "the owner's own heights",
+    "fast_speed_heights_s": "the person's own heights per second",
+    "protected_seconds": "media seconds",
+}
+
+
+def test_every_rule_field_has_a_unit_and_none_is_in_pixels() -> None:
+    listed = {(r.type, f): UNITS.get(f) for r in RULES for f in r.config.model_fields}
+    assert all(listed.values()), [k for k, v in listed.items() if not v]
+    assert not [k for k, v in listed.items() if "pixel" in str(v) or "px" in k[1]]
+    shared = RulesConfig.model_fields["fallen_aspect"]  # width over height: a ratio
+    assert shared.annotation is float and "px" not in (shared.description or "")
+
+
+@pytest.mark.parametrize(
+    ("section", "old", "new"),
+    [
+        ("encroachment", "stationary_speed_px_s", "stationary_sizes"),
+        ("accident", "moving_speed_px_s", "moving_sizes"),
+        ("accident", "stopped_speed_px_s", "stopped_sizes"),
+    ],
+)
+def test_a_pixel_threshold_is_refused_with_its_replacement_named(section: str, old: str, new: str) -> None:
+    with pytest.raises(ConfigError, match=rf"rules\.{section}: .*{old} was replaced: .*{new}"):
+        parse_config(
+            {
+                "cameras": [{"id": "c", "source": "x.mp4"}],
+                "model": {"backend": "scripted", "scripted_detections": "x.jsonl"},
+                "rules": {section: {old: 40}},
+            }
+        )
 
 
 def test_every_threshold_has_a_case() -> None:
@@ -228,9 +290,14 @@ def test_a_continuation_never_takes_a_track_this_frame_shows() -> None:
     )
     assert back.continues is None and back.down_since == pytest.approx(1.0)
     assert 2 in mem.tracks and len(helper.history) > 1
-    # a third track near the lost one: 1 was continued already, so it is continued only once
+    # seen side by side, the two are two objects: the helper is no continuation of person 1 (timers
+    # keyed by the object's origin keep them apart)
+    assert helper.continues is None and helper.origin == 2 and back.origin == 1
+    # a third track near person 1 the next time it is missed does continue it (once)
     (other,) = mem.update([Track(3, _box(640, 500, 170, 60), 0.8, 0, "person")], 2.4)
-    assert other.continues != 1
+    assert other.continues == 1 and other.origin == 1
+    (fourth,) = mem.update([Track(4, _box(640, 500, 170, 60), 0.8, 0, "person")], 2.6)
+    assert fourth.continues != 1
 
 
 def _cfg(tmp_path: Path, **kw: Any) -> Any:

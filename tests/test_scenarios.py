@@ -1,6 +1,6 @@
 """The scenario library (``pipeline/accuracy/scenario_library/*.yaml``, described in
 ``pipeline/accuracy/scenarios.py``) through every rule. A scenario passes when exactly the incidents
-it expects start, each within one analysed frame of its time.
+it expects start, each within one analysed frame (at 5 fps) of its time, analysed at 5 and at 10 fps.
 """
 
 from __future__ import annotations
@@ -13,10 +13,12 @@ import yaml
 from pipeline.accuracy.scenarios import FPS, SCENARIOS, run_scenario
 
 
+@pytest.mark.parametrize("fps", [FPS, 2 * FPS])
 @pytest.mark.parametrize("path", SCENARIOS, ids=[p.stem for p in SCENARIOS])
-def test_scenario(path: Path) -> None:
+def test_scenario(path: Path, fps: float) -> None:
+    """At 5 and at 10 analysed frames a second: the same incidents, each within one 5 fps frame."""
     data = yaml.safe_load(path.read_text())
-    incidents = run_scenario(data)
+    incidents = run_scenario(data, fps=fps)
     starts = sorted((i.type, round(i.emitted_at, 2)) for i in incidents if i.status == "start")
     expected = sorted((e["type"], float(e["start"])) for e in data["expect"])
     assert [s[0] for s in starts] == [e[0] for e in expected], f"{data['description']}\ngot {starts}"

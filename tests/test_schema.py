@@ -68,7 +68,7 @@ def test_uuid7_format_and_order() -> None:
 def test_built_event_is_valid_and_carries_the_fields() -> None:
     e = event()
     validate_event(e)
-    assert e["schema"] == "iccc.incident/1.2"
+    assert e["schema"] == "iccc.incident/1.3"
     assert e["started_at"].endswith("Z") and e["location"]["coordinates"] == [72.8, 19.0]
     assert e["objects"][0] == {
         "track_id": 4,

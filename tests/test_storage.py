@@ -147,7 +147,14 @@ def test_an_edge_on_a_full_disk_keeps_analysing_holds_incidents_and_writes_them_
                 "backend": "scripted",
                 "scripted_detections": str(scripted(tmp_path / "s.jsonl", rows, ["person"], 0)),
             },
-            rules={"encroachment": {"dwell_seconds": 0.1, "confirm_seconds": 0, "update_seconds": 0.2}},
+            rules={
+                "encroachment": {
+                    "dwell_seconds": 0.1,
+                    "stationary_seconds": 0.1,
+                    "confirm_seconds": 0,
+                    "update_seconds": 0.2,
+                }
+            },
             sink={
                 "endpoint": f"tcp://127.0.0.1:{free_port()}",
                 "outbox": str(small_disk.path / "outbox.sqlite"),

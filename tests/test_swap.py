@@ -56,7 +56,8 @@ def edge(tmp_path: Path, vtest: Path, **swap: object) -> tuple[Runner, ControlSe
                 "encroachment": {
                     "roles": ["person"],
                     "dwell_seconds": 1,
-                    "stationary_speed_px_s": 100000,
+                    "stationary_sizes": 5,
+                    "stationary_seconds": 0.2,
                     "update_seconds": 1,
                     "clear_seconds": 5,
                 },

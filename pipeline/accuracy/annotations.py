@@ -128,6 +128,21 @@ def read_cvat_video(path: Path) -> Boxes:
     return dict(boxes)
 
 
+def footage_key(footage: Path, camera: str | None) -> str:
+    """What incidents of one footage file are matched by: its resolved path (two files of one name
+    in different folders are different footage) and the camera it is played as (one file annotated
+    for two cameras' zones is two footages): ``PATH#CAMERA``."""
+    return f"{footage.resolve()}#{camera or ''}"
+
+
+def footage_name(key: str) -> str:
+    """A footage key as a person reads it: the file's name, and the camera's where there is one."""
+    if "#" not in key:
+        return Path(key).name
+    path, _, camera = key.rpartition("#")  # (a file name may hold a '#'; camera ids may not)
+    return f"{Path(path).name} ({camera})" if camera else Path(path).name
+
+
 def load(path: Path) -> Annotation:
     """An annotation file (see the module's docstring); ConfigError naming the file and field."""
     try:
@@ -143,7 +158,9 @@ def load(path: Path) -> Annotation:
         raise ConfigError(f"{path}: unknown field {unknown[0]!r}")
     footage = Path(str(data["footage"]))
     footage = footage if footage.is_absolute() else path.parent / footage
-    name = str(footage.resolve())  # what its incidents are matched by: two files of one name differ
+    camera = data.get("camera")
+    camera = None if camera is None else str(camera)
+    name = footage_key(footage, camera)
     incidents, notes = [], {}
     raw_list = data.get("incidents") or []
     if not isinstance(raw_list, list):
@@ -159,5 +176,4 @@ def load(path: Path) -> Annotation:
     if data.get("boxes"):
         bpath = path.parent / str(data["boxes"])
         boxes = read_cvat_video(bpath) if bpath.suffix.lower() == ".xml" else read_mot(bpath)
-    camera = data.get("camera")
-    return Annotation(path, footage, None if camera is None else str(camera), incidents, boxes, notes)
+    return Annotation(path, footage, camera, incidents, boxes, notes)

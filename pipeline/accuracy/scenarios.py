@@ -1,11 +1,14 @@
 """The scenario library: scripted track sequences through every rule, without a model or video.
 
 Each file of ``scenario_library/`` gives zones, rule overrides, tracks as keyframes ``[t, centre_x,
-bottom_y, width, height]`` (linear in between, absent outside their first and last keyframe, with an
-optional oscillation ``jitter`` and an optional ``posture``: ``[[t, upright | down], ...]``, a posture
-model's verdict from each t on) and the incidents expected, with the time their ``start`` is emitted
-(and optionally ``end``, when the situation is over; the scenario's end otherwise). The tests check
-each scenario exactly; ``safecity bench accuracy --scenarios`` scores the library as a whole.
+bottom_y, width, height]`` (linear in between, absent outside their first and last keyframe), each
+with optional extras: an oscillation ``jitter``; ``posture``: ``[[t, upright | down], ...]``, a
+posture model's verdict from each t on; ``labels``: ``[[t, class], ...]``, the class the detector
+says from each t on (a van read as car, then truck); ``hidden``: ``[[t0, t1], ...]``, times the
+object is not detected (occluded, missed); and the incidents expected, with the time their ``start``
+is emitted (and optionally ``end``, when the situation is over; the scenario's end otherwise). The
+tests check each scenario exactly, at 5 and at 10 analysed frames a second;
+``safecity bench accuracy --scenarios`` scores the library as a whole.
 """
 
 from __future__ import annotations
@@ -44,6 +47,18 @@ def box_at(track: dict[str, Any], t: float) -> np.ndarray | None:
     return np.array([cx - w / 2, by - h, cx + w / 2, by], np.float32)
 
 
+def label_at(track: dict[str, Any], t: float) -> str:
+    label = str(track["label"])
+    for since, what in track.get("labels", []):
+        if t >= since - 1e-9:
+            label = str(what)
+    return label
+
+
+def hidden_at(track: dict[str, Any], t: float) -> bool:
+    return any(a - 1e-9 <= t < b - 1e-9 for a, b in track.get("hidden", []))
+
+
 def posture_at(track: dict[str, Any], t: float) -> bool | None:
     verdict = None
     for since, what in track.get("posture", []):
@@ -77,9 +92,9 @@ def run_scenario(
         tracks = []
         for tr in data["tracks"]:
             box = box_at(tr, t)
-            if box is not None:
+            if box is not None and not hidden_at(tr, t):
                 conf = tr.get("confidence", 0.8)
-                tracks.append(Track(tr["id"], box, conf, 0, tr["label"], down=posture_at(tr, t)))
+                tracks.append(Track(tr["id"], box, conf, 0, label_at(tr, t), down=posture_at(tr, t)))
         out += ca.analyse_tracks(tracks, t=t, wall_time=NOON + t, frame_w=1280, frame_h=720)
     return out
 

@@ -3,8 +3,11 @@
 An incident is an interval of media time on one footage file (and camera), of one type, optionally in
 one zone. A prediction matches a true incident of the same file, type (and zone, when both name
 one) when their temporal IoU (overlap over union of the two intervals) is at least ``iou``
-(default 0.3). Matching is one-to-one and greedy: all candidate pairs sorted by IoU, highest first,
-each taken when neither side is taken yet (ties broken by the earlier start). Matched pairs are true
+(default 0.3), or when it starts within ``onset_s`` of the true start (default 3 s: the operator got
+the alert for that occurrence, on time, even if the incident it reports was shorter; the matching
+of ActivityNet and the AI City accident track, ``shared/notes/incidents-and-anchors.md``). Matching
+is one-to-one and greedy: all candidate pairs sorted by IoU, highest first, each taken when neither
+side is taken yet (ties broken by the nearer onset, then the earlier start). Matched pairs are true
 positives; predictions left are false positives, true incidents left are misses. Per type:
 precision, recall, F1, and the alert latency of the matches (when the alert was emitted minus the
 true start).
@@ -19,6 +22,7 @@ from typing import Any
 import numpy as np
 
 DEFAULT_IOU = 0.3
+DEFAULT_ONSET_S = 3.0
 
 
 @dataclass(frozen=True)
@@ -33,6 +37,7 @@ class Interval:
     zone: str | None = None
     ref: str = ""  # where it comes from: an incident id, or a line of the annotation
     alert: float | None = None  # predicted: when its start was emitted (the dwell it reports began earlier)
+    severity: str | None = None  # predicted: the incident's severity
 
     def __post_init__(self) -> None:
         if not self.end >= self.start:
@@ -119,19 +124,27 @@ class TypeScore:
 
 
 def match(
-    truth: Iterable[Interval], predicted: Iterable[Interval], *, iou: float = DEFAULT_IOU
+    truth: Iterable[Interval],
+    predicted: Iterable[Interval],
+    *,
+    iou: float = DEFAULT_IOU,
+    onset_s: float = DEFAULT_ONSET_S,
 ) -> dict[str, TypeScore]:
-    """Score ``predicted`` against ``truth``: a ``TypeScore`` per incident type seen on either side."""
+    """Score ``predicted`` against ``truth``: a ``TypeScore`` per incident type seen on either side.
+    ``onset_s`` 0: by temporal IoU alone."""
     if not 0.0 < iou <= 1.0:
         raise ValueError(f"iou must be in (0, 1], got {iou}")
+    if not onset_s >= 0:
+        raise ValueError(f"onset_s must be 0 or more seconds, got {onset_s}")
     truth, predicted = list(truth), list(predicted)
     pairs = []
     for i, p in enumerate(predicted):
         for j, t in enumerate(truth):
             if _compatible(p, t):
                 v = temporal_iou(p, t)
-                if v >= iou:
-                    pairs.append((-v, min(p.start, t.start), i, j))
+                onset = abs(p.start - t.start)
+                if v >= iou or (onset_s > 0 and onset <= onset_s):
+                    pairs.append((-v, onset, min(p.start, t.start), i, j))
     pairs.sort()
     used_p: set[int] = set()
     used_t: set[int] = set()
@@ -140,7 +153,7 @@ def match(
     def score(kind: str) -> TypeScore:
         return scores.setdefault(kind, TypeScore(kind))
 
-    for neg_v, _, i, j in pairs:
+    for neg_v, _, _, i, j in pairs:
         if i in used_p or j in used_t:
             continue
         used_p.add(i)

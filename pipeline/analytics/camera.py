@@ -11,9 +11,10 @@ from ..config import CameraConfig, Config, RuleConfig
 from ..detect.roles import common_label_roles
 from ..track import Tracker
 from ..types import Detections, FrameSize, Incident, Track
+from .filters import Filters
 from .memory import TrackMemory
 from .rules import Rule, build_rules
-from .zones import GroundPlane, Line, Zone, bottom_centres
+from .zones import Line, Zone, bottom_centres, camera_ground, camera_lines, camera_zones
 
 log = logging.getLogger(__name__)
 
@@ -62,15 +63,19 @@ class CameraAnalytics:
         ended = self.close("camera_changed") if hasattr(self, "rules") else []
         self.cam = cam
         rules = cfg.camera_rules(cam)
-        self.lines = [Line(ln) for ln in cam.lines]
+        self.lines: list[Line] = camera_lines(cam)
+        ground = camera_ground(cam)
         self.memory = TrackMemory(
             self.roles,
             fallen_aspect=rules.fallen_aspect,
             forget_seconds=max(cfg.tracker.max_lost_seconds * 2, 5.0),
             lines=self.lines,
-            ground=GroundPlane(cam.ground_plane) if cam.ground_plane else None,
+            ground=ground,
         )
-        self.zones = [Zone(z) for z in cam.zones]
+        self.filters = Filters(cfg.camera_filters(cam), ground)
+        self.zones: list[Zone] = camera_zones(cam)
+        for zone, zcfg in zip(self.zones, cam.zones, strict=True):
+            zone.filters = Filters(dict(zcfg.filters), ground) if zcfg.filters else None
         self._frame_size: tuple[int, int] | None = None
         self.zone_schedules = {z.name: z.schedule for z in cam.zones}
         self.masks = [z for z in self.zones if "mask" in z.kinds]
@@ -124,6 +129,8 @@ class CameraAnalytics:
             tracks = [tr for tr, hidden in zip(tracks, masked, strict=True) if not hidden]
         self.memory.frame_size = (frame_w, frame_h)
         infos = self.memory.update(tracks, t)
+        if self.filters:  # false-alarm controls: objects the rules may not look at
+            infos = [i for i in infos if self.filters.admits(i, frame_w, frame_h)]
         open_zones = {name for name, sched in self.zone_schedules.items() if in_schedule(sched, wall_time)}
         out: list[Incident] = []
         for rule in self.rules:

@@ -2,8 +2,12 @@
 
 A rule reports, every analysed frame, which keys (a zone, a pair of tracks, the camera...) are
 active and with which objects. ``Lifecycle`` turns that into start / update / end steps. A key
-starts an incident once it has been active without a break for ``confirm_seconds`` of media time
-(the same time at any ``analytics_fps``).
+starts an incident once it has been active for ``confirm_seconds`` of media time (the same time at
+any ``analytics_fps``; a gap of up to ``GLITCH_SECONDS``, a frame or two where the object is hidden
+or missed, does not break the run). An incident ends once its key has been inactive for
+``clear_seconds``; after the end, the key waits ``cooldown_seconds`` before a new incident, unless
+the condition that activates it began before that end (a blockage that went on while the last
+incident ended: the cooldown never hides it).
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ from dataclasses import dataclass, field
 from ..config import RuleConfig
 from ..types import Incident, TrackedObject
 from .memory import TrackInfo
+
+GLITCH_SECONDS = 0.5  # a key inactive this long or less keeps confirming (a missed frame or two)
 
 
 @dataclass
@@ -34,6 +40,7 @@ class _KeyState:
     last_active_t: float = 0.0
     last_update_t: float = 0.0
     cooldown_until: float = float("-inf")
+    ended_at: float = float("-inf")  # when the last incident of this key ended
     object_ids: frozenset[int] = frozenset()
 
 
@@ -55,16 +62,25 @@ class Lifecycle:
                 st.last_active_t = t
                 out += self._active(st, a, t)
             else:
-                st.active_since = None
+                glitch = min(self.cfg.confirm_seconds, GLITCH_SECONDS)
+                if st.active_since is not None and t - st.last_active_t > glitch + 1e-9:
+                    st.active_since = None  # a break longer than a glitch: confirming starts again
                 if st.incident is not None and t - st.last_active_t >= self.cfg.clear_seconds:
                     end = _step(st.incident, "end", t)
                     end.ended_at = st.last_active_t
                     out.append(end)
                     st.incident = None
+                    st.active_since = None
+                    st.ended_at = st.last_active_t
                     st.cooldown_until = t + self.cfg.cooldown_seconds
             if st.incident is None and st.active_since is None and t >= st.cooldown_until:
                 del self.keys[key]  # nothing to remember: memory stays flat
         return out
+
+    def is_open(self, key: str) -> bool:
+        """Whether ``key`` has an incident going on."""
+        st = self.keys.get(key)
+        return st is not None and st.incident is not None
 
     def close(self, t: float, reason: str) -> list[Incident]:
         """End every open incident now (``details.end_reason``: why), e.g. its camera was removed."""
@@ -82,7 +98,10 @@ class Lifecycle:
         ids = frozenset(o.track_id for o in a.objects)
         if st.incident is None:
             assert st.active_since is not None
-            if t - st.active_since < self.cfg.confirm_seconds - 1e-9 or t < st.cooldown_until:
+            if t - st.active_since < self.cfg.confirm_seconds - 1e-9:
+                return []
+            went_on = a.started_at is not None and a.started_at < st.ended_at
+            if t < st.cooldown_until and not went_on:
                 return []
             st.incident = Incident(
                 incident_id=str(uuid.uuid4()),

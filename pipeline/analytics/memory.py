@@ -1,7 +1,12 @@
 """Track state that rules share: per track, its recent positions, speeds, size, roles and posture.
 
-Positions are box bottom-centres in pixels. State of a track not seen for ``forget_seconds`` is
-dropped, so memory stays flat however long the run.
+Positions are box bottom-centres in pixels; rules never judge them in pixels but in the object's own
+size (``size``: the longer side of its box, the median over the last second: a person's height, a
+vehicle's length), so a threshold means the same near and far from the camera and at any resolution.
+Motion is judged on positions smoothed over ``SMOOTH_SECONDS`` (the median: a box that flickers,
+flips class or is half hidden by a passer-by for a frame or two does not move the object) and as
+net displacement over a time, never from one frame to the next. State of a track not seen for
+``forget_seconds`` is dropped, so memory stays flat however long the run.
 
 Posture: a person is *down* when a model says so (the fall model's verdict on the merged person,
 or a class with the ``fallen_person`` role), else when its box is ``fallen_aspect`` times wider
@@ -22,11 +27,18 @@ import numpy as np
 from ..types import Track
 from .zones import GroundPlane, Line
 
-HISTORY = 64
+HISTORY_SECONDS = 12.0  # how far back a track's positions are kept
+HISTORY = 1024  # and at most this many of them (60 analysed frames a second)
+SMOOTH_SECONDS = 0.5  # positions are the median over this long (brief box glitches do not move them)
+SIZE_SECONDS = 1.0  # an object's size is the median of its box's longer side over this long
 UPRIGHT_SECONDS = 0.4  # how long a person must be seen upright before going down counts as a fall
+CONTINUE_SECONDS = 2.0  # a track that vanished this recently may be continued by a new one nearby
+CONTINUE_SIZES = 0.6  # that close (of the larger of the two boxes' sizes)
+
+Samples = deque[tuple[float, float, float]]  # (t, x, y)
 
 
-def window_speed(points: deque[tuple[float, float, float]], window_s: float) -> float:
+def window_speed(points: Samples, window_s: float) -> float:
     """Speed of (t, x, y) samples: displacement from the oldest sample within ``window_s`` of the
     newest, over the time between them (0 with fewer than two samples)."""
     if len(points) < 2:
@@ -34,6 +46,25 @@ def window_speed(points: deque[tuple[float, float, float]], window_s: float) -> 
     t1, x1, y1 = points[-1]
     t0, x0, y0 = next(p for p in points if t1 - p[0] <= window_s + 1e-6)
     return 0.0 if t1 <= t0 else float(np.hypot(x1 - x0, y1 - y0) / (t1 - t0))
+
+
+def _median_since(points: Samples, t0: float) -> tuple[float, float]:
+    """Median x and y of the samples at or after ``t0`` (the newest one at least)."""
+    xs: list[float] = []
+    ys: list[float] = []
+    for t, x, y in reversed(points):
+        if t < t0 - 1e-9 and xs:
+            break
+        xs.append(x)
+        ys.append(y)
+    return float(np.median(xs)), float(np.median(ys))
+
+
+def at_time(points: Samples, t: float) -> tuple[float, float, float] | None:
+    """The sample nearest to time ``t`` (None without samples)."""
+    if not points:
+        return None
+    return min(points, key=lambda p: abs(p[0] - t))
 
 
 @dataclass
@@ -46,6 +77,7 @@ class TrackInfo:
     first_seen: float
     last_seen: float
     continues: int | None = None  # the track this one most likely is, after a tracker ID switch
+    origin: int = -1  # the first track of the object (itself, or the one it continues, transitively)
     down: bool = False  # lying now (see the module's docstring)
     upright_at: float | None = None  # the last time it was seen upright
     upright_from: float | None = None  # start of the current (or last) run of upright frames
@@ -56,15 +88,61 @@ class TrackInfo:
     crossings: deque[tuple[float, str, int]] = field(
         default_factory=lambda: deque(maxlen=16)
     )  # t, line, +1/-1
-    world: deque[tuple[float, float, float]] = field(
-        default_factory=lambda: deque(maxlen=HISTORY)
-    )  # t, X, Y m
-    history: deque[tuple[float, float, float]] = field(default_factory=lambda: deque(maxlen=HISTORY))
-    speeds: deque[tuple[float, float]] = field(default_factory=lambda: deque(maxlen=HISTORY))
+    world: Samples = field(default_factory=lambda: deque(maxlen=HISTORY))  # t, X, Y m
+    history: Samples = field(default_factory=lambda: deque(maxlen=HISTORY))  # t, x, y px
+    smooth: Samples = field(default_factory=lambda: deque(maxlen=HISTORY))  # the same, smoothed
+    sizes: deque[tuple[float, float]] = field(default_factory=lambda: deque(maxlen=HISTORY))  # t, px
+    scores: deque[tuple[float, float]] = field(default_factory=lambda: deque(maxlen=HISTORY))  # t, conf
 
     @property
     def point(self) -> tuple[float, float]:
         return self.history[-1][1], self.history[-1][2]
+
+    @property
+    def size(self) -> float:
+        """Pixels: the median of the box's longer side over the last ``SIZE_SECONDS``."""
+        if not self.sizes:
+            return max(self.height, self.width)
+        t1 = self.sizes[-1][0]
+        return max(float(np.median([s for t, s in self.sizes if t1 - t <= SIZE_SECONDS + 1e-9])), 1.0)
+
+    @property
+    def position(self) -> tuple[float, float]:
+        """The smoothed bottom-centre now (pixels)."""
+        return (self.smooth[-1][1], self.smooth[-1][2]) if self.smooth else self.point
+
+    def still_since(self, radius_sizes: float, *, max_gap_s: float = float("inf")) -> float:
+        """Since when the object has stayed within ``radius_sizes`` of its size of where it is now
+        (smoothed positions; the last sample's time when it has just moved), not reaching back over
+        a time it went unseen for longer than ``max_gap_s``."""
+        if not self.smooth:
+            return self.last_seen
+        cx, cy = self.position
+        r = radius_sizes * self.size
+        since = self.smooth[-1][0]
+        for t, x, y in reversed(self.smooth):
+            if np.hypot(x - cx, y - cy) > r or since - t > max_gap_s:
+                break
+            since = t
+        return since
+
+    def displacement(self, t0: float, t1: float) -> float:
+        """Sizes: how far the smoothed position moved from ``t0`` to ``t1`` (the nearest samples)."""
+        a, b = at_time(self.smooth, t0), at_time(self.smooth, t1)
+        if a is None or b is None:
+            return 0.0
+        return float(np.hypot(b[1] - a[1], b[2] - a[2])) / self.size
+
+    def speed_sizes(self, window_s: float = 1.0) -> float:
+        """Own sizes per second: the smoothed position's displacement over the last ``window_s``."""
+        return window_speed(self.smooth, window_s) / self.size
+
+    def median_score(self, window_s: float) -> float:
+        """The median of the detections' confidence over the last ``window_s``."""
+        if not self.scores:
+            return self.confidence
+        t1 = self.scores[-1][0]
+        return float(np.median([c for t, c in self.scores if t1 - t <= window_s + 1e-9]))
 
     @property
     def height(self) -> float:
@@ -79,15 +157,44 @@ class TrackInfo:
         return float(self.xyxy[0] + self.xyxy[2]) / 2, float(self.xyxy[1] + self.xyxy[3]) / 2
 
     def speed(self, window_s: float = 1.0) -> float:
-        """Pixels per second: displacement of the bottom-centre over the last ``window_s``."""
+        """Pixels per second: displacement of the bottom-centre over the last ``window_s`` (for
+        reports; rules judge ``speed_sizes``)."""
         return window_speed(self.history, window_s)
 
     def world_speed(self, window_s: float = 1.0) -> float | None:
         """Metres per second on the ground (cameras with a ground plane), else None."""
         return window_speed(self.world, window_s) if len(self.world) >= 2 else None
 
-    def max_speed_between(self, t0: float, t1: float) -> float:
-        return max((v for t, v in self.speeds if t0 <= t <= t1), default=0.0)
+    def record(self, t: float, x: float, y: float, size: float, confidence: float) -> None:
+        """This frame's position, size and score; the smoothed position; history older than
+        ``HISTORY_SECONDS`` dropped."""
+        self.history.append((t, x, y))
+        self.sizes.append((t, size))
+        self.scores.append((t, confidence))
+        sx, sy = _median_since(self.history, t - SMOOTH_SECONDS)
+        self.smooth.append((t, sx, sy))
+        for d in (self.history, self.smooth, self.sizes, self.scores, self.world):
+            while d and t - d[0][0] > HISTORY_SECONDS:
+                d.popleft()
+
+    def take_over(self, lost: TrackInfo) -> None:
+        """Continue ``lost`` (a tracker ID switch): its history, posture and first sight are this one's."""
+        lost.continued_by = self.track_id  # one object, one continuation
+        self.continues, self.first_seen, self.origin = lost.track_id, lost.first_seen, lost.origin
+        for mine, theirs in (
+            (self.history, lost.history),
+            (self.smooth, lost.smooth),
+            (self.sizes, lost.sizes),
+            (self.scores, lost.scores),
+            (self.world, lost.world),
+        ):
+            mine.extend(theirs)  # type: ignore[arg-type]
+        self.down, self.down_since, self.stood = lost.down, lost.down_since, lost.stood
+        self.upright_at, self.upright_from = lost.upright_at, lost.upright_from
+
+    def __post_init__(self) -> None:
+        if self.origin < 0:
+            self.origin = self.track_id
 
     def has(self, role: str) -> bool:
         return role in self.roles
@@ -101,6 +208,11 @@ class TrackInfo:
         elif not self.down and self.stood:
             self.down_since = t
         self.down = down
+
+
+def box_size(xyxy: np.ndarray) -> float:
+    """The longer side of a box (pixels)."""
+    return max(float(xyxy[2] - xyxy[0]), float(xyxy[3] - xyxy[1]), 1.0)
 
 
 def _kind(roles: frozenset[str]) -> frozenset[str]:
@@ -128,23 +240,24 @@ class TrackMemory:
         self.tracks: dict[int, TrackInfo] = {}
 
     def _lost_near(
-        self, x: float, y: float, roles: frozenset[str], t: float, height: float, present: set[int]
+        self, x: float, y: float, roles: frozenset[str], t: float, size: float, present: set[int]
     ) -> TrackInfo | None:
-        """A track of the same kind that vanished in the last 2 s next to (x, y), if any: within 0.6 of
-        the taller box's height (a person who falls: the standing box's feet to the lying box's bottom).
-        Not one this frame shows (``present``), nor one another track already continues."""
+        """A track of the same kind that vanished in the last ``CONTINUE_SECONDS`` next to (x, y), if
+        any: within ``CONTINUE_SIZES`` of the larger box's size (a person who falls: the standing box's
+        feet to the lying box's bottom). Not one this frame shows (``present``), nor one another track
+        already continues."""
         best, best_d = None, float("inf")
         for info in self.tracks.values():
             if (
                 _kind(info.roles) != _kind(roles)
                 or info.last_seen >= t
-                or t - info.last_seen > 2.0
+                or t - info.last_seen > CONTINUE_SECONDS
                 or info.track_id in present
                 or info.continued_by is not None
             ):
                 continue
             d = float(np.hypot(x - info.point[0], y - info.point[1]))
-            if d <= max(30.0, 0.6 * max(height, info.height)) and d < best_d:
+            if d <= CONTINUE_SIZES * max(size, info.size) and d < best_d:
                 best, best_d = info, d
         return best
 
@@ -168,18 +281,11 @@ class TrackMemory:
                 info = self.tracks[tr.track_id] = TrackInfo(
                     tr.track_id, tr.label, roles, tr.xyxy, tr.confidence, t, t
                 )
-                lost = self._lost_near(x, y, roles, t, float(tr.xyxy[3] - tr.xyxy[1]), present)
+                lost = self._lost_near(x, y, roles, t, box_size(tr.xyxy), present)
                 if lost is not None:  # an ID switch: carry the object's history over
-                    lost.continued_by = tr.track_id  # one object, one continuation
-                    info.continues, info.first_seen = lost.track_id, lost.first_seen
-                    info.history.extend(lost.history)
-                    info.speeds.extend(lost.speeds)
-                    info.down, info.down_since, info.stood = lost.down, lost.down_since, lost.stood
-                    info.upright_at, info.upright_from = lost.upright_at, lost.upright_from
+                    info.take_over(lost)
             elif info.history:
-                pt, px, py = info.history[-1]
-                if t > pt:
-                    info.speeds.append((t, float(np.hypot(x - px, y - py) / (t - pt))))
+                _, px, py = info.history[-1]
                 w, h = self.frame_size
                 for line in self.lines:
                     way = line.crossing((px, py), (x, y), frame_w=w, frame_h=h)
@@ -189,11 +295,16 @@ class TrackMemory:
             info.xyxy, info.confidence, info.last_seen = tr.xyxy, tr.confidence, t
             info.models = tr.models
             info.observe_posture(self._is_down(tr, info.roles), t)
-            info.history.append((t, x, y))
+            info.record(t, x, y, box_size(tr.xyxy), tr.confidence)
             if self.ground is not None:
-                wx, wy = self.ground.to_world(np.array([[x, y]]))[0]
+                fw, fh = self.frame_size
+                wx, wy = self.ground.to_world(np.array([[x, y]]), frame_w=fw, frame_h=fh)[0]
                 info.world.append((t, float(wx), float(wy)))
             out.append(info)
+        for info in out:  # a track continued by another came back beside it: two objects after all
+            other = self.tracks.get(info.continued_by) if info.continued_by is not None else None
+            if other is not None and other.track_id in present and other.continues == info.track_id:
+                other.continues, other.origin, info.continued_by = None, other.track_id, None
         for tid in [tid for tid, i in self.tracks.items() if t - i.last_seen > self.forget_seconds]:
             del self.tracks[tid]
         return out

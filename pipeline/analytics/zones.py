@@ -1,21 +1,50 @@
-"""Geometry per camera: zones (polygons, pixels or normalised 0..1), directed lines, ground plane."""
+"""Geometry per camera: zones (polygons, pixels or normalised 0..1), directed lines, ground plane.
+
+Pixel coordinates are the frame's own, or, where the camera says which frame size they were drawn on
+(``zones_drawn_on``), that size's, scaled to the frame at hand (a sub-stream, a changed resolution).
+"""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
-from ..config import GroundPlaneConfig, LineConfig, ZoneConfig
+from ..config import CameraConfig, GroundPlaneConfig, LineConfig, ZoneConfig
+
+if TYPE_CHECKING:
+    from .filters import Filters
+    from .memory import TrackInfo
+
+Size = tuple[int, int]
+
+
+def _scale(
+    points: np.ndarray, normalized: bool, drawn_on: Size | None, frame_w: int, frame_h: int
+) -> np.ndarray:
+    """Points of the config in the pixels of a ``frame_w`` x ``frame_h`` frame."""
+    if normalized:
+        return points * np.array([frame_w, frame_h])
+    if drawn_on is not None and (frame_w, frame_h) != tuple(drawn_on) and frame_w > 0 and frame_h > 0:
+        return points * np.array([frame_w / drawn_on[0], frame_h / drawn_on[1]])
+    return points
 
 
 class Zone:
-    def __init__(self, cfg: ZoneConfig) -> None:
+    def __init__(self, cfg: ZoneConfig, *, drawn_on: Size | None = None) -> None:
         self.name = cfg.name
         self.kinds = set(cfg.kinds)
         self.normalized = cfg.normalized
+        self.drawn_on = drawn_on
         self._poly = np.asarray(cfg.polygon, dtype=np.float64)
+        self.filters: Filters | None = None  # the zone's object filters (set by the camera's analytics)
+
+    def admits(self, info: TrackInfo, frame_w: int, frame_h: int) -> bool:
+        """Whether an object passes the zone's own filters (``analytics/filters.py``)."""
+        return self.filters is None or self.filters.admits(info, frame_w, frame_h)
 
     def polygon_px(self, frame_w: int, frame_h: int) -> np.ndarray:
-        return self._poly * np.array([frame_w, frame_h]) if self.normalized else self._poly
+        return _scale(self._poly, self.normalized, self.drawn_on, frame_w, frame_h)
 
     def outside_frame(self, frame_w: int, frame_h: int) -> bool:
         """Whether the polygon lies wholly outside the frame (it can never hold an object)."""
@@ -47,13 +76,14 @@ def bottom_centres(xyxy: np.ndarray) -> np.ndarray:
 class Line:
     """A directed line segment; ``crossing`` tells whether a move p0 -> p1 crossed it, and which way."""
 
-    def __init__(self, cfg: LineConfig) -> None:
+    def __init__(self, cfg: LineConfig, *, drawn_on: Size | None = None) -> None:
         self.name = cfg.name
         self.normalized = cfg.normalized
+        self.drawn_on = drawn_on
         self._pts = np.asarray(cfg.points, dtype=np.float64)
 
     def endpoints(self, frame_w: int, frame_h: int) -> np.ndarray:
-        return self._pts * np.array([frame_w, frame_h]) if self.normalized else self._pts
+        return _scale(self._pts, self.normalized, self.drawn_on, frame_w, frame_h)
 
     def crossing(
         self, p0: tuple[float, float], p1: tuple[float, float], *, frame_w: int, frame_h: int
@@ -79,7 +109,8 @@ class Line:
 class GroundPlane:
     """A homography from image pixels to ground metres, from four point pairs (DLT)."""
 
-    def __init__(self, cfg: GroundPlaneConfig) -> None:
+    def __init__(self, cfg: GroundPlaneConfig, *, drawn_on: Size | None = None) -> None:
+        self.drawn_on = drawn_on
         rows = []
         for (x, y), (u, v) in zip(cfg.image, cfg.world, strict=True):
             rows.append([x, y, 1, 0, 0, 0, -u * x, -u * y, -u])
@@ -89,7 +120,23 @@ class GroundPlane:
             raise ValueError("ground_plane: the four image points must not be collinear")
         self.h = vt[-1].reshape(3, 3) / vt[-1][-1]
 
-    def to_world(self, points: np.ndarray) -> np.ndarray:
+    def to_world(self, points: np.ndarray, *, frame_w: int = 0, frame_h: int = 0) -> np.ndarray:
+        """Ground metres of pixel points of a ``frame_w`` x ``frame_h`` frame (the size matters only
+        where the image points were drawn on another size)."""
         p = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+        if self.drawn_on is not None and frame_w > 0 and frame_h > 0:
+            p = p * np.array([self.drawn_on[0] / frame_w, self.drawn_on[1] / frame_h])
         q = np.c_[p, np.ones(len(p))] @ self.h.T
         return q[:, :2] / q[:, 2:3]
+
+
+def camera_zones(cam: CameraConfig) -> list[Zone]:
+    return [Zone(z, drawn_on=cam.zones_drawn_on) for z in cam.zones]
+
+
+def camera_lines(cam: CameraConfig) -> list[Line]:
+    return [Line(ln, drawn_on=cam.zones_drawn_on) for ln in cam.lines]
+
+
+def camera_ground(cam: CameraConfig) -> GroundPlane | None:
+    return GroundPlane(cam.ground_plane, drawn_on=cam.zones_drawn_on) if cam.ground_plane else None

@@ -31,8 +31,9 @@ def add_console_options(p: argparse.ArgumentParser, *, default: str | None) -> N
     )
 
 
-def start_console(args: argparse.Namespace) -> Any:
-    """The console for ``args.db`` on ``args.http``, started; the caller closes it."""
+def start_console(args: argparse.Namespace, *, registry: Any = None) -> Any:
+    """The console for ``args.db`` on ``args.http``, started; the caller closes it. ``registry``: the
+    Prometheus registry its false-alarm gauge joins (the sink's, when the sink serves the console)."""
     from ..events.clip_store import clips_dir
     from ..events.store import local_file, store_target
     from .server import Console
@@ -46,6 +47,7 @@ def start_console(args: argparse.Namespace) -> Any:
         args.http,
         clips=local_file(db, args.clips, clips_dir, "--clips DIR (where the sinks keep evidence clips)"),
         public_url=args.public_url,
+        registry=registry,
     )
     console.start()
     if not console.users.list():
@@ -66,7 +68,16 @@ def cmd_console(args: argparse.Namespace) -> int:
             f"console: {args.db} does not exist yet; showing incidents once the sink creates it",
             file=sys.stderr,
         )
-    console = start_console(args)
+    registry = None
+    if args.metrics_port is not None:
+        from prometheus_client import CollectorRegistry
+
+        from ..metrics import serve_metrics
+
+        registry = CollectorRegistry()
+        port = serve_metrics(registry, args.metrics_port)
+        print(f"console metrics on http://127.0.0.1:{port}/metrics", file=sys.stderr, flush=True)
+    console = start_console(args, registry=registry)
     stop = threading.Event()
     _install_stop_signals(stop)
     try:
@@ -125,6 +136,12 @@ def add_parsers(sub: Any) -> None:
         "--db", default="events.sqlite", help="the sink's store: a SQLite file or a PostgreSQL URL"
     )
     c.add_argument("--clips", metavar="DIR", help="the sinks' evidence clips (default: beside a SQLite --db)")
+    c.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        help="serve Prometheus metrics here (false alarms per camera and type)",
+    )
     add_console_options(c, default="127.0.0.1:8080")
     c.set_defaults(func=cmd_console)
 

@@ -131,7 +131,16 @@ def _action_forms(session: Session, inc: dict[str, Any]) -> str:
             f'<input type="hidden" name="expected" value="{e(inc["state"])}" class="expected">'
             f'<input name="comment" placeholder="comment{required_note}"{required}'
             f' aria-label="comment for {action}" maxlength="2000">'
-            f'<button type="submit" name="do" value="{action}" class="act-{action}">{label}'
+            + (
+                '<select name="reason" aria-label="why it is false">'
+                '<option value="">why? (optional)</option>'
+                '<option value="detection">the model saw something that is not there</option>'
+                '<option value="behaviour">the objects are right, nothing wrong happened</option>'
+                "</select>"
+                if action == "false_alarm"
+                else ""
+            )
+            + f'<button type="submit" name="do" value="{action}" class="act-{action}">{label}'
             "</button></form>"
         )
     return "".join(forms)
@@ -196,13 +205,26 @@ def _model(event: dict[str, Any]) -> str:
     return str(model or "")
 
 
-def cameras_page(session: Session) -> str:
+def cameras_page(session: Session, false_alarms: list[dict[str, Any]] | None = None) -> str:
+    rows = "".join(
+        f"<tr><td>{e(r['day'])}</td><td>{e(r['source'])}</td><td>{e(r['camera_id'])}</td>"
+        f"<td>{e(r['type'].replace('_', ' '))}</td><td>{e(r['n'])}</td></tr>"
+        for r in false_alarms or []
+    )
+    alarms = (
+        '<h2>False alarms per day</h2><p class="muted">Incidents the operators marked as false alarms in '
+        "the last 7 days, by the day they were marked (UTC); each is kept as an example for retraining.</p>"
+        '<table class="false-alarms"><thead><tr><th>Day</th><th>Edge</th><th>Camera</th><th>Type</th>'
+        f"<th>False alarms</th></tr></thead><tbody>{rows}</tbody></table>"
+        if rows
+        else '<h2>False alarms per day</h2><p class="muted">No false alarms marked in the last 7 days.</p>'
+    )
     body = (
         '<h1>Cameras</h1><p class="muted">From the edges\' heartbeats; a camera whose edge has gone '
         "quiet is shown as unknown.</p>"
         '<table class="cameras"><thead><tr><th>Edge</th><th>Camera</th><th>State</th><th>Last frame</th>'
         "<th>Analysed</th><th>Incidents today</th><th>Heartbeat</th><th></th></tr></thead>"
-        '<tbody id="cameras"><tr><td colspan="8" class="muted">loading…</td></tr></tbody></table>'
+        '<tbody id="cameras"><tr><td colspan="8" class="muted">loading…</td></tr></tbody></table>' + alarms
     )
     return layout("Cameras", body, session=session, page="cameras")
 

@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from prometheus_client import CollectorRegistry
+
 from ..control import is_loopback, parse_bind
 from ..errors import ConfigError, SafeCityError
 from ..events.clip_store import SUFFIX, clips_dir, is_digest
@@ -28,7 +30,8 @@ from . import auth, pages
 from .auth import LoginBusy, Session, Throttle, Users, csrf_ok
 from .edges import EdgeControl
 from .feed import Feed, camera_health
-from .store import STATES, Action, ActionRefused, ConsoleStore
+from .store import STATES, VERDICTS, Action, ActionRefused, ConsoleStore
+from .verdicts import register, since_days
 from .zones import checked, export_yaml, normalised
 
 log = logging.getLogger(__name__)
@@ -60,6 +63,7 @@ class Console:
         clips: Path | None = None,
         public_url: str | None = None,
         edges: dict[str, EdgeControl] | None = None,
+        registry: CollectorRegistry | None = None,
     ) -> None:
         """``public_url``: where browsers reach it when that is not ``bind`` (a TLS proxy in front:
         https:// there makes the session cookie Secure). Other Host headers are refused (DNS rebinding)."""
@@ -70,6 +74,8 @@ class Console:
         self.clips = clips if clips is not None else local_file(sink_db, None, clips_dir, "--clips")
         self.edges = edges or {}  # edge id -> its control interface (zones loaded and pushed)
         self.store = ConsoleStore(console_db)
+        self._registry = registry
+        self._collector = register(self.store, registry) if registry is not None else None
         self.users = Users(self.store)
         self.throttle = Throttle()
         self.feed = Feed(sink_db, self.store)
@@ -110,6 +116,8 @@ class Console:
         self.feed.stop()
         self.httpd.shutdown()
         self.httpd.server_close()
+        if self._registry is not None and self._collector is not None:
+            self._registry.unregister(self._collector)
         self.store.close()
         with self._readers_lock:
             for db in self._readers:
@@ -352,7 +360,20 @@ class _Handler(BaseHTTPRequestHandler):
                     200, pages.incident_page(session, inc, clip_exists=exists, notice=c.take_notice(session))
                 )
             case ["cameras"]:
-                return self._html(200, pages.cameras_page(session))
+                return self._html(200, pages.cameras_page(session, c.store.false_alarms(since_days(7))))
+            case ["api", "false-alarms"]:
+                try:
+                    days = float(q.get("days", "7"))
+                except ValueError:
+                    days = float("nan")
+                if not 0 <= days <= 366:  # (NaN too)
+                    raise ConfigError("days: expected a number of days from 0 to 366")
+                return self._json(200, c.store.false_alarms(since_days(days)))
+            case ["api", "verdicts"] if session.may("operator"):
+                verdict = q.get("verdict") or None
+                if verdict is not None and verdict not in VERDICTS.values():
+                    raise ConfigError(f"verdict: expected one of {', '.join(VERDICTS.values())}")
+                return self._json(200, c.store.verdicts(verdict=verdict))
             case ["zones"]:
                 cams = sorted({(x["source"], x["camera_id"]) for x in c.cameras()})
                 return self._html(200, pages.zones_index(session, cams))
@@ -420,10 +441,14 @@ class _Handler(BaseHTTPRequestHandler):
             case ["incidents", source, incident_id, "act"] | ["api", "incidents", source, incident_id, "act"]:
                 if not session.may("operator"):
                     return self._error(403, "viewers cannot act on incidents", session, api)
+                reason = body.get("reason", "")
+                if not isinstance(reason, str):
+                    return self._error(400, "reason: expected a word (detection or behaviour)", session, api)
                 act = Action(
                     str(body.get("action", "")),
                     str(body.get("comment") or ""),
                     str(body["expected"]) if body.get("expected") else None,
+                    reason,
                 )
                 try:
                     inc = c.store.act(source, incident_id, session.user, act)
@@ -490,7 +515,11 @@ class _Handler(BaseHTTPRequestHandler):
             return self._json(502, {"error": str(err)})
         if cfg is None:
             return self._json(404, {"error": f"edge {source} has no camera {camera!r}"})
-        w, h = self.console.store.frame_size(source, camera)
+        drawn = cfg.get("zones_drawn_on")  # the pixels the camera's zones are in, where it says
+        if isinstance(drawn, list) and len(drawn) == 2 and all(isinstance(v, int) and v > 0 for v in drawn):
+            w, h = int(drawn[0]), int(drawn[1])
+        else:
+            w, h = self.console.store.frame_size(source, camera)
         return self._json(
             200,
             {"zones": normalised(cfg.get("zones") or [], "polygon", w, h),

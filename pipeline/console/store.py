@@ -3,7 +3,14 @@ operators work them (one row per occurrence, fed from the sink's events by ``fee
 
 An incident's workflow: new -> acknowledged -> in_progress -> resolved | false_alarm (and reopen).
 Each change is checked against the state the operator saw, so two consoles acting at once cannot
-both win; every change bumps ``rev``, which live consoles follow (``/api/stream``)."""
+both win; every change bumps ``rev``, which live consoles follow (``/api/stream``).
+
+The operator's verdict is kept as a labelled example (``verdicts``): a false alarm or a resolved
+(confirmed) incident, with its start event (the objects' boxes, zone, models) and the reference of
+the frame as the camera showed it (``evidence.frame_jpeg_sha256``, nothing drawn on it), the comment
+and why it was false (``detection``: the objects are not what the model said; ``behaviour``: they
+are, but nothing wrong happened). ``safecity dataset negatives`` turns false alarms into hard
+negatives for fine-tuning; reopening an incident withdraws its verdict."""
 
 from __future__ import annotations
 
@@ -91,6 +98,24 @@ CREATE TABLE IF NOT EXISTS incident_actions (
     comment TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS incident_actions_of ON incident_actions (source, incident_id);
+CREATE TABLE IF NOT EXISTS verdicts (
+    source TEXT NOT NULL,
+    incident_id TEXT NOT NULL,
+    verdict TEXT NOT NULL,
+    reason TEXT NOT NULL DEFAULT '',
+    comment TEXT NOT NULL DEFAULT '',
+    user TEXT NOT NULL,
+    at REAL NOT NULL,
+    camera_id TEXT NOT NULL,
+    type TEXT NOT NULL,
+    zone TEXT,
+    started_at TEXT NOT NULL,
+    frame_jpeg_sha256 TEXT,
+    snapshot_sha256 TEXT,
+    event TEXT NOT NULL,
+    PRIMARY KEY (source, incident_id)
+);
+CREATE INDEX IF NOT EXISTS verdicts_started ON verdicts (started_at);
 CREATE TABLE IF NOT EXISTS console_cursor (
     name TEXT PRIMARY KEY,
     position INTEGER NOT NULL
@@ -108,6 +133,8 @@ ACTIONS: dict[str, tuple[tuple[str, ...], str]] = {
     "reopen": (("resolved", "false_alarm"), "acknowledged"),
 }
 COMMENT_REQUIRED = {"false_alarm", "reopen"}
+VERDICTS = {"false_alarm": "false_alarm", "resolve": "confirmed"}  # action -> the verdict it records
+REASONS = ("detection", "behaviour")  # why a false alarm was false (optional)
 MAX_COMMENT = 2000
 SEVERITY_ORDER = {"critical": 0, "high": 1, "medium": 2, "low": 3}
 
@@ -146,6 +173,7 @@ class Action:
     action: str
     comment: str = ""
     expected: str | None = None  # the state the operator saw; None: whatever it is now
+    reason: str = ""  # a false alarm's: "detection" or "behaviour" (REASONS), or not said
 
 
 def _incident_row(row: sqlite3.Row) -> dict[str, Any]:
@@ -179,6 +207,13 @@ class ConsoleStore:
         self.db = open_durable(path, SCHEMA, kind="console store")
         self.db.row_factory = sqlite3.Row
         self.lock = threading.RLock()
+        columns = {r[1] for r in self.db.execute("PRAGMA table_info(incidents)")}
+        if "start_body" not in columns:  # a store made before verdicts kept the start event
+            try:
+                self.db.execute("ALTER TABLE incidents ADD COLUMN start_body TEXT")
+            except sqlite3.OperationalError as err:
+                if "duplicate column" not in str(err):  # (another process added it just now: fine)
+                    raise
 
     def close(self) -> None:
         self.db.close()
@@ -242,10 +277,10 @@ class ConsoleStore:
         # the first keeps its start; an end is an end whatever arrives after it
         self.db.execute(
             "INSERT INTO incidents (source, incident_id, type, severity, camera_id, zone, "
-            "started_at, last_at, edge_status, events, last_seq, snapshot_sha256, body, rev) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?) "
+            "started_at, last_at, edge_status, events, last_seq, snapshot_sha256, body, rev, start_body) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?) "
             "ON CONFLICT (source, incident_id) DO UPDATE SET events = incidents.events + 1, "
-            "rev = excluded.rev, "
+            "rev = excluded.rev, start_body = COALESCE(incidents.start_body, excluded.start_body), "
             "severity = CASE WHEN excluded.last_seq > incidents.last_seq THEN excluded.severity "
             "ELSE incidents.severity END, "
             "body = CASE WHEN excluded.last_seq > incidents.last_seq THEN excluded.body "
@@ -271,6 +306,7 @@ class ConsoleStore:
                 sha,
                 body,
                 rev,
+                body if e["status"] == "start" else None,
             ),
         )
         return True
@@ -351,6 +387,10 @@ class ConsoleStore:
             raise ActionRefused(f"the comment is over {MAX_COMMENT} characters", 400)
         if act.action in COMMENT_REQUIRED and not comment:
             raise ActionRefused(f"{act.action.replace('_', ' ')} needs a comment", 400)
+        if act.reason and (act.action != "false_alarm" or act.reason not in REASONS):
+            raise ActionRefused(
+                f"reason: a false alarm's, one of {', '.join(REASONS)}; got {act.reason!r}", 400
+            )
         allowed, to_state = ACTIONS[act.action]
         now = time.time()
         with transaction(self.db, "BEGIN IMMEDIATE"):
@@ -376,10 +416,82 @@ class ConsoleStore:
                 "comment) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (source, incident_id, now, user, act.action, state, to_state, comment),
             )
+            self._verdict(source, incident_id, user, act, comment, now)
             self.audit(user, f"incident.{act.action}", f"{source}/{incident_id}", comment)
         found = self.incident(source, incident_id)
         assert found is not None
         return found
+
+    def _verdict(
+        self, source: str, incident_id: str, user: str, act: Action, comment: str, at: float
+    ) -> None:
+        """Record (or, on reopen, withdraw) the verdict an action gives, in the open transaction."""
+        if act.action == "reopen":
+            self.db.execute(
+                "DELETE FROM verdicts WHERE source = ? AND incident_id = ?", (source, incident_id)
+            )
+            return
+        verdict = VERDICTS.get(act.action)
+        if verdict is None:
+            return
+        row = self.db.execute(
+            "SELECT camera_id, type, zone, started_at, snapshot_sha256, COALESCE(start_body, body) AS event "
+            "FROM incidents WHERE source = ? AND incident_id = ?",
+            (source, incident_id),
+        ).fetchone()
+        event = json.loads(row["event"])
+        evidence = event.get("evidence") or {}
+        self.db.execute(
+            "INSERT INTO verdicts (source, incident_id, verdict, reason, comment, user, at, camera_id, type, "
+            "zone, started_at, frame_jpeg_sha256, snapshot_sha256, event) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (source, incident_id) "
+            "DO UPDATE SET verdict = excluded.verdict, reason = excluded.reason, comment = excluded.comment, "
+            "user = excluded.user, at = excluded.at",
+            (
+                source,
+                incident_id,
+                verdict,
+                act.reason,
+                comment,
+                user,
+                at,
+                row["camera_id"],
+                row["type"],
+                row["zone"],
+                row["started_at"],
+                evidence.get("frame_jpeg_sha256"),
+                evidence.get("sha256") or row["snapshot_sha256"],
+                row["event"],
+            ),
+        )
+
+    @_locked
+    def verdicts(self, *, verdict: str | None = None, reason: str | None = None) -> list[dict[str, Any]]:
+        """The labelled examples, oldest first (``verdict``: false_alarm or confirmed; ``reason``)."""
+        where, args = [], []
+        for col, value in (("verdict", verdict), ("reason", reason)):
+            if value is not None:
+                where.append(f"{col} = ?")
+                args.append(value)
+        sql = "SELECT * FROM verdicts" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY at"
+        out = []
+        for r in self.db.execute(sql, args):
+            d = dict(r)
+            d["event"] = json.loads(d["event"])
+            out.append(d)
+        return out
+
+    @_locked
+    def false_alarms(self, since: float) -> list[dict[str, Any]]:
+        """False alarms per day (UTC, the day an operator marked them: the console's own clock, not an
+        edge's), edge, camera and type, marked since the Unix time ``since``: newest day first."""
+        rows = self.db.execute(
+            "SELECT date(at, 'unixepoch') AS day, source, camera_id, type, COUNT(*) AS n FROM verdicts "
+            "WHERE verdict = 'false_alarm' AND at >= ? GROUP BY day, source, camera_id, type "
+            "ORDER BY day DESC, n DESC, camera_id, type",
+            (since,),
+        )
+        return [dict(r) for r in rows]
 
     @_locked
     def incidents_today(self, since: str) -> dict[tuple[str, str], int]:

@@ -74,7 +74,8 @@ def checked(camera_id: str, body: Any) -> dict[str, Any]:
 
 def normalised(shapes: list[dict[str, Any]], key: str, width: int, height: int) -> list[dict[str, Any]]:
     """A camera's configured zones (``key`` polygon) or lines (``points``) in 0..1, for the editor
-    (pixel coordinates divided by the frame size its events report)."""
+    (pixel coordinates divided by the frame size they were drawn on: the camera's ``zones_drawn_on``,
+    else the frame size its events report)."""
     out = []
     for shape in shapes:
         pts = shape.get(key) or []

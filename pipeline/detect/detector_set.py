@@ -16,6 +16,8 @@ from .merge import Member, merge
 from .roles import LabelRoles, label_roles
 from .yolo import Prepared, YoloDetector
 
+PERSON = "person"  # the class of a person only a posture model saw, where no detector has one
+
 
 @dataclass
 class CameraChoice:
@@ -74,6 +76,22 @@ class DetectorSet(Detector):
             self.merge_members.append(Member(i, len(names), per_class))
             names += classes
         self.label_roles: LabelRoles = label_roles(m.roles for m in members)
+        # the class a person only a posture model saw is given: an object detector's person class,
+        # else one of the set's own
+        self.person_class = next(
+            (
+                mm.class_offset + c
+                for mm in self.merge_members
+                if not mm.posture
+                for c, roles in enumerate(mm.class_roles)
+                if "person" in roles
+            ),
+            None,
+        )
+        if self.person_class is None and any(mm.posture for mm in self.merge_members):
+            self.person_class = len(names)
+            names.append(PERSON)
+            self.label_roles[PERSON] = self.label_roles.get(PERSON, frozenset()) | {"person"}
         self.model_tags = tuple(m.tag for m in members)
         first = members[0].detector.info
         self.info = DetectorInfo(
@@ -169,7 +187,10 @@ class DetectorSet(Detector):
         ):  # one object detector: as it gives them
             return [parts[0][1] if parts else Detections.empty() for parts in per_frame]
         m = self.merge
-        return [merge(parts, m.iou, lone_posture_conf=m.lone_posture_conf) for parts in per_frame]
+        return [
+            merge(parts, m.iou, lone_posture_conf=m.lone_posture_conf, person_class=self.person_class)
+            for parts in per_frame
+        ]
 
     def detect(self, batch: FrameBatch) -> list[Detections]:
         return self.run(self.prepare(batch))

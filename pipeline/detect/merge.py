@@ -10,6 +10,8 @@ like the fall model) adds its verdict to the person instead of a second object: 
 A posture detection no other detector saw stays an object of its own, with its own verdict, when
 its confidence reaches ``lone_posture_conf`` (or no detector of the set sees people at all): a
 posture model alone reads heaps of clothes as fallen people, an object detector confirms people.
+Such an object is a person with a posture, not a "Normal" or a "Fall": it takes ``person_class``
+(the set's person class) where one is given.
 """
 
 from __future__ import annotations
@@ -48,7 +50,11 @@ class Member:
 
 
 def merge(
-    parts: list[tuple[Member, Detections]], merge_iou: float, *, lone_posture_conf: float = 0.0
+    parts: list[tuple[Member, Detections]],
+    merge_iou: float,
+    *,
+    lone_posture_conf: float = 0.0,
+    person_class: int | None = None,
 ) -> Detections:
     """The set's detections of one frame: class ids in the set's class list, posture and sources set.
 
@@ -76,7 +82,10 @@ def merge(
                 mine.add(len(boxes))
                 boxes.append(dets.xyxy[d])
                 down_conf = conf if verdict != NO_VERDICT else 0.0
-                rows.append([conf, member.class_offset + cls, verdict, down_conf, float(1 << member.index)])
+                set_class = member.class_offset + cls
+                if verdict != NO_VERDICT and person_class is not None:
+                    set_class = person_class  # a person with a posture, whichever class said so
+                rows.append([conf, set_class, verdict, down_conf, float(1 << member.index)])
                 kinds.append(kind)
                 continue
             best = max(free, key=lambda o: ious[o])

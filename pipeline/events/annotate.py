@@ -74,8 +74,19 @@ def _overlap(a: Rect, b: Rect) -> int:
     return max(0, min(a[2], b[2]) - max(a[0], b[0])) * max(0, min(a[3], b[3]) - max(a[1], b[1]))
 
 
-def annotate(rgb: np.ndarray, inc: Incident, zones: list[Zone], *, wall_time: float) -> np.ndarray:
-    """A copy of the (H, W, 3) RGB frame with the incident drawn on it."""
+def video_time(seconds: float) -> str:
+    """A time in a video as H:MM:SS.s."""
+    tenths = int(round(max(seconds, 0.0) * 10))
+    h, rest = divmod(tenths, 36000)
+    m, rest = divmod(rest, 600)
+    return f"{h}:{m:02d}:{rest // 10:02d}.{rest % 10}"
+
+
+def annotate(
+    rgb: np.ndarray, inc: Incident, zones: list[Zone], *, wall_time: float, media_time: float | None = None
+) -> np.ndarray:
+    """A copy of the (H, W, 3) RGB frame with the incident drawn on it. The caption tells the frame's
+    wall-clock time (a live camera) or, for a recording (``media_time``), its time in the video."""
     import cv2
 
     img = np.ascontiguousarray(rgb).copy()
@@ -84,7 +95,11 @@ def annotate(rgb: np.ndarray, inc: Incident, zones: list[Zone], *, wall_time: fl
     thick = max(2, round(min(h, w) / 360))
     colour = _rgb(SEVERITY_BGR.get(inc.severity, (0, 200, 255)))
     labels = Labels(img, scale)
-    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(wall_time))
+    when = (
+        time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(wall_time))
+        if media_time is None
+        else f"video {video_time(media_time)}"
+    )
     caption = f"{inc.type.replace('_', ' ').upper()} {inc.status} ({inc.severity}) | {inc.camera_id} | {when}"
     labels.put(caption, (30, 30, 30), [(0, h - 1)])
     zone_names = []

@@ -70,6 +70,7 @@ class Step:
     size: FrameSize
     snapshot: bytes | None
     frame_digest: str | None
+    original: bytes | None = None  # a start's frame as the camera showed it (JPEG, nothing drawn)
 
 
 @dataclass
@@ -93,7 +94,8 @@ class Clip:
     pre_roll: float  # seconds before the incident's start
     complete: bool
 
-    def evidence(self, wall_offset: float) -> dict[str, Any]:
+    def evidence(self, wall_offset: float, *, recording: bool = False) -> dict[str, Any]:
+        """The clip's reference for the event; a recording's also says where in the video it starts."""
         from .schema import rfc3339
 
         return {
@@ -105,6 +107,7 @@ class Clip:
             "duration_seconds": round(self.duration, 3),
             "pre_roll_seconds": round(self.pre_roll, 3),
             "complete": self.complete,
+            **({"media_start_seconds": round(self.start, 3)} if recording else {}),
         }
 
 

@@ -172,16 +172,30 @@ class Outbox:
         """Commit one event (its ``seq`` is assigned here); returns the sequence number."""
         return self.append_many([(event, snapshot)])[-1]
 
-    def append_many(self, items: Sequence[tuple[dict[str, Any], bytes | None]]) -> list[int]:
-        """Commit several events in one transaction (one fsync)."""
+    def append_many(
+        self,
+        items: Sequence[
+            tuple[dict[str, Any], bytes | None] | tuple[dict[str, Any], bytes | None, bytes | None]
+        ],
+    ) -> list[int]:
+        """Commit several events in one transaction (one fsync). An item may carry, third, the frame
+        as the camera showed it (a JPEG without drawing, ``evidence.frame_jpeg_sha256``): kept by its
+        digest like a snapshot, sent only when the sink asks for it."""
         now = time.time()
         seqs: list[int] = []
         with transaction(self.conn, "BEGIN IMMEDIATE"):
             row = self.conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'outbox'").fetchone()
             last = int(row[0]) if row else 0
-            for event, snapshot in items:
+            for event, snapshot, *more in items:
                 last += 1
                 event["seq"] = last
+                original = more[0] if more else None
+                if original is not None:
+                    self.conn.execute(
+                        "INSERT INTO snapshots (sha256, jpeg, created_at) VALUES (?, ?, ?) "
+                        "ON CONFLICT DO NOTHING",
+                        (event["evidence"]["frame_jpeg_sha256"], original, now),
+                    )
                 sha = None
                 if snapshot is not None:
                     sha = event["evidence"]["sha256"]
@@ -252,7 +266,9 @@ class Outbox:
             ).rowcount
             self.conn.execute(
                 "DELETE FROM snapshots WHERE created_at < ? AND sha256 NOT IN "
-                "(SELECT snapshot_sha256 FROM outbox WHERE snapshot_sha256 IS NOT NULL)",
+                "(SELECT snapshot_sha256 FROM outbox WHERE snapshot_sha256 IS NOT NULL) AND sha256 NOT IN "
+                "(SELECT json_extract(body, '$.evidence.frame_jpeg_sha256') FROM outbox "
+                "WHERE delivered_at IS NULL AND body LIKE '%frame_jpeg_sha256%')",
                 (cutoff,),
             )
         return n

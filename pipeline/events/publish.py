@@ -29,7 +29,7 @@ from typing import Any
 import torch
 from torchvision.io import encode_jpeg
 
-from ..analytics.zones import Zone
+from ..analytics.zones import camera_zones
 from ..config import CameraConfig, Config
 from ..detect.base import DetectorInfo
 from ..metrics import Metrics
@@ -57,7 +57,7 @@ class Analysed:
 
 
 # one analysed frame's incident steps, ready for the outbox: [(event, snapshot), ...] and the incidents
-_Group = tuple[list[tuple[dict[str, Any], bytes | None]], list[Incident], int]
+_Group = tuple[list[tuple[dict[str, Any], bytes | None, bytes | None]], list[Incident], int]
 
 
 def snapshot_jpeg(chw: torch.Tensor, *, quality: int, limit_bytes: int = SNAPSHOT_LIMIT_BYTES) -> bytes:
@@ -102,7 +102,8 @@ class Publisher:
         self.max_held_bytes = max_held_bytes
         self.retry_s = retry_s
         self.locations = {c.id: c.location for c in cfg.cameras}
-        self.zones = {c.id: [Zone(z) for z in c.zones] for c in cfg.cameras}
+        self.recordings = {c.id for c in cfg.cameras if not c.is_live}  # told by their time in the video
+        self.zones = {c.id: camera_zones(c) for c in cfg.cameras}
         self.queue: queue.Queue[tuple[Frame | FrameSize | Analysed, list[Incident]]] = queue.Queue(
             maxsize=queue_frames
         )
@@ -172,15 +173,15 @@ class Publisher:
             return [], [], 0
         steps = self._steps(frame, incidents)
         generation = frame.generation if isinstance(frame, Frame) else None
-        items: list[tuple[dict[str, Any], bytes | None]] = []
+        items: list[tuple[dict[str, Any], bytes | None, bytes | None]] = []
         published: list[Incident] = []
         total = 0
         for step in steps:
             if self._clip_step(step, generation):
                 continue
-            items.append((self._event(step), step.snapshot))
+            items.append((self._event(step), step.snapshot, step.original))
             published.append(step.incident)
-            total += len(step.snapshot or b"") + EVENT_OVERHEAD_BYTES
+            total += len(step.snapshot or b"") + len(step.original or b"") + EVENT_OVERHEAD_BYTES
         return items, published, total
 
     def _steps(self, frame: Frame | FrameSize, incidents: list[Incident]) -> list[Step]:
@@ -188,14 +189,26 @@ class Publisher:
             return [Step(inc, frame, None, None) for inc in incidents]
         rgb = frame.rgb().cpu().numpy()
         frame_digest = sha256_bytes(rgb.tobytes())
+        original: bytes | None = None
         size = FrameSize(frame.camera_id, frame.width, frame.height, frame.frame_index)
         steps = []
         for inc in incidents:
-            drawn = annotate(rgb, inc, self.zones.get(frame.camera_id, []), wall_time=frame.wall_time)
+            drawn = annotate(
+                rgb,
+                inc,
+                self.zones.get(frame.camera_id, []),
+                wall_time=frame.wall_time,
+                media_time=frame.pts_seconds if frame.camera_id in self.recordings else None,
+            )
             snapshot = snapshot_jpeg(
                 torch.from_numpy(drawn).permute(2, 0, 1).contiguous(), quality=self.cfg.sink.snapshot_quality
             )
-            steps.append(Step(inc, size, snapshot, frame_digest))
+            if inc.status == "start" and original is None:  # the frame as the camera showed it, once
+                original = snapshot_jpeg(
+                    torch.from_numpy(rgb).permute(2, 0, 1).contiguous(),
+                    quality=self.cfg.sink.snapshot_quality,
+                )
+            steps.append(Step(inc, size, snapshot, frame_digest, original if inc.status == "start" else None))
         return steps
 
     def _clip_step(self, step: Step, generation: int | None) -> bool:
@@ -223,7 +236,7 @@ class Publisher:
         if not ready:
             return
         self.waiting = self.clips.cameras
-        items: list[tuple[dict[str, Any], bytes | None]] = []
+        items: list[tuple[dict[str, Any], bytes | None, bytes | None]] = []
         published: list[Incident] = []
         for pending, clip in ready:
             self.metrics.clips.labels(result="written" if clip else "failed").inc()
@@ -240,15 +253,16 @@ class Publisher:
                     latest.snapshot,
                     latest.frame_digest,
                 )
-            items.append((self._event(step, clip), step.snapshot))
+            items.append((self._event(step, clip), step.snapshot, step.original))
             published.append(step.incident)
         if items:
-            size = sum(len(snap or b"") + EVENT_OVERHEAD_BYTES for _, snap in items)
+            size = sum(len(snap or b"") + len(orig or b"") + EVENT_OVERHEAD_BYTES for _, snap, orig in items)
             self._hold((items, published, size))
 
     def _event(self, step: Step, clip: Clip | None = None) -> dict[str, Any]:
         inc, size, snapshot = step.incident, step.size, step.snapshot
         inc.frame_index = size.index
+        recording = size.camera_id in self.recordings
         return build_event(
             inc,
             source=self.cfg.edge_id,
@@ -261,13 +275,21 @@ class Publisher:
             snapshot_sha256=None if snapshot is None else sha256_bytes(snapshot),
             snapshot_bytes=0 if snapshot is None else len(snapshot),
             frame_sha256=step.frame_digest,
-            clip=None if clip is None or snapshot is None else clip.evidence(inc.wall_offset),
+            frame_jpeg_sha256=None if step.original is None else sha256_bytes(step.original),
+            clip=None
+            if clip is None or snapshot is None
+            else clip.evidence(inc.wall_offset, recording=recording),
+            recording=recording,
         )
 
     def set_camera(self, cam: CameraConfig) -> None:
         """A camera added or changed while running: its location and zones for the events."""
         self.locations[cam.id] = cam.location
-        self.zones[cam.id] = [Zone(z) for z in cam.zones]
+        if cam.is_live:
+            self.recordings.discard(cam.id)
+        else:
+            self.recordings.add(cam.id)
+        self.zones[cam.id] = camera_zones(cam)
 
     def _hold(self, group: _Group) -> None:
         self.held.append(group)

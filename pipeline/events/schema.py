@@ -17,8 +17,10 @@ if TYPE_CHECKING:  # the sink needs no torch
     from ..types import Incident
 
 SCHEMA_MAJOR = 1
-# 1.1: models, objects[].models and .down, evidence.frame_sha256; 1.2: evidence.clip
-SCHEMA_VERSION = f"iccc.incident/{SCHEMA_MAJOR}.2"
+# 1.1: models, objects[].models and .down, evidence.frame_sha256; 1.2: evidence.clip;
+# 1.3: frame.media_time_seconds and evidence.clip.media_start_seconds (recordings), and
+# evidence.frame_jpeg_sha256 (a start's frame with nothing drawn, sent when the sink asks)
+SCHEMA_VERSION = f"iccc.incident/{SCHEMA_MAJOR}.3"
 MAX_OBJECTS = 64  # the most confident objects of an incident; object_count says how many there were
 
 
@@ -91,7 +93,9 @@ def build_event(
     snapshot_sha256: str | None,
     snapshot_bytes: int = 0,
     frame_sha256: str | None = None,
+    frame_jpeg_sha256: str | None = None,
     clip: dict[str, Any] | None = None,
+    recording: bool = False,
 ) -> dict[str, Any]:
     """The event for one incident step, without ``seq`` (the outbox assigns it when it commits).
 
@@ -99,6 +103,8 @@ def build_event(
     lists every detector whose detections made one of the objects (``name@version`` on the objects);
     ``model`` is the first of them (``model_name`` / ``model_version`` where no object says).
     ``clip``: the evidence clip's reference (``events/clips.py``), where the step carries one.
+    ``recording``: the camera plays a recording, whose frames are told by their time in the video
+    (``frame.media_time_seconds``): its wall-clock times are only the run's.
     """
     tags = list(dict.fromkeys(tag for o in inc.objects for tag in o.models))
     models = [dict(zip(("name", "version"), tag.rsplit("@", 1), strict=True)) for tag in tags if "@" in tag]
@@ -129,7 +135,12 @@ def build_event(
             for o in sorted(inc.objects, key=lambda o: -o.confidence)[:MAX_OBJECTS]
         ],
         "object_count": len(inc.objects),
-        "frame": {"width": frame_w, "height": frame_h, "index": inc.frame_index},
+        "frame": {
+            "width": frame_w,
+            "height": frame_h,
+            "index": inc.frame_index,
+            **({"media_time_seconds": round(inc.emitted_at, 3)} if recording else {}),
+        },
         "model": models[0] if models else {"name": model_name, "version": model_version},
         "models": models or [{"name": model_name, "version": model_version}],
         "evidence": None
@@ -140,6 +151,7 @@ def build_event(
             "content_type": "image/jpeg",
             "bytes": snapshot_bytes,
             **({"frame_sha256": frame_sha256} if frame_sha256 else {}),
+            **({"frame_jpeg_sha256": frame_jpeg_sha256} if frame_jpeg_sha256 else {}),
             **({"clip": clip} if clip else {}),
         },
         "details": dict(inc.details),

@@ -468,6 +468,10 @@ class Sink:
             elif sha is not None:
                 wanted.append((sha, e["source"], now, sha))
                 self._want_snapshots = True
+            original = (e.get("evidence") or {}).get("frame_jpeg_sha256")
+            if original is not None:  # a start's undrawn frame: always by reference (verdicts, evidence)
+                wanted.append((original, e["source"], now, original))
+                self._want_snapshots = True
             rows.append(
                 (
                     e["source"],
@@ -555,7 +559,11 @@ class Sink:
             log.warning("an edge answered a snapshot request that was never made (%r)", sha[:80])
             self.metrics.rejected.labels(reason="not a snapshot asked for").inc()
             return
-        self._fetching.pop(sha, None)  # with its row deleted below: not asked for again
+        asked = self._fetching.pop(sha, None)  # with its row deleted below: not asked for again
+        if asked is None:  # not asked for (or long ago, and asked again later): not stored
+            log.warning("an edge sent snapshot %s, which was not asked for: not stored", sha[:16])
+            self.metrics.rejected.labels(reason="not a snapshot asked for").inc()
+            return
         if frames[0] == b"SNAP" and len(frames) == 3 and hashlib.sha256(frames[2]).hexdigest() == sha:
             db.execute(_INSERT_SNAPSHOT, (sha, frames[2]))
             self.metrics.snapshots_fetched.inc()

@@ -122,6 +122,20 @@ def add_parsers(sub: Any) -> None:
     i.add_argument("dataset", type=Path)
     i.add_argument("export", type=Path, help="the export: a directory or a .zip")
     i.set_defaults(func=cmd_import)
+    n = ds.add_parser(
+        "negatives",
+        help="add the frames of the false alarms operators marked in the console, as hard negatives",
+    )
+    n.add_argument("dataset", type=Path)
+    n.add_argument("--db", required=True, help="the sink's store (it keeps the frames): SQLite file or URL")
+    n.add_argument("--console-db", metavar="FILE", help="the console's store, if not beside --db")
+    n.add_argument(
+        "--reason",
+        default="detection",
+        help="which false alarms: detection (the model saw something not there; the default), "
+        "behaviour (the objects were right), or any",
+    )
+    n.set_defaults(func=cmd_negatives)
     h = ds.add_parser("hash", help="a dataset's content hash (class names, images, labels)")
     h.add_argument("dataset", type=Path)
     h.set_defaults(func=cmd_hash)
@@ -382,6 +396,37 @@ def cmd_extract(args: argparse.Namespace) -> int:
         f"{args.teacher if teacher else 'nobody (empty)'}; hash {dataset_hash(args.out)[:12]}. Correct the "
         "labels (CVAT, Label Studio: YOLO format), then `safecity dataset import`"
     )
+    return 0
+
+
+def cmd_negatives(args: argparse.Namespace) -> int:
+    from ..console.store import ConsoleStore, console_path
+    from ..events.store import local_file, open_reader, store_target
+    from .dataset import dataset_hash, load_info
+    from .negatives import add_negatives, check_reason, describe
+
+    reason = check_reason(args.reason)
+    load_info(args.dataset)  # a dataset, before anything is opened
+    target = store_target(args.db)
+    path = local_file(target, args.console_db, console_path, "--console-db FILE (the console's own store)")
+    if not Path(path).is_file():
+        raise ConfigError(f"--console-db {path}: no console store there")
+    store = ConsoleStore(Path(path))
+    db = open_reader(target)
+    if db is None:
+        store.close()
+        raise ConfigError(f"--db {args.db}: no sink store there")
+    try:
+
+        def frame(sha: str) -> bytes | None:
+            row = db.execute("SELECT jpeg FROM snapshots WHERE sha256 = ?", (sha,)).fetchone()
+            return None if row is None else bytes(row[0])
+
+        result = add_negatives(args.dataset, store.verdicts(verdict="false_alarm"), frame, reason=reason)
+    finally:
+        db.close()
+        store.close()
+    print(describe(result, args.dataset) + f"; hash {dataset_hash(args.dataset)[:12]}")
     return 0
 
 

@@ -59,6 +59,7 @@ class DatasetInfo:
     sources: list[dict[str, Any]] = field(default_factory=list)  # file, stem, samples, val
     counts: dict[str, int] = field(default_factory=dict)  # split -> images
     labelled_by: str = "teacher"  # "teacher", "empty", or the export last imported
+    negatives: list[dict[str, Any]] = field(default_factory=list)  # false alarms added (``negatives.py``)
 
 
 class Teacher:

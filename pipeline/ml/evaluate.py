@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..accuracy.annotations import Annotation
+from ..accuracy.annotations import Annotation, footage_name
 from ..accuracy.runs import Run, predict, score_runs
 from ..accuracy.score import DEFAULT_IOU, Interval, TypeScore, temporal_iou
 from ..config import Config, ModelConfig
@@ -115,7 +115,7 @@ def verdict(a: dict[str, TypeScore], b: dict[str, TypeScore]) -> str:
 
 def _describe(i: Interval) -> str:
     where = f" in {i.zone}" if i.zone else ""
-    return f"{i.type}{where} {i.start:.1f}-{i.end:.1f} s of {Path(i.footage).name}"
+    return f"{i.type}{where} {i.start:.1f}-{i.end:.1f} s of {footage_name(i.footage)}"
 
 
 def differences(

@@ -13,6 +13,7 @@ import logging
 
 from ...config import Config, RulesConfig
 from ...errors import ConfigError
+from ..filters import check_filter_keys
 from ..zones import Zone
 from .accident import AccidentRule
 from .assault import AssaultRule
@@ -73,7 +74,11 @@ def build_rules(rules: RulesConfig, *, camera_id: str, zones: list[Zone]) -> lis
 
 
 def check_loaded_roles(
-    cfg: Config, model_roles: dict[str, dict[str, list[str]]], *, warn: bool = True
+    cfg: Config,
+    model_roles: dict[str, dict[str, list[str]]],
+    *,
+    warn: bool = True,
+    class_names: tuple[str, ...] = (),
 ) -> None:
     """At load, with the models' role maps (model id -> role -> classes): a role a config gives a
     model that no rule reads is a typo (``vehicel``); the rules' roles against what the models
@@ -90,6 +95,8 @@ def check_loaded_roles(
                     + f"; the rules read: {', '.join(sorted(read))}"
                 )
     provided = {key: {r for r, classes in roles.items() if classes} for key, roles in model_roles.items()}
+    classes = set(class_names) | {c for roles in model_roles.values() for cs in roles.values() for c in cs}
+    check_filter_keys(cfg, read | set().union(*provided.values(), set()), classes)
     for key, roles in provided.items():
         if warn and not roles:
             log.warning("model %s: none of its classes has a role: no rule reads its detections", key)

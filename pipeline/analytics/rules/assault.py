@@ -65,7 +65,7 @@ class AssaultRule(Rule[AssaultConfig]):
         for p in people:
             others = [o for o in upright if dist(o.point, p.point) <= cfg.distance_heights * 1.5 * o.height]
             if p.down_since is None or not others:  # upright, never seen going down, or alone
-                self.down_near.reset(CAMERA, p.track_id)
+                self.down_near.reset(CAMERA, p)
                 continue
             since = self.down_near.hold(CAMERA, p, t)
             if t - since >= cfg.down_seconds:
