@@ -14,6 +14,7 @@ import pytest
 import zmq
 import zmq.auth
 
+from pipeline.errors import ConfigError
 from pipeline.events.outbox import Outbox
 from pipeline.events.security import load_allowlist, load_keypair
 from pipeline.events.sink import Sink
@@ -168,3 +169,35 @@ def test_a_key_cannot_claim_another_edges_snapshot_requests(tmp_path: Path, keys
     assert sink._peers == {}
     sink._on_hello("edge-1", b"edge-1-conn", edge_key)
     assert sink._peers == {"edge-1": b"edge-1-conn"}
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "edges:\n  - {source: e1, public_key: KEY, cameras: gate-3}\n",
+            "edges.0.cameras.*a list of camera ids",
+        ),
+        ("edges:\n  - {source: e1, public_key: KEY, cameras: [gate-3], camras: [x]}\n", "edges.0.camras"),
+        ("edges:\n  - {source: 'e 1', public_key: KEY}\n", "edges.0.source"),
+        ("edges: []\n", "edges: List should have at least 1 item"),
+        (
+            "edges:\n  - {source: e1, public_key: KEY}\n  - {source: e1, public_key: KEY2}\n",
+            "listed twice|the same public key",
+        ),
+        ("[1, 2]\n", "<top>|expected edges"),
+    ],
+)
+def test_the_allowlist_is_read_strictly(tmp_path: Path, text: str, message: str) -> None:
+    """A string where a list of cameras belongs was read as its characters (camera 'g' allowed,
+    'gate-3' refused): now every wrong shape is a one-line error naming the field."""
+    from pipeline.events.security import generate_keys
+
+    generate_keys(tmp_path, "e1")
+    generate_keys(tmp_path, "e2")
+    (tmp_path / "allow.yaml").write_text(text.replace("KEY2", "e2.key").replace("KEY", "e1.key"))
+    with pytest.raises(ConfigError, match=message):
+        load_allowlist(tmp_path / "allow.yaml")
+    (tmp_path / "ok.yaml").write_text("edges:\n  - {source: e1, public_key: e1.key, cameras: [gate-3]}\n")
+    (grant,) = load_allowlist(tmp_path / "ok.yaml").values()
+    assert grant.cameras == frozenset({"gate-3"})

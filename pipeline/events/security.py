@@ -6,13 +6,15 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import yaml
 import zmq
 import zmq.auth
+from pydantic import Field, ValidationError
 from zmq.auth.thread import ThreadAuthenticator
 
+from ..config import Strict
 from ..errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -57,25 +59,59 @@ def load_public_key(value: str) -> bytes:
     return public
 
 
+class AllowedEdge(Strict):
+    """One edge the sink admits: its source id, its Curve public key (Z85, or a ``.key`` file beside
+    the allowlist) and the cameras it may report (``'*'``: any)."""
+
+    source: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")]
+    public_key: Annotated[str, Field(min_length=1, max_length=4096)]
+    cameras: (
+        Literal["*"]
+        | Annotated[
+            list[Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")]],
+            Field(min_length=1),
+        ]
+    ) = "*"
+
+
+class Allowlist(Strict):
+    edges: Annotated[list[AllowedEdge], Field(min_length=1)]
+
+
 def load_allowlist(path: Path) -> dict[str, EdgeGrant]:
-    """The sink's allowlist: ``edges: [{source, public_key (Z85 or .key file), cameras: [...] or '*'}]``."""
+    """The sink's allowlist: ``edges: [{source, public_key (Z85 or .key file), cameras: [...] or '*'}]``,
+    read strictly: a wrong shape (``cameras: gate-3``, a string where a list belongs) is a one-line
+    error naming the field, never read some other way."""
     try:
         data = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as err:
-        raise ConfigError(f"{path}: cannot read the allowlist: {err}") from None
-    edges = data.get("edges") if isinstance(data, dict) else None
-    if not isinstance(edges, list) or not edges:
-        raise ConfigError(f"{path}: expected 'edges:' with a list of {{source, public_key, cameras}}")
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(
+            f"{path}: cannot read the allowlist: {getattr(err, 'strerror', None) or err}"
+        ) from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: the allowlist is not valid YAML: {str(err).splitlines()[0]}") from None
+    try:
+        allow = Allowlist.model_validate(data)
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "<top>"
+        hint = " (a list of camera ids, or '*' for any)" if "cameras" in where else ""
+        raise ConfigError(
+            f"{path}: {where}: {first['msg']}{hint}; expected edges: [{{source, public_key, cameras}}]"
+        ) from None
     grants: dict[str, EdgeGrant] = {}
-    for i, e in enumerate(edges):
-        if not isinstance(e, dict) or "source" not in e or "public_key" not in e:
-            raise ConfigError(f"{path}: edges.{i}: needs source and public_key")
-        key_value = str(e["public_key"])
+    sources: set[str] = set()
+    for i, e in enumerate(allow.edges):
+        key_value = e.public_key
         if not Path(key_value).is_absolute() and (path.parent / key_value).exists():
             key_value = str(path.parent / key_value)
         key = load_public_key(key_value).decode()
-        cams = e.get("cameras", "*")
-        grants[key] = EdgeGrant(str(e["source"]), key, None if cams == "*" else frozenset(map(str, cams)))
+        if key in grants:
+            raise ConfigError(f"{path}: edges.{i}: the same public key as edge {grants[key].source!r}")
+        if e.source in sources:
+            raise ConfigError(f"{path}: edges.{i}: source {e.source!r} is listed twice")
+        sources.add(e.source)
+        grants[key] = EdgeGrant(e.source, key, None if e.cameras == "*" else frozenset(e.cameras))
     return grants
 
 
