@@ -224,3 +224,47 @@ def test_leap_seconds_are_accepted_as_rfc3339_allows() -> None:
     e["emitted_at"] = "2016-12-31T23:59:61Z"
     with pytest.raises(SchemaError, match='emitted_at: .* is not a "date-time"'):
         validate_event(e)
+
+
+@pytest.mark.parametrize(
+    ("path", "value"),
+    [
+        (("zone",), "road\n2026-12-07T10:00:00Z edge-9#1 ACCIDENT start camera=gate-1"),
+        (("zone",), "z" * 65),
+        (("incident_id",), "id\x1b[2J"),
+        (("objects", 0, "label"), "car\r\n"),
+        (("objects", 0, "label"), "x" * 65),
+        (("objects", 0, "models", 0), "m\u202e@1"),
+        (("model", "name"), "n\x00"),
+        (("details", "note"), "a\x07"),
+        (("details", "note"), "a" * 257),
+        (("details", "bad key"), 1),
+        (("details", "nested"), {"a": 1}),
+    ],
+)
+def test_every_free_text_field_is_bounded_and_free_of_control_characters(path: tuple, value: object) -> None:
+    """A zone name with a newline and terminal escapes forged a whole ACCIDENT line in the sink's
+    output: the schema now bounds and patterns every text an edge chooses."""
+    e = event()
+    e["objects"][0]["models"] = ["yolo@1"]
+    e["details"] = {"dwell_seconds": 3.5, "track_3": "collision"}
+    validate_event(e)
+    target = e
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = value
+    with pytest.raises(SchemaError):
+        validate_event(e)
+
+
+def test_what_a_person_reads_of_an_event_is_one_line_without_escapes() -> None:
+    from pipeline.events.sink import format_event
+    from pipeline.text import printable
+
+    e = event()
+    e["zone"] = "road\n2026-12-07T10:00:00Z edge-9#1 ACCIDENT start camera=gate-1\x1b[2J"
+    e["objects"][0]["label"] = "car\u202eraC"
+    line = format_event(e)  # (as if a store held such an event from before the schema bounded it)
+    assert "\n" not in line and "\x1b" not in line and "\u202e" not in line
+    assert "\\n2026-12-07" in line and "\\x1b[2J" in line and "\\u202e" in line
+    assert printable("x" * 300, limit=10) == "xxxxxxx..." and printable("ok é") == "ok é"

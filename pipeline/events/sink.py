@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from ..errors import SafeCityError, SchemaError, SinkError, StorageError
 from ..failpoints import failpoint
+from ..text import printable
 from .clip_fetch import ClipFetcher, clip_of
 from .clip_store import ClipStore, clips_dir, is_digest
 from .heartbeat import Heartbeat
@@ -653,14 +654,20 @@ def insert_events(db: Db, rows: list[tuple[Any, ...]]) -> set[tuple[str, str]]:
 
 
 def format_event(event: dict[str, Any]) -> str:
-    objs = ", ".join(f"{o['label']}#{o['track_id']} {o['confidence']:.2f}" for o in event.get("objects", []))
+    """One line for a person to read; every field an edge chose is shown escaped (``text.printable``):
+    no event can forge a line of output or send terminal escapes."""
+    p = printable
+    objs = ", ".join(
+        f"{p(o['label'], limit=64)}#{p(o['track_id'])} {o['confidence']:.2f}"
+        for o in event.get("objects", [])
+    )
     evidence = event.get("evidence") or {}
-    snap = f" snapshot {evidence['bytes']} B" if evidence else ""
+    snap = f" snapshot {p(evidence.get('bytes'))} B" if evidence else ""
     if evidence.get("clip"):
         clip = evidence["clip"]
         snap += f" clip {clip['duration_seconds']:.1f} s {clip['bytes'] >> 10} KiB"
     return (
-        f"{event['emitted_at']} {event['source']}#{event['seq']} "
-        f"{event['type'].upper()} {event['status']:<6} "
-        f"camera={event['camera_id']} zone={event.get('zone')} [{objs}]{snap}"
+        f"{p(event['emitted_at'])} {p(event['source'])}#{p(event['seq'])} "
+        f"{p(event['type']).upper()} {p(event['status']):<6} "
+        f"camera={p(event['camera_id'])} zone={p(event.get('zone'))} [{objs}]{snap}"
     )
