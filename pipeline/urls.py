@@ -46,11 +46,23 @@ def is_live_source(source: str) -> bool:
     return scheme(source) in LIVE_SCHEMES
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
 def check_source(source: str) -> str:
-    """The source as given, or ValueError saying what is wrong with it (unknown scheme, no host)."""
+    """The source as given, or ValueError saying what is wrong with it (unknown scheme, no host, a
+    control character anywhere, white space in a URL)."""
+    bad = _CONTROL.search(source)
+    if bad:
+        raise ValueError(
+            f"{redact(source)!r} holds a control character ({bad.group().encode('unicode_escape').decode()}) "
+            f"at {bad.start()}"
+        )
     s = scheme(source)
     if s is None:
         return source
+    if any(c.isspace() for c in source):
+        raise ValueError(f"{redact(source)!r}: a URL holds no white space (write a space as %20)")
     if s not in LIVE_SCHEMES and s not in RECORDED_SCHEMES:
         known = ", ".join(sorted(LIVE_SCHEMES | RECORDED_SCHEMES))
         raise ValueError(

@@ -209,9 +209,23 @@ GOOD_ROW = "c1,pune,pune-1,bank,18.52,73.85,rtsp://{camera_id}.cams/1,h264,1920,
             "c1,pune,pune-1,bank,18.5,73.8,rtsp://x,h264,1920,1080,25,5",
             "row 3: camera_id 'c1' is also on row 2",
         ),
+        # a URL the edge would refuse: the plan says so (it used to write a config the edge refused)
+        (
+            "c1,pune,pune-1,bank,18.5,73.8,rtsp://cam\x7f/1,h264,1920,1080,25,5",
+            "row 3: camera c1: url: .*control",
+        ),
+        (
+            "c1,pune,pune-1,bank,18.5,73.8,gopher://cam/1,h264,1920,1080,25,5",
+            "row 3: camera c1: url: unknown URL",
+        ),
+        (
+            "c1,pune,pune-1,bank,18.5,73.8,rtsp://c am/1,h264,1920,1080,25,5",
+            "row 3: camera c1: url: .*white space",
+        ),
     ],
 )
 def test_a_bad_inventory_row_is_named_with_its_field(tmp_path: Path, row: str, message: str) -> None:
+    row = row.replace("\\x7f", "\x7f")
     path = tmp_path / "inv.csv"
     path.write_text(HEADER + GOOD_ROW.replace("c1,", "c0,") + row + "\n" if "also on" not in message
                     else HEADER + GOOD_ROW + row + "\n")  # fmt: skip
@@ -387,3 +401,33 @@ def test_a_template_is_checked_as_an_edge_reads_it(tmp_path: Path) -> None:
             load_template(tpl)
     tpl.write_text("sink: {endpoint: [tcp://a:1, tcp://b:1], insecure: 'no'}\n")
     assert load_template(tpl)["sink"]["insecure"] is False  # as the edge reads it: keys are written
+
+
+def test_a_config_the_edge_would_refuse_is_never_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whatever slips past the inventory's checks, every planned config is read back by the edge's
+    own loader first: one it would refuse stops the plan, naming its server, and nothing is written."""
+    from pipeline.fleet import configs
+    from pipeline.fleet.inventory import load_servers
+    from pipeline.fleet.plan import plan
+
+    (tmp_path / "inv.csv").write_text(HEADER + GOOD_ROW)
+    (tmp_path / "servers.yaml").write_text(
+        "servers:\n  - {server_id: pune-1-gpu0, site: pune-1, capacity: 4}\n"
+    )
+    inv, servers = load_inventory(tmp_path / "inv.csv"), load_servers(tmp_path / "servers.yaml")
+    p = plan(inv, servers)
+    template = {"device": "cpu", "model": {"backend": "scripted", "scripted_detections": "x.jsonl"}}
+    configs.write_configs(tmp_path / "ok", inv, servers, p, template)
+    assert load_config(tmp_path / "ok" / "pune-1-gpu0.yaml").cameras[0].id == "c1"
+    lines = configs._camera_lines
+    monkeypatch.setattr(
+        configs, "_camera_lines", lambda i, c: [x.replace("rtsp://", "gopher://") for x in lines(i, c)]
+    )
+    with pytest.raises(
+        ConfigError,
+        match="server pune-1-gpu0: its edge would refuse the planned config: pune-1-gpu0.yaml: .*gopher",
+    ):
+        configs.write_configs(tmp_path / "bad", inv, servers, p, template)
+    assert not (tmp_path / "bad").exists()

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from ..config import parse_config, read_yaml
+from ..config import load_config, parse_config, read_yaml
 from ..errors import ConfigError
 from .inventory import Inventory, Servers
 from .ordinals import FILE as ORDINALS
@@ -82,7 +82,24 @@ def _configs(members: list[int], inv: Inventory, servers: Servers, p: Plan, sett
         texts.append(
             _config(sid, servers.site[j], p.load[j], servers.capacity[j], text, _camera_lines(inv, cams))
         )
+    _read_back({servers.server_id[j]: t for j, t in zip(members, texts, strict=True)})
     return texts
+
+
+def _read_back(texts: dict[str, str]) -> None:
+    """Every config as its edge will read it (``load_config``, from a file): one it would refuse is a
+    ConfigError naming its server, and nothing of the plan is written."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="safecity-plan-") as tmp:
+        for sid, text in texts.items():
+            path = Path(tmp) / f"{sid}.yaml"
+            path.write_text(text, encoding="utf-8")
+            try:
+                load_config(path)
+            except ConfigError as err:
+                why = str(err).replace(str(path), f"{sid}.yaml")
+                raise ConfigError(f"server {sid}: its edge would refuse the planned config: {why}") from None
 
 
 def _replace(out: Path, files: dict[str, str], stale: str) -> None:

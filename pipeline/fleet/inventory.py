@@ -24,6 +24,7 @@ import numpy as np
 
 from ..config import read_yaml
 from ..errors import ConfigError
+from ..urls import check_source
 
 ID_RE = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
 OWNERS = ("public", "petrol_pump", "bank", "shop", "residential")
@@ -189,7 +190,14 @@ def load_inventory(path: Path) -> Inventory:
         k: np.asarray(cols[k], dtype=np.float64) for k in ("lat", "lon", "fps", "analytics_fps", "weight")
     }
     arrays |= {k: np.asarray(cols[k], dtype=np.int32) for k in ("width", "height")}
-    return Inventory(**{k: arrays.get(k, cols[k]) for k in cols})  # type: ignore[arg-type]
+    inv = Inventory(**{k: arrays.get(k, cols[k]) for k in cols})  # type: ignore[arg-type]
+    first = 2 if path.suffix.lower() == ".csv" else 1
+    for i in range(len(inv)):  # each camera's source as the edge will check it, row by row
+        try:
+            check_source(inv.source(i))
+        except ValueError as err:
+            raise ConfigError(f"{path}: row {i + first}: camera {inv.camera_id[i]}: url: {err}") from None
+    return inv
 
 
 def load_servers(path: Path) -> Servers:
