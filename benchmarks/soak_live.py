@@ -180,6 +180,8 @@ def run_soak(
                     "drain_seconds": 30,
                 },
                 "status_interval_seconds": 5,
+                # the recordings the soak adds as cameras through the control interface
+                "sources": {"roots": sorted({str(Path(c).parent) for c in clips})},
             }
         )
     )

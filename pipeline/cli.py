@@ -112,10 +112,21 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         token = Path(args.control_token_file) if args.control_token_file else None
         base = Path(args.config).resolve().parent
-        control = ControlServer(runner, args.control, token_file=token, reload_config=config, base_dir=base)
+        control = ControlServer(
+            runner,
+            args.control,
+            token_file=token,
+            reload_config=config,
+            base_dir=base,
+            hosts=args.control_host,
+        )
         runner.serving = True
         control.start()
-        print(f"control interface on {control.url}", file=sys.stderr, flush=True)
+        print(
+            f"control interface on {control.url} (its token: {control.token_path})",
+            file=sys.stderr,
+            flush=True,
+        )
     settle_heap()
     _install_stop_signals(runner.stop_event, runner.reload_requested)
     try:
@@ -399,9 +410,10 @@ def save_start_snapshots(db_path: Path, out: Path) -> list[Path]:
 
 def control_target(args: argparse.Namespace) -> tuple[str | None, str]:
     """The token (``--token-file``) and base URL (``--control``) of a running edge's control interface."""
-    from .control import read_token
+    from .control import default_token_path, read_token
 
-    token = read_token(Path(args.token_file)) if args.token_file else None
+    path = Path(args.token_file) if args.token_file else default_token_path()
+    token = read_token(path, "--token-file")
     base = args.control.rstrip("/")
     return token, base if base.startswith(("http://", "https://")) else f"http://{base}"
 
@@ -537,7 +549,16 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument(
         "--control-token-file",
         metavar="FILE",
-        help="a secret every control request must carry (Authorization: Bearer); needed beyond loopback",
+        help="the secret every control request must carry (Authorization: Bearer); made at the first "
+        "start, mode 600 (default: control.token in the data folder, where `safecity cameras` looks)",
+    )
+    r.add_argument(
+        "--control-host",
+        metavar="NAME",
+        action="append",
+        default=[],
+        help="a name clients reach the control interface by (its Host header; repeatable), e.g. a "
+        "Kubernetes Service's; other names are refused (DNS rebinding)",
     )
     r.add_argument("--quiet", action="store_true", help="no per-second status line")
     r.set_defaults(func=cmd_run)
@@ -596,7 +617,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("cameras", help="a running edge's cameras, through its control interface")
     c.add_argument("--control", default="127.0.0.1:8089", help="the edge's --control address")
-    c.add_argument("--token-file", help="the edge's --control-token-file")
+    c.add_argument(
+        "--token-file", help="the edge's --control-token-file (default: control.token in the data folder)"
+    )
     cs = c.add_subparsers(dest="action", required=True)
     cs.add_parser("health", help="liveness and readiness")
     cs.add_parser("list", help="each camera: state, counts, source")

@@ -666,6 +666,21 @@ class ClipsConfig(Strict):
         return self.pre_roll_seconds + self.post_roll_seconds + 15.0
 
 
+class SourcesConfig(Strict):
+    """What camera sources a control client (``--control``) may give: cameras added or changed
+    through it, never those of the config file itself (the operator's)."""
+
+    roots: list[Path] = Field(
+        default_factory=list,
+        description="folders whose files (recordings) a control client may name as a source; default: none",
+    )
+    schemes: list[Annotated[str, Field(pattern=r"^[a-z][a-z0-9+.\-]{0,15}$")]] = Field(
+        default_factory=lambda: ["rtsp", "rtsps", "rtmp", "rtmps", "srt"],
+        description="URL schemes a control client may give (camera streams; http, ftp, file and the "
+        "listening udp/tcp/rtp are left out unless named here)",
+    )
+
+
 class Config(Strict):
     edge_id: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")] = "edge-1"
     device: Annotated[str, Field(pattern=r"^(auto|cpu|cuda(:\d+)?)$")] = "auto"
@@ -690,6 +705,7 @@ class Config(Strict):
     sink: SinkConfig = SinkConfig()
     clips: ClipsConfig = ClipsConfig()
     swap: SwapConfig = SwapConfig()
+    sources: SourcesConfig = SourcesConfig()
     metrics_port: Annotated[int, Field(ge=0, le=65535)] | None = None
     duration_seconds: Annotated[float, Field(gt=0)] | None = None
     status_interval_seconds: Annotated[float, Field(gt=0, le=3600)] = 1.0
@@ -835,6 +851,7 @@ def load_config(path: str | Path) -> Config:
     for cam in cfg.cameras:
         if "://" not in cam.source and not Path(cam.source).is_absolute():
             cam.source = str(base / cam.source)
+    cfg.sources.roots = [r if r.is_absolute() else base / r for r in cfg.sources.roots]
     for m in cfg.models:
         if m.path is not None and not m.path.is_absolute():
             m.path = base / m.path

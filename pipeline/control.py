@@ -10,39 +10,52 @@
                              (MJPEG, at most 5 frames/s; ``?frames=N`` ends after N frames)
     GET    /cameras/{id}/preview.jpg     one such frame
     GET    /models           each detector: the version it runs, and a swap on probation
-    POST   /models/{id}      swap detector {id} for another version live: {"name": "fall-yolov8@2"} (or
-                             "path"), checked first (classes, export, warm-up, latency; 409 refused)
+    POST   /models/{id}      swap detector {id} for a registered version live: {"name": "fall-yolov8@2"},
+                             checked first (its files' digests, classes, export, warm-up, latency; 409)
     POST   /models/{id}/rollback   take back the swap on probation
-    POST   /models/{id}/shadow     run another model beside detector {id} on a share of the batches,
-                             recorded, never sent: {"name": "fall-yolov8@2", "share": 0.25}
+    POST   /models/{id}/shadow     run a registered version beside detector {id} on a share of the
+                             batches, recorded, never sent: {"name": "fall-yolov8@2", "share": 0.25}
     DELETE /models/{id}/shadow     stop it (``safecity models shadow-report`` reads what it recorded)
+    GET    /openapi.json     this API, described for integrators (OpenAPI 3)
+
+Every request needs ``Authorization: Bearer TOKEN``: the token is made at the first start (a file of
+mode 600; ``--control-token-file`` says where, else ``control.token`` in the data folder) and the
+CLI client (``safecity cameras``) reads it there. Requests with another ``Host`` than the interface's
+own (DNS rebinding), with an ``Origin`` (a web page), with a body that is not JSON or is over 1 MiB
+are refused before anything is read (``web.Guard``). A model is never loaded from a path a client
+gives: swaps and shadows name a version of the local registry, whose files must match the digests
+it recorded. A camera a client adds or changes may read files only under the config's
+``sources.roots`` and URLs only of ``sources.schemes``; anything else is "refused", whatever it is.
 
 A change is checked as the config loader checks a file and refused whole with its one-line error
-(400); it is applied between batches, and cameras it does not name never pause. Bound to loopback
-it needs nothing; bound elsewhere every request needs ``Authorization: Bearer TOKEN`` (the token
-file's content). Changes made here are not written back to the config file: a reload returns to it.
+(400); it is applied between batches, and cameras it does not name never pause. Changes made here
+are not written back to the config file: a reload returns to it. Served by FastAPI on uvicorn.
 """
 
 from __future__ import annotations
 
 import hmac
-import ipaddress
 import json
 import logging
-import re
-import socket
-import threading
+import os
+import secrets
 import time
-import urllib.parse
-from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
+
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi import Path as PathParam
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .config import Config
 from .detect.swap import SwapRefused
 from .errors import ConfigError
 from .live import camera_dicts, with_cameras
+from .web import BodyTooLarge, Guard, Served, loopback_hosts
 
 if TYPE_CHECKING:
     from .config import ModelConfig
@@ -50,22 +63,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 MAX_BODY = 1 << 20
-PREVIEW_PATH = re.compile(r"/cameras/(?P<id>[A-Za-z0-9_.\-]{1,64})/preview\.(?P<kind>mjpeg|jpg)")
-MODEL_PATH = re.compile(r"/models/(?P<id>[A-Za-z0-9_.\-]{1,64})(?:/(?P<action>rollback|shadow))?")
 PREVIEW_WAIT_S = 10.0  # a watched camera with no frame drawn for this long ends its stream
-PREVIEW_SEND_TIMEOUT_S = 10.0  # a viewer that takes no frame for this long is let go
 BOUNDARY = "safecity-frame"
-
-
-def _frames_asked(path: str) -> int | None:
-    """``?frames=N`` on a preview request: how many frames to send before ending (None: no end)."""
-    query = urllib.parse.parse_qs(urllib.parse.urlsplit(path).query)
-    raw = query.get("frames", [""])[0]
-    if not raw:
-        return None
-    if not (raw.isascii() and raw.isdigit() and len(raw) <= 9) or int(raw) < 1:
-        raise ConfigError(f"frames={raw[:20]!r}: expected a number of frames, 1 to 999999999")
-    return int(raw)
+ID = r"^[A-Za-z0-9_.\-]{1,64}$"
+VERSION = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}@[1-9][0-9]{0,5}$"
+TOKEN_FILE = "control.token"
 
 
 def parse_bind(spec: str) -> tuple[str, int]:
@@ -78,6 +80,8 @@ def parse_bind(spec: str) -> tuple[str, int]:
 
 
 def is_loopback(host: str) -> bool:
+    import ipaddress
+
     if host == "localhost":
         return True
     try:
@@ -99,8 +103,68 @@ def read_token(path: Path, option: str = "--control-token-file") -> str:
     return token
 
 
+def default_token_path() -> Path:
+    """Where an edge keeps its control token when no ``--control-token-file`` says:
+    ``$SAFECITY_CONTROL_TOKEN_FILE``, else ``control.token`` in the data folder (``$SAFECITY_DATA``),
+    where the CLI client and the Kubernetes probes look for it too."""
+    from .registry import data_dir
+
+    given = os.environ.get("SAFECITY_CONTROL_TOKEN_FILE")
+    return Path(given) if given else data_dir() / TOKEN_FILE
+
+
+def ensure_token(path: Path) -> str:
+    """The token in ``path``; made there (mode 600, a new folder 700) when there is none yet."""
+    if not path.exists():
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass  # another process made it just now
+        except OSError as err:
+            raise ConfigError(f"control token {path}: cannot make it: {err.strerror or err}") from None
+        else:
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_urlsafe(32) + "\n")
+    mode = path.stat().st_mode & 0o777
+    if mode & 0o077:
+        raise ConfigError(
+            f"control token {path}: readable by others (mode {mode:o}); make it private: chmod 600 {path}"
+        )
+    return read_token(path)
+
+
+class SwapBody(BaseModel):
+    """What a swap names: a version of the local registry (never a path, a backend or settings)."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: Annotated[str, Field(pattern=VERSION, description="a registered version, NAME@N")]
+
+
+class ShadowBody(SwapBody):
+    share: Annotated[float, Field(gt=0, le=1, description="the share of batches it runs on")] = 0.25
+
+
+def _version_model(running: ModelConfig, key: str, body: SwapBody) -> ModelConfig:
+    """The running detector's settings with its model replaced by the registered version ``body``
+    names (the swap checks its files against the registry's digests before loading anything)."""
+    from .config import ModelConfig
+
+    settings = running.model_dump(exclude={"name", "path", "precision", "id"}, exclude_unset=True)
+    return ModelConfig.model_validate({**settings, "name": body.name, "id": key})
+
+
+def _frames_asked(raw: str | None) -> int | None:
+    """``?frames=N`` on a preview request: how many frames to send before ending (None: no end)."""
+    if not raw:
+        return None
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 9) or int(raw) < 1:
+        raise ConfigError(f"frames={raw[:20]!r}: expected a number of frames, 1 to 999999999")
+    return int(raw)
+
+
 class ControlServer:
-    """Serves the control interface for ``runner`` on its own threads; ``reload_config`` reads the
+    """Serves the control interface for ``runner`` on its own thread; ``reload_config`` reads the
     config file again (with the command line's overrides)."""
 
     def __init__(
@@ -111,32 +175,37 @@ class ControlServer:
         token_file: Path | None = None,
         reload_config: Callable[[], Config] | None = None,
         base_dir: Path | None = None,
+        hosts: list[str] | None = None,
     ) -> None:
+        """``hosts``: the names clients reach it by beyond its address (``--control-host``); bound to
+        every interface (0.0.0.0, ::) it also answers any IP address."""
         host, port = parse_bind(bind)
-        if token_file is None and not is_loopback(host):
-            raise ConfigError(
-                f"--control {bind}: bound beyond loopback it needs --control-token-file (a secret shared "
-                "with its clients)"
-            )
         self.runner = runner
-        self.token = read_token(token_file) if token_file else None
+        self.token_path = token_file if token_file is not None else default_token_path()
+        self.token = ensure_token(self.token_path)
         self.reload_config = reload_config
         self.base_dir = base_dir  # relative camera sources are relative to the config file, as at load
-        handler = type("Handler", (_Handler,), {"control": self})
-        family = {"address_family": socket.AF_INET6} if ":" in host else {}
-        self.httpd = type("Server", (ThreadingHTTPServer,), family)((host, port), handler)
-        self.httpd.daemon_threads = True
-        self.port = int(self.httpd.server_address[1])
+        # a web page never talks to this interface: no Origin is allowed; the Host must be its own
+        wildcard = host in ("0.0.0.0", "::")
+        self._guard = Guard(
+            build_app(self),
+            hosts=set(),
+            origins=set(),
+            max_body=MAX_BODY,
+            json_only=True,
+            any_numeric=wildcard,
+        )
+        self._served = Served(self._guard, host, port, name="control", what="--control")
+        self.port = self._served.port
+        self._guard.hosts = loopback_hosts(host, self.port, hosts or [])
         self.url = f"http://{host}:{self.port}" if ":" not in host else f"http://[{host}]:{self.port}"
-        self._thread = threading.Thread(target=self.httpd.serve_forever, name="control", daemon=True)
 
     def start(self) -> None:
-        self._thread.start()
-        log.info("control interface on %s", self.url)
+        self._served.start()
+        log.info("control interface on %s (token in %s)", self.url, self.token_path)
 
     def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        self._served.close()
 
     # -- what the requests do -------------------------------------------------------------
     def health(self) -> tuple[int, dict[str, Any]]:
@@ -176,49 +245,105 @@ class ControlServer:
     def change(
         self, what: str, edit: Callable[[list[dict[str, Any]]], list[dict[str, Any]]]
     ) -> dict[str, Any]:
-        """Apply ``edit`` to the running camera list: read, checked whole and applied under the
-        runner's change lock (ConfigError: refused, nothing changed)."""
+        """Apply ``edit`` to the running camera list: read, checked whole (a source a client may not
+        give refused) and applied under the runner's change lock (ConfigError: refused, nothing
+        changed)."""
 
         def new(cfg: Config) -> Config:
-            return with_cameras(cfg, edit(camera_dicts(cfg)), source=what, base_dir=self.base_dir)
+            before = {c.id: c.source for c in cfg.cameras}
+            out = with_cameras(cfg, edit(camera_dicts(cfg)), source=what, base_dir=self.base_dir)
+            for cam in out.cameras:
+                if before.get(cam.id) != cam.source:  # a source a client chose: within the policy
+                    allowed_source(cfg, cam.source, what=f"{what}: camera {cam.id}")
+            return out
 
         return self.runner.apply(new).summary()
 
-    def _model(self, what: str, key: str, body: Any) -> ModelConfig:
-        """The model a request's body names for detector ``key``: its other settings the running one's."""
-        from .config import ModelConfig
-
-        r = self.runner
-        if not isinstance(body, dict) or not ({"name", "path"} & set(body)) or "id" in body:
-            raise ConfigError(
-                f'{what}: the body must be a JSON object naming the model: {{"name": "NAME@N"}} '
-                'or {"path": "model.onnx"} (and any other model settings; not id)'
-            )
-        running = next((m for m in r.cfg.models if m.key == key), None)
+    def model(self, key: str, body: SwapBody) -> ModelConfig:
+        running = next((m for m in self.runner.cfg.models if m.key == key), None)
         if running is None:
-            raise ModelNotFound(key, [m.key for m in r.cfg.models])
-        settings = running.model_dump(exclude={"name", "path", "precision", "id"}, exclude_unset=True)
-        try:
-            return ModelConfig.model_validate({**settings, **body, "id": key})
-        except ValueError as err:
-            raise ConfigError(f"{what}: {err}") from None
-
-    def swap(self, key: str, body: Any) -> dict[str, Any]:
-        """Swap detector ``key`` for the model ``body`` names."""
-        return self.runner.swap_model(key, self._model(f"POST /models/{key}", key, body))
-
-    def shadow(self, key: str, body: Any) -> dict[str, Any]:
-        """Run the model ``body`` names (and ``share``, default 0.25) in the shadow of detector ``key``."""
-        what = f"POST /models/{key}/shadow"
-        share = body.pop("share", 0.25) if isinstance(body, dict) else 0.25
-        if not isinstance(share, (int, float)) or isinstance(share, bool):
-            raise ConfigError(f"{what}: share: got {share!r}; expected a number, 0 < share <= 1")
-        return self.runner.start_shadow(key, self._model(what, key, body), float(share))
+            raise ModelNotFound(key, [m.key for m in self.runner.cfg.models])
+        return _version_model(running, key, body)
 
     def reload(self) -> dict[str, Any]:
         if self.reload_config is None:
             raise ConfigError("POST /reload: this edge was not started from a config file")
         return self.runner.apply(self.reload_config()).summary()
+
+    def preview(self, cid: str, kind: str, frames: int | None) -> tuple[int, Any]:
+        """The camera's annotated frames: (status, one JPEG or an iterator of MJPEG parts)."""
+        watch = self.runner.watch
+        if not watch.join(cid):
+            return 503, {"error": "too many viewers already; try again later"}
+        try:
+            got = self._next_frame(cid, 0)
+        except BaseException:
+            watch.leave(cid)
+            raise
+        if got is None:
+            watch.leave(cid)
+            return 503, {"error": f"camera {cid!r} has no analysed frame to show (is it up?)"}
+        if kind == "jpg":
+            watch.leave(cid)
+            return 200, got[1]
+        return 200, self._mjpeg(cid, got, frames)
+
+    def _mjpeg(self, cid: str, got: tuple[int, bytes] | None, frames: int | None) -> Iterator[bytes]:
+        sent = 0
+        try:
+            while got is not None:
+                seq, jpeg = got
+                head = f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n\r\n"
+                yield head.encode() + jpeg + b"\r\n"
+                sent += 1
+                if frames is not None and sent >= frames:
+                    break
+                got = self._next_frame(cid, seq)
+        finally:
+            self.runner.watch.leave(cid)
+
+    def _next_frame(self, cid: str, after: int) -> tuple[int, bytes] | None:
+        """The camera's next drawn frame; None when none comes within ``PREVIEW_WAIT_S`` or the camera
+        is removed meanwhile (looked at every second)."""
+        runner = self.runner
+        deadline = time.monotonic() + PREVIEW_WAIT_S
+        while time.monotonic() < deadline:
+            if cid not in {cam.id for cam in runner.cfg.cameras}:
+                return None
+            got = runner.watch.next_jpeg(cid, after, 1.0)
+            if got is not None:
+                return got
+        return None
+
+
+def allowed_source(cfg: Config, source: str, *, what: str) -> None:
+    """A camera source a control client gives: a file only under ``sources.roots``, a URL only of
+    ``sources.schemes``. Decided on the name alone, before anything is opened, and refused in the
+    same words whatever the reason: a client learns nothing of the edge's files."""
+    from .urls import scheme
+
+    policy = cfg.sources
+    s = scheme(source)
+    streams = ", ".join(policy.schemes) or "no scheme"
+    files = " and files under the edge's source folders" if policy.roots else ""
+    refused = ConfigError(f"{what}: source refused (a control client may give streams of {streams}{files})")
+    if s is not None and s != "file":
+        if s not in policy.schemes:
+            raise refused
+        return
+    path = source[len("file://") :] if s == "file" else source
+    if not policy.roots:
+        raise refused
+    target = os.path.normpath(path)
+    if not os.path.isabs(target) or ".." in Path(target).parts:
+        raise refused
+    for root in policy.roots:
+        base = os.path.normpath(str(root))
+        if os.path.commonpath([base, target]) == base and os.path.realpath(target).startswith(
+            os.path.realpath(base) + os.sep
+        ):
+            return
+    raise refused
 
 
 class ModelNotFound(Exception):
@@ -243,20 +368,196 @@ def _redacted(cam: dict[str, Any]) -> dict[str, Any]:
     return cam
 
 
+def build_app(c: ControlServer) -> FastAPI:
+    """The routes, with the token checked on each (a dependency) and errors answered as JSON."""
+
+    def authorised(request: Request) -> None:
+        given = request.headers.get("authorization", "")
+        if not hmac.compare_digest(given.encode(), f"Bearer {c.token}".encode()):
+            raise HTTPException(401, "a valid Authorization: Bearer token is needed")
+
+    app = FastAPI(
+        title="safecity edge control",
+        version="1",
+        description=(__doc__ or "").split("\n\n")[0],
+        dependencies=[Depends(authorised)],
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,  # served below, behind the token like every other route
+    )
+
+    def error(status: int, message: str) -> JSONResponse:
+        return JSONResponse({"error": message}, status_code=status, headers={"cache-control": "no-store"})
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, err: StarletteHTTPException) -> JSONResponse:
+        return error(err.status_code, str(err.detail))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, err: RequestValidationError) -> JSONResponse:
+        said = [
+            f"{'.'.join(str(p) for p in e.get('loc', ())[1:]) or 'body'}: {e.get('msg', 'invalid')}"
+            for e in err.errors()[:3]
+        ]
+        return error(400, f"{request.method} {request.url.path}: {'; '.join(said) or 'invalid'}")
+
+    @app.exception_handler(ConfigError)
+    async def refused(_: Request, err: ConfigError) -> JSONResponse:
+        return error(400, str(err))
+
+    @app.exception_handler(ModelNotFound)
+    async def not_found(_: Request, err: ModelNotFound) -> JSONResponse:
+        return error(404, str(err))
+
+    @app.exception_handler(SwapRefused)
+    async def swap_refused(_: Request, err: SwapRefused) -> JSONResponse:
+        return error(409, str(err))
+
+    @app.exception_handler(BodyTooLarge)
+    async def too_large(_: Request, err: BodyTooLarge) -> JSONResponse:
+        return error(413, str(err))
+
+    @app.exception_handler(RecursionError)
+    async def too_deep(_: Request, err: RecursionError) -> JSONResponse:
+        return error(400, "the request is nested too deeply")
+
+    @app.exception_handler(Exception)
+    async def failed(request: Request, err: Exception) -> JSONResponse:
+        log.exception("control: %s %s failed", request.method, request.url.path)
+        return error(500, f"{type(err).__name__}: {err}")
+
+    async def json_body(request: Request, what: str) -> Any:
+        raw = await request.body()
+        try:
+            return json.loads(raw or b"null")
+        except json.JSONDecodeError as err:
+            raise ConfigError(f"{what}: the body is not JSON: {err.msg} (line {err.lineno})") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"{what}: the body is not UTF-8 JSON") from None
+        except RecursionError:
+            raise ConfigError(f"{what}: the body is nested too deeply") from None
+
+    def known(cid: str) -> None:
+        if cid not in {cam.id for cam in c.runner.cfg.cameras}:
+            raise HTTPException(404, f"no camera {cid!r}")
+
+    @app.get("/openapi.json", include_in_schema=False)
+    def openapi() -> dict[str, Any]:
+        return app.openapi()
+
+    @app.get("/health", summary="liveness and readiness (200 ready, 503 not)")
+    def health() -> JSONResponse:
+        status, body = c.health()
+        return JSONResponse(body, status_code=status)
+
+    @app.get("/cameras", summary="each camera: its config (passwords hidden), state and counts")
+    def cameras() -> dict[str, Any]:
+        return {"cameras": c.cameras()}
+
+    @app.post("/cameras", status_code=201, summary="add a camera (its config, as under cameras:)")
+    async def add(request: Request) -> JSONResponse:
+        body = await json_body(request, "POST /cameras")
+        if not isinstance(body, dict):
+            raise ConfigError("POST /cameras: the body must be one camera (a JSON object)")
+        reply = await _threaded(c.change, "POST /cameras", lambda cams: [*cams, body])
+        return JSONResponse(reply, status_code=201)
+
+    @app.patch("/cameras/{cid}", summary="change some of a camera's settings (each key whole)")
+    async def patch(cid: Annotated[str, PathParam(pattern=ID)], request: Request) -> dict[str, Any]:
+        known(cid)
+        body = await json_body(request, f"PATCH /cameras/{cid}")
+        if not isinstance(body, dict) or "id" in body:
+            raise ConfigError(f"PATCH /cameras/{cid}: the body must be a JSON object of settings (not id)")
+        return await _threaded(c.change, f"PATCH /cameras/{cid}", _patched(cid, body))
+
+    @app.delete("/cameras/{cid}", summary="remove a camera (its open incidents end)")
+    def delete(cid: Annotated[str, PathParam(pattern=ID)]) -> dict[str, Any]:
+        known(cid)
+        return c.change(f"DELETE /cameras/{cid}", lambda cams: [x for x in cams if x["id"] != cid])
+
+    @app.post("/reload", summary="read the config file again and apply what changed in its cameras")
+    def reload() -> dict[str, Any]:
+        return c.reload()
+
+    @app.get("/models", summary="each detector: the version it runs, and a swap on probation")
+    def models() -> dict[str, Any]:
+        shadow = c.runner.shadow
+        return {"models": c.runner.swaps.state(), "shadow": shadow and shadow.summary()}
+
+    @app.post("/models/{key}", summary="swap a detector for a registered version, checked first")
+    def swap(key: Annotated[str, PathParam(pattern=ID)], body: SwapBody) -> dict[str, Any]:
+        return c.runner.swap_model(key, c.model(key, body))
+
+    @app.post("/models/{key}/rollback", summary="take back the swap on probation")
+    def rollback(key: Annotated[str, PathParam(pattern=ID)]) -> dict[str, Any]:
+        return c.runner.swaps.rollback(key)
+
+    @app.post("/models/{key}/shadow", status_code=201, summary="run a registered version beside a detector")
+    def shadow(key: Annotated[str, PathParam(pattern=ID)], body: ShadowBody) -> JSONResponse:
+        model = c.model(key, SwapBody(name=body.name))
+        return JSONResponse(c.runner.start_shadow(key, model, body.share), status_code=201)
+
+    @app.delete("/models/{key}/shadow", summary="stop the shadow")
+    def stop_shadow(key: Annotated[str, PathParam(pattern=ID)]) -> dict[str, Any]:
+        return c.runner.stop_shadow(key)
+
+    @app.get("/cameras/{cid}/preview.{kind}", summary="the camera live, drawn (jpg: one frame; mjpeg)")
+    def preview(cid: Annotated[str, PathParam(pattern=ID)], kind: str, frames: str | None = None) -> Response:
+        if kind not in ("jpg", "mjpeg"):
+            raise HTTPException(404, f"no preview.{kind} (preview.jpg or preview.mjpeg)")
+        known(cid)
+        status, got = c.preview(cid, kind, _frames_asked(frames))
+        if status != 200:
+            return error(status, got["error"])
+        if kind == "jpg":
+            return Response(got, media_type="image/jpeg", headers={"cache-control": "no-store"})
+        return StreamingResponse(
+            got,
+            media_type=f"multipart/x-mixed-replace; boundary={BOUNDARY}",
+            headers={"cache-control": "no-store"},
+        )
+
+    return app
+
+
+def openapi_schema() -> dict[str, Any]:
+    """The control API's OpenAPI document (``docs/control-openapi.json`` is this, written by
+    ``python -m pipeline.control > docs/control-openapi.json``)."""
+    from types import SimpleNamespace
+
+    app = build_app(SimpleNamespace(token="unused"))  # type: ignore[arg-type]
+    return app.openapi()
+
+
+async def _threaded(fn: Callable[..., Any], *args: Any) -> Any:
+    """A blocking call (a camera change waits for the batch in hand) off the event loop."""
+    from starlette.concurrency import run_in_threadpool
+
+    return await run_in_threadpool(fn, *args)
+
+
 def request(
     url: str, method: str, body: Any = None, *, token: str | None = None, timeout_s: float = 30.0
 ) -> tuple[int, Any]:
-    """One call to a control interface: (HTTP status, decoded JSON body). ``safecity cameras``."""
+    """One call to a control interface: (HTTP status, decoded JSON body). ``safecity cameras``.
+    ``token``: None reads the edge's default token file (if there is one); "" sends none."""
     import urllib.error
     import urllib.request
 
+    if token is None:
+        try:
+            token = read_token(default_token_path())
+        except ConfigError:
+            token = ""
     data = None if body is None else json.dumps(body).encode()
     req = urllib.request.Request(url, data=data, method=method)
-    req.add_header("Content-Type", "application/json")
+    if data is not None:
+        req.add_header("Content-Type", "application/json")
     if token:
         req.add_header("Authorization", f"Bearer {token}")
+    direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never through HTTP_PROXY
     try:
-        with urllib.request.urlopen(req, timeout=timeout_s) as resp:
+        with direct.open(req, timeout=timeout_s) as resp:
             return resp.status, json.loads(resp.read() or b"null")
     except urllib.error.HTTPError as err:
         raw = err.read()
@@ -269,196 +570,16 @@ def request(
         raise ConfigError(f"cannot reach the control interface at {url}: {reason}") from None
 
 
-class _Handler(BaseHTTPRequestHandler):
-    control: ControlServer
-    server_version = "safecity-control"
-    timeout = 30  # a client that stalls mid-request does not hold a thread for ever
+__all__ = [
+    "ControlServer",
+    "default_token_path",
+    "ensure_token",
+    "is_loopback",
+    "parse_bind",
+    "read_token",
+    "request",
+]
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
-        log.debug("control: " + format, *args)
 
-    def _send(self, code: int, body: Any) -> None:
-        data = json.dumps(body, indent=1).encode() + b"\n"
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def _authorised(self) -> bool:
-        token = self.control.token
-        if token is None:
-            return True
-        given = self.headers.get("Authorization", "")
-        if hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
-            return True
-        self._send(401, {"error": "a valid Authorization: Bearer token is needed"})
-        return False
-
-    def _body(self) -> Any:
-        raw_n = self.headers.get("Content-Length") or "0"
-        if not (raw_n.isascii() and raw_n.isdigit()):
-            raise ConfigError(f"Content-Length {raw_n!r} is not a number of bytes")
-        n = int(raw_n)
-        if n > MAX_BODY:
-            raise ConfigError(f"request body of {n} bytes is over {MAX_BODY}")
-        raw = self.rfile.read(n) if n else b""
-        try:
-            return json.loads(raw or b"null")
-        except json.JSONDecodeError as err:
-            raise ConfigError(f"request body is not JSON: {err.msg} (line {err.lineno})") from None
-        except UnicodeDecodeError:
-            raise ConfigError("request body is not UTF-8 JSON") from None
-        except RecursionError:
-            raise ConfigError("request body is nested too deeply") from None
-
-    def _preview(self, cid: str, kind: str, frames: int | None) -> None:
-        """The camera's annotated frames, as they are drawn: one JPEG, or an MJPEG stream (multipart/
-        x-mixed-replace, as browsers and players show it) until the viewer leaves or the camera goes."""
-        watch = self.control.runner.watch
-        if not watch.join(cid):
-            self._send(503, {"error": "too many viewers already; try again later"})
-            return
-        try:
-            self.connection.settimeout(PREVIEW_SEND_TIMEOUT_S)  # a viewer that stops reading is let go
-            got = self._next_frame(cid, 0)
-            if got is None:
-                self._send(503, {"error": f"camera {cid!r} has no analysed frame to show (is it up?)"})
-                return
-            self.send_response(200)
-            if kind == "jpg":
-                self.send_header("Content-Type", "image/jpeg")
-                self.send_header("Content-Length", str(len(got[1])))
-                self.end_headers()
-                self.wfile.write(got[1])
-                return
-            self.send_header("Content-Type", f"multipart/x-mixed-replace; boundary={BOUNDARY}")
-            self.send_header("Cache-Control", "no-store")
-            self.end_headers()
-            self.close_connection = True
-            sent = 0
-            while got is not None:
-                seq, jpeg = got
-                head = f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n\r\n"
-                self.wfile.write(head.encode() + jpeg + b"\r\n")
-                self.wfile.flush()
-                sent += 1
-                if frames is not None and sent >= frames:
-                    break
-                got = self._next_frame(cid, seq)
-        finally:
-            watch.leave(cid)
-
-    def _next_frame(self, cid: str, after: int) -> tuple[int, bytes] | None:
-        """The camera's next drawn frame; None when none comes within ``PREVIEW_WAIT_S`` or the camera
-        is removed meanwhile (looked at every second)."""
-        runner = self.control.runner
-        deadline = time.monotonic() + PREVIEW_WAIT_S
-        while time.monotonic() < deadline:
-            if cid not in {cam.id for cam in runner.cfg.cameras}:
-                return None
-            got = runner.watch.next_jpeg(cid, after, 1.0)
-            if got is not None:
-                return got
-        return None
-
-    def _camera_id(self) -> str | None:
-        parts = self.path.split("?", 1)[0].strip("/").split("/")
-        return parts[1] if len(parts) == 2 and parts[0] == "cameras" and parts[1] else None
-
-    def _route(self, method: str) -> None:
-        if not self._authorised():
-            return
-        path = self.path.split("?", 1)[0].rstrip("/") or "/"
-        c = self.control
-        try:
-            if method == "GET" and path == "/health":
-                self._send(*c.health())
-            elif method == "GET" and path == "/cameras":
-                self._send(200, {"cameras": c.cameras()})
-            elif method == "POST" and path == "/cameras":
-                body = self._body()
-                if not isinstance(body, dict):
-                    raise ConfigError("POST /cameras: the body must be one camera (a JSON object)")
-                self._send(201, c.change("POST /cameras", lambda cams: [*cams, body]))
-            elif method in ("PATCH", "DELETE") and (cid := self._camera_id()) is not None:
-                if cid not in {cam.id for cam in c.runner.cfg.cameras}:
-                    self._send(404, {"error": f"no camera {cid!r}"})
-                elif method == "DELETE":
-                    self._send(
-                        200,
-                        c.change(f"DELETE /cameras/{cid}", lambda cams: [x for x in cams if x["id"] != cid]),
-                    )
-                else:
-                    patch = self._body()
-                    if not isinstance(patch, dict) or "id" in patch:
-                        raise ConfigError(
-                            f"PATCH /cameras/{cid}: the body must be a JSON object of settings (not id)"
-                        )
-                    self._send(200, c.change(f"PATCH /cameras/{cid}", _patched(cid, patch)))
-            elif method == "POST" and path == "/reload":
-                self._send(200, c.reload())
-            elif method == "GET" and path == "/models":
-                shadow = c.runner.shadow
-                self._send(200, {"models": c.runner.swaps.state(), "shadow": shadow and shadow.summary()})
-            elif method == "POST" and (m := MODEL_PATH.fullmatch(path)) is not None:
-                if m["action"] == "rollback":
-                    self._send(200, c.runner.swaps.rollback(m["id"]))
-                elif m["action"] == "shadow":
-                    self._send(201, c.shadow(m["id"], self._body()))
-                else:
-                    self._send(200, c.swap(m["id"], self._body()))
-            elif (
-                method == "DELETE"
-                and (m := MODEL_PATH.fullmatch(path)) is not None
-                and m["action"] == "shadow"
-            ):
-                self._send(200, c.runner.stop_shadow(m["id"]))
-            elif method == "GET" and (m := PREVIEW_PATH.fullmatch(path)) is not None:
-                if m["id"] not in {cam.id for cam in c.runner.cfg.cameras}:
-                    self._send(404, {"error": f"no camera {m['id']!r}"})
-                else:
-                    self._preview(m["id"], m["kind"], _frames_asked(self.path))
-            else:
-                known = path in ("/health", "/cameras", "/reload", "/models") or self._camera_id() is not None
-                known = (
-                    known
-                    or PREVIEW_PATH.fullmatch(path) is not None
-                    or MODEL_PATH.fullmatch(path) is not None
-                )
-                self._send(405 if known else 404, {"error": f"no {method} {path}"})
-        except ModelNotFound as err:
-            self._send(404, {"error": str(err)})
-        except SwapRefused as err:
-            self._send(409, {"error": str(err)})
-        except ConfigError as err:
-            self._send(400, {"error": str(err)})
-        except RecursionError:
-            self._send(400, {"error": "the request is nested too deeply"})
-        except OSError as err:  # the client stalled past the timeout or went away: nothing to answer
-            log.debug("control: %s %s: %s", method, path, err)
-            self.close_connection = True
-        except Exception as err:  # noqa: BLE001 - a request must not take the edge down
-            log.exception("control: %s %s failed", method, path)
-            self._send(500, {"error": f"{type(err).__name__}: {err}"})
-
-    def do_GET(self) -> None:  # noqa: N802 - http.server's names
-        self._route("GET")
-
-    def do_POST(self) -> None:  # noqa: N802
-        self._route("POST")
-
-    def do_PATCH(self) -> None:  # noqa: N802
-        self._route("PATCH")
-
-    def do_DELETE(self) -> None:  # noqa: N802
-        self._route("DELETE")
-
-    def do_PUT(self) -> None:  # noqa: N802 - answered (405) in JSON like every other request
-        self._route("PUT")
-
-    def do_OPTIONS(self) -> None:  # noqa: N802
-        self._route("OPTIONS")
-
-    def do_HEAD(self) -> None:  # noqa: N802
-        self._route("HEAD")
+if __name__ == "__main__":
+    print(json.dumps(openapi_schema(), indent=1, sort_keys=True))

@@ -8,6 +8,10 @@ from typing import Any, NoReturn
 
 os.environ.setdefault("YOLO_OFFLINE", "1")
 os.environ.setdefault("YOLO_AUTOINSTALL", "false")
+# the edges the tests start keep their control token here (made at the first start), and the
+# clients (`safecity cameras`, control.request) read it there: never the checkout's data folder
+_TOKENS = __import__("tempfile").mkdtemp(prefix="safecity-tests-")
+os.environ.setdefault("SAFECITY_CONTROL_TOKEN_FILE", os.path.join(_TOKENS, "control.token"))
 
 import pytest  # noqa: E402
 import torch  # noqa: E402

@@ -212,6 +212,7 @@ def test_a_zone_drawn_in_the_browser_runs_in_the_pipeline(
     # and serving its control interface, which the console is told about
     control, token = free_port(), tmp_path / "control.token"
     token.write_text("a control token of some length\n")
+    token.chmod(0o600)
     iccc.console.edges["edge-9"] = EdgeControl(
         "edge-9", f"http://127.0.0.1:{control}", token.read_text().strip()
     )

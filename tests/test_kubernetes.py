@@ -177,12 +177,24 @@ def test_kubernetes_output_needs_a_known_site(tmp_path: Path) -> None:
         (503, {"live": False, "ready": False, "error": "detect stage failed"}, 1, 1),
     ],
 )
-def test_the_probe_script(status: int, body: dict, live: int, ready: int) -> None:
+def test_the_probe_script(
+    status: int, body: dict, live: int, ready: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The probes ask /health with the edge's control token, read where the edge keeps it."""
+    token = tmp_path / "control.token"
+    token.write_text("a-token-the-edge-made-at-its-first-start\n")
+    monkeypatch.setenv("SAFECITY_CONTROL_TOKEN_FILE", str(token))
+
     class Health(BaseHTTPRequestHandler):
         def log_message(self, *args: Any) -> None:
             pass
 
         def do_GET(self) -> None:  # noqa: N802
+            if self.headers.get("Authorization") != "Bearer a-token-the-edge-made-at-its-first-start":
+                self.send_response(401)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
             raw = json.dumps(body).encode()
             self.send_response(status)
             self.send_header("Content-Length", str(len(raw)))

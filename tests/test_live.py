@@ -3,6 +3,7 @@ the untouched cameras' analysis measured across every change."""
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -57,6 +58,7 @@ def edge(tmp_path: Path, clips: list[Path], cameras: list[dict[str, Any]]) -> Pa
             "insecure": True,
         },
         status_interval_seconds=0.5,
+        sources={"roots": [str(clips[0].parent)]},  # the clips a control client may add as cameras
     )
 
 
@@ -186,27 +188,87 @@ def parse_config_error(data: dict[str, Any]) -> str:
     return str(err.value)
 
 
-def test_control_beyond_loopback_needs_a_token(tmp_path: Path, clips: list[Path]) -> None:
+def test_the_control_interface_always_needs_its_token(tmp_path: Path, clips: list[Path]) -> None:
+    """On loopback too (anyone local, and every web page, reached it before): the token is made at
+    the first start (mode 600) and every request, health included, needs it."""
+    import stat
+
     cfg = load_config(edge(tmp_path, clips, [camera("a", clips[0])]))
     runner = Runner(cfg)
     try:
-        with pytest.raises(ConfigError, match="needs --control-token-file"):
-            ControlServer(runner, "0.0.0.0:0")
+        made = tmp_path / "state" / "control.token"
+        control = ControlServer(runner, "127.0.0.1:0", token_file=made)
+        try:
+            assert stat.S_IMODE(made.stat().st_mode) == 0o600 and len(control.token) >= 32
+            control.start()
+            for path in ("/cameras", "/health", "/models", "/openapi.json"):
+                assert request(control.url + path, "GET", token="")[0] == 401, path
+                assert request(control.url + path, "GET", token="wrong-token-of-length")[0] == 401, path
+            code, body = request(control.url + "/cameras", "GET", token=control.token)
+            assert code == 200 and body["cameras"][0]["id"] == "a"
+            assert request(control.url + "/health", "GET", token=control.token)[0] == 503  # not started
+            code, schema = request(control.url + "/openapi.json", "GET", token=control.token)
+            assert code == 200 and "/cameras/{cid}" in schema["paths"] and "/models/{key}" in schema["paths"]
+        finally:
+            control.close()
         token = tmp_path / "token"
         token.write_text("correct-horse-battery-staple\n")
-        control = ControlServer(runner, "127.0.0.1:0", token_file=token)
+        token.chmod(0o644)
+        with pytest.raises(ConfigError, match="readable by others"):
+            ControlServer(runner, "127.0.0.1:0", token_file=token)
+        token.chmod(0o600)
+        control = ControlServer(runner, "0.0.0.0:0", token_file=token)  # beyond loopback: the same token
         control.start()
-        try:
-            assert request(control.url + "/cameras", "GET")[0] == 401
-            assert request(control.url + "/cameras", "GET", token="wrong-token-of-length")[0] == 401
-            code, body = request(control.url + "/cameras", "GET", token="correct-horse-battery-staple")
-            assert code == 200 and body["cameras"][0]["id"] == "a"
-            assert (
-                request(control.url + "/health", "GET", token="correct-horse-battery-staple")[0] == 503
-            )  # not started
+        try:  # bound to every interface: any IP address answers, a name only if it was given
+            url = f"http://127.0.0.1:{control.port}"
+            assert request(url + "/cameras", "GET", token="correct-horse-battery-staple")[0] == 200
+            assert request(url + "/cameras", "GET", token="")[0] == 401
+            url = f"http://localhost:{control.port}"
+            assert request(url + "/cameras", "GET", token="correct-horse-battery-staple")[0] == 421
         finally:
             control.close()
     finally:
+        runner.stop()
+
+
+def test_a_web_page_and_a_rebound_host_get_nothing_from_the_control_interface(
+    tmp_path: Path, clips: list[Path]
+) -> None:
+    """A cross-site text/plain POST added a camera (201) and a foreign Host (DNS rebinding) read every
+    camera's config: both are refused before anything is read, even with a valid token."""
+    import http.client
+
+    runner = Runner(load_config(edge(tmp_path, clips, [camera("a", clips[0])])))
+    control = ControlServer(runner, "127.0.0.1:0")
+    control.start()
+
+    def raw(method: str, path: str, body: bytes = b"", **headers: str) -> tuple[int, str]:
+        conn = http.client.HTTPConnection("127.0.0.1", control.port, timeout=10)
+        conn.putrequest(method, path, skip_host=True)
+        given = {"Host": f"127.0.0.1:{control.port}", "Authorization": f"Bearer {control.token}"}
+        given |= {"Content-Length": str(len(body))} if body else {}
+        for k, v in (given | {k.replace("_", "-"): v for k, v in headers.items()}).items():
+            conn.putheader(k, v)
+        conn.endheaders(body)
+        r = conn.getresponse()
+        return r.status, r.read().decode()
+
+    cam = json.dumps(camera("evil", clips[1])).encode()
+    try:
+        assert raw("POST", "/cameras", cam, Content_Type="text/plain")[0] == 415
+        assert (
+            raw("POST", "/cameras", cam, Content_Type="application/json", Origin="http://evil.example")[0]
+            == 403
+        )
+        assert raw("POST", "/reload", Origin="null")[0] == 403
+        assert raw("GET", "/cameras", Host="attacker.example:8089")[0] == 421
+        assert raw("GET", "/cameras/a/preview.jpg", Host="attacker.example")[0] == 421
+        assert [c.id for c in runner.cfg.cameras] == ["a"]  # nothing changed, nothing read
+        assert raw("POST", "/cameras", cam, Content_Type="application/json")[0] == 201  # the real client
+        for host in (f"localhost:{control.port}", f"[::1]:{control.port}"):
+            assert raw("GET", "/cameras", Host=host)[0] == 200
+    finally:
+        control.close()
         runner.stop()
 
 
@@ -291,10 +353,9 @@ def test_two_changes_at_once_both_take_effect(tmp_path: Path, clips: list[Path])
         assert sorted(s.cam.id for s in runner.sources) == ["a", "x", "y", "z"]
         code, reply = request(control.url + "/cameras/a", "PATCH", {"rtsp_transport": "udp"})
         assert code == 200 and reply["restarted"] == ["a"], reply  # a source setting: the camera restarts
-        bad = request(
-            control.url + "/cameras", "POST", {**camera("w", clips[1]), "source": "relative/missing.mp4"}
-        )
-        assert bad[0] == 201  # accepted: a file source is checked when it opens (and fails that camera only)
+        missing = str(clips[1].parent / "missing.mp4")
+        code, _ = request(control.url + "/cameras", "POST", {**camera("w", clips[1]), "source": missing})
+        assert code == 201  # under the source folders: checked when it opens (and fails that camera only)
     finally:
         control.close()
         runner.stop()
@@ -312,7 +373,12 @@ def test_the_control_interface_answers_bad_requests_in_one_line(tmp_path: Path, 
     ) -> tuple[int, str]:
         conn = http.client.HTTPConnection("127.0.0.1", control.port, timeout=10)
         conn.putrequest(method, path)
-        for k, v in (headers or {"Content-Length": str(len(body))}).items():
+        given = {
+            "Authorization": f"Bearer {control.token}",
+            "Content-Type": "application/json",
+            "Content-Length": str(len(body)),
+        }
+        for k, v in {**given, **(headers or {})}.items():
             conn.putheader(k, v)
         conn.endheaders(body)
         r = conn.getresponse()
@@ -322,17 +388,27 @@ def test_the_control_interface_answers_bad_requests_in_one_line(tmp_path: Path, 
         assert raw("POST", "/cameras", b'{"id": "\xff\xfe"}')[1].count("not UTF-8 JSON") == 1
         assert raw("POST", "/cameras", b"[" * 100_000)[0] == 400
         code, body = raw("POST", "/cameras", b"{}", {"Content-Length": "\u00b2".encode().decode("latin-1")})
-        assert code == 400 and "is not a number of bytes" in body
+        assert code == 400  # (uvicorn refuses it before any of ours runs)
+        assert raw("POST", "/cameras", b"{" + b" " * (2 << 20) + b"}")[0] == 413
         code, body = raw("PUT", "/cameras")
-        assert code == 405 and '"error": "no PUT /cameras"' in body
+        assert code == 405 and json.loads(body) == {"error": "Method Not Allowed"}
         assert raw("GET", "/nothing")[0] == 404
+        code, body = raw("POST", "/models/a", b'{"path": "/tmp/x.pt", "backend": "torch"}')
+        assert code == 400 and "path" in body
         assert [c.id for c in runner.cfg.cameras] == ["a"]  # nothing changed
     finally:
         control.close()
         runner.stop()
 
 
-def read_mjpeg(url: str, timeout_s: float = 20.0) -> tuple[str, list[bytes]]:
+def authed(control: ControlServer, path: str) -> Any:
+    """A GET of the control interface with its token, for urllib."""
+    import urllib.request
+
+    return urllib.request.Request(control.url + path, headers={"Authorization": f"Bearer {control.token}"})
+
+
+def read_mjpeg(url: Any, timeout_s: float = 20.0) -> tuple[str, list[bytes]]:
     """The content type and the JPEG parts of a multipart/x-mixed-replace stream, read to its end."""
     import urllib.request
 
@@ -370,7 +446,7 @@ def test_a_camera_is_watched_live_as_mjpeg_with_what_the_pipeline_sees(
     try:
         assert wait_until(lambda: runner.stats.cameras["a"].analysed >= 5, 20)
         assert runner.watch.cameras == {}  # nobody watches: nothing drawn
-        ctype, parts = read_mjpeg(control.url + "/cameras/a/preview.mjpeg?frames=3")
+        ctype, parts = read_mjpeg(authed(control, "/cameras/a/preview.mjpeg?frames=3"))
         assert ctype.startswith("multipart/x-mixed-replace") and len(parts) == 3
         images = [decode_jpeg(torch.frombuffer(bytearray(p), dtype=torch.uint8)) for p in parts]
         assert all(tuple(i.shape) == (3, 240, 320) for i in images)
@@ -381,7 +457,7 @@ def test_a_camera_is_watched_live_as_mjpeg_with_what_the_pipeline_sees(
         box = images[-1][:, 130:210, 99:102].float().mean(dim=(1, 2))
         assert box[1] > 150 or box[0] > 180, box
         assert runner.watch.cameras == {}  # the viewer left
-        with urllib.request.urlopen(control.url + "/cameras/b/preview.jpg", timeout=20) as resp:
+        with urllib.request.urlopen(authed(control, "/cameras/b/preview.jpg"), timeout=20) as resp:
             assert resp.headers["Content-Type"] == "image/jpeg" and resp.read()[:2] == b"\xff\xd8"
         for path, code in [
             ("/cameras/zz/preview.mjpeg", 404),
@@ -390,15 +466,71 @@ def test_a_camera_is_watched_live_as_mjpeg_with_what_the_pipeline_sees(
             ("/cameras/a/preview.mjpeg?frames=" + "9" * 5000, 400),
         ]:
             with pytest.raises(urllib.error.HTTPError) as err:
-                urllib.request.urlopen(control.url + path, timeout=20)
+                urllib.request.urlopen(authed(control, path), timeout=20)
             assert err.value.code == code
         for _ in range(8):  # the viewers a server takes at once
             assert runner.watch.join("b")
         with pytest.raises(urllib.error.HTTPError) as err:
-            urllib.request.urlopen(control.url + "/cameras/a/preview.jpg", timeout=20)
+            urllib.request.urlopen(authed(control, "/cameras/a/preview.jpg"), timeout=20)
         assert err.value.code == 503
     finally:
         control.close()
         runner.request_stop()
         runner.stop()
     assert runner.error is None
+
+
+def test_a_control_client_can_open_no_file_or_url_it_was_not_given(tmp_path: Path, clips: list[Path]) -> None:
+    """A camera whose source was a PNG in a private folder went up and its preview showed it; file://
+    and http(s) sources made the edge read files and fetch internal URLs. Now a client may name files
+    only under the config's source folders and streams only of its schemes, and every refusal says
+    the same whatever the file (existing, missing, private): a client learns nothing of the edge."""
+    runner = Runner(load_config(edge(tmp_path, clips, [camera("a", clips[0])])))
+    control = ControlServer(runner, "127.0.0.1:0")
+    control.start()
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    (private / "secret.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"0" * 64)
+    inside = clips[0].parent
+    (inside / "link.mp4").symlink_to(private / "secret.png")
+    try:
+        said = set()
+        for source in (
+            str(private / "secret.png"),
+            str(private / "missing.png"),
+            f"file://{private / 'secret.png'}",
+            str(inside / ".." / private.name / "secret.png"),
+            str(inside / "link.mp4"),  # a link out of the source folders
+            "/etc/passwd",
+            "http://169.254.169.254/latest/meta-data",
+            "https://intranet.example/cam.mp4",
+            "ftp://files.example/cam.mp4",
+            "udp://@:9999",  # the edge listening on a port of the client's choosing
+        ):
+            code, reply = request(
+                control.url + "/cameras", "POST", camera("x", clips[0]) | {"source": source}
+            )
+            assert code == 400 and "source refused" in reply["error"], (source, reply)
+            said.add(reply["error"])
+            code, reply = request(control.url + "/cameras/a", "PATCH", {"source": source})
+            assert code == 400 and "source refused" in reply["error"], (source, reply)
+        assert len(said) == 1  # the same words whatever the file
+        assert [c.id for c in runner.cfg.cameras] == ["a"] and [s.cam.id for s in runner.sources] == ["a"]
+        ok = request(control.url + "/cameras", "POST", camera("x", clips[1]))
+        assert ok[0] == 201, ok  # a recording under the source folders
+        ok = request(
+            control.url + "/cameras", "POST", camera("y", clips[1]) | {"source": "rtsp://10.0.0.9/1"}
+        )
+        assert ok[0] == 201, ok  # a camera stream
+    finally:
+        control.close()
+        runner.stop()
+
+
+def test_the_published_openapi_document_is_the_interfaces_own() -> None:
+    """docs/control-openapi.json (for ICCC integrators) is what the edge serves at /openapi.json:
+    regenerate it with `python -m pipeline.control > docs/control-openapi.json` when the API changes."""
+    from pipeline.control import openapi_schema
+
+    published = json.loads((Path(__file__).parent.parent / "docs" / "control-openapi.json").read_text())
+    assert published == json.loads(json.dumps(openapi_schema()))

@@ -160,7 +160,10 @@ def test_h264_and_hevc_over_tcp_and_udp_with_digest_auth_and_no_password_shown(
         assert 1 <= errors <= 3, errors  # ~8 s at one try per 5 s
         import urllib.request
 
-        with urllib.request.urlopen(control.url + "/cameras", timeout=5) as r:
+        req = urllib.request.Request(
+            control.url + "/cameras", headers={"Authorization": f"Bearer {control.token}"}
+        )
+        with urllib.request.urlopen(req, timeout=5) as r:
             listing = r.read().decode()
     finally:
         runner.request_stop()

@@ -157,10 +157,24 @@ def _broken_version(tmp_path: Path) -> str:
     return "fall-yolov8@2"
 
 
+def _other_classes_version(coco_model: Path) -> str:
+    """fall-yolov8@3: the COCO model registered as a version of the fall model (sealed, so its files
+    pass the digest check): it loads, and sees other classes."""
+    dest = version_dir("fall-yolov8", 3)
+    shutil.rmtree(dest, ignore_errors=True)
+    shutil.copytree(version_dir("fall-yolov8", 1), dest)
+    shutil.copy(coco_model, dest / "model.onnx")
+    v = load_version("fall-yolov8@1")
+    v.version = 3
+    write_version(dest, v)
+    return "fall-yolov8@3"
+
+
 def test_a_broken_export_and_a_model_of_other_classes_are_refused_and_nothing_changes(
     tmp_path: Path, vtest: Path, fall_version, coco_model: Path
 ) -> None:
     broken = _broken_version(tmp_path)
+    other = _other_classes_version(coco_model)
     runner, control, metrics = edge(tmp_path, vtest)
     try:
         assert wait_until(lambda: len(runner._recent) >= 4, 60)
@@ -168,19 +182,65 @@ def test_a_broken_export_and_a_model_of_other_classes_are_refused_and_nothing_ch
         code, reply = post(f"{control.url}/models/fall-yolov8", {"name": broken})
         assert code == 409 and "does not agree with its checkpoint" in reply["error"], reply
         assert "first difference: frame" in reply["error"]
-        code, reply = post(f"{control.url}/models/fall-yolov8", {"path": str(coco_model)})
+        code, reply = post(f"{control.url}/models/fall-yolov8", {"name": other})
         assert code == 409 and "are not the running model's ['Normal', 'Fall']" in reply["error"], reply
         code, reply = post(f"{control.url}/models/fall-yolov8", {"name": "fall-yolov8@9"})
         assert code == 409 and "not in the local registry" in reply["error"], reply
         code, reply = post(f"{control.url}/models/nope", {"name": "fall-yolov8@1"})
         assert code == 404 and "detectors: fall-yolov8" in reply["error"]
         code, reply = post(f"{control.url}/models/fall-yolov8", {"model": "x"})
-        assert code == 400 and 'naming the model: {"name": "NAME@N"}' in reply["error"]
+        assert code == 400 and "name: Field required" in reply["error"]
+        # a file swapped behind the registry's back: its digest differs, it is never loaded
+        (version_dir("fall-yolov8", 3) / "model.onnx").write_bytes(b"not the registered file")
+        code, reply = post(f"{control.url}/models/fall-yolov8", {"name": other})
+        assert code == 409 and "is not the file that was registered" in reply["error"], reply
         assert runner.detector is before and runner.error is None
-        assert sample(metrics, "safecity_model_swaps_total", model="fall-yolov8", outcome="refused") == 3
+        assert sample(metrics, "safecity_model_swaps_total", model="fall-yolov8", outcome="refused") == 4
     finally:
         stop(runner, control)
-        shutil.rmtree(version_dir("fall-yolov8", 2))  # the session's registry holds @1 alone again
+        for n in (2, 3):  # the session's registry holds @1 alone again
+            shutil.rmtree(version_dir("fall-yolov8", n))
+
+
+def test_a_client_can_never_name_a_file_for_a_model_and_checkpoints_load_weights_only(
+    tmp_path: Path, vtest: Path, fall_model: Path
+) -> None:
+    """A swap with a client-given path and backend unpickled the file before answering 409: anyone
+    who could leave a file on the edge ran code as the edge. Now the body names a registered version
+    and nothing else, and a .pt the torch backend must read is unpickled with weights only."""
+    import pickle
+
+    import torch
+
+    from pipeline.detect.torch_backend import TorchDetector
+    from pipeline.errors import ModelError
+
+    ran = tmp_path / "ran"
+
+    class Payload:
+        def __reduce__(self) -> tuple:
+            return (open, (str(ran), "w"))  # would make the file when unpickled
+
+    evil = tmp_path / "evil.pt"
+    torch.save({"model": Payload()}, evil, pickle_protocol=pickle.HIGHEST_PROTOCOL)
+    runner, control, metrics = edge(tmp_path, vtest)
+    try:
+        for body in (
+            {"path": str(evil), "backend": "torch"},
+            {"name": "fall-yolov8@1", "path": str(evil)},
+            {"name": str(evil)},
+            {"name": "fall-yolov8@1", "backend": "torch"},
+        ):
+            code, reply = post(f"{control.url}/models/fall-yolov8", body)
+            assert code == 400, (body, reply)
+            code, reply = post(f"{control.url}/models/fall-yolov8/shadow", body)
+            assert code == 400, (body, reply)
+        assert not ran.exists() and runner.error is None
+    finally:
+        stop(runner, control)
+    with pytest.raises(ModelError, match="loads safely"):
+        TorchDetector(evil, name="x", imgsz=None, conf_threshold=0.3, iou_threshold=0.7, max_det=10)
+    assert not ran.exists()
 
 
 def test_a_swap_is_rolled_back_on_an_error_on_slow_batches_and_on_command(

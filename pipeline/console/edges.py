@@ -21,7 +21,7 @@ from ..errors import ConfigError
 class EdgeControl:
     id: str
     url: str
-    token: str | None
+    token: str
 
     def camera(self, camera_id: str) -> dict[str, Any] | None:
         """The camera's config as the edge runs it (None: no such camera there)."""
@@ -53,5 +53,9 @@ def load_edges(path: Path) -> dict[str, EdgeControl]:
         if urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).netloc:
             raise ConfigError(f"{where}.control: expected the edge's control URL, http://HOST:PORT")
         token_file = item.get("token_file")
-        out[item["id"]] = EdgeControl(item["id"], url, read_token(Path(token_file)) if token_file else None)
+        if not isinstance(token_file, str) or not token_file:
+            raise ConfigError(
+                f"{where}.token_file: expected the edge's control token file (every edge needs one)"
+            )
+        out[item["id"]] = EdgeControl(item["id"], url, read_token(Path(token_file), f"{where}.token_file"))
     return out

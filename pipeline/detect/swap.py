@@ -92,6 +92,14 @@ def load_candidate(
     if key not in keys:
         raise SwapRefused(f"no detector {key!r} runs here (detectors: {', '.join(keys)})")
     old = running.member(key)
+    if model.name is not None and "@" in model.name:  # a version: its files are the ones registered
+        from ..errors import ModelError
+        from ..ml.versions import verify_files
+
+        try:
+            verify_files(model.name)
+        except ModelError as err:
+            raise SwapRefused(str(err)) from None
     try:
         candidate = create_detector(cfg, model)
     except Exception as err:  # a file that does not load is refused, whatever the library raised

@@ -70,13 +70,26 @@ class TorchDetector(YoloDetector):
         )
 
     def _load_checkpoint(self, path: Path) -> tuple[torch.nn.Module, dict]:
+        """An Ultralytics checkpoint, unpickled the safe way: ``torch.load(weights_only=True)`` with
+        only the known model classes allowed (Ultralytics' restricted load); a file that needs
+        anything else (code of its own) is refused, never run."""
         try:
-            from ultralytics.nn.tasks import load_checkpoint
+            from ultralytics.nn.tasks import torch_safe_load
         except ImportError as err:
             raise ModelError(
                 "a .pt checkpoint needs ultralytics installed (or export it to TorchScript)"
             ) from err
-        model, _ = load_checkpoint(str(path), device=self.device, fuse=True)
+        try:
+            ckpt, _ = torch_safe_load(str(path), safe_only=True)
+        except Exception as err:  # noqa: BLE001 - whatever the unpickler refused or failed on
+            raise ModelError(f"{path}: not a checkpoint that loads safely (weights only): {err}") from None
+        model = ckpt.get("ema") or ckpt.get("model") if isinstance(ckpt, dict) else None
+        if not isinstance(model, torch.nn.Module):
+            raise ModelError(f"{path}: holds no model of the known Ultralytics classes")
+        model = model.float()
+        fuse = getattr(model, "fuse", None)
+        model = (fuse() if callable(fuse) else model).eval().to(self.device)
+        model.args = {**getattr(model, "args", {}), **(ckpt.get("train_args") or {})}
         names = getattr(model, "names", None)
         meta = {"names": names, "imgsz": [int(getattr(model, "args", {}).get("imgsz", 640))] * 2}
         return model, meta

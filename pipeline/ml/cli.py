@@ -89,11 +89,13 @@ def add_parsers(sub: Any) -> None:
         if action != "running":
             w.add_argument("id", help="the detector's id in the edge's config (e.g. fall-yolov8)")
         if action in ("swap", "shadow"):
-            w.add_argument("model", help="NAME@N, a manifest model, or an .onnx path")
+            w.add_argument("model", help="a registered version, NAME@N (`safecity models versions`)")
         if action == "shadow":
             w.add_argument("--share", type=float, default=0.25, help="share of the batches it runs on")
         w.add_argument("--control", default="127.0.0.1:8089", help="the edge's --control address")
-        w.add_argument("--token-file", help="the edge's --control-token-file")
+        w.add_argument(
+            "--token-file", help="the edge's --control-token-file (default: control.token in the data folder)"
+        )
         w.set_defaults(func=cmd_live)
 
     d = sub.add_parser("dataset", help="datasets from footage for fine-tuning (YOLO format)")
@@ -250,7 +252,7 @@ def cmd_live(args: argparse.Namespace) -> int:
     elif args.action == "shadow-stop":
         code, reply = request(f"{base}/models/{args.id}/shadow", "DELETE", token=token)
     else:
-        body: dict[str, Any] = {"path" if args.model.endswith(".onnx") else "name": args.model}
+        body: dict[str, Any] = {"name": args.model}
         path = f"{base}/models/{args.id}"
         if args.action == "shadow":
             body["share"], path = args.share, f"{path}/shadow"

@@ -41,6 +41,7 @@ class ModelVersion:
     created: str
     imgsz: int
     extra: dict[str, Any] = field(default_factory=dict)
+    files: dict[str, str] = field(default_factory=dict)  # file name -> sha256, recorded at registration
 
     @property
     def ref(self) -> str:
@@ -111,8 +112,39 @@ def load_version(ref: str) -> ModelVersion:
         raise ModelError(f"{path}: not a model version record ({err})") from None
 
 
+SEALED = ("weights.pt", "model.onnx")  # the files a version is run from
+
+
 def write_version(dest: Path, v: ModelVersion) -> None:
+    """The version's record, with the digest of each of its model files as they are now: a file
+    changed afterwards (behind the registry's back) is refused by ``verify_files``."""
+    from ..registry import sha256_file
+
+    v.files = {name: sha256_file(dest / name) for name in SEALED if (dest / name).is_file()}
     (dest / "version.json").write_text(json.dumps(asdict(v), indent=2) + "\n")
+
+
+def verify_files(ref: str) -> ModelVersion:
+    """The version ``ref``, after checking its files against the digests its record holds (ModelError
+    naming what differs; a version recorded without digests is refused: it cannot be checked)."""
+    from ..registry import sha256_file
+
+    v = load_version(ref)
+    if not v.files:
+        raise ModelError(
+            f"model {ref} was registered without its files' digests: it cannot be checked; register it "
+            "again (`safecity models train`)"
+        )
+    d = _dir(ref)
+    for name, digest in v.files.items():
+        if name not in SEALED:
+            raise ModelError(f"model {ref}: its record names an unknown file {name!r}")
+        path = d / name
+        if not path.is_file() or sha256_file(path) != digest:
+            raise ModelError(
+                f"model {ref}: {name} is not the file that was registered (its digest differs): refused"
+            )
+    return v
 
 
 def all_versions() -> list[ModelVersion]:
