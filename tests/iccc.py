@@ -182,7 +182,7 @@ class Client:
         form: dict[str, str] | None = None,
         body: Any = None,
         headers: dict[str, str] | None = None,
-    ) -> tuple[int, dict[str, str], bytes]:
+    ) -> tuple[int, Any, bytes]:
         data = None
         h = dict(headers or {})
         if form is not None:
@@ -194,9 +194,9 @@ class Client:
         req = urllib.request.Request(self.base + path, data=data, method=method, headers=h)
         try:
             with self.opener.open(req, timeout=10) as r:
-                return r.status, dict(r.headers), r.read()
+                return r.status, r.headers, r.read()  # (case-insensitive, as HTTP says)
         except urllib.error.HTTPError as err:
-            return err.code, dict(err.headers), err.read()
+            return err.code, err.headers, err.read()
 
     def login(self, name: str, password: str) -> int:
         status, _, page = self.request("GET", "/login")
@@ -250,7 +250,7 @@ class Iccc:
             ("oper2", "operator"),
             ("viewer", "viewer"),
         ):
-            self.console.users.add(name, role, PASSWORD)
+            self.console.users.add(name, role, PASSWORD, by="test")
         self.url = self.console.url
         self.edges: list[Edge] = []
 

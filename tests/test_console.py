@@ -4,11 +4,13 @@ workflow with its audit log, the live stream, evidence, zone export and ``safeci
 
 from __future__ import annotations
 
+import getpass
 import hashlib
 import http.client
 import json
 import logging
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -20,6 +22,7 @@ import pytest
 import yaml
 
 from pipeline.console import auth
+from pipeline.errors import ConfigError
 
 from .iccc import PASSWORD, Client, Iccc
 from .util import wait_until
@@ -96,6 +99,8 @@ def test_a_post_without_the_csrf_token_or_from_another_origin_is_refused(iccc: I
     assert form[0] == 403
     assert incidents(c)[0]["state"] == "new"  # none of them changed anything
     assert c.act(source, iid, "acknowledge")[0] == 200  # the token makes it
+    refused = [a for a in iccc.console.store.audit_log() if a["action"] == "denied" and a["user"] == "oper"]
+    assert len(refused) == 2 and all("CSRF" in a["detail"] for a in refused)  # a row per route a minute
     # the log-in form is protected too: a post without its cookie is refused
     fresh = Client(iccc.url)
     status, _, _ = fresh.request("POST", "/login", form={"csrf": "x", "name": "oper", "password": PASSWORD})
@@ -118,9 +123,13 @@ def test_roles_a_viewer_cannot_act_an_operator_cannot_manage_users(iccc: Iccc, t
     status, headers, _ = admin.request(
         "POST", "/users", form={"csrf": admin.csrf, "name": "newop", "role": "operator", "password": "y" * 12}
     )
+    assert b"too weak" in admin.request("GET", headers["Location"])[2]  # a run of one letter
+    status, headers, _ = admin.request(
+        "POST", "/users", form={"csrf": admin.csrf, "name": "newop", "role": "operator", "password": NEWOP_PW}
+    )
     assert status == 303 and b"added newop" in admin.request("GET", headers["Location"])[2]
     newop = Client(iccc.url)
-    assert newop.login("newop", "y" * 12) == 303
+    assert newop.login("newop", NEWOP_PW) == 303
     assert newop.act(source, iid, "acknowledge")[0] == 200
     # a role taken away ends the sessions: the old cookie no longer works
     demoted = iccc.client("oper2")
@@ -128,6 +137,46 @@ def test_roles_a_viewer_cannot_act_an_operator_cannot_manage_users(iccc: Iccc, t
     assert demoted.get_json("/api/me")[0] == 401
     admin.request("POST", "/users/oper", form={"csrf": admin.csrf, "do": "disable"})
     assert oper.get_json("/api/me")[0] == 401 and Client(iccc.url).login("oper", PASSWORD) == 401
+    # each refused reach past a role is in the audit log: who, what, from where
+    denied = [(a["user"], a["target"]) for a in iccc.console.store.audit_log() if a["action"] == "denied"]
+    assert ("viewer", f"POST /api/incidents/{source}/{iid}/act") in denied
+    assert ("oper", "GET /users") in denied and ("oper", "GET /audit") in denied
+    assert ("oper", "POST /users") in denied
+
+
+NEWOP_PW = "kettle under the banyan"
+
+
+@pytest.mark.parametrize(
+    ("password", "why"),
+    [
+        (" " * 12, "too weak"),
+        ("aaaaaaaaaaaa", "too weak"),
+        ("password123", "too weak"),
+        ("qwertyuiop", "too weak"),
+        ("oper123456", "too weak"),  # the user's own name
+        ("safecity2026", "too weak"),  # the product's
+        ("Summer2026!", "too weak"),
+        ("short", "under 10"),
+        ("x" * 129, "over 128"),
+        ("tab\there and more", "control characters"),
+    ],
+)
+def test_a_weak_password_is_refused_with_the_reason(password: str, why: str) -> None:
+    from pipeline.console.auth import check_password
+
+    with pytest.raises(ConfigError, match=why):
+        check_password(password, "oper")
+
+
+LONG_PW = "the night shift at the old bus depot keeps its own time, and nobody minds the rain"
+
+
+@pytest.mark.parametrize("password", [PASSWORD, NEWOP_PW, "Vx7#qL9!mZ2p", LONG_PW])
+def test_a_strong_password_is_taken(password: str) -> None:
+    from pipeline.console.auth import check_password
+
+    assert check_password(password, "oper") == password
 
 
 def test_the_workflow_each_step_recorded_with_who_and_when_and_refused_out_of_order(
@@ -191,8 +240,8 @@ def test_the_throttle_counts_each_user_name_across_clients_and_doubles_its_wait(
     clock = [1000.0]
     monkeypatch.setattr(auth, "_monotonic", lambda: clock[0])
     t = auth.Throttle()
-    for i in range(auth.FREE_FAILURES):  # one guess each from five addresses at one name
-        assert t.attempt("user:oper", f"client:10.0.0.{i}")[0] == 0
+    for i in range(auth.USER_FREE_FAILURES):  # one guess each from fifty addresses at one name
+        assert t.attempt("user:oper", f"client:10.0.{i}.1")[0] == 0
     assert t.attempt("user:oper", "client:10.0.0.99")[0] == pytest.approx(auth.LOCKOUT_S)
     assert t.attempt("user:oper2", "client:10.0.0.99")[0] == 0  # other names from there: free
     clock[0] += auth.LOCKOUT_S + 1
@@ -230,7 +279,7 @@ def test_passwords_and_their_hashes_never_reach_the_logs(
     c = Client(iccc.url)
     c.login("oper", "a wrong password here")
     c.login("oper", PASSWORD)
-    iccc.console.users.add("late", "viewer", "another secret pass")
+    iccc.console.users.add("late", "viewer", "another secret pass", by="test")
     hashes = [
         r[0]
         for r in sqlite3.connect(tmp_path / "console.sqlite").execute("SELECT pw_hash FROM console_users")
@@ -268,9 +317,9 @@ def test_the_last_admin_cannot_be_demoted_or_disabled(iccc: Iccc) -> None:
     admin.request("POST", "/users/admin", form={"csrf": admin.csrf, "do": "disable"})
     assert "you cannot disable yourself" in admin.request("GET", "/users")[2].decode()
     with pytest.raises(ConfigError, match="last enabled admin"):
-        iccc.console.users.set_disabled("admin", True)  # `safecity users disable admin`
+        iccc.console.users.set_disabled("admin", True, by="test")  # `safecity users disable admin`
     assert admin.get_json("/api/me")[1] == {"user": "admin", "role": "admin"}
-    iccc.console.users.add("second", "admin", PASSWORD)
+    iccc.console.users.add("second", "admin", PASSWORD, by="test")
     admin.request("POST", "/users/second", form={"csrf": admin.csrf, "do": "role", "role": "viewer"})
     assert [u["role"] for u in iccc.console.users.list() if u["name"] == "second"] == ["viewer"]
 
@@ -416,6 +465,14 @@ def test_safecity_users_adds_an_operator_who_can_then_log_in(iccc: Iccc, tmp_pat
     assert again.returncode == 2 and "exists already" in again.stderr
     short = users("add", "sita", "--role", "operator", "--password-stdin", password="short")
     assert short.returncode == 2 and "under 10 characters" in short.stderr
+    spaces = users("add", "sita", "--role", "operator", "--password-stdin", password=" " * 16)
+    assert spaces.returncode == 2 and "too weak" in spaces.stderr
+    # the store holds password and session hashes: its owner's alone, and so are SQLite's side files
+    for made in tmp_path.glob("console.sqlite*"):
+        assert made.stat().st_mode & 0o777 == 0o600, made
+    with sqlite3.connect(tmp_path / "console.sqlite") as db:
+        who = db.execute("SELECT user FROM audit WHERE action = 'user.add' AND target = 'ravi'").fetchone()[0]
+    assert who == f"cli:{getpass.getuser()}@{socket.gethostname()}"
     listed = users("list")
     assert "ravi" in listed.stdout and "operator" in listed.stdout
     assert (
@@ -562,3 +619,36 @@ def test_a_false_alarm_verdict_becomes_a_hard_negative_and_a_count_per_day(
     # reopening withdraws the verdict (the dataset keeps what it took)
     assert oper.act(edge.source, iid, "reopen", comment="it was a person after all")[0] == 200
     assert [e["incident_id"] for e in oper.get_json("/api/verdicts")[1]] == [iid2]
+
+
+def test_a_viewer_cannot_lock_an_operator_out_and_an_admin_can_unlock(iccc: Iccc) -> None:
+    """Five wrong passwords for a name used to lock that user out from every address, with no
+    unlock: a viewer who knew the operators' names could keep them out during an incident. Now the
+    guesser's own address is what locks; the operator, from another address, gets in; and an admin
+    can forget a name's failures."""
+    t = iccc.console.throttle
+    for _ in range(auth.FREE_FAILURES):  # the viewer's desk guesses at the operator's name
+        assert t.attempt("user:oper", "pair:oper|10.9.9.9", "client:10.9.9.9")[0] == 0
+    assert t.attempt("user:oper", "pair:oper|10.9.9.9", "client:10.9.9.9")[0] > 0  # that desk waits
+    assert t.attempt("user:oper", "pair:oper|10.1.1.1", "client:10.1.1.1")[0] == 0  # the operator's desk: in
+    admin = iccc.client("admin")  # logged in first: sessions are not throttled
+    c = Client(iccc.url)
+    for _ in range(auth.FREE_FAILURES):
+        assert c.login("oper2", "wrong password") == 401
+    assert c.login("oper2", PASSWORD) == 429
+    status, _, _ = admin.request("POST", "/users/oper2", form={"csrf": admin.csrf, "do": "unlock"})
+    assert status == 303
+    assert not [k for k in t._failures if k.startswith(("user:oper2", "pair:oper2|"))]
+    assert any(
+        e["action"] == "user.unlock" and e["target"] == "oper2" for e in iccc.console.store.audit_log()
+    )
+
+
+def test_a_console_store_left_readable_by_others_is_narrowed_to_its_owner(tmp_path: Path) -> None:
+    from pipeline.console.store import ConsoleStore
+
+    path = tmp_path / "console.sqlite"
+    ConsoleStore(path).close()
+    path.chmod(0o644)  # made by an older version, or copied with a wide umask
+    ConsoleStore(path).close()
+    assert path.stat().st_mode & 0o777 == 0o600

@@ -15,6 +15,7 @@ from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
+from zxcvbn import zxcvbn
 
 from ..errors import ConfigError, SafeCityError
 from ..events.outbox import transaction
@@ -23,9 +24,13 @@ from .store import ROLES, ConsoleStore
 SESSION_HOURS = 12.0
 IDLE_MINUTES = 30.0
 MIN_PASSWORD = 10
+MAX_PASSWORD = 128
+MIN_STRENGTH = 3  # zxcvbn's score, 0-4: 3 is "safely unguessable", about 10^8 guesses and more
+_SCORED = 72  # zxcvbn scores at most this many characters (its own limit); the rest only adds
 NAME_RE = re.compile(r"^[A-Za-z0-9_.@\-]{1,64}$")
 # log-in throttle: this many failures in the window, then each further try waits, doubling to a cap
-FREE_FAILURES = 5
+FREE_FAILURES = 5  # per client address, and per user name from one address
+USER_FREE_FAILURES = 50  # per user name from all addresses together: one insider cannot lock anyone out
 FAILURE_WINDOW_S = 15 * 60.0
 LOCKOUT_S = 30.0
 MAX_LOCKOUT_S = 15 * 60.0
@@ -68,9 +73,20 @@ def check_role(role: str) -> str:
     return role
 
 
-def check_password(password: str) -> str:
+def check_password(password: str, name: str) -> str:
+    """Refuses a password a guesser would try early: short, long enough to slow the hash down, or
+    weak by zxcvbn's estimate (common passwords, keyboard walks, repeats, dates, the user's own
+    name and the product's)."""
     if len(password) < MIN_PASSWORD:
         raise ConfigError(f"the password is under {MIN_PASSWORD} characters")
+    if len(password) > MAX_PASSWORD:
+        raise ConfigError(f"the password is over {MAX_PASSWORD} characters")
+    if not password.isprintable():
+        raise ConfigError("the password has control characters")
+    verdict = zxcvbn(password[:_SCORED], user_inputs=[name, "safecity", "safe city", "console", "iccc"])
+    if verdict["score"] < MIN_STRENGTH:
+        hint = verdict["feedback"]["warning"] or "it is easy to guess"
+        raise ConfigError(f"the password is too weak ({hint.rstrip('.')}): use a few uncommon words")
     return password
 
 
@@ -79,10 +95,10 @@ class Users:
         self.store = store
         self._seen: dict[str, float] = {}  # session -> its last request (a restart restarts idling)
 
-    def add(self, name: str, role: str, password: str, *, by: str = "cli") -> None:
+    def add(self, name: str, role: str, password: str, *, by: str) -> None:
         check_name(name)
         check_role(role)
-        check_password(password)
+        check_password(password, name)
         with self.store.lock:
             if self.store.db.execute("SELECT 1 FROM console_users WHERE name = ?", (name,)).fetchone():
                 raise ConfigError(f"user {name!r} exists already")
@@ -92,16 +108,16 @@ class Users:
             )
             self.store.audit(by, "user.add", name, f"role {role}")
 
-    def set_password(self, name: str, password: str, *, by: str = "cli") -> None:
-        check_password(password)
+    def set_password(self, name: str, password: str, *, by: str) -> None:
+        check_password(password, name)
         self._update(name, "pw_hash = ?", _hasher.hash(password), by=by, action="user.password")
         self.end_sessions(name)
 
-    def set_role(self, name: str, role: str, *, by: str = "cli") -> None:
+    def set_role(self, name: str, role: str, *, by: str) -> None:
         self._update(name, "role = ?", check_role(role), by=by, action="user.role", detail=role)
         self.end_sessions(name)
 
-    def set_disabled(self, name: str, disabled: bool, *, by: str = "cli") -> None:
+    def set_disabled(self, name: str, disabled: bool, *, by: str) -> None:
         action = "user.disable" if disabled else "user.enable"
         self._update(name, "disabled = ?", int(disabled), by=by, action=action)
         if disabled:
@@ -207,8 +223,11 @@ def csrf_ok(session: Session, given: str | None) -> bool:
 
 
 class Throttle:
-    """Failed log-ins per key (a user name, a client address): FREE_FAILURES in FAILURE_WINDOW_S
-    go free, then the key waits LOCKOUT_S, doubling with each further failure, up to MAX_LOCKOUT_S.
+    """Failed log-ins per key (a client address; a user name from one address; a user name from
+    everywhere): FREE_FAILURES in FAILURE_WINDOW_S go free (USER_FREE_FAILURES for a name from
+    everywhere, so that five wrong guesses from one desk lock that desk out, not the operator it named),
+    then the key waits LOCKOUT_S, doubling with each further failure, up to MAX_LOCKOUT_S. An admin can
+    clear a name's lock (``clear``).
 
     ``attempt`` counts a try as failed before the password is checked (so parallel tries cannot slip
     past the limit together); ``succeeded`` takes that back, and clears the user name's failures only
@@ -224,7 +243,7 @@ class Throttle:
             self._failures[key] = times
         else:
             self._failures.pop(key, None)
-        extra = len(times) - FREE_FAILURES
+        extra = len(times) - (USER_FREE_FAILURES if key.startswith("user:") else FREE_FAILURES)
         if extra < 0:
             return 0.0
         return max(times[-1] + min(LOCKOUT_S * 2**extra, MAX_LOCKOUT_S) - now, 0.0)
@@ -243,10 +262,23 @@ class Throttle:
                 self._failures.setdefault(key, []).append(now)
         return 0.0, now
 
+    def clear(self, name: str) -> None:
+        """Forget a user name's failures, from everywhere (an admin's unlock)."""
+        with self._lock:
+            for key in [
+                k
+                for k in self._failures
+                if k == f"user:{name.lower()}" or k.startswith(f"pair:{name.lower()}|")
+            ]:
+                del self._failures[key]
+
     def succeeded(self, user_key: str, *others: str, mark: float) -> None:
         with self._lock:
             self._failures.pop(user_key, None)
             for key in others:
+                if key.startswith("pair:"):  # this name from this address: right now
+                    self._failures.pop(key, None)
+                    continue
                 times = self._failures.get(key)
                 if times and mark in times:
                     times.remove(mark)

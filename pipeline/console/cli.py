@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import os
+import socket
 import sys
 import threading
 from pathlib import Path
@@ -101,6 +103,15 @@ def _password(args: argparse.Namespace) -> str:
     return first
 
 
+def cli_actor() -> str:
+    """Who the audit log names for a change made at the command line: the account and the host."""
+    try:
+        account = getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid (a bare container): its number
+        account = f"uid{os.getuid()}"
+    return f"cli:{account}@{socket.gethostname()}"
+
+
 def cmd_users(args: argparse.Namespace) -> int:
     from ..events.store import local_file, store_target
     from .auth import Users
@@ -111,16 +122,16 @@ def cmd_users(args: argparse.Namespace) -> int:
     try:
         users = Users(store)
         if args.action == "add":
-            users.add(args.name, args.role, _password(args))
+            users.add(args.name, args.role, _password(args), by=cli_actor())
             print(f"added {args.name} ({args.role}) to {path}")
         elif args.action == "password":
-            users.set_password(args.name, _password(args))
+            users.set_password(args.name, _password(args), by=cli_actor())
             print(f"password of {args.name} changed; their sessions ended")
         elif args.action == "role":
-            users.set_role(args.name, args.role)
+            users.set_role(args.name, args.role, by=cli_actor())
             print(f"{args.name} is now {args.role}")
         elif args.action in ("disable", "enable"):
-            users.set_disabled(args.name, args.action == "disable")
+            users.set_disabled(args.name, args.action == "disable", by=cli_actor())
             print(f"{args.name} {args.action}d")
         else:
             for u in users.list():

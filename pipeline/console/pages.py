@@ -280,6 +280,7 @@ def users_page(session: Session, users: list[dict[str, Any]], notice: str = "") 
         f'<select name="role" aria-label="role">{_role_options(u["role"])}</select>'
         f'<button name="do" value="role">Set role</button>'
         f'<button name="do" value="{_toggle(u)}">{_toggle(u).capitalize()}</button>'
+        '<button name="do" value="unlock" title="forget its failed log-ins">Unlock</button>'
         "</form></td></tr>"
         for u in users
     )

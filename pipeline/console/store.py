@@ -204,7 +204,7 @@ class ConsoleStore:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.db = open_durable(path, SCHEMA, kind="console store")
+        self.db = open_durable(path, SCHEMA, kind="console store", private=True)  # password hashes
         self.db.row_factory = sqlite3.Row
         self.lock = threading.RLock()
         columns = {r[1] for r in self.db.execute("PRAGMA table_info(incidents)")}

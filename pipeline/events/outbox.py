@@ -10,8 +10,10 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import logging
 import os
 import sqlite3
+import stat
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -19,6 +21,8 @@ from typing import Any
 
 from ..errors import StorageError
 from ..failpoints import failpoint
+
+log = logging.getLogger(__name__)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -113,12 +117,32 @@ def check_kind(conn: sqlite3.Connection, path: Path, kind: str, *, new_ok: bool)
     raise StorageError(f"{path} is not {named}: it is {what}")
 
 
-def open_durable(path: Path, schema: str, *, kind: str, page_size: int | None = None) -> sqlite3.Connection:
+def _make_private(path: Path) -> None:
+    try:
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        return
+    except FileExistsError:
+        pass
+    mode = path.stat().st_mode
+    if stat.S_ISREG(mode) and mode & 0o077:
+        log.warning("%s was readable by others (mode %o): now 600", path, stat.S_IMODE(mode))
+        for each in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+            with contextlib.suppress(FileNotFoundError):
+                each.chmod(0o600)
+
+
+def open_durable(
+    path: Path, schema: str, *, kind: str, page_size: int | None = None, private: bool = False
+) -> sqlite3.Connection:
     """A SQLite database that survives crashes and power loss (WAL, synchronous=FULL), autocommit mode.
     ``kind`` is ``outbox`` or ``sink store``: an existing file of the other kind, a directory or a file
-    that is not a database is a StorageError naming the file. ``page_size`` applies to a new file only."""
+    that is not a database is a StorageError naming the file. ``page_size`` applies to a new file only.
+    ``private``: the file is its owner's alone (mode 600; SQLite gives its WAL and shared-memory files
+    the database's mode), made so before anything is written, and narrowed if it was wider."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+        if private:
+            _make_private(path)
         conn = sqlite3.connect(str(path), timeout=30.0, isolation_level=None, check_same_thread=False)
     except (sqlite3.Error, OSError) as err:
         raise StorageError(f"the {kind} {path} {describe_db_error(path, err)}") from err
