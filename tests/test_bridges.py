@@ -4,11 +4,14 @@ broker restart and a receiver outage nothing is lost, and a copy received twice 
 
 from __future__ import annotations
 
+import contextlib
 import getpass
+import http.client
 import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -22,6 +25,7 @@ import paho.mqtt.client as mqtt
 import pytest
 
 from pipeline.bridges.webhook import sign, verify
+from pipeline.errors import ConfigError
 
 from .conftest import SinkThread, unavailable
 from .iccc import Edge
@@ -374,3 +378,74 @@ def test_webhook_waits_out_a_misconfigured_receiver_and_dead_letters_only_refuse
         t.join(5)
         server.shutdown()
         state.close()
+
+
+def test_a_receiver_trickling_its_answer_is_cut_off_at_the_deadline_and_retried(
+    world, tmp_path: Path, monkeypatch
+) -> None:
+    """Each byte well within the read timeout, the answer never done: one POST still ends at the
+    deadline (a retry, logged), instead of holding the bridge on one event for the whole run."""
+    from pipeline.bridges import webhook
+    from pipeline.bridges.base import Stored
+    from pipeline.bridges.state import BridgeState
+
+    monkeypatch.setattr(webhook, "DEADLINE_S", 1.5)
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def trickle() -> None:
+        conn, _ = listener.accept()
+        with contextlib.suppress(OSError):
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+            while not stop.wait(0.2):
+                conn.sendall(b"a")
+        conn.close()
+
+    state = BridgeState(tmp_path / "bridges.sqlite", "slow")
+    port = listener.getsockname()[1]
+    bridge = webhook.WebhookBridge(world["db"], state, f"http://127.0.0.1:{port}/h?token=abc", b"k" * 16)
+    event = {"event_id": "e1", "status": "start"}
+    slow_connect = http.client.HTTPConnection.connect
+    try:
+        for connecting_s in (
+            0.0,
+            2.0,
+        ):  # a receiver slow to reach (DNS, dead addresses first), then trickling
+            stop.clear()
+            threading.Thread(target=trickle, daemon=True).start()
+
+            def connect(self: http.client.HTTPConnection, wait: float = connecting_s) -> None:
+                time.sleep(wait)
+                slow_connect(self)
+
+            monkeypatch.setattr(http.client.HTTPConnection, "connect", connect)
+            began = time.monotonic()
+            outcome, what = bridge.post(Stored(1, event, json.dumps(event), False), 1)
+            took = time.monotonic() - began
+            stop.set()
+            assert (outcome, what) == ("retry", "no whole answer in 2 s (a receiver trickling it)")
+            assert 1.4 < took < 5.0
+    finally:
+        stop.set()
+        listener.close()
+        state.close()
+
+
+def test_the_webhook_url_is_logged_without_its_token_or_password() -> None:
+    from pipeline.bridges.webhook import redacted
+
+    assert redacted("https://rx.example:8443/hook?token=s3cr3t&x=1") == "https://rx.example:8443/***"
+    assert redacted("http://user:pw@10.0.0.5/in") == "http://***@10.0.0.5/***"
+    assert redacted("https://hooks.example/services/T0/B0/s3cr3t") == "https://hooks.example/***"
+    assert redacted("http://[::1]:9000/") == "http://[::1]:9000/"
+    assert redacted("http://x:notaport/") == "http://x:notaport/"  # (a receiver's Location: never raises)
+    assert redacted("http://[::1/") == "(a URL that cannot be read)"
+    with pytest.raises(ConfigError) as err:
+        from pipeline.bridges.webhook import WebhookBridge
+
+        WebhookBridge(None, None, "ftp://rx.example/h?token=s3cr3t", b"k")  # type: ignore[arg-type]
+    assert "s3cr3t" not in str(err.value)
+    with pytest.raises(ConfigError) as err:  # a '/' in the password: the "port" is not a number
+        WebhookBridge(None, None, "http://user:se/cr3t@rx.example/h", b"k")  # type: ignore[arg-type]
+    assert "user" not in str(err.value) and "cr3t" not in str(err.value)

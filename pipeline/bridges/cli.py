@@ -58,11 +58,11 @@ def cmd_bridge(args: argparse.Namespace) -> int:
                                 registry=registry)  # fmt: skip
             where = args.broker
         else:
-            from .webhook import WebhookBridge, read_secret
+            from .webhook import WebhookBridge, read_secret, redacted
 
             bridge = WebhookBridge(db, state, args.url, read_secret(Path(args.secret_file)),
                                    max_attempts=args.max_attempts, registry=registry)  # fmt: skip
-            where = args.url
+            where = redacted(args.url)
         if not state.exists():
             state.start_at(bridge.start_position(db, args.from_start))
         if args.metrics_port is not None:

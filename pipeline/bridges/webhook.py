@@ -9,16 +9,18 @@ redirect, 401, 403, 404, 405, 410: a wrong URL or secret), is waited for and log
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import hashlib
 import hmac
 import http.client
 import logging
+import socket
+import threading
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from ..control import read_token
 from ..errors import ConfigError
@@ -32,17 +34,24 @@ RETRYABLE = {408, 425, 429}
 MISCONFIGURED = {401, 403, 404, 405, 410}  # about the endpoint, not the event: waited out, like an outage
 
 
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    """A redirect is an error (urllib would re-send a POST as a bodiless GET and call it delivered)."""
-
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-        return None
-
-
-_OPENER = urllib.request.build_opener(_NoRedirect)
 FIRST_BACKOFF_S = 0.5
 MAX_BACKOFF_S = 60.0
-TIMEOUT_S = 10.0
+TIMEOUT_S = 10.0  # connecting, and each wait for a byte of the answer
+DEADLINE_S = 30.0  # one POST altogether: a receiver that trickles its answer is cut off at this
+MAX_ANSWER = 64 * 1024  # of the answer's body, read and dropped (the status is the answer)
+
+
+def redacted(url: str) -> str:
+    """The URL as logs print it: the scheme and the host, no user info, path or query (receivers put
+    their tokens in any of them: Slack's and Teams' webhooks in the path). Never raises."""
+    try:
+        u = urlsplit(url)
+    except ValueError:
+        return "(a URL that cannot be read)"
+    host = u.netloc.rpartition("@")[2]
+    hidden = "***@" if "@" in u.netloc else ""
+    rest = "/***" if u.path.strip("/") or u.query or u.fragment else u.path
+    return f"{u.scheme}://{hidden}{host}{rest}"
 
 
 def sign(secret: bytes, timestamp: str, body: bytes) -> str:
@@ -77,12 +86,16 @@ class WebhookBridge(Bridge):
         max_backoff_s: float = MAX_BACKOFF_S,
         **kw: Any,
     ) -> None:
-        super().__init__(sink_db, state, **kw)
         u = urlsplit(url)
+        try:
+            u.port  # noqa: B018 (a port that is not a number raises here, not at the first event)
+        except ValueError:
+            u = urlsplit("")
         if u.scheme not in ("http", "https") or not u.hostname:
-            raise ConfigError(f"--url {url!r}: expected an http:// or https:// URL")
+            raise ConfigError("--url: expected an http(s)://host[:port]/path URL (a port is a number)")
         if max_attempts < 1:
             raise ConfigError("--max-attempts: expected 1 or more")
+        super().__init__(sink_db, state, **kw)
         self.url = url
         self.secret = secret
         self.max_attempts = max_attempts
@@ -106,22 +119,55 @@ class WebhookBridge(Bridge):
         }
         if s.redelivery or sends > 1:  # the receiver may have it already (an answer lost on the way)
             headers["X-Safecity-Redelivery"] = "true"
-        req = urllib.request.Request(self.url, data=body, method="POST", headers=headers)
+        cut_off = threading.Event()
         try:
-            with _OPENER.open(req, timeout=TIMEOUT_S) as r:
-                r.read()
-                return "delivered", f"HTTP {r.status}"
-        except urllib.error.HTTPError as err:
-            code = err.code
-            if 300 <= code < 400:
-                return "wait", f"HTTP {code} redirect to {err.headers.get('Location')!r}: fix --url"
-            if code in MISCONFIGURED:
-                return "wait", f"HTTP {code}: the receiver refuses every event (URL or secret?)"
-            if code >= 500 or code in RETRYABLE:
-                return "retry", f"HTTP {code}"
-            return "refused", f"HTTP {code}"
-        except (urllib.error.URLError, OSError, http.client.HTTPException) as err:
-            return "wait", f"not reached: {getattr(err, 'reason', None) or err!r}"
+            code, location = self._send(body, headers, cut_off)
+        except (OSError, http.client.HTTPException) as err:
+            if cut_off.is_set():
+                return "retry", f"no whole answer in {DEADLINE_S:.0f} s (a receiver trickling it)"
+            return "wait", f"not reached: {err!r}"
+        if 200 <= code < 300:
+            return "delivered", f"HTTP {code}"
+        if 300 <= code < 400:  # never followed: a POST re-sent as a bodiless GET is not a delivery
+            return "wait", f"HTTP {code} redirect to {redacted(location or '')!r}: fix --url"
+        if code in MISCONFIGURED:
+            return "wait", f"HTTP {code}: the receiver refuses every event (URL or secret?)"
+        if code >= 500 or code in RETRYABLE:
+            return "retry", f"HTTP {code}"
+        return "refused", f"HTTP {code}"
+
+    def _send(self, body: bytes, headers: dict[str, str], cut_off: threading.Event) -> tuple[int, str | None]:
+        """One POST and its answer within DEADLINE_S altogether: past it the socket is shut from a
+        timer (the per-read timeout alone lets a trickle of bytes go on for ever)."""
+        u = urlsplit(self.url)
+        kind = http.client.HTTPSConnection if u.scheme == "https" else http.client.HTTPConnection
+        conn = kind(u.hostname or "", u.port, timeout=TIMEOUT_S)
+        if u.username or u.password:
+            pair = f"{unquote(u.username or '')}:{unquote(u.password or '')}".encode()
+            headers = {**headers, "Authorization": "Basic " + base64.b64encode(pair).decode()}
+
+        def cut() -> None:
+            cut_off.set()
+            if conn.sock is not None:
+                with contextlib.suppress(OSError):
+                    socket.socket.shutdown(conn.sock, socket.SHUT_RDWR)
+
+        timer = threading.Timer(DEADLINE_S, cut)
+        timer.daemon = True
+        timer.start()
+        try:
+            conn.connect()  # (each address tried within TIMEOUT_S: the deadline is checked once through)
+            if cut_off.is_set():
+                raise TimeoutError("cut off")
+            conn.request("POST", urlunsplit(("", "", u.path or "/", u.query, "")), body, headers)
+            answer = conn.getresponse()
+            answer.read(MAX_ANSWER)
+            if cut_off.is_set():
+                raise TimeoutError("cut off")
+            return answer.status, answer.getheader("Location")
+        finally:
+            timer.cancel()
+            conn.close()
 
     def deliver(self, events: list[Stored]) -> int:
         done = 0
