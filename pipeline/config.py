@@ -5,12 +5,14 @@ from __future__ import annotations
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import ConfigError
-from .urls import check_source, is_live_source, redact
+from .urls import check_source, is_live_source, redact, scheme
+from .urls import shown as shown_source
 
 Point = tuple[float, float]
 FrameSide = Annotated[int, Field(ge=16, le=16384)]  # pixels
@@ -200,9 +202,32 @@ class GroundPlaneConfig(Strict):
         return self
 
 
+class CredentialsConfig(Strict):
+    """A camera's password kept out of the config: read from a file (a Kubernetes Secret mounted as
+    files, a systemd credential) or an environment variable each time the camera is opened, so a
+    rotated password is taken at the next reconnect."""
+
+    username: Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f\x7f:]+$")] | None = (
+        Field(default=None, description="the camera's user name (default: the one in the source URL)")
+    )
+    password_file: Path | None = Field(default=None, description="a file holding the password (one line)")
+    password_env: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")] | None = Field(
+        default=None, description="an environment variable holding the password"
+    )
+
+    @model_validator(mode="after")
+    def _one_place(self) -> CredentialsConfig:
+        if (self.password_file is None) == (self.password_env is None):
+            raise ValueError("give exactly one of password_file and password_env")
+        return self
+
+
 class CameraConfig(Strict):
     id: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")]
     source: Annotated[str, Field(min_length=1, description="video file path or rtsp:// URL")]
+    credentials: CredentialsConfig | None = Field(
+        default=None, description="the camera's password from a file or an environment variable, not the URL"
+    )
     live: bool | None = Field(
         default=None,
         description="a stream the camera pushes in real time (never paced, reconnected for ever); "
@@ -270,6 +295,13 @@ class CameraConfig(Strict):
             raise ValueError(f"zone names must be unique per camera, got {names}")
         if self.reconnect_max_seconds < self.reconnect_initial_seconds:
             raise ValueError("reconnect_max_seconds must be >= reconnect_initial_seconds")
+        if self.credentials is not None:
+            if scheme(self.source) in (None, "file"):
+                raise ValueError("credentials: only a URL source (rtsp://, ...) takes a password")
+            if urlsplit(self.source).password is not None:
+                raise ValueError(
+                    f"credentials: {redact(self.source)} holds a password too: take it out of the URL"
+                )
         return self
 
     @property
@@ -674,6 +706,11 @@ class SourcesConfig(Strict):
         default_factory=list,
         description="folders whose files (recordings) a control client may name as a source; default: none",
     )
+    secrets: list[Path] = Field(
+        default_factory=list,
+        description="folders whose files a control client may name as a camera's credentials.password_file "
+        "(a Secret mount); default: none, and a client may never name an environment variable",
+    )
     schemes: list[Annotated[str, Field(pattern=r"^[a-z][a-z0-9+.\-]{0,15}$")]] = Field(
         default_factory=lambda: ["rtsp", "rtsps", "rtmp", "rtmps", "srt"],
         description="URL schemes a control client may give (camera streams; http, ftp, file and the "
@@ -810,7 +847,7 @@ def _format_error(err: ValidationError, source: str, *, one_model: bool = False)
     if one_model and loc.startswith("models.0"):
         loc = "model" + loc.removeprefix("models.0")
     value = first.get("input")
-    shown = redact(repr(value)) if not isinstance(value, dict) else "{...}"
+    shown = shown_source(repr(value)) if not isinstance(value, dict) else "{...}"
     if len(shown) > 80:
         shown = shown[:77] + "..."
     msg = redact(first["msg"].removeprefix("Value error, "))
@@ -851,7 +888,11 @@ def load_config(path: str | Path) -> Config:
     for cam in cfg.cameras:
         if "://" not in cam.source and not Path(cam.source).is_absolute():
             cam.source = str(base / cam.source)
+        if cam.credentials is not None and cam.credentials.password_file is not None:
+            if not cam.credentials.password_file.is_absolute():
+                cam.credentials.password_file = base / cam.credentials.password_file
     cfg.sources.roots = [r if r.is_absolute() else base / r for r in cfg.sources.roots]
+    cfg.sources.secrets = [r if r.is_absolute() else base / r for r in cfg.sources.secrets]
     for m in cfg.models:
         if m.path is not None and not m.path.is_absolute():
             m.path = base / m.path

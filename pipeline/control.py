@@ -49,9 +49,11 @@ from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
-from .config import Config
+from .config import Config, CredentialsConfig
 from .detect.swap import SwapRefused
 from .errors import ConfigError
 from .live import camera_dicts, with_cameras
@@ -250,11 +252,13 @@ class ControlServer:
         changed)."""
 
         def new(cfg: Config) -> Config:
-            before = {c.id: c.source for c in cfg.cameras}
+            before = {c.id: (c.source, c.credentials) for c in cfg.cameras}
             out = with_cameras(cfg, edit(camera_dicts(cfg)), source=what, base_dir=self.base_dir)
             for cam in out.cameras:
-                if before.get(cam.id) != cam.source:  # a source a client chose: within the policy
+                if before.get(cam.id) != (cam.source, cam.credentials):  # a client's choice: the policy
                     allowed_source(cfg, cam.source, what=f"{what}: camera {cam.id}")
+                    if cam.credentials is not None:
+                        allowed_credentials(cfg, cam.credentials, what=f"{what}: camera {cam.id}")
             return out
 
         return self.runner.apply(new).summary()
@@ -332,18 +336,34 @@ def allowed_source(cfg: Config, source: str, *, what: str) -> None:
             raise refused
         return
     path = source[len("file://") :] if s == "file" else source
-    if not policy.roots:
+    if not _under(path, policy.roots):
         raise refused
+
+
+def allowed_credentials(cfg: Config, creds: CredentialsConfig, *, what: str) -> None:
+    """A camera password a control client points to: a file only under ``sources.secrets``, never
+    an environment variable (the edge's own, PGPASSWORD among them, would go to the client's camera)."""
+    refused = ConfigError(
+        f"{what}: credentials refused (a control client may name password files under the edge's "
+        "secret folders only)"
+    )
+    if creds.password_file is None or not _under(str(creds.password_file), cfg.sources.secrets):
+        raise refused
+
+
+def _under(path: str, roots: list[Path]) -> bool:
+    """``path`` is absolute, names no '..', and is in one of ``roots`` (links followed: a link in a
+    root to a file outside it is outside)."""
     target = os.path.normpath(path)
     if not os.path.isabs(target) or ".." in Path(target).parts:
-        raise refused
-    for root in policy.roots:
+        return False
+    for root in roots:
         base = os.path.normpath(str(root))
         if os.path.commonpath([base, target]) == base and os.path.realpath(target).startswith(
             os.path.realpath(base) + os.sep
         ):
-            return
-    raise refused
+            return True
+    return False
 
 
 class ModelNotFound(Exception):
@@ -421,10 +441,14 @@ def build_app(c: ControlServer) -> FastAPI:
     async def too_deep(_: Request, err: RecursionError) -> JSONResponse:
         return error(400, "the request is nested too deeply")
 
+    @app.exception_handler(ClientDisconnect)
+    async def gone(_: Request, err: ClientDisconnect) -> Response:
+        return Response(status_code=400)  # the client left (or was cut off) mid-body: nobody to tell
+
     @app.exception_handler(Exception)
     async def failed(request: Request, err: Exception) -> JSONResponse:
         log.exception("control: %s %s failed", request.method, request.url.path)
-        return error(500, f"{type(err).__name__}: {err}")
+        return error(500, "internal error (logged on the edge)")
 
     async def json_body(request: Request, what: str) -> Any:
         raw = await request.body()
@@ -531,8 +555,6 @@ def openapi_schema() -> dict[str, Any]:
 
 async def _threaded(fn: Callable[..., Any], *args: Any) -> Any:
     """A blocking call (a camera change waits for the batch in hand) off the event loop."""
-    from starlette.concurrency import run_in_threadpool
-
     return await run_in_threadpool(fn, *args)
 
 

@@ -41,6 +41,7 @@ def make_inventory(sites: list[str], weights: list[float], order: list[int] | No
         fps=np.full(n, 30.0),
         analytics_fps=np.full(n, 5.0),
         weight=np.asarray([weights[i] for i in idx], dtype=np.float64),
+        password_file=[""] * n,
     )
 
 
@@ -222,6 +223,15 @@ GOOD_ROW = "c1,pune,pune-1,bank,18.52,73.85,rtsp://{camera_id}.cams/1,h264,1920,
             "c1,pune,pune-1,bank,18.5,73.8,rtsp://c am/1,h264,1920,1080,25,5",
             "row 3: camera c1: url: .*white space",
         ),
+        # a password in the URL would be written into configs and ConfigMaps: refused, not repeated
+        (
+            "c1,pune,pune-1,bank,18.5,73.8,rtsp://admin:Hunter2-pw@cam/1,h264,1920,1080,25,5",
+            "row 3: camera c1: url holds a password, .* password_file",
+        ),
+        (
+            "c1,pune,pune-1,bank,18.5,73.8,http://cam/snap.mjpg?user=a&pwd=Hunter2-pw,h264,1920,1080,25,5",
+            "row 3: camera c1: url holds a password",
+        ),
     ],
 )
 def test_a_bad_inventory_row_is_named_with_its_field(tmp_path: Path, row: str, message: str) -> None:
@@ -229,8 +239,46 @@ def test_a_bad_inventory_row_is_named_with_its_field(tmp_path: Path, row: str, m
     path = tmp_path / "inv.csv"
     path.write_text(HEADER + GOOD_ROW.replace("c1,", "c0,") + row + "\n" if "also on" not in message
                     else HEADER + GOOD_ROW + row + "\n")  # fmt: skip
-    with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(")) as err:
         load_inventory(path)
+    assert "Hunter2" not in str(err.value)
+
+
+def test_camera_passwords_go_to_a_secret_mount_and_never_into_the_plan(tmp_path: Path) -> None:
+    """The inventory says where each camera's password file is; the configs and the Kubernetes
+    ConfigMaps carry that path, and the plan holds no password (there is none to hold)."""
+    header = HEADER.rstrip("\n") + ",password_file\n"
+    rows = "".join(
+        f"c{i},pune,pune-1,bank,18.5,73.8,rtsp://admin@{{camera_id}}.cams/1,h264,1920,1080,25,5,"
+        f"{'/run/secrets/cameras/{camera_id}' if i else ''}\n"
+        for i in range(3)
+    )
+    (tmp_path / "inv.csv").write_text(header + rows)
+    (tmp_path / "servers.yaml").write_text(
+        "servers:\n  - {server_id: pune-1-gpu0, site: pune-1, capacity: 8}\n"
+    )
+    (tmp_path / "template.yaml").write_text(
+        "device: cpu\nmodel: {backend: scripted, scripted_detections: x.jsonl}\n"
+        "sink: {endpoint: 'tcp://iccc.example:5555', insecure: true}\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "fleet", "plan", str(tmp_path / "inv.csv"), "--servers",
+         str(tmp_path / "servers.yaml"), "--template", str(tmp_path / "template.yaml"), "--out",
+         str(tmp_path / "out"), "--kubernetes", str(tmp_path / "k8s"), "--site", "pune-1"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    cfg = load_config(tmp_path / "out" / "configs" / "pune-1-gpu0.yaml")
+    creds = {c.id: c.credentials for c in cfg.cameras}
+    assert creds["c0"] is None
+    assert creds["c2"] is not None and str(creds["c2"].password_file) == "/run/secrets/cameras/c2"
+    maps = "".join(p.read_text() for p in (tmp_path / "k8s").rglob("*.yaml"))
+    assert "password_file" in maps and "/run/secrets/cameras/c1" in maps
+    for bad, why in (("secrets/{camera_id}", "absolute"), ("/run/secrets/../etc/{camera_id}", "absolute"),
+                     ("/run/secrets/{owner}", "expected one of")):  # fmt: skip
+        (tmp_path / "inv.csv").write_text(header + rows.replace("/run/secrets/cameras/{camera_id}", bad))
+        with pytest.raises(ConfigError, match=f"password_file.*{why}"):
+            load_inventory(tmp_path / "inv.csv")
 
 
 def test_safecity_fleet_plan_writes_configs_that_load_and_reports_what_moved(tmp_path: Path) -> None:

@@ -58,7 +58,8 @@ def edge(tmp_path: Path, clips: list[Path], cameras: list[dict[str, Any]]) -> Pa
             "insecure": True,
         },
         status_interval_seconds=0.5,
-        sources={"roots": [str(clips[0].parent)]},  # the clips a control client may add as cameras
+        # the clips a control client may add as cameras, and the folder of camera passwords it may name
+        sources={"roots": [str(clips[0].parent)], "secrets": [str(tmp_path / "camera-secrets")]},
     )
 
 
@@ -522,6 +523,24 @@ def test_a_control_client_can_open_no_file_or_url_it_was_not_given(tmp_path: Pat
             control.url + "/cameras", "POST", camera("y", clips[1]) | {"source": "rtsp://10.0.0.9/1"}
         )
         assert ok[0] == 201, ok  # a camera stream
+        # a password the client points to: only a file in the secret folders, never a variable
+        (tmp_path / "camera-secrets").mkdir()
+        (tmp_path / "camera-secrets" / "z").write_text("pw")
+        (tmp_path / "camera-secrets" / "out").symlink_to("/etc/passwd")
+        stream = camera("z", clips[1]) | {"source": "rtsp://admin@10.0.0.9/1"}
+        for creds in (
+            {"password_file": "/etc/shadow"},
+            {"password_file": str(private / "secret.png")},
+            {"password_file": str(tmp_path / "camera-secrets" / "out")},  # a link out of them
+            {"password_file": "camera-secrets/z"},  # relative: to what?
+            {"password_env": "PGPASSWORD"},
+        ):
+            code, reply = request(control.url + "/cameras", "POST", stream | {"credentials": creds})
+            assert code == 400 and "credentials refused" in reply["error"], (creds, reply)
+            code, reply = request(control.url + "/cameras/y", "PATCH", {"credentials": creds})
+            assert code == 400 and "credentials refused" in reply["error"], (creds, reply)
+        good = {"credentials": {"password_file": str(tmp_path / "camera-secrets" / "z")}}
+        assert request(control.url + "/cameras", "POST", stream | good)[0] == 201
     finally:
         control.close()
         runner.stop()

@@ -183,6 +183,60 @@ def test_h264_and_hevc_over_tcp_and_udp_with_digest_auth_and_no_password_shown(
     assert "rtsp://admin:***@127.0.0.1" in caplog.text or "rtsp://admin:***@127.0.0.1" in listing
 
 
+ODD_PASSWORD = "p@ss:w/rd #%?&"  # each of these would move the host or the path if put in a URL raw
+
+
+@pytest.mark.slow
+def test_a_camera_password_from_a_file_or_the_environment_never_shown(
+    tmp_path: Path, long_clips: dict[str, Path], caplog: pytest.LogCaptureFixture, monkeypatch
+) -> None:
+    """The config names where the password is (a Secret mount, a variable), the edge puts it in the
+    URL only to open the stream: the cameras stream, and the password is in no listing, log line or
+    metric."""
+    server = GstRtsp(long_clips["h264"], password=ODD_PASSWORD)
+    secret = tmp_path / "secrets" / "gate-3"
+    secret.parent.mkdir()
+    secret.write_text(ODD_PASSWORD + "\n")
+    monkeypatch.setenv("SAFECITY_CAMERA_PW", ODD_PASSWORD)
+    url = f"rtsp://admin@127.0.0.1:{server.port}/cam"
+    cams = [
+        rtsp_camera("from-file", url, credentials={"password_file": str(secret)}),
+        rtsp_camera("from-env", url, credentials={"password_env": "SAFECITY_CAMERA_PW"}),
+        rtsp_camera("unset", url, credentials={"password_env": "SAFECITY_NOT_SET"}, reconnect_max_seconds=5),
+    ]
+    runner = edge(tmp_path, cams)
+    control = ControlServer(runner, "127.0.0.1:0")
+    control.start()
+    caplog.set_level(logging.INFO)
+    runner.start()
+    try:
+        analysed = lambda cid: runner.stats.cameras[cid].analysed  # noqa: E731
+        assert wait_until(lambda: analysed("from-file") >= 10 and analysed("from-env") >= 10, 30), (
+            runner.status_line()
+        )
+        import urllib.request
+
+        req = urllib.request.Request(
+            control.url + "/cameras", headers={"Authorization": f"Bearer {control.token}"}
+        )
+        with urllib.request.urlopen(req, timeout=5) as r:
+            listing = r.read().decode()
+        status = runner.status_line()
+    finally:
+        runner.request_stop()
+        runner.stop()
+        control.close()
+        server.stop()
+    scraped = "".join(
+        f"{s.name}{s.labels}{s.value}\n" for m in runner.metrics.registry.collect() for s in m.samples
+    )
+    assert "credentials.password_env SAFECITY_NOT_SET: empty or unset" in caplog.text
+    assert runner.stats.cameras["unset"].analysed == 0
+    assert str(secret) in listing and "SAFECITY_CAMERA_PW" in listing  # where, never what
+    for shown in (listing, status, scraped, caplog.text):
+        assert ODD_PASSWORD not in shown and "p@ss" not in shown and "p%40ss" not in shown
+
+
 @pytest.mark.slow
 def test_a_camera_survives_its_server_stalling_and_restarting(
     tmp_path: Path, long_clips: dict[str, Path], clips: list[Path]

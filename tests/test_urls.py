@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from pipeline.urls import RedactingFilter, redact
+from pipeline.urls import RedactingFilter, check_source, holds_secret, redact, with_password
 
 
 @pytest.mark.parametrize(
@@ -32,6 +32,10 @@ from pipeline.urls import RedactingFilter, redact
         ("'rtsp://a:b@h:554' and rtsp://c:d@h2/y", "'rtsp://a:***@h:554' and rtsp://c:***@h2/y"),
         ("rtsp://admin:Qu0te'S\"X@h/live", "rtsp://admin:***@h/live"),  # quotes in a password
         ("{'source': 'rtsp://a:b@h/x'}", "{'source': 'rtsp://a:***@h/x'}"),
+        ("rtsp://admin%3Asecret@cam/x", "rtsp://***@cam/x"),  # FFmpeg decodes %3A: a password
+        ("rtsp://u:LEAK/ME3@cam/x", "rtsp://u:***@cam/x"),  # a '/' in a password
+        ("http://cam/snap?authbasic=YWRtaW4&passcode=42", "http://cam/snap?authbasic=***&passcode=***"),
+        ("http://cam/a?access_token=t0&signature=s1", "http://cam/a?access_token=***&signature=***"),
     ],
 )
 def test_redact(text: str, shown: str) -> None:
@@ -51,3 +55,38 @@ def test_the_log_filter_scrubs_messages_arguments_and_tracebacks() -> None:
     assert RedactingFilter().filter(record)
     text = logging.Formatter().format(record)
     assert "pw1" not in text and "pw2" not in text and "rtsp://a:***@h/x" in text
+
+
+@pytest.mark.parametrize(
+    "source", ["rtsp://u:LEAK ME2@cam/x", "rtsp://u:LEAK/ME3@cam:x/y", "rtsp://u:LEAK\x7fME4@cam/x"]
+)
+def test_a_refused_source_is_never_quoted_with_its_password(source: str) -> None:
+    with pytest.raises(ValueError) as err:
+        check_source(source)
+    assert "LEAK" not in str(err.value) and "ME" not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("url", "secret"),
+    [
+        ("rtsp://admin:pw@cam/1", True),
+        ("rtsp://admin%3Apw@cam/1", True),
+        ("rtsp://cam/1?%70assword=x", True),
+        ("http://cam/1?passcode=1", True),
+        ("rtsp://admin@cam/1", False),
+        ("rtsp://cam:554/Streaming/Channels/101?transportmode=unicast", False),
+    ],
+)
+def test_a_url_holding_a_secret_is_told_apart(url: str, secret: bool) -> None:
+    assert holds_secret(url) is secret
+
+
+@pytest.mark.parametrize("password", ["p@ss:w/rd #%?&", "ü ñ 密码", "a@evil.example:80/"])
+def test_a_password_put_into_a_url_cannot_move_its_host_and_is_redacted(password: str) -> None:
+    from urllib.parse import unquote, urlsplit
+
+    url = with_password("rtsp://admin@cam.example:554/stream1?x=1", password)
+    u = urlsplit(url)
+    assert (u.hostname, u.port, u.path, u.query) == ("cam.example", 554, "/stream1", "x=1")
+    assert unquote(u.password or "") == password and u.username == "admin"
+    assert redact(url) == "rtsp://admin:***@cam.example:554/stream1?x=1"

@@ -52,9 +52,14 @@ def _camera_lines(inv: Inventory, cams: np.ndarray) -> list[str]:
     return [
         f"  - {{id: {json.dumps(inv.camera_id[i])}, source: {_quoted(inv.source(int(i)))}, "
         f"analytics_fps: {float(inv.analytics_fps[i]):g}, "
-        f"location: [{inv.lon[i]:.6f}, {inv.lat[i]:.6f}]}}"
+        f"location: [{inv.lon[i]:.6f}, {inv.lat[i]:.6f}]{_credentials(inv, int(i))}}}"
         for i in cams
     ]
+
+
+def _credentials(inv: Inventory, i: int) -> str:
+    where = inv.secret_file(i)
+    return f", credentials: {{password_file: {_quoted(where)}}}" if where else ""
 
 
 def _config(sid: str, site: str, load: float, capacity: float, settings: str, lines: list[str]) -> str:

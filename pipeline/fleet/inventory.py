@@ -1,8 +1,10 @@
 """The camera inventory and the edge servers, from CSV or YAML, checked row by row.
 
 Inventory columns: ``camera_id, corporation, site, owner, lat, lon, url, codec, width, height, fps``
-and optionally ``analytics_fps`` (default 5). ``owner`` is one of public, petrol_pump, bank, shop,
-residential; ``codec`` h264 or hevc; ``url`` may be a template over the row's fields
+and optionally ``analytics_fps`` (default 5) and ``password_file``: where the edge reads the camera's
+password (a Secret mounted as files; ``/run/secrets/cameras/{camera_id}``). A URL never holds the
+password: the plan writes configs and ConfigMaps, which are not secret. ``owner`` is one of public,
+petrol_pump, bank, shop, residential; ``codec`` h264 or hevc; ``url`` may be a template over the row's fields
 (``rtsp://{camera_id}.{site}.cams.example/stream1``).
 
 Servers: ``server_id, site, capacity`` (camera-equivalents: what ``safecity bench capacity`` sustains,
@@ -24,7 +26,7 @@ import numpy as np
 
 from ..config import read_yaml
 from ..errors import ConfigError
-from ..urls import check_source
+from ..urls import check_source, holds_secret
 
 ID_RE = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
 OWNERS = ("public", "petrol_pump", "bank", "shop", "residential")
@@ -59,6 +61,7 @@ class Inventory:
     fps: np.ndarray
     analytics_fps: np.ndarray
     weight: np.ndarray
+    password_file: list[str]
 
     def __len__(self) -> int:
         return len(self.camera_id)
@@ -67,13 +70,21 @@ class Inventory:
         """Camera ``i``'s stream URL: its template's ``{field}`` names (of the row: camera_id,
         corporation, site, owner, codec) filled in, each value URL-quoted (a space or an @ in a
         corporation's name cannot change the host)."""
-        template = self.url[i]
-        if "{" not in template:
-            return template
         fields = {
             "camera_id": self.camera_id[i], "corporation": self.corporation[i], "site": self.site[i],
             "owner": self.owner[i], "codec": self.codec[i],
         }  # fmt: skip
+        return self._fill(i, "url", self.url[i], fields)
+
+    def secret_file(self, i: int) -> str:
+        """Where camera ``i``'s password is ("" for none): ``{camera_id}`` and ``{site}`` (letters,
+        digits, . _ - only: no way out of the folder) filled in."""
+        return self._fill(i, "password_file", self.password_file[i], {"camera_id": self.camera_id[i],
+                          "site": self.site[i]})  # fmt: skip
+
+    def _fill(self, i: int, column: str, template: str, fields: dict[str, str]) -> str:
+        if "{" not in template:
+            return template
         out = []
         try:
             for text, name, spec, conv in string.Formatter().parse(template):
@@ -84,7 +95,7 @@ class Inventory:
                     raise ValueError(f"{{{name}}}: expected one of {{{'}, {'.join(fields)}}}, bare")
                 out.append(quote(fields[name], safe=""))
         except ValueError as err:
-            raise ConfigError(f"camera {self.camera_id[i]}: url template {template!r}: {err}") from None
+            raise ConfigError(f"camera {self.camera_id[i]}: {column} template {template!r}: {err}") from None
         return "".join(out)
 
 
@@ -183,6 +194,7 @@ def load_inventory(path: Path) -> Inventory:
             "fps": fps,
             "analytics_fps": analytics_fps,
             "weight": weight(int(width), int(height), fps, codec, analytics_fps),
+            "password_file": str(raw.get("password_file") or "").strip(),
         }
         for k, v in values.items():
             cols[k].append(v)
@@ -193,10 +205,20 @@ def load_inventory(path: Path) -> Inventory:
     inv = Inventory(**{k: arrays.get(k, cols[k]) for k in cols})  # type: ignore[arg-type]
     first = 2 if path.suffix.lower() == ".csv" else 1
     for i in range(len(inv)):  # each camera's source as the edge will check it, row by row
+        where = f"{path}: row {i + first}: camera {inv.camera_id[i]}"
         try:
-            check_source(inv.source(i))
+            source = check_source(inv.source(i))
         except ValueError as err:
-            raise ConfigError(f"{path}: row {i + first}: camera {inv.camera_id[i]}: url: {err}") from None
+            raise ConfigError(f"{where}: url: {err}") from None
+        if holds_secret(source):
+            raise ConfigError(
+                f"{where}: url holds a password, and the plan's configs and ConfigMaps are not secret: "
+                "leave it out of the URL and give the column password_file (a Secret mounted as files, "
+                "e.g. /run/secrets/cameras/{camera_id})"
+            )
+        secret = inv.secret_file(i)
+        if secret and (not secret.startswith("/") or ".." in secret.split("/") or not secret.isprintable()):
+            raise ConfigError(f"{where}: password_file {secret!r}: expected an absolute path without '..'")
     return inv
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -25,7 +26,7 @@ from ..config import CameraConfig
 from ..errors import SourceError
 from ..preprocess import color_spec
 from ..types import ColorSpec, Frame, PixelFormat
-from ..urls import redact, scheme
+from ..urls import redact, scheme, with_password
 from .clock import MediaClock
 from .interrupt import interruptible
 from .packets import PacketRing, Recorder
@@ -110,7 +111,7 @@ def describe_error(err: BaseException, *, source: str, live: bool = False) -> st
     """What went wrong with ``source``, in words an operator can act on (no credentials)."""
     text = redact(getattr(err, "strerror", None) or str(err))
     if is_unauthorized(err):
-        return f"{text}: the camera refused the user name or password in the URL"
+        return f"{text}: the camera refused the user name or password"
     mp4 = urlsplit(source).path.lower().endswith((".mp4", ".mov", ".m4v", ".3gp"))
     if (
         not live
@@ -123,6 +124,41 @@ def describe_error(err: BaseException, *, source: str, live: bool = False) -> st
             "or remux it with `-movflags +faststart`)"
         )
     return text
+
+
+MAX_PASSWORD_FILE = 4096
+
+
+def source_url(cam: CameraConfig) -> str:
+    """What is opened for ``cam``: its source, with the password of its ``credentials`` put in,
+    read now (a rotated password is taken at the next reconnect). SourceError (``credentials``)
+    when it cannot be read; the message names the file or variable, never what it holds."""
+    creds = cam.credentials
+    if creds is None:
+        return cam.source
+    if creds.password_file is not None:
+        where = f"credentials.password_file {creds.password_file}"
+        try:
+            with open(creds.password_file, "rb") as f:
+                raw = f.read(MAX_PASSWORD_FILE + 1)
+        except OSError as err:
+            raise SourceError(
+                f"{where}: {err.strerror or err}", camera_id=cam.id, reason="credentials"
+            ) from None
+        if len(raw) > MAX_PASSWORD_FILE:
+            raise SourceError(
+                f"{where}: over {MAX_PASSWORD_FILE} bytes", camera_id=cam.id, reason="credentials"
+            )
+        try:
+            password = raw.decode("utf-8").rstrip("\r\n")
+        except UnicodeDecodeError:
+            raise SourceError(f"{where}: not UTF-8 text", camera_id=cam.id, reason="credentials") from None
+    else:
+        where = f"credentials.password_env {creds.password_env}"
+        password = os.environ.get(creds.password_env or "", "")
+    if not password:
+        raise SourceError(f"{where}: empty or unset", camera_id=cam.id, reason="credentials")
+    return with_password(cam.source, password, creds.username)
 
 
 def open_container(cam: CameraConfig) -> av.container.InputContainer:
@@ -143,7 +179,7 @@ def open_container(cam: CameraConfig) -> av.container.InputContainer:
     started = time.monotonic()
     try:
         container = av.open(
-            cam.source, options=options, timeout=(cam.open_timeout_seconds, cam.read_timeout_seconds)
+            source_url(cam), options=options, timeout=(cam.open_timeout_seconds, cam.read_timeout_seconds)
         )
     except (av.error.FFmpegError, OSError) as err:
         if time.monotonic() - started >= cam.open_timeout_seconds * 0.9:
