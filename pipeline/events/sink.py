@@ -88,10 +88,10 @@ class SinkMetrics:
         )
         self.store_ok = Gauge(
             "safecity_sink_store_ok",
-            "0 while the store refuses writes (events are not acknowledged)",
+            "1 once the store is open and migrated; 0 before, and while it refuses writes (events are not "
+            "acknowledged)",
             registry=registry,
         )
-        self.store_ok.set(1)
         self.store_errors = Counter(
             "safecity_sink_store_errors_total",
             "Batches the store refused (full disk, I/O error)",
@@ -205,6 +205,7 @@ class Sink:
             self.error = err
             self.ready.set()
             return
+        self.metrics.store_ok.set(1)  # (a replica's readiness: before this its store may lack its tables)
         try:
             clip_store = ClipStore(self.clips_path, max_bytes=self.clips_max_bytes)
             clip_store.ensure()
