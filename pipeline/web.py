@@ -7,8 +7,10 @@ reach a route, before any of it is read:
 - a body over the limit, whether it says so (``Content-Length``) or streams past it: 413;
 - a body that is not JSON where JSON is expected (``json_only``): 415.
 
-uvicorn brings what ``http.server`` lacked: a real listen backlog (2,048), keep-alive and request
-timeouts, bounded headers, concurrency on an event loop instead of a thread per connection.
+uvicorn brings what ``http.server`` lacked: a real listen backlog (2,048), keep-alive timeouts,
+bounded headers, concurrency on an event loop instead of a thread per connection. What it lacks, a
+deadline on reading a request (a client that sends half its headers, or a body shorter than its
+``Content-Length``, would hold its connection for ever), ``_ReadDeadline`` adds.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 BACKLOG = 2048
+READ_DEADLINE_S = 10.0  # a request's headers, and its body, each within this (up to twice it)
+MAX_CONNECTIONS = 4096  # open at once; more are answered 503 at once (uvicorn's limit_concurrency)
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
@@ -164,6 +168,48 @@ def numeric_host(value: str) -> bool:
     return True
 
 
+def _read_deadline_protocol() -> type:
+    """uvicorn's HTTP/1.1 protocol, with a connection closed when, at two checks in a row, its client
+    owed the same part of a request (the headers, or the body), or had read nothing of what it was
+    sent (its answers wait, paused, for a client that never reads them): slow clients cannot pile up."""
+    import h11
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class _ReadDeadline(H11Protocol):
+        def connection_made(self, transport: Any) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            self._owed: tuple[Any, Any] | None = None
+            self._drained = 0  # how often the client's reading let a paused answer go on
+            self._seen: tuple[bool, int] = (False, 0)
+            self._watch = self.loop.call_later(READ_DEADLINE_S, self._check)
+
+        def resume_writing(self) -> None:
+            self._drained += 1
+            super().resume_writing()
+
+        def _check(self) -> None:
+            if self.transport.is_closing():
+                return
+            owed = (self.conn.their_state, self.cycle)
+            sending = owed[0] in (h11.IDLE, h11.SEND_BODY) and owed == self._owed
+            reading = self.flow.write_paused and self._seen == (True, self._drained)
+            if sending or reading:
+                log.debug(
+                    "closing a connection whose client %s",
+                    "sent no whole request" if sending else "reads nothing",
+                )
+                self.transport.close()
+                return
+            self._owed, self._seen = owed, (self.flow.write_paused, self._drained)
+            self._watch = self.loop.call_later(READ_DEADLINE_S, self._check)
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._watch.cancel()
+            super().connection_lost(exc)
+
+    return _ReadDeadline
+
+
 class Served:
     """An ASGI app served by uvicorn on its own thread, on a socket bound here (so a port of 0 is
     known at once, and a port that cannot be taken is an error before anything starts)."""
@@ -188,6 +234,9 @@ class Served:
             access_log=False,
             lifespan="off",
             backlog=BACKLOG,
+            http=_read_deadline_protocol(),
+            proxy_headers=False,  # (else a loopback client names its own address in X-Forwarded-For)
+            limit_concurrency=MAX_CONNECTIONS,
             timeout_keep_alive=5,
             timeout_graceful_shutdown=3,
             h11_max_incomplete_event_size=64 * 1024,  # headers
